@@ -1,0 +1,15 @@
+// The addon's entry point: registration only.
+#include <napi.h>
+
+#include "engine_wrap.h"
+
+namespace {
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeEngine", kc::addon::EngineWrap::Define(env));
+  exports.Set("loadEngine", Napi::Function::New(env, kc::addon::LoadEngine));
+  exports.Set("measureReadBandwidth", Napi::Function::New(env, kc::addon::MeasureReadBandwidth));
+  return exports;
+}
+}  // namespace
+
+NODE_API_MODULE(kcache_engine, Init)

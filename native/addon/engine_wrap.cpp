@@ -1,0 +1,278 @@
+#include "engine_wrap.h"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kcache/membw.h"
+
+namespace kc::addon {
+
+namespace {
+
+Napi::FunctionReference* g_constructor = nullptr;
+
+std::vector<int32_t> int32_field(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw Napi::TypeError::New(o.Env(), std::string("step: ") + key + " must be an Int32Array");
+  Napi::Int32Array a = v.As<Napi::Int32Array>();
+  return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
+}
+
+double num_field(const Napi::Object& o, const char* key, double dflt, bool required = false) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (required) throw Napi::TypeError::New(o.Env(), std::string("model config: ") + key + " is required");
+    return dflt;
+  }
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("model config: ") + key + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+EngineOptions parse_options(const Napi::Object& o) {
+  Napi::Env env = o.Env();
+  EngineOptions opts;
+  if (!o.Get("config").IsObject()) throw Napi::TypeError::New(env, "loadEngine: config must be an object");
+  Napi::Object c = o.Get("config").As<Napi::Object>();
+  ModelConfig& m = opts.config;
+  m.dim = static_cast<int>(num_field(c, "dim", 0, true));
+  m.hidden_dim = static_cast<int>(num_field(c, "hiddenDim", 0, true));
+  m.n_layers = static_cast<int>(num_field(c, "nLayers", 0, true));
+  m.n_heads = static_cast<int>(num_field(c, "nHeads", 0, true));
+  m.n_kv_heads = static_cast<int>(num_field(c, "nKvHeads", 0, true));
+  m.head_dim = static_cast<int>(num_field(c, "headDim", 0, true));
+  m.vocab_size = static_cast<int>(num_field(c, "vocabSize", 0, true));
+  m.max_seq_len = static_cast<int>(num_field(c, "maxSeqLen", 0, true));
+  m.norm_eps = static_cast<float>(num_field(c, "normEps", 1e-5));
+  m.qkv_bias = c.Get("qkvBias").ToBoolean().Value();
+  if (!c.Get("rope").IsObject()) throw Napi::TypeError::New(env, "model config: rope must be an object");
+  Napi::Object r = c.Get("rope").As<Napi::Object>();
+  const std::string style = r.Get("style").ToString().Utf8Value();
+  if (style == "interleaved") m.rope.style = RopeStyle::Interleaved;
+  else if (style == "half-split") m.rope.style = RopeStyle::HalfSplit;
+  else throw Napi::TypeError::New(env, "model config: rope.style must be 'interleaved' or 'half-split'");
+  m.rope.theta = num_field(r, "theta", 10000.0);
+  m.rope.llama3_factor = num_field(r, "llama3Factor", 0.0);
+  m.rope.llama3_low_freq_factor = num_field(r, "llama3LowFreqFactor", 1.0);
+  m.rope.llama3_high_freq_factor = num_field(r, "llama3HighFreqFactor", 4.0);
+  m.rope.llama3_original_max_pos = num_field(r, "llama3OriginalMaxPos", 8192.0);
+
+  opts.num_blocks = static_cast<int>(num_field(o, "numBlocks", 0, true));
+  opts.block_size = static_cast<int>(num_field(o, "blockSize", 16));
+  opts.threads = static_cast<int>(num_field(o, "threads", 0));
+
+  if (!o.Get("tensors").IsArray()) throw Napi::TypeError::New(env, "loadEngine: tensors must be an array");
+  Napi::Array ts = o.Get("tensors").As<Napi::Array>();
+  for (uint32_t i = 0; i < ts.Length(); ++i) {
+    Napi::Object t = ts.Get(i).As<Napi::Object>();
+    TensorSpec s;
+    s.name = t.Get("name").ToString().Utf8Value();
+    if (!parse_dtype(t.Get("dtype").ToString().Utf8Value(), &s.dtype))
+      throw Napi::TypeError::New(env, "tensor " + s.name + ": unsupported dtype " + t.Get("dtype").ToString().Utf8Value());
+    s.rows = static_cast<int64_t>(num_field(t, "rows", 0, true));
+    s.cols = static_cast<int64_t>(num_field(t, "cols", 0, true));
+    if (t.Get("file").IsString()) {
+      s.file = t.Get("file").As<Napi::String>().Utf8Value();
+      s.offset = static_cast<uint64_t>(num_field(t, "offset", 0, true));
+    } else {
+      s.seed = static_cast<uint64_t>(num_field(t, "seed", 0));
+      s.scale = static_cast<float>(num_field(t, "scale", 0, true));
+      s.shift = static_cast<float>(num_field(t, "shift", 0));
+    }
+    opts.tensors.push_back(std::move(s));
+  }
+  return opts;
+}
+
+class LoadWorker : public Napi::AsyncWorker {
+ public:
+  LoadWorker(Napi::Env env, EngineOptions opts)
+      : Napi::AsyncWorker(env), opts_(std::move(opts)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      engine_ = Engine::create(opts_);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Object obj = g_constructor->New({Napi::External<Engine>::New(env, engine_.release())});
+    deferred_.Resolve(obj);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  EngineOptions opts_;
+  std::unique_ptr<Engine> engine_;
+  Napi::Promise::Deferred deferred_;
+};
+
+class StepWorker : public Napi::AsyncWorker {
+ public:
+  StepWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput in)
+      : Napi::AsyncWorker(env), wrap_(wrap), in_(std::move(in)), deferred_(Napi::Promise::Deferred::New(env)) {
+    self_ = Napi::Persistent(self);  // keeps the engine alive until the step finishes
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      out_ = wrap_->engine()->step(in_);
+    } catch (const InvalidInput& e) {
+      invalid_ = true;
+      SetError(e.what());
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    wrap_->busy().store(false);
+    Napi::Env env = Env();
+    Napi::Float32Array logits = Napi::Float32Array::New(env, out_.logits.size());
+    std::copy(out_.logits.begin(), out_.logits.end(), logits.Data());
+    deferred_.Resolve(logits);
+  }
+  void OnError(const Napi::Error& e) override {
+    wrap_->busy().store(false);
+    Napi::Object err = e.Value();
+    err.Set("code", invalid_ ? "ERR_INVALID_INPUT" : "ERR_ENGINE");
+    deferred_.Reject(err);
+  }
+
+ private:
+  EngineWrap* wrap_;
+  Napi::ObjectReference self_;
+  StepInput in_;
+  StepOutput out_;
+  bool invalid_ = false;
+  Napi::Promise::Deferred deferred_;
+};
+
+class BandwidthWorker : public Napi::AsyncWorker {
+ public:
+  BandwidthWorker(Napi::Env env, size_t bytes, int threads)
+      : Napi::AsyncWorker(env), bytes_(bytes), threads_(threads), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override { result_ = measure_read_bandwidth(bytes_, threads_); }
+  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), result_)); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  size_t bytes_;
+  int threads_;
+  double result_ = 0;
+  Napi::Promise::Deferred deferred_;
+};
+
+}  // namespace
+
+Napi::Value MeasureReadBandwidth(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber())
+    throw Napi::TypeError::New(env, "measureReadBandwidth(bytes, threads): two numbers");
+  auto* w = new BandwidthWorker(env, static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue()),
+                                info[1].As<Napi::Number>().Int32Value());
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Function EngineWrap::Define(Napi::Env env) {
+  Napi::Function f = DefineClass(env, "NativeEngine",
+                                 {InstanceMethod<&EngineWrap::Step>("step"), InstanceMethod<&EngineWrap::Info>("info"),
+                                  InstanceMethod<&EngineWrap::ReadWeight>("readWeight"),
+                                  InstanceMethod<&EngineWrap::ReadWeightRaw>("readWeightRaw"),
+                                  InstanceMethod<&EngineWrap::Dispose>("dispose")});
+  g_constructor = new Napi::FunctionReference(Napi::Persistent(f));
+  return f;
+}
+
+EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+  if (info.Length() != 1 || !info[0].IsExternal())
+    throw Napi::TypeError::New(info.Env(), "NativeEngine is created by loadEngine()");
+  engine_.reset(info[0].As<Napi::External<Engine>>().Data());
+}
+
+Napi::Value EngineWrap::Step(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!engine_) throw Napi::Error::New(env, "engine is disposed");
+  if (info.Length() != 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "step(batch): batch must be an object");
+  Napi::Object b = info[0].As<Napi::Object>();
+  StepInput in;
+  in.tokens = int32_field(b, "tokens");
+  in.positions = int32_field(b, "positions");
+  in.row_seq = int32_field(b, "rowSeq");
+  in.block_tables = int32_field(b, "blockTables");
+  in.table_offset = int32_field(b, "tableOffset");
+  in.table_length = int32_field(b, "tableLength");
+  in.output_rows = int32_field(b, "outputRows");
+  bool expected = false;
+  if (!busy_.compare_exchange_strong(expected, true))
+    throw Napi::Error::New(env, "engine step already in flight: one step at a time");
+  auto* w = new StepWorker(env, this, info.This().As<Napi::Object>(), std::move(in));
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!engine_) throw Napi::Error::New(env, "engine is disposed");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("backend", engine_->backend_name());
+  o.Set("threads", engine_->threads());
+  o.Set("numBlocks", engine_->num_blocks());
+  o.Set("blockSize", engine_->block_size());
+  o.Set("kvBytesPerBlock", static_cast<double>(engine_->kv_bytes_per_block()));
+  o.Set("weightBytes", static_cast<double>(engine_->weight_bytes()));
+  return o;
+}
+
+Napi::Value EngineWrap::ReadWeight(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!engine_) throw Napi::Error::New(env, "engine is disposed");
+  if (info.Length() != 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "readWeight(name): name must be a string");
+  try {
+    std::vector<float> w = engine_->read_weight(info[0].As<Napi::String>().Utf8Value());
+    Napi::Float32Array a = Napi::Float32Array::New(env, w.size());
+    std::copy(w.begin(), w.end(), a.Data());
+    return a;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+Napi::Value EngineWrap::ReadWeightRaw(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!engine_) throw Napi::Error::New(env, "engine is disposed");
+  if (info.Length() != 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "readWeightRaw(name): name must be a string");
+  try {
+    Tensor t = engine_->host_weight(info[0].As<Napi::String>().Utf8Value());
+    Napi::Uint8Array a = Napi::Uint8Array::New(env, t.bytes());
+    std::memcpy(a.Data(), t.data, t.bytes());
+    return a;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+Napi::Value EngineWrap::Dispose(const Napi::CallbackInfo& info) {
+  if (busy_.load()) throw Napi::Error::New(info.Env(), "cannot dispose while a step is in flight");
+  engine_.reset();
+  return info.Env().Undefined();
+}
+
+Napi::Value LoadEngine(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "loadEngine(options): options must be an object");
+  auto* w = new LoadWorker(env, parse_options(info[0].As<Napi::Object>()));
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+}  // namespace kc::addon

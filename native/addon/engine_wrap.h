@@ -1,0 +1,35 @@
+#pragma once
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+
+#include "kcache/engine.h"
+
+namespace kc::addon {
+
+// JS handle to a loaded engine. Created only by loadEngine(); every slow call runs on the
+// libuv pool through an AsyncWorker and resolves a Promise.
+class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit EngineWrap(const Napi::CallbackInfo& info);
+
+  Engine* engine() { return engine_.get(); }
+  std::atomic<bool>& busy() { return busy_; }
+
+ private:
+  Napi::Value Step(const Napi::CallbackInfo& info);
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value ReadWeight(const Napi::CallbackInfo& info);
+  Napi::Value ReadWeightRaw(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+
+  std::unique_ptr<Engine> engine_;
+  std::atomic<bool> busy_{false};
+};
+
+Napi::Value LoadEngine(const Napi::CallbackInfo& info);
+Napi::Value MeasureReadBandwidth(const Napi::CallbackInfo& info);
+
+}  // namespace kc::addon

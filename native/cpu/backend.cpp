@@ -1,0 +1,75 @@
+// The CPU backend: host memory, the thread pool, and the op table chosen at run time.
+#include "kcache/cpu_backend.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "ops.h"
+
+namespace kc {
+
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads) : pool_(threads), ctx_{pool_, active_kernels()} {
+    name_ = std::string("cpu/") + ctx_.k.name;
+  }
+
+  const char* name() const override { return name_.c_str(); }
+  bool supports_op(Op, DType) const override { return true; }
+
+  void* alloc(size_t bytes) override {
+    // 64-byte alignment for vector loads; pages are touched only when written.
+    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  void release(void* p) override { std::free(p); }
+  void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  Tensor place_weight(const Tensor& host) override { return host; }
+  void synchronize() override {}
+
+  void embedding(float* out, const Tensor& table, const int32_t* tokens, int n) override {
+    cpu::embedding(ctx_, out, table, tokens, n);
+  }
+  void rmsnorm(float* out, const float* x, const float* w, int rows, int dim, float eps) override {
+    cpu::rmsnorm(ctx_, out, x, w, rows, dim, eps);
+  }
+  void matmul(float* out, const float* x, int rows, const Tensor& w, const float* bias) override {
+    cpu::matmul(ctx_, out, x, rows, w, bias);
+  }
+  void rope(float* x, const int32_t* pos, int rows, int n_heads, int head_dim, const RopeParams& p) override {
+    cpu::rope(ctx_, x, pos, rows, n_heads, head_dim, p);
+  }
+  void swiglu(float* out, const float* gate, const float* up, size_t n) override {
+    cpu::swiglu(ctx_, out, gate, up, n);
+  }
+  void add(float* x, const float* y, size_t n) override { cpu::add(ctx_, x, y, n); }
+  void get_rows(float* out, const float* x, const int32_t* idx, int n, int dim) override {
+    cpu::get_rows(ctx_, out, x, idx, n, dim);
+  }
+  void kv_store(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots, int rows,
+                int kv_dim) override {
+    cpu::kv_store(ctx_, k_cache, v_cache, k, v, slots, rows, kv_dim);
+  }
+  void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
+                 const AttentionBatch& b) override {
+    cpu::attention(ctx_, out, q, k_cache, v_cache, b);
+  }
+
+  ThreadPool& pool() { return pool_; }
+
+ private:
+  ThreadPool pool_;
+  cpu::Ctx ctx_;
+  std::string name_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
+
+}  // namespace kc

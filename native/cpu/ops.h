@@ -1,0 +1,38 @@
+// CPU implementations of the ops in kcache/backend.h, one file each.
+#pragma once
+#include "kcache/backend.h"
+#include "kernels.h"
+#include "thread_pool.h"
+
+namespace kc::cpu {
+
+struct Ctx {
+  ThreadPool& pool;
+  const Kernels& k;
+};
+
+void embedding(Ctx& c, float* out, const Tensor& table, const int32_t* tokens, int n);
+void rmsnorm(Ctx& c, float* out, const float* x, const float* w, int rows, int dim, float eps);
+void matmul(Ctx& c, float* out, const float* x, int rows, const Tensor& w, const float* bias);
+void rope(Ctx& c, float* x, const int32_t* pos, int rows, int n_heads, int head_dim, const RopeParams& p);
+void swiglu(Ctx& c, float* out, const float* gate, const float* up, size_t n);
+void add(Ctx& c, float* x, const float* y, size_t n);
+void get_rows(Ctx& c, float* out, const float* x, const int32_t* idx, int n, int dim);
+void kv_store(Ctx& c, float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots,
+              int rows, int kv_dim);
+void attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_cache,
+               const AttentionBatch& b);
+
+// Splits [0, n) into chunks of `grain` and runs them on the pool.
+template <typename F>
+void parallel_ranges(Ctx& c, size_t n, size_t grain, F&& f) {
+  if (n == 0) return;
+  int tasks = static_cast<int>((n + grain - 1) / grain);
+  c.pool.parallel_for(tasks, [&](int task, int) {
+    size_t b = static_cast<size_t>(task) * grain;
+    size_t e = b + grain < n ? b + grain : n;
+    f(b, e);
+  });
+}
+
+}  // namespace kc::cpu

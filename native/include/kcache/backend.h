@@ -1,0 +1,85 @@
+// The engine's op interface. Every backend (cpu/, later cuda/) implements this closed list
+// of ops over buffers it allocated itself; the forward pass (engine/forward.cpp) calls only
+// these, so a new backend changes no caller. Pointers passed to ops are backend memory
+// (host memory on the CPU backend, device memory on CUDA).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "kcache/types.h"
+
+namespace kc {
+
+#define KC_OPS(X) \
+  X(embedding)    \
+  X(rmsnorm)      \
+  X(matmul)       \
+  X(rope)         \
+  X(swiglu)       \
+  X(add)          \
+  X(get_rows)     \
+  X(kv_store)     \
+  X(attention)
+
+enum class Op : int {
+#define KC_OP_ENUM(name) name,
+  KC_OPS(KC_OP_ENUM)
+#undef KC_OP_ENUM
+};
+
+// Describes one batched attention call: `rows` query rows, each belonging to a sequence whose
+// keys/values live in the paged cache at the blocks its block table names. Row r attends to
+// positions [0, pos[r]] of its sequence (causal). All arrays are backend memory.
+struct AttentionBatch {
+  int rows = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int block_size = 0;
+  float scale = 1.0f;
+  const int32_t* row_pos = nullptr;       // [rows]
+  const int32_t* row_seq = nullptr;       // [rows]
+  const int32_t* block_tables = nullptr;  // all sequences' tables, concatenated
+  const int32_t* table_offset = nullptr;  // [n_seqs] start of each table in block_tables
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual bool supports_op(Op op, DType weight_dtype) const = 0;
+
+  // Memory owned by the backend.
+  virtual void* alloc(size_t bytes) = 0;
+  virtual void release(void* p) = 0;
+  virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
+  // Where a host-resident weight must live to be used by this backend's ops. The CPU backend
+  // uses host memory as is; a device backend copies it.
+  virtual Tensor place_weight(const Tensor& host) = 0;
+  virtual void synchronize() = 0;
+
+  // out[n, dim] = table[tokens[n], :] (converted to f32)
+  virtual void embedding(float* out, const Tensor& table, const int32_t* tokens, int n) = 0;
+  // out[r, :] = x[r, :] / rms(x[r, :]) * w
+  virtual void rmsnorm(float* out, const float* x, const float* w, int rows, int dim, float eps) = 0;
+  // out[r, o] = sum_k x[r, k] * w[o, k] (+ bias[o]); fp32 accumulation for every weight dtype.
+  virtual void matmul(float* out, const float* x, int rows, const Tensor& w, const float* bias) = 0;
+  // Rotates each head of x[r, n_heads * head_dim] by position pos[r].
+  virtual void rope(float* x, const int32_t* pos, int rows, int n_heads, int head_dim,
+                    const RopeParams& p) = 0;
+  // out[i] = silu(gate[i]) * up[i]
+  virtual void swiglu(float* out, const float* gate, const float* up, size_t n) = 0;
+  // x[i] += y[i]
+  virtual void add(float* x, const float* y, size_t n) = 0;
+  // out[i, :] = x[idx[i], :]
+  virtual void get_rows(float* out, const float* x, const int32_t* idx, int n, int dim) = 0;
+  // Writes k[r], v[r] into cache slot slots[r] (slot = block * block_size + offset).
+  virtual void kv_store(float* k_cache, float* v_cache, const float* k, const float* v,
+                        const int32_t* slots, int rows, int kv_dim) = 0;
+  // out[r, h * head_dim ..] = softmax(q·Kᵀ * scale) V over the row's cached context.
+  virtual void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
+                         const AttentionBatch& b) = 0;
+};
+
+}  // namespace kc

@@ -1,0 +1,72 @@
+// The engine: model weights, a paged KV cache, and one batched forward step.
+// The caller (packages/engine, driven by the worker's scheduler) owns block allocation: every
+// step names, for each sequence, the cache blocks that hold its tokens.
+#pragma once
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kcache/backend.h"
+#include "kcache/types.h"
+
+namespace kc {
+
+// Where one weight tensor comes from: a region of a file (memory-mapped), or deterministic
+// random values (dummy models).
+struct TensorSpec {
+  std::string name;
+  DType dtype = DType::F32;
+  int64_t rows = 0, cols = 0;
+  std::string file;      // non-empty: mapped from file at `offset`
+  uint64_t offset = 0;
+  uint64_t seed = 0;     // random: uniform in [shift - scale, shift + scale]
+  float scale = 0.0f;
+  float shift = 0.0f;
+};
+
+struct EngineOptions {
+  ModelConfig config;
+  std::vector<TensorSpec> tensors;
+  int num_blocks = 0;
+  int block_size = 16;
+  int threads = 0;  // 0: all hardware threads
+};
+
+// One batched step. Rows are the new tokens of every sequence, concatenated.
+struct StepInput {
+  std::vector<int32_t> tokens;        // [rows]
+  std::vector<int32_t> positions;     // [rows] absolute position of each token in its sequence
+  std::vector<int32_t> row_seq;       // [rows] which sequence each row belongs to
+  std::vector<int32_t> block_tables;  // concatenated block tables
+  std::vector<int32_t> table_offset;  // [n_seqs]
+  std::vector<int32_t> table_length;  // [n_seqs]
+  std::vector<int32_t> output_rows;   // rows whose logits are returned, in order
+};
+
+struct StepOutput {
+  std::vector<float> logits;  // [output_rows, vocab]
+};
+
+class InvalidInput : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Engine {
+ public:
+  static std::unique_ptr<Engine> create(const EngineOptions& opts);  // throws std::runtime_error
+  virtual ~Engine() = default;
+  virtual StepOutput step(const StepInput& in) = 0;  // throws InvalidInput on bad input
+  virtual std::vector<float> read_weight(const std::string& name) const = 0;  // converted to f32
+  virtual Tensor host_weight(const std::string& name) const = 0;              // as stored
+  virtual const ModelConfig& config() const = 0;
+  virtual const char* backend_name() const = 0;
+  virtual int threads() const = 0;
+  virtual int num_blocks() const = 0;
+  virtual int block_size() const = 0;
+  virtual size_t kv_bytes_per_block() const = 0;
+  virtual size_t weight_bytes() const = 0;
+};
+
+}  // namespace kc

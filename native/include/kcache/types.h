@@ -1,0 +1,63 @@
+// Plain data types shared by every backend: weight dtypes, tensor views, model hyperparameters.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace kc {
+
+enum class DType : int { F32 = 0, BF16 = 1, F16 = 2 };
+
+inline size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
+const char* dtype_name(DType t);
+bool parse_dtype(const std::string& s, DType* out);
+
+// A read-only 2-D weight, row-major: rows = output features, cols = input features.
+// `data` points into memory owned by the backend (a mapped file, a host buffer, device memory).
+struct Tensor {
+  const void* data = nullptr;
+  DType dtype = DType::F32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  size_t bytes() const { return static_cast<size_t>(rows * cols) * dtype_size(dtype); }
+};
+
+enum class RopeStyle : int {
+  Interleaved = 0,  // llama2.c / Meta: elements (2i, 2i+1) rotate together
+  HalfSplit = 1,    // Hugging Face rotate_half: elements (i, i + head_dim/2) rotate together
+};
+
+struct RopeParams {
+  RopeStyle style = RopeStyle::Interleaved;
+  double theta = 10000.0;
+  // Llama-3 frequency scaling ("rope_type": "llama3"); off when factor <= 0.
+  double llama3_factor = 0.0;
+  double llama3_low_freq_factor = 1.0;
+  double llama3_high_freq_factor = 4.0;
+  double llama3_original_max_pos = 8192.0;
+};
+
+struct ModelConfig {
+  int dim = 0;          // residual stream width
+  int hidden_dim = 0;   // FFN width
+  int n_layers = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;   // grouped-query attention: n_heads % n_kv_heads == 0
+  int head_dim = 0;
+  int vocab_size = 0;
+  int max_seq_len = 0;
+  float norm_eps = 1e-5f;
+  bool qkv_bias = false;  // Qwen2
+  RopeParams rope;
+
+  int q_dim() const { return n_heads * head_dim; }
+  int kv_dim() const { return n_kv_heads * head_dim; }
+};
+
+// Scalar dtype conversions (round-to-nearest-even), used by the portable paths and loaders.
+float bf16_to_f32(uint16_t h);
+uint16_t f32_to_bf16(float f);
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+
+}  // namespace kc

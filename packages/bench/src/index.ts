@@ -1,0 +1,2 @@
+export { decodeWeightBytes, type EngineBenchOptions, type EngineBenchResult, formatEngineBench, runEngineBench } from './engine-bench.js';
+export { writeGguf } from './gguf.js';

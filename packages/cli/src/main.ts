@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+import { ModelLoadError } from '@kcache/engine';
+import { UsageError } from './args.js';
+import { BENCH_USAGE, benchCommand } from './commands/bench.js';
+import { GENERATE_USAGE, generateCommand } from './commands/generate.js';
+
+const USAGE = `usage:
+  ${GENERATE_USAGE}
+  ${BENCH_USAGE}`;
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'generate':
+      return generateCommand(rest);
+    case 'bench':
+      return benchCommand(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(`${USAGE}\n`);
+      return;
+    default:
+      throw new UsageError(`unknown command '${command}' (try: kcache help)`);
+  }
+}
+
+main(process.argv.slice(2)).catch((e: unknown) => {
+  const err = e as Error & { code?: string };
+  // Mistakes in what the user gave are one readable line; anything else is a bug and keeps its stack.
+  const oneLine =
+    e instanceof UsageError || e instanceof ModelLoadError || e instanceof RangeError || err.code?.startsWith('ERR_PARSE_ARGS');
+  process.stderr.write(oneLine ? `kcache: ${err.message.split('\n')[0]}\n` : `kcache: ${err.stack ?? err.message}\n`);
+  process.exitCode = e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1;
+});

@@ -1,0 +1,102 @@
+// The one place that knows a native addon exists. Its whole surface is described here.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeRope {
+  style: 'interleaved' | 'half-split';
+  theta: number;
+  llama3Factor?: number;
+  llama3LowFreqFactor?: number;
+  llama3HighFreqFactor?: number;
+  llama3OriginalMaxPos?: number;
+}
+
+export interface NativeModelConfig {
+  dim: number;
+  hiddenDim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  maxSeqLen: number;
+  normEps: number;
+  qkvBias: boolean;
+  rope: NativeRope;
+}
+
+export type WeightDType = 'f32' | 'bf16' | 'f16';
+
+/** A weight tensor: a region of a file (memory-mapped) or deterministic random values. */
+export type NativeTensorSpec = {
+  name: string;
+  dtype: WeightDType;
+  rows: number;
+  cols: number;
+} & ({ file: string; offset: number } | { seed: number; scale: number; shift?: number });
+
+export interface NativeLoadOptions {
+  config: NativeModelConfig;
+  tensors: NativeTensorSpec[];
+  numBlocks: number;
+  blockSize: number;
+  threads?: number;
+}
+
+/** One batched step; rows are the new tokens of all sequences, concatenated. */
+export interface NativeStepBatch {
+  tokens: Int32Array;
+  positions: Int32Array;
+  rowSeq: Int32Array;
+  blockTables: Int32Array;
+  tableOffset: Int32Array;
+  tableLength: Int32Array;
+  outputRows: Int32Array;
+}
+
+export interface NativeEngineInfo {
+  backend: string;
+  threads: number;
+  numBlocks: number;
+  blockSize: number;
+  kvBytesPerBlock: number;
+  weightBytes: number;
+}
+
+export interface NativeEngine {
+  /** Resolves to logits (outputRows.length × vocab). Rejects with code ERR_INVALID_INPUT on bad input. */
+  step(batch: NativeStepBatch): Promise<Float32Array>;
+  info(): NativeEngineInfo;
+  readWeight(name: string): Float32Array;
+  /** The tensor's bytes as stored (f32, bf16 or f16). */
+  readWeightRaw(name: string): Uint8Array;
+  dispose(): void;
+}
+
+interface Addon {
+  loadEngine(options: NativeLoadOptions): Promise<NativeEngine>;
+  /** Best-of-several read bandwidth in bytes/s over a buffer of `bytes`, with `threads` threads. */
+  measureReadBandwidth(bytes: number, threads: number): Promise<number>;
+}
+
+function addonPath(): string {
+  const fromEnv = process.env.KCACHE_ADDON;
+  if (fromEnv) return fromEnv;
+  // packages/engine/{src,dist}/addon.* -> repo root
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  return resolve(root, 'native', 'build', 'Release', 'kcache_engine.node');
+}
+
+let cached: Addon | undefined;
+
+export function addon(): Addon {
+  if (cached) return cached;
+  const path = addonPath();
+  if (!existsSync(path)) {
+    throw new Error(`native engine not built: ${path} is missing (run \`pnpm build\`)`);
+  }
+  cached = createRequire(import.meta.url)(path) as Addon;
+  return cached;
+}

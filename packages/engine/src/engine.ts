@@ -1,0 +1,147 @@
+import { addon, type NativeEngine, type NativeEngineInfo } from './addon.js';
+import { InvalidStepError, ModelLoadError } from './errors.js';
+import type { ModelSpec } from './models/spec.js';
+
+export interface EngineOptions {
+  /** Tokens per KV block (default 16). */
+  blockSize?: number;
+  /** Blocks in the KV pool; default: as many as fit in kvCacheBytes. */
+  numBlocks?: number;
+  /** KV pool budget when numBlocks is not given (default 1 GiB). */
+  kvCacheBytes?: number;
+  /** Compute threads (default: all hardware threads). */
+  threads?: number;
+}
+
+/** One sequence's part of a batched step. */
+export interface SequenceChunk {
+  /** New tokens: a prefill chunk, or one decode token. */
+  tokens: ArrayLike<number>;
+  /** Position of tokens[0] in the sequence; earlier positions must already be in the cache. */
+  startPos: number;
+  /** Cache blocks of the whole sequence so far (block i holds positions [i*B, (i+1)*B)). */
+  blockTable: ArrayLike<number>;
+  /** Return logits for every new token (scoring), not only the last. */
+  allLogits?: boolean;
+}
+
+export interface EngineInfo extends NativeEngineInfo {
+  modelId: string;
+  vocabSize: number;
+  maxSeqLen: number;
+}
+
+export const DEFAULT_BLOCK_SIZE = 16;
+
+/**
+ * The native engine for one model. `step` runs off the JavaScript thread; one step is in flight
+ * at a time (a second call rejects). The caller owns KV block allocation.
+ */
+export class Engine {
+  private constructor(
+    private readonly native: NativeEngine,
+    readonly model: ModelSpec,
+  ) {}
+
+  static async load(model: ModelSpec, opts: EngineOptions = {}): Promise<Engine> {
+    const c = model.config;
+    const blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
+    if (!Number.isInteger(blockSize) || blockSize < 1 || blockSize > 1024)
+      throw new RangeError(`blockSize must be an integer in 1..1024, got ${blockSize}`);
+    const bytesPerBlock = blockSize * c.nKvHeads * c.headDim * 4 * 2 * c.nLayers;
+    const numBlocks = opts.numBlocks ?? Math.max(1, Math.floor((opts.kvCacheBytes ?? 2 ** 30) / bytesPerBlock));
+    try {
+      const native = await addon().loadEngine({ config: c, tensors: model.tensors, numBlocks, blockSize, threads: opts.threads ?? 0 });
+      return new Engine(native, model);
+    } catch (e) {
+      throw new ModelLoadError(`${model.id}: ${(e as Error).message}`);
+    }
+  }
+
+  info(): EngineInfo {
+    return {
+      ...this.native.info(),
+      modelId: this.model.id,
+      vocabSize: this.model.config.vocabSize,
+      maxSeqLen: this.model.config.maxSeqLen,
+    };
+  }
+
+  get vocabSize(): number {
+    return this.model.config.vocabSize;
+  }
+
+  /**
+   * Runs one batched forward step. Returns, per sequence, its logits: one row (last new token)
+   * or one row per new token when allLogits is set, as a (rows × vocab) Float32Array.
+   */
+  async step(chunks: readonly SequenceChunk[]): Promise<Float32Array[]> {
+    const rows = chunks.reduce((n, c) => n + c.tokens.length, 0);
+    const tableLen = chunks.reduce((n, c) => n + c.blockTable.length, 0);
+    const tokens = new Int32Array(rows);
+    const positions = new Int32Array(rows);
+    const rowSeq = new Int32Array(rows);
+    const blockTables = new Int32Array(tableLen);
+    const tableOffset = new Int32Array(chunks.length);
+    const tableLength = new Int32Array(chunks.length);
+    const outputRows: number[] = [];
+    const rowsOut: number[] = [];
+    let r = 0;
+    let t = 0;
+    chunks.forEach((c, s) => {
+      if (c.tokens.length === 0) throw new InvalidStepError(`chunks[${s}].tokens is empty`);
+      for (let i = 0; i < c.tokens.length; i++, r++) {
+        tokens[r] = c.tokens[i] as number;
+        positions[r] = c.startPos + i;
+        rowSeq[r] = s;
+        if (c.allLogits || i === c.tokens.length - 1) outputRows.push(r);
+      }
+      rowsOut.push(c.allLogits ? c.tokens.length : 1);
+      tableOffset[s] = t;
+      tableLength[s] = c.blockTable.length;
+      for (let i = 0; i < c.blockTable.length; i++) blockTables[t++] = c.blockTable[i] as number;
+    });
+    let logits: Float32Array;
+    try {
+      logits = await this.native.step({
+        tokens,
+        positions,
+        rowSeq,
+        blockTables,
+        tableOffset,
+        tableLength,
+        outputRows: Int32Array.from(outputRows),
+      });
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ERR_INVALID_INPUT') throw new InvalidStepError((e as Error).message);
+      throw e;
+    }
+    const v = this.vocabSize;
+    const out: Float32Array[] = [];
+    let row = 0;
+    for (const n of rowsOut) {
+      out.push(logits.subarray(row * v, (row + n) * v));
+      row += n;
+    }
+    return out;
+  }
+
+  /** A weight as f32 (after dtype conversion), for tests and tools. */
+  readWeight(name: string): Float32Array {
+    return this.native.readWeight(name);
+  }
+
+  /** A weight's bytes as stored, for tools that re-export the model (the benchmark's GGUF writer). */
+  readWeightRaw(name: string): Uint8Array {
+    return this.native.readWeightRaw(name);
+  }
+
+  dispose(): void {
+    this.native.dispose();
+  }
+}
+
+/** Measured memory read bandwidth in bytes/s: the decode roofline's numerator. */
+export function measureReadBandwidth(bytes: number, threads: number): Promise<number> {
+  return addon().measureReadBandwidth(bytes, threads);
+}
