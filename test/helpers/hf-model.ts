@@ -3,7 +3,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type WeightDType, encodeSafetensors } from '@kcache/engine';
+import { encodeSafetensors, type NativeModelConfig, type WeightDType } from '@kcache/engine';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './half.js';
 
 export interface TinyHfConfig {
@@ -132,5 +132,52 @@ export function weightSource(m: TinyHfModel): (name: string) => Float32Array {
     const w = m.weights.get(name);
     if (!w) throw new Error(`no weight ${name}`);
     return w;
+  };
+}
+
+/**
+ * The reference's model config, read from the config.json this helper wrote (not through the
+ * engine's loader, so a loader mistake cannot hide in both sides). HF checkpoints rotate halves.
+ */
+export function referenceConfig(m: TinyHfModel): NativeModelConfig {
+  const c = m.config as {
+    architectures: string[];
+    rope_scaling?: { factor: number; low_freq_factor: number; high_freq_factor: number; original_max_position_embeddings: number };
+  } & Record<
+    | 'hidden_size'
+    | 'intermediate_size'
+    | 'num_hidden_layers'
+    | 'num_attention_heads'
+    | 'num_key_value_heads'
+    | 'vocab_size'
+    | 'max_position_embeddings'
+    | 'rms_norm_eps'
+    | 'rope_theta',
+    number
+  >;
+  const s = c.rope_scaling;
+  return {
+    dim: c.hidden_size,
+    hiddenDim: c.intermediate_size,
+    nLayers: c.num_hidden_layers,
+    nHeads: c.num_attention_heads,
+    nKvHeads: c.num_key_value_heads,
+    headDim: c.hidden_size / c.num_attention_heads,
+    vocabSize: c.vocab_size,
+    maxSeqLen: c.max_position_embeddings,
+    normEps: c.rms_norm_eps,
+    qkvBias: c.architectures[0] === 'Qwen2ForCausalLM',
+    rope: {
+      style: 'half-split',
+      theta: c.rope_theta,
+      ...(s
+        ? {
+            llama3Factor: s.factor,
+            llama3LowFreqFactor: s.low_freq_factor,
+            llama3HighFreqFactor: s.high_freq_factor,
+            llama3OriginalMaxPos: s.original_max_position_embeddings,
+          }
+        : {}),
+    },
   };
 }

@@ -1,12 +1,13 @@
 // Reads a llama2.c checkpoint's tensors straight from the file, independently of the engine's
 // loader, so the reference forward pass also checks how the engine maps the file.
 import { readFileSync } from 'node:fs';
+import type { NativeModelConfig } from '@kcache/engine';
 import type { WeightSource } from './forward.js';
 
-export function llama2cWeights(path: string): { source: WeightSource; header: number[] } {
+export function llama2cWeights(path: string): { source: WeightSource; config: NativeModelConfig } {
   const buf = readFileSync(path);
   const header = Array.from({ length: 7 }, (_, i) => buf.readInt32LE(i * 4));
-  const [dim, hidden, L, nh, nkv, vocabRaw] = header as [number, number, number, number, number, number];
+  const [dim, hidden, L, nh, nkv, vocabRaw, seqLen] = header as [number, number, number, number, number, number, number];
   const vocab = Math.abs(vocabRaw);
   const hd = dim / nh;
   const f = new Float32Array(buf.buffer, buf.byteOffset + 28, (buf.length - 28) / 4);
@@ -32,7 +33,20 @@ export function llama2cWeights(path: string): { source: WeightSource; header: nu
   stacked('w3', hidden * dim);
   map.set('norm', take(dim));
   return {
-    header,
+    // shared/models/README.md: eps 1e-5, interleaved RoPE with theta 10000, tied classifier
+    config: {
+      dim,
+      hiddenDim: hidden,
+      nLayers: L,
+      nHeads: nh,
+      nKvHeads: nkv,
+      headDim: hd,
+      vocabSize: vocab,
+      maxSeqLen: seqLen,
+      normEps: 1e-5,
+      qkvBias: false,
+      rope: { style: 'interleaved', theta: 10000 },
+    },
     source: (name) => {
       const t = map.get(name);
       if (!t) throw new Error(`no tensor ${name}`);

@@ -28,7 +28,10 @@ export class LlamaCppRunner {
    * `sequences` have queued their tokens (read from node-llama-cpp's internal queue: its public
    * schedules can only fire on a timer, which splits a step into uneven batches).
    */
-  private async context(sequences: number, contextSize: number): Promise<{ ctx: LlamaContext; dispatch: (expected?: number) => Promise<void> }> {
+  private async context(
+    sequences: number,
+    contextSize: number,
+  ): Promise<{ ctx: LlamaContext; dispatch: (expected?: number) => Promise<void> }> {
     let pending: (() => void) | null = null;
     const ctx = await this.model.createContext({
       sequences,

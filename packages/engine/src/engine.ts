@@ -38,10 +38,17 @@ export const DEFAULT_BLOCK_SIZE = 16;
  * at a time (a second call rejects). The caller owns KV block allocation.
  */
 export class Engine {
+  private readonly numBlocks: number;
+  private readonly blockSize: number;
+
   private constructor(
     private readonly native: NativeEngine,
     readonly model: ModelSpec,
-  ) {}
+  ) {
+    const info = native.info();
+    this.numBlocks = info.numBlocks;
+    this.blockSize = info.blockSize;
+  }
 
   static async load(model: ModelSpec, opts: EngineOptions = {}): Promise<Engine> {
     const c = model.config;
@@ -89,7 +96,9 @@ export class Engine {
     let r = 0;
     let t = 0;
     chunks.forEach((c, s) => {
-      if (c.tokens.length === 0) throw new InvalidStepError(`chunks[${s}].tokens is empty`);
+      this.validate(c, s);
+    });
+    chunks.forEach((c, s) => {
       for (let i = 0; i < c.tokens.length; i++, r++) {
         tokens[r] = c.tokens[i] as number;
         positions[r] = c.startPos + i;
@@ -124,6 +133,29 @@ export class Engine {
       row += n;
     }
     return out;
+  }
+
+  /** Checks one chunk, naming the field at fault; the native side re-checks the flattened batch. */
+  private validate(c: SequenceChunk, s: number): void {
+    const { vocabSize, maxSeqLen } = this.model.config;
+    const fail = (m: string) => {
+      throw new InvalidStepError(`chunks[${s}].${m}`);
+    };
+    if (c.tokens.length === 0) fail('tokens is empty');
+    if (!Number.isInteger(c.startPos) || c.startPos < 0) fail(`startPos = ${c.startPos} must be an integer >= 0`);
+    for (let i = 0; i < c.tokens.length; i++) {
+      const t = c.tokens[i] as number;
+      if (!Number.isInteger(t) || t < 0 || t >= vocabSize) fail(`tokens[${i}] = ${t} is outside the vocabulary (size ${vocabSize})`);
+    }
+    const last = c.startPos + c.tokens.length - 1;
+    if (last >= maxSeqLen) fail(`tokens reach position ${last}, outside the context (max_seq_len ${maxSeqLen})`);
+    const needed = Math.floor(last / this.blockSize) + 1;
+    if (c.blockTable.length < needed) fail(`blockTable has ${c.blockTable.length} blocks but position ${last} needs ${needed}`);
+    for (let i = 0; i < c.blockTable.length; i++) {
+      const b = c.blockTable[i] as number;
+      if (!Number.isInteger(b) || b < 0 || b >= this.numBlocks)
+        fail(`blockTable[${i}] = ${b} is outside the pool of ${this.numBlocks} blocks`);
+    }
   }
 
   /** A weight as f32 (after dtype conversion), for tests and tools. */
