@@ -5,27 +5,35 @@
 
 namespace kc {
 
-#ifndef KC_HAVE_AVX2
+#ifndef KC_HAVE_X86_SIMD
 const Kernels* avx2_kernels() { return nullptr; }
+const Kernels* avx512_kernels() { return nullptr; }
 #endif
 
 namespace {
-bool cpu_has_avx2_fma() {
+
+bool cpu_has(const char* what) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-#else
-  return false;
+  if (std::strcmp(what, "avx2") == 0)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  if (std::strcmp(what, "avx512") == 0)
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 #endif
+  (void)what;
+  return false;
 }
+
 }  // namespace
 
+// The widest variant the CPU supports, capped by KCACHE_SIMD (generic < avx2 < avx512).
 const Kernels& active_kernels() {
   static const Kernels* chosen = [] {
-    const char* force = std::getenv("KCACHE_SIMD");
-    if (force && std::strcmp(force, "generic") == 0) return &generic_kernels();
-    const Kernels* avx2 = avx2_kernels();
-    if (avx2 && cpu_has_avx2_fma()) return avx2;
+    const char* cap = std::getenv("KCACHE_SIMD");
+    const bool allow512 = !cap || std::strcmp(cap, "avx512") == 0;
+    const bool allow2 = allow512 || std::strcmp(cap, "avx2") == 0;
+    if (allow512 && avx512_kernels() && cpu_has("avx512")) return avx512_kernels();
+    if (allow2 && avx2_kernels() && cpu_has("avx2")) return avx2_kernels();
     return &generic_kernels();
   }();
   return *chosen;

@@ -21,14 +21,20 @@ void matmul_generic(float* out, int ldo, const float* x, int rows, const W* w, i
 
 float load_f32(float v) { return v; }
 
-float dot_generic(const float* a, const float* b, int n) {
-  float acc = 0.0f;
-  for (int i = 0; i < n; ++i) acc += a[i] * b[i];
-  return acc;
+void dot_rows_generic(float* scores, const float* q, const float* k, int n, int stride, int hd, float scale) {
+  for (int r = 0; r < n; ++r) {
+    const float* kr = k + static_cast<int64_t>(r) * stride;
+    float acc = 0.0f;
+    for (int i = 0; i < hd; ++i) acc += q[i] * kr[i];
+    scores[r] = acc * scale;
+  }
 }
 
-void axpy_generic(float* y, float a, const float* x, int n) {
-  for (int i = 0; i < n; ++i) y[i] += a * x[i];
+void axpy_rows_generic(float* out, const float* weights, const float* v, int n, int stride, int hd) {
+  for (int r = 0; r < n; ++r) {
+    const float* vr = v + static_cast<int64_t>(r) * stride;
+    for (int i = 0; i < hd; ++i) out[i] += weights[r] * vr[i];
+  }
 }
 
 }  // namespace
@@ -39,8 +45,8 @@ const Kernels& generic_kernels() {
       matmul_generic<float, load_f32>,
       matmul_generic<uint16_t, bf16_to_f32>,
       matmul_generic<uint16_t, f16_to_f32>,
-      dot_generic,
-      axpy_generic,
+      dot_rows_generic,
+      axpy_rows_generic,
   };
   return k;
 }
