@@ -55,6 +55,8 @@ describe('Hugging Face safetensors models (half-split RoPE)', () => {
     ['Llama f32 with Llama-3 rope scaling', { arch: 'LlamaForCausalLM', dtype: 'f32', llama3: true, ropeTheta: 500000 }, 1e-4],
     ['Qwen2 f32 with q/k/v bias, sharded', { arch: 'Qwen2ForCausalLM', dtype: 'f32', shards: 3 }, 1e-4],
     ['Mistral bf16', { arch: 'MistralForCausalLM', dtype: 'bf16' }, 1e-4],
+    ['Llama f32, head_dim 64', { arch: 'LlamaForCausalLM', dtype: 'f32', dim: 128, hidden: 160, heads: 2, kvHeads: 1 }, 1e-4],
+    ['Llama bf16, head_dim 128', { arch: 'LlamaForCausalLM', dtype: 'bf16', dim: 256, hidden: 96, heads: 2, kvHeads: 2 }, 1e-4],
     [
       'Llama f16, odd sizes (SIMD tails)',
       { arch: 'LlamaForCausalLM', dtype: 'f16', dim: 36, hidden: 50, heads: 3, kvHeads: 1, vocab: 301 },

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "ops.h"
 
@@ -29,7 +30,35 @@ class CpuBackend final : public Backend {
   void release(void* p) override { std::free(p); }
   void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
-  Tensor place_weight(const Tensor& host) override { return host; }
+  // Matmul weights are repacked into the kernels' k-major panels (see kernels.h); tables read
+  // by rows (embeddings) stay where they are (mapped file or generated buffer).
+  Tensor place_weight(const Tensor& host, WeightUse use) override {
+    if (use == WeightUse::Rows) return host;
+    const int pw = ctx_.k.panel_width;
+    const int64_t rows = host.rows, k = host.cols;
+    const int64_t panels = (rows + pw - 1) / pw;
+    const size_t es = dtype_size(host.dtype);
+    auto* dst = static_cast<uint8_t*>(alloc(static_cast<size_t>(panels * k * pw) * es));
+    packed_.push_back(dst);
+    const auto* src = static_cast<const uint8_t*>(host.data);
+    pool_.parallel_for(static_cast<int>(panels), [&](int p, int) {
+      for (int i = 0; i < pw; ++i) {
+        const int64_t row = static_cast<int64_t>(p) * pw + i;
+        for (int64_t kk = 0; kk < k; ++kk) {
+          uint8_t* d = dst + ((static_cast<int64_t>(p) * k + kk) * pw + i) * es;
+          if (row < rows) std::memcpy(d, src + (row * k + kk) * es, es);
+          else std::memset(d, 0, es);
+        }
+      }
+    });
+    Tensor t = host;
+    t.data = dst;
+    return t;
+  }
+
+  ~CpuBackend() override {
+    for (void* p : packed_) release(p);
+  }
   void synchronize() override {}
 
   void embedding(float* out, const Tensor& table, const int32_t* tokens, int n) override {
@@ -66,6 +95,7 @@ class CpuBackend final : public Backend {
   ThreadPool pool_;
   cpu::Ctx ctx_;
   std::string name_;
+  std::vector<void*> packed_;
 };
 
 }  // namespace

@@ -5,12 +5,18 @@
 
 namespace kc {
 
+// Matmul weights are packed in k-major panels of `panel_width` output rows: panel p holds rows
+// [p * PW, (p + 1) * PW) as k consecutive groups of PW values (zero rows pad the last panel).
+// A kernel computes every output as one sequential fp32 sum over k, whatever the number of
+// activation rows, so results are bitwise independent of batch composition.
 struct Kernels {
   const char* name;
-  // out[t * ldo + o] = sum_k x[t * k + kk] * w[o * k + kk], for o in [o0, o1) and t in [0, rows).
-  void (*matmul_f32)(float* out, int ldo, const float* x, int rows, const float* w, int k, int o0, int o1);
-  void (*matmul_bf16)(float* out, int ldo, const float* x, int rows, const uint16_t* w, int k, int o0, int o1);
-  void (*matmul_f16)(float* out, int ldo, const float* x, int rows, const uint16_t* w, int k, int o0, int o1);
+  int panel_width;
+  // out[t * ldo + o] = sum_k x[t * k + kk] * w[o, kk], for o in [o0, o1) (o0 a multiple of
+  // panel_width) and t in [0, rows); `panels` is the packed weight.
+  void (*matmul_f32)(float* out, int ldo, const float* x, int rows, const float* panels, int k, int o0, int o1);
+  void (*matmul_bf16)(float* out, int ldo, const float* x, int rows, const uint16_t* panels, int k, int o0, int o1);
+  void (*matmul_f16)(float* out, int ldo, const float* x, int rows, const uint16_t* panels, int k, int o0, int o1);
   // Attention over one cache block of n rows (row r at r * stride):
   // scores[r] = scale * q · k_r, and out += sum_r weights[r] * v_r, over hd elements.
   void (*dot_rows)(float* scores, const float* q, const float* k, int n, int stride, int hd, float scale);

@@ -2,11 +2,11 @@
 
 namespace kc::cpu {
 
-// Parallel over output features in blocks of kRowsPerTask: each task keeps its block of weight
-// rows hot in cache while it walks every activation row, so weights are read from memory once
-// per step whatever the batch size (the point of batching decode).
+// Parallel over output features in blocks of kRowsPerTask (whole packed panels): each task keeps
+// its panels hot in cache while it walks every activation row, so weights are read from memory
+// once per step whatever the batch size (the point of batching decode).
 void matmul(Ctx& c, float* out, const float* x, int rows, const Tensor& w, const float* bias) {
-  constexpr size_t kRowsPerTask = 16;
+  constexpr size_t kRowsPerTask = 32;  // a multiple of every variant's panel width (16 or 32)
   const int k = static_cast<int>(w.cols);
   const int n_out = static_cast<int>(w.rows);
   parallel_ranges(c, static_cast<size_t>(n_out), kRowsPerTask, [&](size_t b, size_t e) {

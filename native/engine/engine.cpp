@@ -44,8 +44,10 @@ class EngineImpl final : public Engine {
     std::map<std::string, const TensorSpec*> specs;
     for (const auto& s : o.tensors) specs[s.name] = &s;
 
-    tok_embeddings_ = matrix(specs, "tok_embeddings", cfg_.vocab_size, cfg_.dim);
-    output_ = specs.count("output") ? matrix(specs, "output", cfg_.vocab_size, cfg_.dim) : tok_embeddings_;
+    tok_embeddings_ = matrix(specs, "tok_embeddings", cfg_.vocab_size, cfg_.dim, Backend::WeightUse::Rows);
+    // a tied classifier reads the embedding table, placed a second time for matmul
+    output_ = specs.count("output") ? matrix(specs, "output", cfg_.vocab_size, cfg_.dim)
+                                    : backend_->place_weight(host_tensors_.at("tok_embeddings"), Backend::WeightUse::Matmul);
     final_norm_ = vector(specs, "norm", cfg_.dim, true);
     layers_.resize(cfg_.n_layers);
     for (int l = 0; l < cfg_.n_layers; ++l) {
@@ -188,7 +190,8 @@ class EngineImpl final : public Engine {
     return p;
   }
 
-  Tensor matrix(const std::map<std::string, const TensorSpec*>& specs, const std::string& name, int64_t rows, int64_t cols) {
+  Tensor matrix(const std::map<std::string, const TensorSpec*>& specs, const std::string& name, int64_t rows, int64_t cols,
+                Backend::WeightUse use = Backend::WeightUse::Matmul) {
     auto it = specs.find(name);
     if (it == specs.end()) throw std::runtime_error("missing tensor " + name);
     const TensorSpec& s = *it->second;
@@ -200,7 +203,7 @@ class EngineImpl final : public Engine {
     Tensor host = store_.load(s);
     host_tensors_[name] = host;
     weight_bytes_ += host.bytes();
-    return backend_->place_weight(host);
+    return backend_->place_weight(host, use);
   }
 
   // 1-D weights (norms, biases) are kept in f32 whatever their stored dtype.
@@ -209,7 +212,7 @@ class EngineImpl final : public Engine {
       if (specs.count(name)) throw std::runtime_error("unexpected tensor " + name + " (the config has no q/k/v bias)");
       return nullptr;
     }
-    Tensor host = matrix(specs, name, 1, n);
+    Tensor host = matrix(specs, name, 1, n, Backend::WeightUse::Rows);
     weight_bytes_ -= host.bytes();
     std::vector<float> f = read_weight(name);
     weight_bytes_ += f.size() * sizeof(float);

@@ -18,6 +18,40 @@ export function testKernelsAgainstReference(variant: 'generic' | 'avx2' | 'avx51
       },
     ],
     [
+      'f16 Llama with head_dim 64',
+      () => {
+        const m = writeTinyHfModel({
+          arch: 'LlamaForCausalLM',
+          dim: 128,
+          hidden: 128,
+          layers: 1,
+          heads: 2,
+          kvHeads: 1,
+          vocab: 300,
+          dtype: 'f16',
+          tied: true,
+        });
+        return { spec: loadHfDir(m.dir), refConfig: referenceConfig(m), W: weightSource(m) };
+      },
+    ],
+    [
+      'f32 Llama with head_dim 128',
+      () => {
+        const m = writeTinyHfModel({
+          arch: 'LlamaForCausalLM',
+          dim: 256,
+          hidden: 64,
+          layers: 1,
+          heads: 2,
+          kvHeads: 2,
+          vocab: 300,
+          dtype: 'f32',
+          tied: true,
+        });
+        return { spec: loadHfDir(m.dir), refConfig: referenceConfig(m), W: weightSource(m) };
+      },
+    ],
+    [
       'bf16 Qwen2 with odd sizes',
       () => {
         const m = writeTinyHfModel({

@@ -10,8 +10,7 @@ namespace {
 struct Avx2 {
   using vec = __m256;
   static constexpr int N = 8;
-  static constexpr int TR = 2;       // 4 x 2 tiles: 8 accumulators + 2 activations + 1 weight in 16 ymm registers
-  static constexpr int WIDE_TR = 0;  // no wider tile fits 16 registers
+  static constexpr int TR = 6;  // 6 rows x 2 vectors: 12 accumulators + 2 weights + 1 broadcast of 16 ymm registers
   static vec zero() { return _mm256_setzero_ps(); }
   static vec set1(float v) { return _mm256_set1_ps(v); }
   static vec add(vec a, vec b) { return _mm256_add_ps(a, b); }

@@ -10,8 +10,7 @@ namespace {
 struct Avx512 {
   using vec = __m512;
   static constexpr int N = 16;
-  static constexpr int TR = 4;       // 4 x 4 tiles: 16 accumulators + 4 activations + 1 weight of 32 zmm registers
-  static constexpr int WIDE_TR = 0;  // 2 x 8 tiles: 16 accumulators + 8 activations + 1 weight
+  static constexpr int TR = 8;  // 8 rows x 2 vectors: 16 accumulators + 2 weights + 1 broadcast of 32 zmm registers
   static vec zero() { return _mm512_setzero_ps(); }
   static vec set1(float v) { return _mm512_set1_ps(v); }
   static vec add(vec a, vec b) { return _mm512_add_ps(a, b); }

@@ -6,15 +6,22 @@
 namespace kc {
 namespace {
 
+constexpr int kPanelWidth = 16;
+
+// Same layout and summation order (one sequential sum over k per output) as the SIMD kernels.
 template <typename W, float (*Load)(W)>
-void matmul_generic(float* out, int ldo, const float* x, int rows, const W* w, int k, int o0, int o1) {
-  for (int o = o0; o < o1; ++o) {
-    const W* wr = w + static_cast<int64_t>(o) * k;
+void matmul_generic(float* out, int ldo, const float* x, int rows, const W* panels, int k, int o0, int o1) {
+  for (int o = o0; o < o1; o += kPanelWidth) {
+    const W* panel = panels + static_cast<int64_t>(o / kPanelWidth) * k * kPanelWidth;
+    const int n = o1 - o < kPanelWidth ? o1 - o : kPanelWidth;
     for (int t = 0; t < rows; ++t) {
       const float* xr = x + static_cast<int64_t>(t) * k;
-      float acc = 0.0f;
-      for (int i = 0; i < k; ++i) acc += xr[i] * Load(wr[i]);
-      out[static_cast<int64_t>(t) * ldo + o] = acc;
+      float acc[kPanelWidth] = {};
+      for (int kk = 0; kk < k; ++kk) {
+        const W* p = panel + static_cast<int64_t>(kk) * kPanelWidth;
+        for (int i = 0; i < kPanelWidth; ++i) acc[i] += Load(p[i]) * xr[kk];
+      }
+      for (int i = 0; i < n; ++i) out[static_cast<int64_t>(t) * ldo + o + i] = acc[i];
     }
   }
 }
@@ -42,6 +49,7 @@ void axpy_rows_generic(float* out, const float* weights, const float* v, int n, 
 const Kernels& generic_kernels() {
   static const Kernels k = {
       "generic",
+      kPanelWidth,
       matmul_generic<float, load_f32>,
       matmul_generic<uint16_t, bf16_to_f32>,
       matmul_generic<uint16_t, f16_to_f32>,

@@ -6,8 +6,6 @@
 #include <immintrin.h>
 
 #include <cstdint>
-#include <type_traits>
-#include <vector>
 
 #include "../kernels.h"
 #include "kcache/types.h"
@@ -21,90 +19,66 @@ struct Bf16 {
 struct F16 {
   uint16_t bits;
 };
-inline float to_f32(float v) { return v; }
-inline float to_f32(Bf16 v) { return bf16_to_f32(v.bits); }
-inline float to_f32(F16 v) { return f16_to_f32(v.bits); }
 
-// A register tile: OR weight rows against TR activation rows, V::N lanes of k at a time.
-template <class V, typename W, int OR, int TR>
-inline void tile(float* out, int ldo, const float* x, const W* w, int k, int o, int t) {
-  typename V::vec acc[OR][TR];
-  const W* wr[OR];
+// TR activation rows against one panel (2 vectors of output rows): each k step loads two weight
+// vectors (widened to f32 in registers) and broadcasts one activation per row, 2*TR FMAs. The
+// panel is contiguous, so weights stream sequentially; the rows ahead are prefetched.
+template <class V, typename W, int TR>
+inline void panel_tile(float* out, int ldo, const float* x, int k, const W* panel, int t, int o, int n) {
+  constexpr int PW = 2 * V::N;
+  constexpr int kPrefetchSteps = 16;
+  typename V::vec a0[TR], a1[TR];
   const float* xr[TR];
-  for (int i = 0; i < OR; ++i) {
-    wr[i] = w + static_cast<int64_t>(o + i) * k;
-    for (int j = 0; j < TR; ++j) acc[i][j] = V::zero();
+  for (int j = 0; j < TR; ++j) {
+    a0[j] = V::zero();
+    a1[j] = V::zero();
+    xr[j] = x + static_cast<int64_t>(t + j) * k;
   }
-  for (int j = 0; j < TR; ++j) xr[j] = x + static_cast<int64_t>(t + j) * k;
-  int kk = 0;
-  for (; kk + V::N <= k; kk += V::N) {
-    typename V::vec xv[TR];
-    for (int j = 0; j < TR; ++j) xv[j] = V::load(xr[j] + kk);
-    // Weight rows are consumed in order, so the next tile's rows are fetched while this one
-    // computes: the hardware prefetchers alone lose pace on rows only a few KB long.
-    for (int i = 0; i < OR; ++i) _mm_prefetch(reinterpret_cast<const char*>(wr[i] + OR * static_cast<int64_t>(k) + kk), _MM_HINT_T0);
-    for (int i = 0; i < OR; ++i) {
-      const typename V::vec wv = V::load(wr[i] + kk);
-      for (int j = 0; j < TR; ++j) acc[i][j] = V::fma(wv, xv[j], acc[i][j]);
-    }
-  }
-  for (int i = 0; i < OR; ++i) {
+  for (int kk = 0; kk < k; ++kk) {
+    const W* p = panel + static_cast<int64_t>(kk) * PW;
+    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchSteps * PW), _MM_HINT_T0);
+    const typename V::vec w0 = V::load(p);
+    const typename V::vec w1 = V::load(p + V::N);
     for (int j = 0; j < TR; ++j) {
-      float s = V::hsum(acc[i][j]);
-      for (int q = kk; q < k; ++q) s += xr[j][q] * to_f32(wr[i][q]);
-      out[static_cast<int64_t>(t + j) * ldo + o + i] = s;
+      const typename V::vec xb = V::set1(xr[j][kk]);
+      a0[j] = V::fma(w0, xb, a0[j]);
+      a1[j] = V::fma(w1, xb, a1[j]);
+    }
+  }
+  for (int j = 0; j < TR; ++j) {
+    float* dst = out + static_cast<int64_t>(t + j) * ldo + o;
+    if (n == PW) {
+      V::store(dst, a0[j]);
+      V::store(dst + V::N, a1[j]);
+    } else {
+      alignas(64) float tmp[PW];
+      V::store(tmp, a0[j]);
+      V::store(tmp + V::N, a1[j]);
+      for (int i = 0; i < n; ++i) dst[i] = tmp[i];
     }
   }
 }
 
-template <class V, typename W, int OR, int TR>
-inline void rows_tile(float* out, int ldo, const float* x, const W* w, int k, int o0, int o1, int t) {
-  int o = o0;
-  for (; o + OR <= o1; o += OR) tile<V, W, OR, TR>(out, ldo, x, w, k, o, t);
-  for (; o < o1; ++o) tile<V, W, 1, TR>(out, ldo, x, w, k, o, t);
-}
-
-// Row tiles: V::WIDE_TR activation rows against 2 weight rows while that many remain (each
-// weight vector loaded and widened once feeds WIDE_TR FMAs), then V::TR rows against 4 weight
-// rows, then the remainder.
 template <class V, typename W>
-void matmul_tiles(float* out, int ldo, const float* x, int rows, const W* w, int k, int o0, int o1) {
+void matmul(float* out, int ldo, const float* x, int rows, const W* panels, int k, int o0, int o1) {
+  constexpr int PW = 2 * V::N;
   constexpr int TR = V::TR;
-  int t = 0;
-  if constexpr (V::WIDE_TR > 0) {
-    for (; t + V::WIDE_TR <= rows; t += V::WIDE_TR) rows_tile<V, W, 2, V::WIDE_TR>(out, ldo, x, w, k, o0, o1, t);
-  }
-  for (; t + TR <= rows; t += TR) rows_tile<V, W, 4, TR>(out, ldo, x, w, k, o0, o1, t);
-  switch (rows - t) {
-    case 3: if constexpr (TR > 3) rows_tile<V, W, 4, 3>(out, ldo, x, w, k, o0, o1, t); break;
-    case 2: if constexpr (TR > 2) rows_tile<V, W, 4, 2>(out, ldo, x, w, k, o0, o1, t); break;
-    case 1: rows_tile<V, W, 4, 1>(out, ldo, x, w, k, o0, o1, t); break;
-    default: break;
-  }
-}
-
-// For long row counts (prefill), half-precision weights are widened once per task into a
-// per-thread f32 copy of the task's rows instead of once per row tile; for a few rows (batched
-// decode) widening in registers costs less than the extra pass over memory.
-constexpr int kWidenOnceRows = 32;
-
-template <class V, typename W>
-void matmul(float* out, int ldo, const float* x, int rows, const W* w, int k, int o0, int o1) {
-  if constexpr (!std::is_same_v<W, float>) {
-    if (rows >= kWidenOnceRows) {
-      thread_local std::vector<float> wide;
-      const int n = o1 - o0;
-      wide.resize(static_cast<size_t>(n) * k);
-      const W* src = w + static_cast<int64_t>(o0) * k;
-      const int64_t total = static_cast<int64_t>(n) * k;
-      int64_t i = 0;
-      for (; i + V::N <= total; i += V::N) V::store(wide.data() + i, V::load(src + i));
-      for (; i < total; ++i) wide[i] = to_f32(src[i]);
-      matmul_tiles<V, float>(out + o0, ldo, x, rows, wide.data(), k, 0, n);
-      return;
+  for (int o = o0; o < o1; o += PW) {
+    const W* panel = panels + static_cast<int64_t>(o / PW) * k * PW;
+    const int n = o1 - o < PW ? o1 - o : PW;
+    int t = 0;
+    for (; t + TR <= rows; t += TR) panel_tile<V, W, TR>(out, ldo, x, k, panel, t, o, n);
+    switch (rows - t) {
+      case 7: if constexpr (TR > 7) panel_tile<V, W, 7>(out, ldo, x, k, panel, t, o, n); break;
+      case 6: if constexpr (TR > 6) panel_tile<V, W, 6>(out, ldo, x, k, panel, t, o, n); break;
+      case 5: if constexpr (TR > 5) panel_tile<V, W, 5>(out, ldo, x, k, panel, t, o, n); break;
+      case 4: if constexpr (TR > 4) panel_tile<V, W, 4>(out, ldo, x, k, panel, t, o, n); break;
+      case 3: if constexpr (TR > 3) panel_tile<V, W, 3>(out, ldo, x, k, panel, t, o, n); break;
+      case 2: if constexpr (TR > 2) panel_tile<V, W, 2>(out, ldo, x, k, panel, t, o, n); break;
+      case 1: panel_tile<V, W, 1>(out, ldo, x, k, panel, t, o, n); break;
+      default: break;
     }
   }
-  matmul_tiles<V, W>(out, ldo, x, rows, w, k, o0, o1);
 }
 
 template <class V>
@@ -120,45 +94,69 @@ void matmul_f16(float* out, int ldo, const float* x, int rows, const uint16_t* w
   matmul<V, F16>(out, ldo, x, rows, reinterpret_cast<const F16*>(w), k, o0, o1);
 }
 
-template <class V>
-inline float dot(const float* a, const float* b, int n) {
-  typename V::vec acc0 = V::zero(), acc1 = V::zero();
-  int i = 0;
-  for (; i + 2 * V::N <= n; i += 2 * V::N) {
-    acc0 = V::fma(V::load(a + i), V::load(b + i), acc0);
-    acc1 = V::fma(V::load(a + i + V::N), V::load(b + i + V::N), acc1);
+// scores[r] = scale * q · k[r * stride ..], for the n keys of one cache block; for the usual
+// head sizes q stays in C registers across the block.
+template <class V, int C>
+inline void dot_rows_regs(float* scores, const float* q, const float* k, int n, int stride, float scale) {
+  typename V::vec qv[C];
+  for (int c = 0; c < C; ++c) qv[c] = V::load(q + c * V::N);
+  for (int r = 0; r < n; ++r) {
+    const float* kr = k + static_cast<int64_t>(r) * stride;
+    typename V::vec acc = V::zero();
+    for (int c = 0; c < C; ++c) acc = V::fma(qv[c], V::load(kr + c * V::N), acc);
+    scores[r] = V::hsum(acc) * scale;
   }
-  for (; i + V::N <= n; i += V::N) acc0 = V::fma(V::load(a + i), V::load(b + i), acc0);
-  float s = V::hsum(V::add(acc0, acc1));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
 }
 
-// scores[r] = scale * q · k[r * stride ..], for the n keys of one cache block
 template <class V>
 void dot_rows(float* scores, const float* q, const float* k, int n, int stride, int hd, float scale) {
-  for (int r = 0; r < n; ++r) scores[r] = dot<V>(q, k + static_cast<int64_t>(r) * stride, hd) * scale;
+  if (hd == V::N) return dot_rows_regs<V, 1>(scores, q, k, n, stride, scale);
+  if (hd == 2 * V::N) return dot_rows_regs<V, 2>(scores, q, k, n, stride, scale);
+  if (hd == 4 * V::N) return dot_rows_regs<V, 4>(scores, q, k, n, stride, scale);
+  if (hd == 8 * V::N) return dot_rows_regs<V, 8>(scores, q, k, n, stride, scale);
+  for (int r = 0; r < n; ++r) {
+    const float* kr = k + static_cast<int64_t>(r) * stride;
+    typename V::vec acc = V::zero();
+    int i = 0;
+    for (; i + V::N <= hd; i += V::N) acc = V::fma(V::load(q + i), V::load(kr + i), acc);
+    float s = V::hsum(acc);
+    for (; i < hd; ++i) s += q[i] * kr[i];
+    scores[r] = s * scale;
+  }
 }
 
-// out += sum_r weights[r] * v[r * stride ..], for the n values of one cache block
+// out += sum_r weights[r] * v[r * stride ..], for the n values of one cache block. The head is
+// held in C registers and each row adds into all of them: independent FMA chains, not one
+// chain per register through all the rows.
+template <class V, int C>
+inline void axpy_rows_regs(float* out, const float* weights, const float* v, int n, int stride) {
+  typename V::vec acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = V::load(out + c * V::N);
+  for (int r = 0; r < n; ++r) {
+    const typename V::vec w = V::set1(weights[r]);
+    const float* vr = v + static_cast<int64_t>(r) * stride;
+    for (int c = 0; c < C; ++c) acc[c] = V::fma(w, V::load(vr + c * V::N), acc[c]);
+  }
+  for (int c = 0; c < C; ++c) V::store(out + c * V::N, acc[c]);
+}
+
 template <class V>
 void axpy_rows(float* out, const float* weights, const float* v, int n, int stride, int hd) {
-  int i = 0;
-  for (; i + V::N <= hd; i += V::N) {
-    typename V::vec acc = V::load(out + i);
-    for (int r = 0; r < n; ++r) acc = V::fma(V::set1(weights[r]), V::load(v + static_cast<int64_t>(r) * stride + i), acc);
-    V::store(out + i, acc);
-  }
-  for (; i < hd; ++i) {
-    float s = out[i];
-    for (int r = 0; r < n; ++r) s += weights[r] * v[static_cast<int64_t>(r) * stride + i];
-    out[i] = s;
+  if (hd == V::N) return axpy_rows_regs<V, 1>(out, weights, v, n, stride);
+  if (hd == 2 * V::N) return axpy_rows_regs<V, 2>(out, weights, v, n, stride);
+  if (hd == 4 * V::N) return axpy_rows_regs<V, 4>(out, weights, v, n, stride);
+  if (hd == 8 * V::N) return axpy_rows_regs<V, 8>(out, weights, v, n, stride);
+  for (int r = 0; r < n; ++r) {
+    const float* vr = v + static_cast<int64_t>(r) * stride;
+    int i = 0;
+    for (; i + V::N <= hd; i += V::N) V::store(out + i, V::fma(V::set1(weights[r]), V::load(vr + i), V::load(out + i)));
+    for (; i < hd; ++i) out[i] += weights[r] * vr[i];
   }
 }
 
 template <class V>
 Kernels make_kernels(const char* name) {
-  return Kernels{name, matmul_f32<V>, matmul_bf16<V>, matmul_f16<V>, dot_rows<V>, axpy_rows<V>};
+  return Kernels{name, 2 * V::N, matmul_f32<V>, matmul_bf16<V>, matmul_f16<V>, dot_rows<V>, axpy_rows<V>};
 }
 
 }  // namespace

@@ -54,9 +54,11 @@ class Backend {
   virtual void release(void* p) = 0;
   virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
-  // Where a host-resident weight must live to be used by this backend's ops. The CPU backend
-  // uses host memory as is; a device backend copies it.
-  virtual Tensor place_weight(const Tensor& host) = 0;
+  // Where a host-resident weight must live, and in what layout, to be used by this backend's
+  // ops: as the right-hand side of matmul, or as a table read by rows (embedding). The CPU
+  // backend repacks matmul weights into k-major panels; a device backend copies them.
+  enum class WeightUse { Matmul, Rows };
+  virtual Tensor place_weight(const Tensor& host, WeightUse use) = 0;
   virtual void synchronize() = 0;
 
   // out[n, dim] = table[tokens[n], :] (converted to f32)
@@ -64,6 +66,8 @@ class Backend {
   // out[r, :] = x[r, :] / rms(x[r, :]) * w
   virtual void rmsnorm(float* out, const float* x, const float* w, int rows, int dim, float eps) = 0;
   // out[r, o] = sum_k x[r, k] * w[o, k] (+ bias[o]); fp32 accumulation for every weight dtype.
+  // w was placed with WeightUse::Matmul. Each output is computed the same way whatever `rows` is,
+  // so batching never changes a sequence's results.
   virtual void matmul(float* out, const float* x, int rows, const Tensor& w, const float* bias) = 0;
   // Rotates each head of x[r, n_heads * head_dim] by position pos[r].
   virtual void rope(float* x, const int32_t* pos, int rows, int n_heads, int head_dim,
