@@ -22,7 +22,9 @@ struct F16 {
 
 // TR activation rows against one panel (2 vectors of output rows): each k step loads two weight
 // vectors (widened to f32 in registers) and broadcasts one activation per row, 2*TR FMAs. The
-// panel is contiguous, so weights stream sequentially; the rows ahead are prefetched.
+// panel is contiguous, so weights stream sequentially; rows ahead are prefetched into L1 and,
+// four times farther, into L2 (the distances were tuned on smol135 decode: the hardware
+// prefetchers alone leave a third of the bandwidth unused while the FMAs run).
 template <class V, typename W, int TR>
 inline void panel_tile(float* out, int ldo, const float* x, int k, const W* panel, int t, int o, int n) {
   constexpr int PW = 2 * V::N;
@@ -37,6 +39,7 @@ inline void panel_tile(float* out, int ldo, const float* x, int k, const W* pane
   for (int kk = 0; kk < k; ++kk) {
     const W* p = panel + static_cast<int64_t>(kk) * PW;
     _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchSteps * PW), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(p + 4 * kPrefetchSteps * PW), _MM_HINT_T1);
     const typename V::vec w0 = V::load(p);
     const typename V::vec w1 = V::load(p + V::N);
     for (int j = 0; j < TR; ++j) {
