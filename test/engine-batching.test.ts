@@ -145,3 +145,22 @@ describe('asynchronous steps', () => {
     expect(ticks).toBeGreaterThan(ms / 10); // a blocked loop would tick at most once
   });
 });
+
+describe('half-precision weights', () => {
+  // Long prefills widen weight panels to f32 once; short steps widen in registers. Same sums.
+  test.each(['bf16', 'f16'])('dummy:tiny:%s: a 48-token prefill equals chunks of 5 and single tokens', async (dtype) => {
+    const e = await Engine.load(resolveModel(`dummy:tiny:${dtype}`), { numBlocks: 16, threads: 2 });
+    const t = ids(48, 15).map((x) => x % 256);
+    const [full] = await e.step([{ tokens: t, startPos: 0, blockTable: range(0, 3), allLogits: true }]);
+    const v = e.vocabSize;
+    for (let s = 0; s < 40; s += 5) {
+      const [l] = await e.step([{ tokens: t.slice(s, s + 5), startPos: s, blockTable: range(3, 3), allLogits: true }]);
+      expect(l).toEqual((full as Float32Array).subarray(s * v, (s + 5) * v));
+    }
+    for (let p = 40; p < 48; p++) {
+      const [l] = await e.step([{ tokens: [t[p] as number], startPos: p, blockTable: range(3, 3) }]);
+      expect(l).toEqual((full as Float32Array).subarray(p * v, (p + 1) * v));
+    }
+    e.dispose();
+  });
+});

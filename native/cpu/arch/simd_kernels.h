@@ -6,6 +6,8 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
+#include <vector>
 
 #include "../kernels.h"
 #include "kcache/types.h"
@@ -62,10 +64,27 @@ inline void panel_tile(float* out, int ldo, const float* x, int k, const W* pane
   }
 }
 
+// With many activation rows (prefill), a half-precision panel is widened to f32 once into a
+// per-thread buffer instead of in registers at every row tile. The sums are the same either way
+// (exact conversion, same FMA order), so results stay independent of the batch.
+constexpr int kWidenPanelRows = 32;
+
 template <class V, typename W>
 void matmul(float* out, int ldo, const float* x, int rows, const W* panels, int k, int o0, int o1) {
   constexpr int PW = 2 * V::N;
   constexpr int TR = V::TR;
+  if constexpr (!std::is_same_v<W, float>) {
+    if (rows >= kWidenPanelRows) {
+      thread_local std::vector<float> wide;
+      wide.resize(static_cast<size_t>(k) * PW);
+      for (int o = o0; o < o1; o += PW) {
+        const W* panel = panels + static_cast<int64_t>(o / PW) * k * PW;
+        for (int64_t i = 0; i < static_cast<int64_t>(k) * PW; i += V::N) V::store(wide.data() + i, V::load(panel + i));
+        matmul<V, float>(out + o, ldo, x, rows, wide.data(), k, 0, o1 - o < PW ? o1 - o : PW);
+      }
+      return;
+    }
+  }
   for (int o = o0; o < o1; o += PW) {
     const W* panel = panels + static_cast<int64_t>(o / PW) * k * PW;
     const int n = o1 - o < PW ? o1 - o : PW;
