@@ -1,0 +1,29 @@
+// The benchmark's machinery, on a tiny model: the GGUF writer produces a file llama.cpp loads and
+// runs to the same greedy tokens as the engine (so the comparison is on identical weights).
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect, test } from 'vitest';
+import { formatEngineBench, runEngineBench } from './engine-bench.js';
+
+test('kcache and llama.cpp agree on greedy tokens of the same weights', async () => {
+  const result = await runEngineBench({
+    model: 'dummy:tiny',
+    dtypes: ['f32', 'bf16'],
+    threads: 2,
+    promptLen: 40,
+    decodeTokens: 12,
+    batches: [3],
+    batchDecodeSteps: 4,
+    llamaCpp: true,
+    cacheDir: mkdtempSync(join(tmpdir(), 'kcache-bench-')),
+    log: () => {},
+  });
+  expect(result.rows).toHaveLength(2);
+  for (const row of result.rows) {
+    expect(row.llamaCpp?.greedy).toEqual(row.kcache.greedy);
+    expect(row.kcache.greedy).toHaveLength(12);
+    expect(row.kcache.batchTps[3]).toBeGreaterThan(0);
+  }
+  expect(formatEngineBench(result)).toContain('| bf16 | greedy tokens identical before first divergence | 12/12 |');
+}, 120_000);
