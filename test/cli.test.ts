@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { writeTinyHfModel } from './helpers/hf-model.js';
+import { SMALL_HF, writeTinyHfModel } from './helpers/hf-model.js';
 import { REPO_ROOT, STORIES_260K } from './helpers/paths.js';
 import { TINY_BPE_TOKENIZER } from './helpers/tokenizer-json.js';
 
@@ -44,17 +44,7 @@ describe('kcache generate', () => {
   });
 
   test('text prompt through a Hugging Face tokenizer.json, streamed', () => {
-    const m = writeTinyHfModel({
-      arch: 'LlamaForCausalLM',
-      dim: 32,
-      hidden: 48,
-      layers: 1,
-      heads: 2,
-      kvHeads: 1,
-      vocab: 64,
-      dtype: 'bf16',
-      tied: true,
-    });
+    const m = writeTinyHfModel({ ...SMALL_HF, dtype: 'bf16' });
     writeFileSync(join(m.dir, 'tokenizer.json'), JSON.stringify(TINY_BPE_TOKENIZER));
     const r = kcache('generate', '--model', m.dir, '--prompt', 'hello world', '--max-tokens', '5', '--temperature', '0', '--ignore-eos');
     expect(r.code).toBe(0);

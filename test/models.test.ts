@@ -5,22 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine, encodeSafetensors, loadHfDir, ModelLoadError, resolveModel } from '@kcache/engine';
 import { describe, expect, test } from 'vitest';
-import { writeTinyHfModel } from './helpers/hf-model.js';
+import { SMALL_HF, writeTinyHfModel } from './helpers/hf-model.js';
 import { STORIES_260K } from './helpers/paths.js';
 import { TINY_BPE_TOKENIZER } from './helpers/tokenizer-json.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'kcache-models-'));
-const base = {
-  arch: 'LlamaForCausalLM',
-  dim: 32,
-  hidden: 48,
-  layers: 1,
-  heads: 2,
-  kvHeads: 1,
-  vocab: 64,
-  dtype: 'f32',
-  tied: true,
-} as const;
+const base = SMALL_HF;
 
 function expectLoadError(fn: () => unknown, file: string, problem: RegExp) {
   let err: unknown;

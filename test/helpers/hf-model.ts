@@ -23,6 +23,19 @@ export interface TinyHfConfig {
   seed?: number;
 }
 
+/** The smallest useful model: one layer, GQA 2/1, 64 tokens. */
+export const SMALL_HF: TinyHfConfig = {
+  arch: 'LlamaForCausalLM',
+  dim: 32,
+  hidden: 48,
+  layers: 1,
+  heads: 2,
+  kvHeads: 1,
+  vocab: 64,
+  dtype: 'f32',
+  tied: true,
+};
+
 export interface TinyHfModel {
   dir: string;
   /** Weights by the engine's canonical names, as the f32 values the file encodes. */
