@@ -6,7 +6,12 @@ const pkg = (name: string) => fileURLToPath(new URL(`./packages/${name}/src/inde
 export default defineConfig({
   resolve: {
     // Tests run the TypeScript sources; the native addon must be built (`pnpm build`).
-    alias: { '@kcache/engine': pkg('engine'), '@kcache/bench': pkg('bench') },
+    alias: {
+      '@kcache/engine': pkg('engine'),
+      '@kcache/bench': pkg('bench'),
+      '@kcache/block-hash': pkg('block-hash'),
+      '@kcache/worker': pkg('worker'),
+    },
   },
   test: {
     include: ['packages/*/src/**/*.test.ts', 'test/**/*.test.ts'],

@@ -1,0 +1,98 @@
+import { describe, expect, test } from 'vitest';
+import { BlockManager } from './block-manager.js';
+import { SchedRequest, Scheduler, type StepPlan } from './scheduler.js';
+
+const extra = { modelId: 'm' };
+const seq = (n: number, base = 0) => Array.from({ length: n }, (_, i) => base + i + 1);
+
+function setup(blocks = 16, maxNumSeqs = 8, maxBatchedTokens = 64) {
+  const bm = new BlockManager(blocks, 4);
+  return { bm, s: new Scheduler(bm, { maxNumSeqs, maxBatchedTokens }) };
+}
+
+/** Runs a step as the engine loop would: commit, then append a fake sampled token. */
+function run(s: Scheduler, plan: StepPlan, next = 100): void {
+  s.commit(plan);
+  for (const it of plan.items) if (it.sample) s.append(it.req, next);
+}
+
+describe('Scheduler', () => {
+  test('chunked prefill under the token budget, FCFS, then decodes first', () => {
+    const { s } = setup(16, 8, 10);
+    const a = new SchedRequest('a', seq(14), extra, 0);
+    const b = new SchedRequest('b', seq(5, 50), extra, 1);
+    s.add(a);
+    s.add(b);
+    let p = s.schedule();
+    expect(p.items.map((i) => [i.req.id, i.startPos, i.tokens.length, i.sample])).toEqual([['a', 0, 10, false]]);
+    run(s, p);
+    p = s.schedule();
+    expect(p.items.map((i) => [i.req.id, i.startPos, i.tokens.length, i.sample])).toEqual([
+      ['a', 10, 4, true],
+      ['b', 0, 5, true],
+    ]);
+    run(s, p);
+    p = s.schedule();
+    expect(p.items.map((i) => [i.req.id, i.startPos, i.tokens.length, i.sample])).toEqual([
+      ['a', 14, 1, true],
+      ['b', 5, 1, true],
+    ]);
+  });
+
+  test('a second request reuses the cached full blocks of a shared prefix, not the last token', () => {
+    const { s, bm } = setup();
+    const a = new SchedRequest('a', seq(12), extra, 0);
+    s.add(a);
+    run(s, s.schedule());
+    s.finish(a);
+    expect(bm.cachedBlocks).toBe(3);
+    const b = new SchedRequest('b', [...seq(8), 70, 71, 72], extra, 1);
+    s.add(b);
+    const p = s.schedule();
+    expect(b.cachedTokens).toBe(8);
+    expect(p.items[0]?.startPos).toBe(8);
+    const c = new SchedRequest('c', seq(12), extra, 2); // identical prompt: last block recomputed
+    s.add(c);
+    expect(s.schedule().items.find((i) => i.req === c)?.startPos).toBe(8);
+    expect(c.cachedTokens).toBe(8);
+    const d = new SchedRequest('d', seq(12), { modelId: 'm', cacheSalt: 'other' }, 3);
+    s.add(d);
+    s.schedule();
+    expect(d.cachedTokens).toBe(0);
+  });
+
+  test('preemption by recompute when blocks run out; the preempted request resumes', () => {
+    const { s, bm } = setup(4, 8, 64);
+    const a = new SchedRequest('a', seq(8), extra, 0); // 2 blocks
+    const b = new SchedRequest('b', seq(8, 20), extra, 1); // 2 blocks
+    s.add(a);
+    s.add(b);
+    run(s, s.schedule()); // both prefilled and sampled: 9 tokens each, the next decode needs a third block
+    const p = s.schedule();
+    expect(p.preempted.map((r) => r.id)).toEqual(['b']);
+    expect(p.items.map((i) => i.req.id)).toEqual(['a']);
+    expect(s.waiting[0]).toBe(b);
+    expect(b.blockTable).toEqual([]);
+    run(s, p);
+    s.finish(a);
+    const r = s.schedule();
+    expect(r.items[0]?.req).toBe(b);
+    expect(r.items[0]?.tokens.length).toBeGreaterThan(0);
+    expect(b.tokens).toHaveLength(9); // its sampled token is kept and recomputed
+    expect(bm.available).toBeGreaterThanOrEqual(0);
+  });
+
+  test('removing a request frees its blocks; caps on running sequences', () => {
+    const { s, bm } = setup(16, 1, 64);
+    const a = new SchedRequest('a', seq(9), extra, 0);
+    const b = new SchedRequest('b', seq(9, 40), extra, 1);
+    s.add(a);
+    s.add(b);
+    const p = s.schedule();
+    expect(p.items.map((i) => i.req.id)).toEqual(['a']);
+    expect(bm.available).toBe(13);
+    s.remove(a);
+    expect(bm.available).toBe(16);
+    expect(s.schedule().items.map((i) => i.req.id)).toEqual(['b']);
+  });
+});
