@@ -1,0 +1,87 @@
+/**
+ * Per-request sampling: penalties over the request's own tokens, min_tokens masking, then the
+ * engine's temperature / top-k / top-p / min-p sampler with the request's seeded RNG, and
+ * top-n logprobs of the model's distribution (vLLM's default: before penalties and filtering).
+ */
+import { Rng, type SamplingParams, sample } from '@kcache/engine';
+
+export interface RequestSampling extends SamplingParams {
+  seed: number | null;
+  repetitionPenalty: number;
+  presencePenalty: number;
+  frequencyPenalty: number;
+  /** How many top logprobs to return per token (0: none). */
+  logprobs: number;
+}
+
+export interface TokenLogprobs {
+  tokenId: number;
+  logprob: number;
+  top: { tokenId: number; logprob: number }[];
+}
+
+export function validatePenalties(p: RequestSampling): string | null {
+  if (!(p.repetitionPenalty > 0) || !Number.isFinite(p.repetitionPenalty))
+    return `repetition_penalty must be > 0, got ${p.repetitionPenalty}`;
+  if (!(Math.abs(p.presencePenalty) <= 2)) return `presence_penalty must be in [-2, 2], got ${p.presencePenalty}`;
+  if (!(Math.abs(p.frequencyPenalty) <= 2)) return `frequency_penalty must be in [-2, 2], got ${p.frequencyPenalty}`;
+  if (!Number.isInteger(p.logprobs) || p.logprobs < 0 || p.logprobs > 20)
+    return `logprobs must be an integer in [0, 20], got ${p.logprobs}`;
+  return null;
+}
+
+export class RequestSampler {
+  private readonly rng: Rng;
+
+  constructor(
+    readonly params: RequestSampling,
+    /** Token ids that may not be sampled before min_tokens (EOS and stop ids). */
+    private readonly banned: readonly number[],
+    private readonly minTokens: number,
+  ) {
+    this.rng = new Rng(params.seed ?? Math.floor(Math.random() * 2 ** 32));
+  }
+
+  /** Chooses the next token from `logits` (modified in place) given the prompt and output so far. */
+  next(logits: Float32Array, promptLen: number, tokens: readonly number[]): { token: number; logprobs: TokenLogprobs | null } {
+    const raw = this.params.logprobs > 0 ? logSoftmax(logits) : null;
+    const p = this.params;
+    if (p.repetitionPenalty !== 1 || p.presencePenalty !== 0 || p.frequencyPenalty !== 0) {
+      const counts = new Map<number, number>();
+      for (let i = promptLen; i < tokens.length; i++) counts.set(tokens[i] as number, (counts.get(tokens[i] as number) ?? 0) + 1);
+      if (p.repetitionPenalty !== 1) {
+        for (const t of new Set(tokens)) {
+          const l = logits[t] as number;
+          logits[t] = l > 0 ? l / p.repetitionPenalty : l * p.repetitionPenalty;
+        }
+      }
+      for (const [t, c] of counts) logits[t] = (logits[t] as number) - p.presencePenalty - p.frequencyPenalty * c;
+    }
+    if (tokens.length - promptLen < this.minTokens) for (const t of this.banned) logits[t] = Number.NEGATIVE_INFINITY;
+    const token = sample(logits, p, this.rng);
+    if (!raw) return { token, logprobs: null };
+    const top = topN(raw, p.logprobs).map((t) => ({ tokenId: t, logprob: raw[t] as number }));
+    return { token, logprobs: { tokenId: token, logprob: raw[token] as number, top } };
+  }
+}
+
+function logSoftmax(logits: Float32Array): Float64Array {
+  let m = Number.NEGATIVE_INFINITY;
+  for (const v of logits) if (v > m) m = v;
+  let z = 0;
+  for (const v of logits) z += Math.exp(v - m);
+  const lz = m + Math.log(z);
+  return Float64Array.from(logits, (v) => v - lz);
+}
+
+function topN(x: Float64Array, n: number): number[] {
+  const best: number[] = [];
+  for (let i = 0; i < x.length; i++) {
+    if (best.length < n || (x[i] as number) > (x[best[best.length - 1] as number] as number)) {
+      best.push(i);
+      best.sort((a, b) => (x[b] as number) - (x[a] as number) || a - b);
+      if (best.length > n) best.pop();
+    }
+  }
+  return best;
+}

@@ -1,0 +1,214 @@
+/**
+ * The worker process: the engine, the scheduler and prefix cache, the serving loop, the gRPC
+ * Worker service (+ grpc.health.v1 and reflection), /metrics over HTTP, and KV events and the
+ * lease in Redis. startWorker() wires them; close() and drain() take them down.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { Engine, type ModelSpec, resolveModel } from '@kcache/engine';
+import { HealthImplementation } from 'grpc-health-check';
+import { Redis } from 'ioredis';
+import { EngineLoop, type GenerateInput } from '../engine-loop.js';
+import { WorkerError } from '../errors.js';
+import { KvEventPublisher } from '../kv-events/publisher.js';
+import { WorkerMetrics } from '../metrics.js';
+import { BlockManager, type KvEvent } from '../scheduler/block-manager.js';
+import { Scheduler } from '../scheduler/scheduler.js';
+import { loadWorkerProto } from './proto.js';
+
+export interface WorkerOptions {
+  model: string | ModelSpec;
+  host?: string;
+  /** gRPC port; 0 picks a free one. */
+  port: number;
+  /** Redis for KV events and the lease; null runs standalone. */
+  redisUrl: string | null;
+  workerId?: string;
+  numBlocks?: number;
+  blockSize?: number;
+  threads?: number;
+  maxNumSeqs?: number;
+  maxBatchedTokens?: number;
+  maxWaiting?: number;
+  /** HTTP port for /metrics; 0 picks a free one, null disables. */
+  metricsPort?: number | null;
+  leaseTtlMs?: number;
+}
+
+export interface RunningWorker {
+  workerId: string;
+  address: string;
+  port: number;
+  metricsPort: number | null;
+  engine: Engine;
+  blocks: BlockManager;
+  metrics: WorkerMetrics;
+  /** Stops taking requests (health NOT_SERVING), lets in-flight ones finish within graceMs, then closes. */
+  drain(graceMs: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+const SERVICE = 'kcache.v1.Worker';
+const STATUS: Record<WorkerError['code'], grpc.status> = {
+  INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
+  RESOURCE_EXHAUSTED: grpc.status.RESOURCE_EXHAUSTED,
+  ALREADY_EXISTS: grpc.status.ALREADY_EXISTS,
+  UNAVAILABLE: grpc.status.UNAVAILABLE,
+};
+
+// biome-ignore lint/suspicious/noExplicitAny: proto-loader messages are untyped objects
+type Msg = Record<string, any>;
+
+function toInput(r: Msg): GenerateInput {
+  const s: Msg = r.sampling ?? {};
+  const st: Msg = r.stop ?? {};
+  return {
+    requestId: r.requestId || randomUUID(),
+    tokenIds: r.tokenIds ?? [],
+    cacheSalt: r.cacheSalt ?? '',
+    sampling: {
+      temperature: s.temperature ?? 1,
+      topK: s.topK ?? 0,
+      topP: s.topP ?? 1,
+      minP: s.minP ?? 0,
+      seed: s.seed ?? null,
+      repetitionPenalty: s.repetitionPenalty ?? 1,
+      presencePenalty: s.presencePenalty ?? 0,
+      frequencyPenalty: s.frequencyPenalty ?? 0,
+      logprobs: s.logprobs ?? 0,
+    },
+    stop: {
+      maxTokens: st.maxTokens ?? null,
+      minTokens: st.minTokens ?? 0,
+      stopTokenIds: st.stopTokenIds ?? [],
+      stop: st.stop ?? [],
+      ignoreEos: st.ignoreEos ?? false,
+    },
+  };
+}
+
+export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
+  const spec = typeof o.model === 'string' ? resolveModel(o.model) : o.model;
+  const engine = await Engine.load(spec, { numBlocks: o.numBlocks, blockSize: o.blockSize, threads: o.threads });
+  const info = engine.info();
+  const workerId = o.workerId ?? `worker-${randomUUID().slice(0, 8)}`;
+  const metrics = new WorkerMetrics(workerId, spec.id);
+
+  const redis = o.redisUrl ? new Redis(o.redisUrl, { lazyConnect: true, maxRetriesPerRequest: null }) : null;
+  // Redis being away must not take the worker down: events queue until it is back.
+  let redisError = '';
+  redis?.on('error', (e: Error) => {
+    if (e.message !== redisError) process.emitWarning(`redis: ${e.message}`);
+    redisError = e.message;
+  });
+  let publisher: KvEventPublisher | null = null;
+  const onEvent = (e: KvEvent) => publisher?.publish(e);
+  const blocks = new BlockManager(info.numBlocks, info.blockSize, onEvent, 'device');
+  const scheduler = new Scheduler(blocks, { maxNumSeqs: o.maxNumSeqs ?? 64, maxBatchedTokens: o.maxBatchedTokens ?? 512 });
+  const loop = new EngineLoop(engine, blocks, scheduler, metrics, { maxWaiting: o.maxWaiting ?? 1024 });
+  let draining = false;
+
+  const { definition, pkg } = loadWorkerProto();
+  const service = (((pkg.kcache as grpc.GrpcObject).v1 as grpc.GrpcObject).Worker as grpc.ServiceClientConstructor).service;
+  const server = new grpc.Server();
+  const health = new HealthImplementation({ '': 'SERVING', [SERVICE]: 'SERVING' });
+  health.addToServer(server);
+  new ReflectionService(definition).addToServer(server);
+  server.addService(service, {
+    Generate(call: grpc.ServerWritableStream<Msg, Msg>) {
+      const input = toInput(call.request);
+      let ended = false;
+      try {
+        if (draining) throw new WorkerError('UNAVAILABLE', 'the worker is draining');
+        loop.submit(input, {
+          chunk: (c) => {
+            if (!ended) call.write({ chunk: c });
+          },
+          final: (f) => {
+            if (ended) return;
+            ended = true;
+            call.write({ final: { finishReason: f.finishReason, usage: f.usage, workerId, text: f.text } });
+            call.end();
+          },
+        });
+      } catch (e) {
+        ended = true;
+        if (e instanceof WorkerError) call.emit('error', { code: STATUS[e.code], details: e.message });
+        else call.emit('error', { code: grpc.status.INTERNAL, details: (e as Error).message });
+        return;
+      }
+      call.on('cancelled', () => {
+        ended = true;
+        loop.abort(input.requestId);
+      });
+    },
+    Abort(call: grpc.ServerUnaryCall<Msg, Msg>, cb: grpc.sendUnaryData<Msg>) {
+      cb(null, { found: loop.abort(call.request.requestId ?? '') });
+    },
+    Info(_call: grpc.ServerUnaryCall<Msg, Msg>, cb: grpc.sendUnaryData<Msg>) {
+      cb(null, {
+        workerId,
+        modelId: spec.id,
+        blockSize: info.blockSize,
+        tiers: [{ tier: 'device', numBlocks: info.numBlocks, bytesPerBlock: info.kvBytesPerBlock }],
+        attentionMode: 'full',
+        backend: info.backend,
+        vocabSize: info.vocabSize,
+        maxModelLen: info.maxSeqLen,
+      });
+    },
+  });
+  const host = o.host ?? '127.0.0.1';
+  const port = await new Promise<number>((res, rej) =>
+    server.bindAsync(`${host}:${o.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
+  );
+  const address = `${host}:${port}`;
+
+  let http: HttpServer | null = null;
+  let metricsPort: number | null = null;
+  if (o.metricsPort !== null && o.metricsPort !== undefined) {
+    http = createServer((req, res) => {
+      if (req.url !== '/metrics') {
+        res.writeHead(404).end();
+        return;
+      }
+      metrics.registry.metrics().then(
+        (body) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(body),
+        (e: Error) => res.writeHead(500).end(e.message),
+      );
+    });
+    await new Promise<void>((r) => (http as HttpServer).listen(o.metricsPort ?? 0, host, r));
+    metricsPort = (http.address() as AddressInfo).port;
+  }
+
+  if (redis) {
+    await redis.connect();
+    publisher = new KvEventPublisher(redis, { workerId, address, modelId: spec.id, blockSize: info.blockSize }, o.leaseTtlMs);
+    await publisher.start(blocks);
+  }
+
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    health.setStatus('', 'NOT_SERVING');
+    health.setStatus(SERVICE, 'NOT_SERVING');
+    await loop.stop();
+    await new Promise<void>((r) => server.tryShutdown(() => r()));
+    await publisher?.stop();
+    redis?.disconnect();
+    await new Promise<void>((r) => (http ? http.close(() => r()) : r()));
+    engine.dispose();
+  };
+  const drain = async (graceMs: number) => {
+    draining = true;
+    health.setStatus('', 'NOT_SERVING');
+    health.setStatus(SERVICE, 'NOT_SERVING');
+    await Promise.race([loop.idle(), new Promise((r) => setTimeout(r, graceMs).unref())]);
+    await close();
+  };
+  return { workerId, address, port, metricsPort, engine, blocks, metrics, drain, close };
+}
