@@ -157,7 +157,7 @@ describe('a worker with room to spare', () => {
     const entries = await redis.client.xrange(kvStreamKey('w-main'), '-', '+');
     const events = entries.map(([, f]) => Object.fromEntries(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i], f[2 * i + 1]])));
     expect(events[0]).toMatchObject({ seq: '1', type: 'cleared' });
-    events.forEach((e, i) => expect(Number(e.seq)).toBe(i + 1));
+    expect(events.map((e) => Number(e.seq))).toEqual(events.map((_, i) => i + 1));
     const stored = new Set(events.filter((e) => e.type === 'stored').flatMap((e) => (e.hashes as string).split(',')));
     const prefixHashes = hashBlocks(prompt(64, 1), 16, { modelId: w.engine.model.id });
     for (const h of prefixHashes) expect(stored.has(h)).toBe(true);
