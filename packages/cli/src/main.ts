@@ -3,9 +3,11 @@ import { ModelLoadError } from '@kcache/engine';
 import { UsageError } from './args.js';
 import { BENCH_USAGE, benchCommand } from './commands/bench.js';
 import { GENERATE_USAGE, generateCommand } from './commands/generate.js';
+import { SERVE_USAGE, serveCommand } from './commands/serve.js';
 
 const USAGE = `usage:
   ${GENERATE_USAGE}
+  ${SERVE_USAGE}
   ${BENCH_USAGE}`;
 
 async function main(argv: string[]): Promise<void> {
@@ -13,6 +15,8 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'generate':
       return generateCommand(rest);
+    case 'serve':
+      return serveCommand(rest);
     case 'bench':
       return benchCommand(rest);
     case undefined:

@@ -1,15 +1,17 @@
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
-import { formatEngineBench, runEngineBench } from '@kcache/bench';
+import { formatEngineBench, formatWorkerBench, runEngineBench, runWorkerBench } from '@kcache/bench';
 import type { WeightDType } from '@kcache/engine';
 import { idsArg, intArg, UsageError } from '../args.js';
 
 export const BENCH_USAGE = `kcache bench engine [--model dummy:smol135] [--dtypes f32,bf16] [--threads N] [--prompt-len 512]
-    [--decode-tokens 64] [--batches 8,32] [--no-llama-cpp] [--json]`;
+    [--decode-tokens 64] [--batches 8,32] [--no-llama-cpp] [--json]
+  kcache bench worker [--model dummy:smol135:bf16] [--streams 1,8,32] [--tokens 64] [--threads N]`;
 
 export async function benchCommand(argv: string[]): Promise<void> {
   const [what, ...rest] = argv;
-  if (what !== 'engine') throw new UsageError(`unknown benchmark '${what ?? ''}' (available: engine)`);
+  if (what === 'worker') return workerBench(rest);
+  if (what !== 'engine') throw new UsageError(`unknown benchmark '${what ?? ''}' (available: engine, worker)`);
   const { values } = parseArgs({
     args: rest,
     strict: true,
@@ -40,4 +42,21 @@ export async function benchCommand(argv: string[]): Promise<void> {
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(values.json ? `${JSON.stringify(result)}\n` : `${formatEngineBench(result)}\n`);
+}
+
+async function workerBench(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: { model: { type: 'string' }, streams: { type: 'string' }, tokens: { type: 'string' }, threads: { type: 'string' } },
+  });
+  const model = values.model ?? 'dummy:smol135:bf16';
+  const rows = await runWorkerBench({
+    model,
+    streams: idsArg('streams', values.streams ?? '1,8,32'),
+    tokens: intArg('tokens', values.tokens, 64, 2),
+    threads: intArg('threads', values.threads, cpus().length, 1),
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  process.stdout.write(`${formatWorkerBench(model, rows)}\n`);
 }

@@ -1,0 +1,73 @@
+import { parseArgs } from 'node:util';
+import { startWorker } from '@kcache/worker';
+import { intArg, UsageError } from '../args.js';
+
+export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--metrics-port N]
+    [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-waiting N]
+    [--drain-grace-ms N]`;
+
+/** Runs a worker in the foreground until SIGTERM/SIGINT, then drains and exits 0. */
+export async function serveCommand(argv: string[]): Promise<void> {
+  const [role, ...rest] = argv;
+  if (role !== 'worker') throw new UsageError(`unknown role '${role ?? ''}' (available: worker)`);
+  const { values } = parseArgs({
+    args: rest,
+    strict: true,
+    options: {
+      model: { type: 'string' },
+      port: { type: 'string' },
+      'redis-url': { type: 'string' },
+      id: { type: 'string' },
+      host: { type: 'string' },
+      'metrics-port': { type: 'string' },
+      'num-blocks': { type: 'string' },
+      'block-size': { type: 'string' },
+      threads: { type: 'string' },
+      'max-num-seqs': { type: 'string' },
+      'max-batched-tokens': { type: 'string' },
+      'max-waiting': { type: 'string' },
+      'drain-grace-ms': { type: 'string' },
+    },
+  });
+  if (!values.model) throw new UsageError('--model is required');
+  if (values.port === undefined) throw new UsageError('--port is required');
+  const opt = (name: string, v: string | undefined, min = 1) => (v === undefined ? undefined : intArg(name, v, 0, min));
+  const grace = intArg('drain-grace-ms', values['drain-grace-ms'], 30_000, 0);
+  const worker = await startWorker({
+    model: values.model,
+    port: intArg('port', values.port, 0, 0),
+    host: values.host,
+    redisUrl: values['redis-url'] ?? null,
+    workerId: values.id,
+    metricsPort: values['metrics-port'] === undefined ? null : intArg('metrics-port', values['metrics-port'], 0, 0),
+    numBlocks: opt('num-blocks', values['num-blocks']),
+    blockSize: opt('block-size', values['block-size']),
+    threads: opt('threads', values.threads),
+    maxNumSeqs: opt('max-num-seqs', values['max-num-seqs']),
+    maxBatchedTokens: opt('max-batched-tokens', values['max-batched-tokens']),
+    maxWaiting: opt('max-waiting', values['max-waiting'], 0),
+  });
+  const info = worker.engine.info();
+  process.stdout.write(
+    `${JSON.stringify({
+      event: 'ready',
+      workerId: worker.workerId,
+      address: worker.address,
+      metricsPort: worker.metricsPort,
+      model: info.modelId,
+      backend: info.backend,
+      kvBlocks: info.numBlocks,
+      blockSize: info.blockSize,
+      redis: values['redis-url'] ?? null,
+    })}\n`,
+  );
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      process.stdout.write(`${JSON.stringify({ event: 'draining', signal, graceMs: grace })}\n`);
+      worker.drain(grace).then(resolve, resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  process.stdout.write(`${JSON.stringify({ event: 'stopped' })}\n`);
+}
