@@ -212,3 +212,72 @@ describe('a worker under memory pressure', () => {
     await w.close();
   });
 });
+
+describe('text, stop strings, logprobs and reflection (dummy:tiny, byte tokenizer)', () => {
+  let w: RunningWorker;
+  let client: grpc.Client;
+  beforeAll(async () => {
+    w = await startWorker({ model: 'dummy:tiny', port: 0, redisUrl: null, numBlocks: 64, threads: 1 });
+    client = workerClient(w.address);
+  });
+  afterAll(async () => {
+    client.close();
+    await w.close();
+  });
+
+  test('a stop string ends the stream and is not emitted; the text matches the token ids', async () => {
+    const ids = [1, ...Buffer.from('Once upon a time').map((b) => b + 3)];
+    const full = await generate(client, {
+      requestId: 's1',
+      tokenIds: ids,
+      sampling: { temperature: 0.8, seed: 5 },
+      stop: { maxTokens: 60, ignoreEos: true },
+    });
+    const bytes = full.tokenIds.filter((t) => t >= 3 && t < 259).map((t) => t - 3);
+    expect(full.text).toBe(Buffer.from(bytes).toString('utf8'));
+    const stop = full.text.slice(20, 23); // may also occur earlier: the cut is at its first occurrence
+    const at = full.text.indexOf(stop);
+    const cut = await generate(client, {
+      requestId: 's2',
+      tokenIds: ids,
+      sampling: { temperature: 0.8, seed: 5 },
+      stop: { maxTokens: 60, ignoreEos: true, stop: [stop] },
+    });
+    expect(cut.finishReason).toBe('stop');
+    expect(cut.text).toBe(full.text.slice(0, at));
+  });
+
+  test('top-n logprobs come with every token', async () => {
+    const r = await generate(client, {
+      requestId: 'lp',
+      tokenIds: [1, 70, 71],
+      sampling: { temperature: 0, logprobs: 3 },
+      stop: { maxTokens: 5, ignoreEos: true },
+    });
+    expect(r.logprobs).toHaveLength(5);
+    for (const [i, lp] of r.logprobs.entries()) {
+      expect(lp.tokenId).toBe(r.tokenIds[i]);
+      expect(lp.top).toHaveLength(3);
+      expect(lp.top[0].tokenId).toBe(lp.tokenId); // greedy picks the most likely token
+      expect(lp.logprob).toBeLessThanOrEqual(0);
+    }
+  });
+
+  test('server reflection lists the Worker service', async () => {
+    const raw = new grpc.Client(w.address, grpc.credentials.createInsecure());
+    const call = raw.makeBidiStreamRequest(
+      '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo',
+      (x: Buffer) => x,
+      (b: Buffer) => b,
+    );
+    const reply = new Promise<Buffer>((res, rej) => {
+      call.once('data', (b: Buffer) => res(b));
+      call.once('error', rej);
+    });
+    call.write(Buffer.from([0x3a, 0x00])); // ServerReflectionRequest{list_services: ""}
+    const body = (await reply).toString('latin1');
+    call.end();
+    raw.close();
+    expect(body).toContain('kcache.v1.Worker');
+  });
+});

@@ -23,8 +23,15 @@ test('multi-byte characters are emitted whole', () => {
   expect(r.parts.every((p) => !p.includes('\uFFFD'))).toBe(true);
 });
 
-test('a stop string ends the text and is not emitted', () => {
+test('a stop string ends the text and is not emitted, not even by a final flush', () => {
   expect(stream('Hello world. Bye', ['. '])).toMatchObject({ out: 'Hello world', stopped: true });
+  const d = new StreamDetokenizer(tok, ['eee']);
+  expect(
+    ids('eeee')
+      .map((id) => d.push([id]).text)
+      .join(''),
+  ).toBe('');
+  expect(d.flush()).toBe('');
   expect(stream('abcSTOPdef', ['STOP', 'xyz'])).toMatchObject({ out: 'abc', stopped: true });
 });
 

@@ -8,6 +8,7 @@ import type { Tokenizer } from '@kcache/engine';
 export class StreamDetokenizer {
   private readonly ids: number[] = [];
   private emitted = 0;
+  private stopped = false;
 
   constructor(
     private readonly tokenizer: Tokenizer | null,
@@ -24,6 +25,7 @@ export class StreamDetokenizer {
       if (at >= 0) {
         const text = at > this.emitted ? full.slice(this.emitted, at) : '';
         this.emitted = Math.max(this.emitted, at);
+        this.stopped = true;
         return { text, stopped: true };
       }
     }
@@ -44,7 +46,7 @@ export class StreamDetokenizer {
 
   /** The rest of the text at the end of a request (held-back prefixes that never became a stop). */
   flush(): string {
-    if (!this.tokenizer) return '';
+    if (!this.tokenizer || this.stopped) return '';
     const full = this.tokenizer.decode(this.ids);
     const text = full.slice(this.emitted);
     this.emitted = full.length;
