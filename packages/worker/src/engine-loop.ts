@@ -56,6 +56,12 @@ interface Live {
 
 export interface LoopConfig {
   maxWaiting: number;
+  /**
+   * Send a step's stream messages while the next step computes, instead of before it starts.
+   * Worth it only when a core is free for the JavaScript thread: when the engine's threads take
+   * every core, the overlap preempts them and each step's barrier waits (measured: slower).
+   */
+  overlapOutput: boolean;
 }
 
 export class EngineLoop {
@@ -64,6 +70,8 @@ export class EngineLoop {
   private stopped = false;
   private readonly done: Promise<void>;
   private idleWaiters: (() => void)[] = [];
+  /** Stream messages of the last step, sent once the next step is running (overlapOutput). */
+  private pending: (() => void)[] = [];
 
   constructor(
     private readonly engine: Engine,
@@ -163,10 +171,20 @@ export class EngineLoop {
     this.metrics.e2e.observe((now - l.arrival) / 1000);
     this.metrics.success.inc({ finished_reason: reason });
     this.metrics.promptTokens.inc(l.req.promptLen);
-    l.sink.final({ finishReason: reason, usage, text });
+    this.send(() => l.sink.final({ finishReason: reason, usage, text }));
     if (this.live.size === 0) {
+      this.flush();
       for (const w of this.idleWaiters.splice(0)) w();
     }
+  }
+
+  private send(write: () => void): void {
+    if (this.config.overlapOutput) this.pending.push(write);
+    else write();
+  }
+
+  private flush(): void {
+    for (const write of this.pending.splice(0)) write();
   }
 
   private async run(): Promise<void> {
@@ -174,6 +192,7 @@ export class EngineLoop {
       for (const l of [...this.live.values()]) if (l.aborted) this.finish(l, 'abort');
       if (this.stopped && this.live.size === 0) return;
       if (!this.scheduler.hasWork()) {
+        this.flush();
         await new Promise<void>((r) => {
           this.wake = r;
         });
@@ -196,13 +215,16 @@ export class EngineLoop {
       this.metrics.kvUsage.set({ tier: this.bm.tier }, this.bm.usage);
       if (plan.items.length === 0) {
         // Nothing fits although the pool was checked at admission: wait for a running request to end.
+        this.flush();
         await new Promise<void>((r) => setImmediate(r));
         continue;
       }
       const t0 = performance.now();
       let logits: Float32Array[];
       try {
-        logits = await this.engine.step(plan.items.map((it) => ({ tokens: it.tokens, startPos: it.startPos, blockTable: it.blockTable })));
+        const step = this.engine.step(plan.items.map((it) => ({ tokens: it.tokens, startPos: it.startPos, blockTable: it.blockTable })));
+        this.flush();
+        logits = await step;
       } catch (e) {
         // An engine failure fails the requests of this step, not the worker.
         for (const it of plan.items) {
@@ -235,7 +257,7 @@ export class EngineLoop {
 
     const isEos = l.eos.has(token) && req.outputLen > l.input.stop.minTokens - 1;
     const { text, stopped } = isEos ? { text: '', stopped: false } : l.detok.push([token]);
-    l.sink.chunk({ tokenIds: [token], text, logprobs: logprobs ? [logprobs] : [] });
+    this.send(() => l.sink.chunk({ tokenIds: [token], text, logprobs: logprobs ? [logprobs] : [] }));
     if (isEos || stopped) this.finish(l, 'stop');
     else if (req.outputLen >= l.maxTokens) this.finish(l, 'length');
   }

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { Engine, type ModelSpec, resolveModel } from '@kcache/engine';
@@ -108,7 +109,10 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const onEvent = (e: KvEvent) => publisher?.publish(e);
   const blocks = new BlockManager(info.numBlocks, info.blockSize, onEvent, 'device');
   const scheduler = new Scheduler(blocks, { maxNumSeqs: o.maxNumSeqs ?? 64, maxBatchedTokens: o.maxBatchedTokens ?? 512 });
-  const loop = new EngineLoop(engine, blocks, scheduler, metrics, { maxWaiting: o.maxWaiting ?? 1024 });
+  const loop = new EngineLoop(engine, blocks, scheduler, metrics, {
+    maxWaiting: o.maxWaiting ?? 1024,
+    overlapOutput: info.threads < availableParallelism(),
+  });
   let draining = false;
 
   const { definition, pkg } = loadWorkerProto();
