@@ -1,0 +1,48 @@
+/**
+ * cache_aware: route to the worker with the lowest cost, where
+ *
+ *   cost(w) = (prompt tokens w would still prefill) + loadCostTokens × load(w)
+ *
+ * so a long cached prefix wins unless that worker is much busier (Dynamo's KV router weighs
+ * prefill blocks against active load the same way). Balance guard (SGLang's): when the chosen
+ * worker's load exceeds the least loaded worker's by more than balanceAbsThreshold and by more
+ * than balanceRelThreshold times, the request spills to the least loaded worker instead, so a
+ * hot prefix cannot pile every request onto one worker. Ties go to the lower worker id, so every
+ * router with the same view decides the same. Cost: O(workers).
+ *
+ * Reasons: "cache_hit" (the chosen worker holds part of the prompt), "least_cost" (no worker
+ * holds any of it), "balance_spill" (the guard fired), "no_workers".
+ */
+import { candidates, leastLoaded, type RoutingPolicy } from '../types.js';
+
+export interface CacheAwareConfig {
+  /** Prefill tokens one in-flight request is worth (default 256). */
+  loadCostTokens: number;
+  balanceAbsThreshold: number;
+  balanceRelThreshold: number;
+}
+
+export const DEFAULT_CACHE_AWARE: CacheAwareConfig = { loadCostTokens: 256, balanceAbsThreshold: 8, balanceRelThreshold: 1.5 };
+
+export function cacheAware(config: Partial<CacheAwareConfig> = {}): RoutingPolicy {
+  const c = { ...DEFAULT_CACHE_AWARE, ...config };
+  return (snapshot, request, exclude) => {
+    const ws = candidates(snapshot, exclude);
+    if (ws.length === 0) return null;
+    let best = ws[0] as (typeof ws)[number];
+    let bestCost = Number.POSITIVE_INFINITY;
+    for (const w of ws) {
+      const cached = Math.min(w.matchedBlocks * snapshot.blockSize, request.promptTokens);
+      const cost = request.promptTokens - cached + c.loadCostTokens * w.load;
+      if (cost < bestCost) {
+        best = w;
+        bestCost = cost;
+      }
+    }
+    const idle = leastLoaded(ws) as (typeof ws)[number];
+    if (best.load - idle.load > c.balanceAbsThreshold && best.load > c.balanceRelThreshold * idle.load) {
+      return { worker: idle.id, reason: 'balance_spill' };
+    }
+    return { worker: best.id, reason: best.matchedBlocks > 0 ? 'cache_hit' : 'least_cost' };
+  };
+}
