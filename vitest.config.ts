@@ -1,18 +1,14 @@
+import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
-const pkg = (name: string) => fileURLToPath(new URL(`./packages/${name}/src/index.ts`, import.meta.url));
+// Tests run the TypeScript sources of every workspace package (`@kcache/<folder>`); the native
+// addon must be built (`pnpm build`).
+const packagesDir = fileURLToPath(new URL('./packages/', import.meta.url));
+const alias = Object.fromEntries(readdirSync(packagesDir).map((name) => [`@kcache/${name}`, `${packagesDir}${name}/src/index.ts`]));
 
 export default defineConfig({
-  resolve: {
-    // Tests run the TypeScript sources; the native addon must be built (`pnpm build`).
-    alias: {
-      '@kcache/engine': pkg('engine'),
-      '@kcache/bench': pkg('bench'),
-      '@kcache/block-hash': pkg('block-hash'),
-      '@kcache/worker': pkg('worker'),
-    },
-  },
+  resolve: { alias },
   test: {
     include: ['packages/*/src/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 60_000,

@@ -34,6 +34,11 @@ export class KvEventPublisher {
     private readonly maxLen = 100_000,
   ) {}
 
+  /** The sequence number of the last event published. */
+  get lastSeq(): number {
+    return this.seq;
+  }
+
   publish(e: KvEvent): void {
     this.seq += 1;
     const fields: string[] = ['seq', String(this.seq), 'epoch', String(this.epoch), 'type', e.type];

@@ -152,6 +152,13 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     Abort(call: grpc.ServerUnaryCall<Msg, Msg>, cb: grpc.sendUnaryData<Msg>) {
       cb(null, { found: loop.abort(call.request.requestId ?? '') });
     },
+    Snapshot(_call: grpc.ServerUnaryCall<Msg, Msg>, cb: grpc.sendUnaryData<Msg>) {
+      if (!publisher) {
+        cb({ code: grpc.status.FAILED_PRECONDITION, details: 'this worker publishes no KV events (no --redis-url)' });
+        return;
+      }
+      cb(null, { epoch: publisher.epoch, seq: publisher.lastSeq, tier: blocks.tier, hashes: blocks.snapshot().map((b) => b.hash) });
+    },
     Info(_call: grpc.ServerUnaryCall<Msg, Msg>, cb: grpc.sendUnaryData<Msg>) {
       cb(null, {
         workerId,

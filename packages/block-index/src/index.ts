@@ -1,0 +1,1 @@
+export { IndexConsumer, type MatchResult, RedisBlockIndex, type WorkerLease, type WorkerSnapshot } from './redis-index.js';
