@@ -1,15 +1,64 @@
 import { parseArgs } from 'node:util';
+import { startRouter } from '@kcache/router';
+import { POLICIES, type PolicyName } from '@kcache/routing';
 import { startWorker } from '@kcache/worker';
 import { intArg, UsageError } from '../args.js';
 
 export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--metrics-port N]
     [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-waiting N]
-    [--drain-grace-ms N]`;
+    [--drain-grace-ms N] [--lease-ttl-ms N]
+  kcache serve router --port P --redis-url URL [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N]`;
+
+/** Waits for SIGTERM/SIGINT, runs `stop`, prints the lifecycle as JSON lines. */
+async function untilSignal(stop: () => Promise<void>, graceMs: number): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: string) => {
+      process.stdout.write(`${JSON.stringify({ event: 'draining', signal, graceMs })}\n`);
+      stop().then(resolve, resolve);
+    };
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+    process.once('SIGINT', () => onSignal('SIGINT'));
+  });
+  process.stdout.write(`${JSON.stringify({ event: 'stopped' })}\n`);
+}
+
+async function serveRouter(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      port: { type: 'string' },
+      'redis-url': { type: 'string' },
+      policy: { type: 'string' },
+      id: { type: 'string' },
+      host: { type: 'string' },
+      'metrics-port': { type: 'string' },
+    },
+  });
+  if (values.port === undefined) throw new UsageError('--port is required');
+  if (!values['redis-url']) throw new UsageError('--redis-url is required');
+  const policy = values.policy ?? 'cache_aware';
+  if (!(POLICIES as readonly string[]).includes(policy))
+    throw new UsageError(`--policy must be one of ${POLICIES.join(', ')}, got '${policy}'`);
+  const router = await startRouter({
+    port: intArg('port', values.port, 0, 0),
+    host: values.host,
+    redisUrl: values['redis-url'],
+    policy: policy as PolicyName,
+    routerId: values.id,
+    metricsPort: values['metrics-port'] === undefined ? null : intArg('metrics-port', values['metrics-port'], 0, 0),
+  });
+  process.stdout.write(
+    `${JSON.stringify({ event: 'ready', routerId: router.routerId, address: router.address, metricsPort: router.metricsPort, policy })}\n`,
+  );
+  await untilSignal(() => router.close(), 0);
+}
 
 /** Runs a worker in the foreground until SIGTERM/SIGINT, then drains and exits 0. */
 export async function serveCommand(argv: string[]): Promise<void> {
   const [role, ...rest] = argv;
-  if (role !== 'worker') throw new UsageError(`unknown role '${role ?? ''}' (available: worker)`);
+  if (role === 'router') return serveRouter(rest);
+  if (role !== 'worker') throw new UsageError(`unknown role '${role ?? ''}' (available: worker, router)`);
   const { values } = parseArgs({
     args: rest,
     strict: true,
@@ -27,6 +76,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       'max-batched-tokens': { type: 'string' },
       'max-waiting': { type: 'string' },
       'drain-grace-ms': { type: 'string' },
+      'lease-ttl-ms': { type: 'string' },
     },
   });
   if (!values.model) throw new UsageError('--model is required');
@@ -46,6 +96,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     maxNumSeqs: opt('max-num-seqs', values['max-num-seqs']),
     maxBatchedTokens: opt('max-batched-tokens', values['max-batched-tokens']),
     maxWaiting: opt('max-waiting', values['max-waiting'], 0),
+    leaseTtlMs: opt('lease-ttl-ms', values['lease-ttl-ms'], 100),
   });
   const info = worker.engine.info();
   process.stdout.write(
@@ -61,13 +112,5 @@ export async function serveCommand(argv: string[]): Promise<void> {
       redis: values['redis-url'] ?? null,
     })}\n`,
   );
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      process.stdout.write(`${JSON.stringify({ event: 'draining', signal, graceMs: grace })}\n`);
-      worker.drain(grace).then(resolve, resolve);
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
-  process.stdout.write(`${JSON.stringify({ event: 'stopped' })}\n`);
+  await untilSignal(() => worker.drain(grace), grace);
 }

@@ -1,0 +1,79 @@
+/** The router's Prometheus metrics. */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export class RouterMetrics {
+  readonly registry = new Registry();
+  readonly decisions: Counter;
+  readonly lookupLatency: Histogram;
+  readonly predictedCached: Counter;
+  readonly actualCached: Counter;
+  readonly cacheMisprediction: Histogram;
+  readonly workerLoad: Gauge;
+  readonly retries: Counter;
+  readonly breakerState: Gauge;
+  readonly requests: Counter;
+  readonly ttft: Histogram;
+
+  constructor(routerId: string) {
+    this.registry.setDefaultLabels({ router: routerId });
+    const r = [this.registry];
+    this.decisions = new Counter({
+      name: 'kcache_router_decisions_total',
+      help: 'Routing decisions by policy and reason',
+      labelNames: ['policy', 'reason'],
+      registers: r,
+    });
+    this.lookupLatency = new Histogram({
+      name: 'kcache_router_index_lookup_seconds',
+      help: 'Block index lookup latency',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers: r,
+    });
+    this.predictedCached = new Counter({
+      name: 'kcache_router_predicted_cached_tokens_total',
+      help: 'Cached prompt tokens the index predicted on the chosen worker',
+      registers: r,
+    });
+    this.actualCached = new Counter({
+      name: 'kcache_router_actual_cached_tokens_total',
+      help: 'Cached prompt tokens the chosen worker reported',
+      registers: r,
+    });
+    this.cacheMisprediction = new Histogram({
+      name: 'kcache_router_cached_tokens_error',
+      help: 'Actual minus predicted cached tokens per request',
+      buckets: [-256, -64, -16, -1, 0, 1, 16, 64, 256],
+      registers: r,
+    });
+    this.workerLoad = new Gauge({
+      name: 'kcache_router_worker_load',
+      help: 'Requests this router has in flight per worker',
+      labelNames: ['worker'],
+      registers: r,
+    });
+    this.retries = new Counter({
+      name: 'kcache_router_retries_total',
+      help: 'Requests retried on another worker',
+      labelNames: ['cause'],
+      registers: r,
+    });
+    this.breakerState = new Gauge({
+      name: 'kcache_router_breaker_open',
+      help: '1 while a worker circuit breaker is open or half-open',
+      labelNames: ['worker'],
+      registers: r,
+    });
+    this.requests = new Counter({
+      name: 'kcache_router_requests_total',
+      help: 'Requests finished by outcome',
+      labelNames: ['outcome'],
+      registers: r,
+    });
+    this.ttft = new Histogram({
+      name: 'kcache_router_time_to_first_token_seconds',
+      help: 'Time from the request reaching the router to its first token',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: r,
+    });
+  }
+}

@@ -1,0 +1,211 @@
+// The router with three workers and a private Redis: cache affinity, spill, two routers agreeing,
+// eviction and dead workers leaving the index, failover, and a Redis restart mid-run.
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import * as grpc from '@grpc/grpc-js';
+import { hashBlocks } from '@kcache/block-hash';
+import { RedisBlockIndex } from '@kcache/block-index';
+import { type RunningRouter, startRouter } from '@kcache/router';
+import { type RunningWorker, startWorker } from '@kcache/worker';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { REPO_ROOT, STORIES_260K } from './helpers/paths.js';
+import { startRedis, type TestRedis } from './helpers/redis.js';
+import { routed, routerClient } from './helpers/router-client.js';
+
+const prompt = (n: number, seed: number) => Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 3 + ((i * 37 + seed * 101) % 500)));
+const ask = (ids: number[], max = 8) => ({ tokenIds: { ids }, sampling: { temperature: 0 }, stop: { maxTokens: max, ignoreEos: true } });
+
+let redis: TestRedis;
+const workers: RunningWorker[] = [];
+let router: RunningRouter;
+let client: grpc.Client;
+
+async function settle(...routers: RunningRouter[]) {
+  await new Promise((r) => setTimeout(r, 30));
+  for (const r of routers) {
+    await r.syncIndex();
+    await r.refresh();
+  }
+}
+
+beforeAll(async () => {
+  redis = await startRedis();
+  for (const id of ['w1', 'w2', 'w3']) {
+    workers.push(
+      await startWorker({ model: STORIES_260K, port: 0, redisUrl: redis.url, workerId: id, numBlocks: 96, threads: 1, leaseTtlMs: 2000 }),
+    );
+  }
+  router = await startRouter({ port: 0, redisUrl: redis.url, routerId: 'r1', refreshMs: 100, metricsPort: 0 });
+  client = routerClient(router.address);
+});
+afterAll(async () => {
+  client.close();
+  await router.close();
+  for (const w of workers) await w.close();
+  await redis.stop();
+});
+
+describe('cache-aware routing', () => {
+  test('requests sharing a long prefix go to the worker that holds it', async () => {
+    const prefix = prompt(80, 1);
+    const first = await routed(client, ask([...prefix, 11, 12]));
+    expect(first.usage.cachedTokens).toBe(0);
+    await settle(router);
+    for (let i = 0; i < 4; i++) {
+      const r = await routed(client, ask([...prefix, 20 + i, 30 + i, 40 + i]));
+      expect(r.workerId).toBe(first.workerId);
+      expect(r.usage.cachedTokens).toBe(80);
+    }
+    const body = await (await fetch(`http://127.0.0.1:${router.metricsPort}/metrics`)).text();
+    expect(body).toMatch(/kcache_router_decisions_total\{[^}]*reason="cache_hit"[^}]*\} [4-9]/);
+    expect(body).toMatch(/kcache_router_actual_cached_tokens_total\{[^}]*\} 320/);
+    expect(body).toMatch(/kcache_router_predicted_cached_tokens_total\{[^}]*\} 320/);
+  });
+
+  test('a hot prefix spills to other workers past the balance threshold', async () => {
+    const spill = await startRouter({
+      port: 0,
+      redisUrl: redis.url,
+      refreshMs: 100,
+      cacheAware: { loadCostTokens: 1, balanceAbsThreshold: 1, balanceRelThreshold: 1 },
+    });
+    const c = routerClient(spill.address);
+    const prefix = prompt(64, 2);
+    const first = await routed(c, ask([...prefix, 5]));
+    await settle(spill);
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => routed(c, ask([...prefix, 50 + i], 40))));
+    const used = new Set(results.map((r) => r.workerId));
+    expect(used.size).toBeGreaterThan(1);
+    expect(used.has(first.workerId)).toBe(true);
+    expect((await spill.metrics.decisions.get()).values.some((v) => v.labels.reason === 'balance_spill')).toBe(true);
+    c.close();
+    await spill.close();
+  });
+
+  test('two routers on one Redis send the same prefix to the same worker', async () => {
+    const other = await startRouter({ port: 0, redisUrl: redis.url, refreshMs: 100 });
+    const c2 = routerClient(other.address);
+    await settle(other);
+    for (let s = 10; s < 13; s++) {
+      const prefix = prompt(48, s);
+      const a = await routed(client, ask([...prefix, 7]));
+      await settle(router, other);
+      const b = await routed(c2, ask([...prefix, 8]));
+      expect(b.workerId).toBe(a.workerId);
+      expect(b.usage.cachedTokens).toBe(48);
+    }
+    c2.close();
+    await other.close();
+  });
+
+  test('evicted blocks leave the index', async () => {
+    const index = new RedisBlockIndex(redis.client);
+    const small = await startWorker({ model: STORIES_260K, port: 0, redisUrl: redis.url, workerId: 'w-small', numBlocks: 8, threads: 1 });
+    const direct = prompt(64, 20);
+    const hashes = hashBlocks(direct.slice(0, 63), 16, { modelId: small.engine.model.id });
+    const { workerClient, generate } = await import('./helpers/worker-client.js');
+    const wc = workerClient(small.address);
+    await generate(wc, { requestId: 'e1', tokenIds: direct, sampling: { temperature: 0 }, stop: { maxTokens: 2, ignoreEos: true } });
+    await settle(router);
+    expect((await index.findMatches(hashes, ['w-small'])).get('w-small')?.matchedBlocks).toBe(3);
+    await generate(wc, {
+      requestId: 'e2',
+      tokenIds: prompt(100, 21),
+      sampling: { temperature: 0 },
+      stop: { maxTokens: 2, ignoreEos: true },
+    });
+    await settle(router);
+    expect((await index.findMatches(hashes, ['w-small'])).get('w-small')?.matchedBlocks).toBe(0);
+    wc.close();
+    await small.close();
+  });
+});
+
+describe('failures', () => {
+  test('a killed worker: requests fail over at once, and its blocks leave the index when its lease expires', async () => {
+    const proc = spawn(
+      process.execPath,
+      [
+        join(REPO_ROOT, 'packages/cli/dist/main.js'),
+        'serve',
+        'worker',
+        '--model',
+        STORIES_260K,
+        '--port',
+        '0',
+        '--redis-url',
+        redis.url,
+        '--id',
+        'w-doomed',
+        '--num-blocks',
+        '64',
+        '--threads',
+        '1',
+        '--lease-ttl-ms',
+        '600',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    await new Promise<void>((resolve) =>
+      createInterface({ input: proc.stdout }).on('line', (l) => JSON.parse(l).event === 'ready' && resolve()),
+    );
+    const only = await startRouter({ port: 0, redisUrl: redis.url, refreshMs: 100, policy: 'round_robin' });
+    const c = routerClient(only.address);
+    await settle(only);
+    const seen = new Set<string>();
+    for (let i = 0; i < 8; i++) seen.add((await routed(c, ask(prompt(40, 30 + i), 2))).workerId);
+    expect(seen.has('w-doomed')).toBe(true);
+    await settle(only);
+    const index = new RedisBlockIndex(redis.client);
+    expect(await index.workerBlockCount('w-doomed')).toBeGreaterThan(0);
+    proc.kill('SIGKILL');
+    await new Promise((r) => proc.once('exit', r));
+    // before the lease expires the router still lists the worker: every request must fail over
+    const during = await Promise.all(Array.from({ length: 6 }, (_, i) => routed(c, ask(prompt(40, 60 + i), 2))));
+    expect(during.every((r) => r.finishReason === 'length' && r.workerId !== 'w-doomed')).toBe(true);
+    expect((await only.metrics.retries.get()).values.reduce((n, v) => n + v.value, 0)).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 800));
+    await settle(only);
+    expect(await index.workerBlockCount('w-doomed')).toBe(0);
+    const after = await Promise.all(Array.from({ length: 6 }, (_, i) => routed(c, ask(prompt(40, 80 + i), 2))));
+    expect(after.every((r) => r.workerId !== 'w-doomed')).toBe(true);
+    c.close();
+    await only.close();
+  });
+
+  test('a Redis restart mid-run loses no request, and affinity comes back', async () => {
+    const prefix = prompt(64, 40);
+    const stream = async (n: number) => Promise.all(Array.from({ length: n }, (_, i) => routed(client, ask([...prefix, 100 + i], 4))));
+    const before = await stream(3);
+    await redis.kill();
+    const during = await stream(6);
+    expect(during.every((r) => r.finishReason === 'length')).toBe(true);
+    await redis.restart();
+    // workers renew their leases and keep publishing; the restarted Redis has no history, so the
+    // consumer sees a gap and resyncs each worker from its snapshot
+    await new Promise((r) => setTimeout(r, 1000));
+    await settle(router);
+    await settle(router);
+    const home = (await routed(client, ask([...prefix, 499], 2))).workerId;
+    const again = await routed(client, ask([...prefix, 498], 2));
+    expect(again.workerId).toBe(home);
+    expect(again.usage.cachedTokens).toBe(64);
+    expect(before.length + during.length).toBe(9);
+  }, 60_000);
+
+  test('bad input gets INVALID_ARGUMENT naming the field', async () => {
+    await expect(routed(client, { text: 'hello' })).rejects.toMatchObject({
+      code: grpc.status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/text: model .* has no tokenizer/),
+    });
+    await expect(routed(client, {})).rejects.toMatchObject({
+      code: grpc.status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/input: one of text or token_ids/),
+    });
+    await expect(routed(client, ask([1, 9999]))).rejects.toMatchObject({
+      code: grpc.status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/token_ids\[1\] = 9999/),
+    });
+  });
+});
