@@ -1,0 +1,274 @@
+// `kcache bench routing`: a local cluster (a private redis-server, one router, N workers on a
+// dummy model) replays the same workloads once per routing policy, fresh caches each time, and
+// reports TTFT, throughput and prefix-cache hit rate against an oracle; then the latency the
+// router adds over calling a worker directly, and decisions per second with 1M indexed blocks.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { RedisBlockIndex } from '@kcache/block-index';
+import { type RunningRouter, startRouter } from '@kcache/router';
+import { type PolicyName, makePolicy } from '@kcache/routing';
+import { LOADER_OPTIONS, type RunningWorker, protoDir, startWorker, workerClientConstructor } from '@kcache/worker';
+import { Redis } from 'ioredis';
+import { type BenchRequest, oracleHitRate } from './workloads.js';
+
+// biome-ignore lint/suspicious/noExplicitAny: proto-loader messages are untyped objects
+type Msg = Record<string, any>;
+
+export interface RoutingBenchOptions {
+  model: string;
+  workers: number;
+  numBlocks: number;
+  threads: number;
+  policies: PolicyName[];
+  workloads: { name: string; requests: BenchRequest[] }[];
+  log: (line: string) => void;
+}
+
+export interface PolicyResult {
+  workload: string;
+  policy: string;
+  ttftP50: number;
+  ttftP99: number;
+  throughputReqs: number;
+  hitRate: number;
+  oracle: number;
+  failed: number;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startRedisServer(): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'kcache-bench-redis-'));
+  const proc: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
+  proc.once('error', () => {});
+  const url = `redis://127.0.0.1:${port}`;
+  const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: 1 });
+  probe.on('error', () => {});
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      if (probe.status === 'wait' || probe.status === 'end') await probe.connect();
+      await probe.ping();
+      break;
+    } catch {
+      if (Date.now() > deadline) throw new Error('redis-server did not start (is it installed? apt-get install redis-server)');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  probe.disconnect();
+  return {
+    url,
+    async stop() {
+      proc.kill('SIGKILL');
+      await new Promise((r) => proc.once('exit', r));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function generateClient(address: string): grpc.Client {
+  const def = protoLoader.loadSync('kcache/v1/generate.proto', { ...LOADER_OPTIONS, includeDirs: [protoDir()] });
+  const C = ((grpc.loadPackageDefinition(def).kcache as grpc.GrpcObject).v1 as grpc.GrpcObject).Generate as grpc.ServiceClientConstructor;
+  return new C(address, grpc.credentials.createInsecure());
+}
+
+interface Outcome {
+  ttft: number;
+  end: number;
+  promptTokens: number;
+  cachedTokens: number;
+  ok: boolean;
+}
+
+function send(client: grpc.Client, req: Msg): Promise<Outcome> {
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    const call = (client as unknown as { Generate(r: Msg): grpc.ClientReadableStream<Msg> }).Generate(req);
+    let ttft = -1;
+    let usage: Msg = {};
+    call.on('data', (m: Msg) => {
+      if (m.chunk && ttft < 0) ttft = performance.now() - t0;
+      if (m.final) usage = m.final.usage ?? {};
+    });
+    call.on('end', () => resolve({ ttft, end: performance.now(), promptTokens: usage.promptTokens ?? 0, cachedTokens: usage.cachedTokens ?? 0, ok: true }));
+    call.on('error', () => resolve({ ttft, end: performance.now(), promptTokens: 0, cachedTokens: 0, ok: false }));
+  });
+}
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
+};
+
+async function cluster(o: RoutingBenchOptions, policy: PolicyName) {
+  const redis = await startRedisServer();
+  const workers: RunningWorker[] = [];
+  for (let i = 0; i < o.workers; i++) {
+    workers.push(await startWorker({ model: o.model, port: 0, redisUrl: redis.url, workerId: `w${i}`, numBlocks: o.numBlocks, threads: o.threads, maxBatchedTokens: 512 }));
+  }
+  const router = await startRouter({ port: 0, redisUrl: redis.url, policy, refreshMs: 100 });
+  await router.refresh();
+  return {
+    redis,
+    workers,
+    router,
+    async close() {
+      await router.close();
+      for (const w of workers) await w.close();
+      await redis.stop();
+    },
+  };
+}
+
+async function replay(router: RunningRouter, requests: BenchRequest[]): Promise<Outcome[]> {
+  const client = generateClient(router.address);
+  const start = performance.now();
+  const outcomes = await Promise.all(
+    requests.map(async (r) => {
+      const wait = start + r.at - performance.now();
+      if (wait > 0) await new Promise((res) => setTimeout(res, wait));
+      return send(client, { tokenIds: { ids: r.tokenIds }, sampling: { temperature: 0 }, stop: { maxTokens: r.maxTokens, ignoreEos: true } });
+    }),
+  );
+  client.close();
+  return outcomes;
+}
+
+export async function runRoutingBench(o: RoutingBenchOptions): Promise<{ results: PolicyResult[]; overhead: Record<string, number>; decisions: Record<string, number> }> {
+  const results: PolicyResult[] = [];
+  for (const wl of o.workloads) {
+    const oracle = oracleHitRate(wl.requests, 16);
+    for (const policy of o.policies) {
+      o.log(`${wl.name}: ${policy} ...`);
+      const c = await cluster(o, policy);
+      const t0 = performance.now();
+      const out = await replay(c.router, wl.requests);
+      const wall = (Math.max(...out.map((x) => x.end)) - t0) / 1000;
+      await c.close();
+      const ok = out.filter((x) => x.ok);
+      results.push({
+        workload: wl.name,
+        policy,
+        ttftP50: pct(
+          ok.map((x) => x.ttft),
+          50,
+        ),
+        ttftP99: pct(
+          ok.map((x) => x.ttft),
+          99,
+        ),
+        throughputReqs: ok.length / wall,
+        hitRate: ok.reduce((n, x) => n + x.cachedTokens, 0) / Math.max(1, ok.reduce((n, x) => n + x.promptTokens, 0)),
+        oracle,
+        failed: out.length - ok.length,
+      });
+    }
+  }
+  o.log('router overhead ...');
+  const overhead = await routerOverhead(o);
+  o.log('decisions with 1M indexed blocks ...');
+  const decisions = await decisionRate();
+  return { results, overhead, decisions };
+}
+
+/** 1-token requests on a warm prefix, sequentially, through the router and straight to the worker. */
+async function routerOverhead(o: RoutingBenchOptions): Promise<Record<string, number>> {
+  const c = await cluster({ ...o, workers: 1 }, 'cache_aware');
+  const ids = [1, ...Array.from({ length: 63 }, (_, i) => 3 + ((i * 7) % 256))];
+  const viaRouter = generateClient(c.router.address);
+  const Worker = workerClientConstructor();
+  const direct = new Worker((c.workers[0] as RunningWorker).address, grpc.credentials.createInsecure());
+  const req = { sampling: { temperature: 0 }, stop: { maxTokens: 1, ignoreEos: true } };
+  await send(viaRouter, { tokenIds: { ids }, ...req });
+  await c.router.syncIndex();
+  const r: number[] = [];
+  const d: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const a = await send(viaRouter, { tokenIds: { ids }, ...req });
+    const b = await send(direct, { tokenIds: ids, ...req });
+    r.push(a.ttft);
+    d.push(b.ttft);
+  }
+  viaRouter.close();
+  direct.close();
+  await c.close();
+  return { routerP50: pct(r, 50), routerP99: pct(r, 99), directP50: pct(d, 50), directP99: pct(d, 99) };
+}
+
+/** Index lookups plus policy decisions per second over 1M indexed blocks and 4 workers. */
+async function decisionRate(): Promise<Record<string, number>> {
+  const redis = await startRedisServer();
+  const client = new Redis(redis.url);
+  const index = new RedisBlockIndex(client);
+  const workers = ['m0', 'm1', 'm2', 'm3'];
+  const hex = (n: number) => n.toString(16).padStart(16, '0');
+  const N = 1_000_000;
+  for (const w of workers) await index.apply(w, { seq: '1', epoch: '1', type: 'cleared' });
+  const seqs = new Map(workers.map((w) => [w, 1]));
+  for (let start = 0; start < N; start += 2000) {
+    const w = workers[(start / 2000) % 4] as string;
+    const seq = (seqs.get(w) as number) + 1;
+    seqs.set(w, seq);
+    await index.apply(w, { seq: String(seq), epoch: '1', type: 'stored', tier: 'device', hashes: Array.from({ length: 2000 }, (_, i) => hex(start + i)).join(',') });
+  }
+  const used = Number((await client.info('memory')).match(/used_memory:(\d+)/)?.[1]);
+  const policy = makePolicy('cache_aware');
+  const decide = async (i: number) => {
+    const first = (i * 4001) % (N - 64);
+    const hashes = Array.from({ length: 64 }, (_, k) => hex(first + k));
+    const m = await index.findMatches(hashes, workers);
+    return policy({ workers: workers.map((id) => ({ id, load: 0, matchedBlocks: m.get(id)?.matchedBlocks ?? 0 })), blockSize: 16 }, { blockHashes: hashes, promptTokens: 1024 });
+  };
+  let t = performance.now();
+  for (let i = 0; i < 2000; i++) await decide(i);
+  const sequential = 2000 / ((performance.now() - t) / 1000);
+  t = performance.now();
+  await Promise.all(Array.from({ length: 16 }, async (_, k) => {
+    for (let i = 0; i < 250; i++) await decide(k * 250 + i);
+  }));
+  const concurrent = 4000 / ((performance.now() - t) / 1000);
+  client.disconnect();
+  await redis.stop();
+  return { blocks: N, bytesPerBlock: used / N, sequentialPerSec: sequential, concurrent16PerSec: concurrent };
+}
+
+export function formatRoutingBench(r: Awaited<ReturnType<typeof runRoutingBench>>): string {
+  const lines: string[] = [];
+  for (const wl of [...new Set(r.results.map((x) => x.workload))]) {
+    const rows = r.results.filter((x) => x.workload === wl);
+    const rr = rows.find((x) => x.policy === 'round_robin');
+    lines.push(`### ${wl}`, '', '| policy | TTFT p50 ms | TTFT p99 ms | requests/s | cache hit rate | hit / oracle | TTFT p50 vs round_robin | throughput vs round_robin | failed |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const x of rows) {
+      lines.push(
+        `| ${x.policy} | ${x.ttftP50.toFixed(0)} | ${x.ttftP99.toFixed(0)} | ${x.throughputReqs.toFixed(2)} | ${(100 * x.hitRate).toFixed(1)}% | ${((100 * x.hitRate) / x.oracle).toFixed(0)}% | ${rr ? `${(rr.ttftP50 / x.ttftP50).toFixed(2)}×` : ''} | ${rr ? `${(x.throughputReqs / rr.throughputReqs).toFixed(2)}×` : ''} | ${x.failed} |`,
+      );
+    }
+    lines.push('', `oracle hit rate (one unbounded cache): ${(100 * (rows[0]?.oracle ?? 0)).toFixed(1)}%`, '');
+  }
+  const o = r.overhead;
+  lines.push(
+    `router overhead (1-token requests, warm prefix): through the router p50 ${o.routerP50?.toFixed(2)} ms / p99 ${o.routerP99?.toFixed(2)} ms; direct p50 ${o.directP50?.toFixed(2)} ms / p99 ${o.directP99?.toFixed(2)} ms; added p50 ${((o.routerP50 ?? 0) - (o.directP50 ?? 0)).toFixed(2)} ms, p99 ${((o.routerP99 ?? 0) - (o.directP99 ?? 0)).toFixed(2)} ms`,
+  );
+  const d = r.decisions;
+  lines.push(
+    `routing decisions (64-block lookup + cache_aware) with ${d.blocks} indexed blocks (${d.bytesPerBlock?.toFixed(0)} bytes/block in Redis): ${d.sequentialPerSec?.toFixed(0)}/s sequential, ${d.concurrent16PerSec?.toFixed(0)}/s with 16 in flight`,
+  );
+  return lines.join('\n');
+}
