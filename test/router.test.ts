@@ -1,15 +1,13 @@
 // The router with three workers and a private Redis: cache affinity, spill, two routers agreeing,
 // eviction and dead workers leaving the index, failover, and a Redis restart mid-run.
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { hashBlocks } from '@kcache/block-hash';
 import { RedisBlockIndex } from '@kcache/block-index';
 import { type RunningRouter, startRouter } from '@kcache/router';
 import { type RunningWorker, startWorker } from '@kcache/worker';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { REPO_ROOT, STORIES_260K } from './helpers/paths.js';
+import { STORIES_260K } from './helpers/paths.js';
+import { spawnKcache } from './helpers/processes.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 import { routed, routerClient } from './helpers/router-client.js';
 
@@ -124,32 +122,25 @@ describe('cache-aware routing', () => {
 
 describe('failures', () => {
   test('a killed worker: requests fail over at once, and its blocks leave the index when its lease expires', async () => {
-    const proc = spawn(
-      process.execPath,
-      [
-        join(REPO_ROOT, 'packages/cli/dist/main.js'),
-        'serve',
-        'worker',
-        '--model',
-        STORIES_260K,
-        '--port',
-        '0',
-        '--redis-url',
-        redis.url,
-        '--id',
-        'w-doomed',
-        '--num-blocks',
-        '64',
-        '--threads',
-        '1',
-        '--lease-ttl-ms',
-        '600',
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    await new Promise<void>((resolve) =>
-      createInterface({ input: proc.stdout }).on('line', (l) => JSON.parse(l).event === 'ready' && resolve()),
-    );
+    const { proc, ready, exited } = spawnKcache([
+      'serve',
+      'worker',
+      '--model',
+      STORIES_260K,
+      '--port',
+      '0',
+      '--redis-url',
+      redis.url,
+      '--id',
+      'w-doomed',
+      '--num-blocks',
+      '64',
+      '--threads',
+      '1',
+      '--lease-ttl-ms',
+      '600',
+    ]);
+    await ready;
     const only = await startRouter({ port: 0, redisUrl: redis.url, refreshMs: 100, policy: 'round_robin' });
     const c = routerClient(only.address);
     await settle(only);
@@ -160,7 +151,7 @@ describe('failures', () => {
     const index = new RedisBlockIndex(redis.client);
     expect(await index.workerBlockCount('w-doomed')).toBeGreaterThan(0);
     proc.kill('SIGKILL');
-    await new Promise((r) => proc.once('exit', r));
+    await exited;
     // before the lease expires the router still lists the worker: every request must fail over
     const during = await Promise.all(Array.from({ length: 6 }, (_, i) => routed(c, ask(prompt(40, 60 + i), 2))));
     expect(during.every((r) => r.finishReason === 'length' && r.workerId !== 'w-doomed')).toBe(true);
@@ -193,6 +184,25 @@ describe('failures', () => {
     expect(again.usage.cachedTokens).toBe(64);
     expect(before.length + during.length).toBe(9);
   }, 60_000);
+
+  test('deadlines reach the worker: the request ends DEADLINE_EXCEEDED and the worker frees its blocks', async () => {
+    const before = workers.map((w) => w.blocks.available);
+    await expect(routed(client, ask(prompt(30, 90), 450), 40)).rejects.toMatchObject({ code: grpc.status.DEADLINE_EXCEEDED });
+    for (let i = 0; i < 100 && workers.some((w, k) => w.blocks.available !== before[k]); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(workers.map((w) => w.blocks.available)).toEqual(before);
+  });
+
+  test('ListModels and Tokenize', async () => {
+    const call = <T>(method: string, req: object) =>
+      new Promise<T>((res, rej) =>
+        (client as unknown as Record<string, (r: object, cb: (e: Error | null, v: T) => void) => void>)[method]?.(req, (e, v) =>
+          e ? rej(e) : res(v),
+        ),
+      );
+    const models = await call<{ models: { id: string; workers: number; blockSize: number }[] }>('ListModels', {});
+    expect(models.models).toEqual([{ id: workers[0]?.engine.model.id, workers: 3, blockSize: 16 }]);
+    await expect(call('Tokenize', { text: 'hi' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+  });
 
   test('bad input gets INVALID_ARGUMENT naming the field', async () => {
     await expect(routed(client, { text: 'hello' })).rejects.toMatchObject({

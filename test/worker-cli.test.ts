@@ -1,49 +1,30 @@
 // `kcache serve worker` as a process: it announces itself, serves, and on SIGTERM drains —
 // health NOT_SERVING, new requests refused, in-flight requests finish — then exits 0.
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { expect, test } from 'vitest';
-import { REPO_ROOT, STORIES_260K } from './helpers/paths.js';
+import { STORIES_260K } from './helpers/paths.js';
+import { spawnKcache } from './helpers/processes.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 import { generate, workerClient } from './helpers/worker-client.js';
 
 test('SIGTERM drains in-flight requests and exits 0', async () => {
   const redis: TestRedis = await startRedis();
-  const proc = spawn(
-    process.execPath,
-    [
-      join(REPO_ROOT, 'packages/cli/dist/main.js'),
-      'serve',
-      'worker',
-      '--model',
-      STORIES_260K,
-      '--port',
-      '0',
-      '--redis-url',
-      redis.url,
-      '--id',
-      'cli-w',
-      '--num-blocks',
-      '64',
-      '--threads',
-      '1',
-    ],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  const lines = createInterface({ input: proc.stdout });
-  const events: Record<string, unknown>[] = [];
-  const ready = new Promise<Record<string, unknown>>((resolve) =>
-    lines.on('line', (l) => {
-      const e = JSON.parse(l);
-      events.push(e);
-      if (e.event === 'ready') resolve(e);
-    }),
-  );
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const { proc, events, ready, exited } = spawnKcache([
+    'serve',
+    'worker',
+    '--model',
+    STORIES_260K,
+    '--port',
+    '0',
+    '--redis-url',
+    redis.url,
+    '--id',
+    'cli-w',
+    '--num-blocks',
+    '64',
+    '--threads',
+    '1',
+  ]);
   const { address } = (await ready) as { address: string };
   const client = workerClient(address);
   const inflight = generate(client, {

@@ -3,7 +3,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeSafetensors, type NativeModelConfig, type WeightDType } from '@kcache/engine';
+import { encodeSafetensors, type NativeModelConfig, Rng, type WeightDType } from '@kcache/engine';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './half.js';
 
 export interface TinyHfConfig {
@@ -44,14 +44,8 @@ export interface TinyHfModel {
 }
 
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 export function writeTinyHfModel(c: TinyHfConfig): TinyHfModel {

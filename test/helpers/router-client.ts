@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { LOADER_OPTIONS, protoDir } from '@kcache/worker';
-import type { GenerateResult } from './worker-client.js';
+import { collect, type GenerateResult } from './worker-client.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: proto-loader messages are untyped objects
 type Msg = Record<string, any>;
@@ -14,32 +14,8 @@ export function routerClient(address: string): grpc.Client {
 }
 
 export function routed(client: grpc.Client, request: Msg, deadlineMs = 30_000): Promise<GenerateResult> {
-  return new Promise((resolve, reject) => {
-    const call = (client as unknown as { Generate(r: Msg, o: grpc.CallOptions): grpc.ClientReadableStream<Msg> }).Generate(request, {
-      deadline: Date.now() + deadlineMs,
-    });
-    const out: GenerateResult = {
-      tokenIds: [],
-      text: '',
-      chunks: 0,
-      finishReason: '',
-      usage: { promptTokens: 0, completionTokens: 0, cachedTokens: 0 },
-      workerId: '',
-      logprobs: [],
-    };
-    call.on('data', (m: Msg) => {
-      if (m.chunk) {
-        out.chunks++;
-        out.tokenIds.push(...(m.chunk.tokenIds ?? []));
-        out.text += m.chunk.text ?? '';
-      }
-      if (m.final) {
-        out.finishReason = m.final.finishReason;
-        out.usage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, ...m.final.usage };
-        out.workerId = m.final.workerId;
-      }
-    });
-    call.on('error', reject);
-    call.on('end', () => resolve(out));
+  const call = (client as unknown as { Generate(r: Msg, o: grpc.CallOptions): grpc.ClientReadableStream<Msg> }).Generate(request, {
+    deadline: Date.now() + deadlineMs,
   });
+  return collect(call);
 }

@@ -19,19 +19,9 @@ export function workerClient(address: string): grpc.Client & Record<string, (...
   return new C(address, grpc.credentials.createInsecure()) as never;
 }
 
-/** Calls Generate and collects the stream. */
-export function generate(
-  client: grpc.Client,
-  request: Msg,
-  opts: { deadlineMs?: number; onCall?: (c: grpc.ClientReadableStream<Msg>) => void } = {},
-): Promise<GenerateResult> {
+/** Collects a Generate stream (worker or router: the messages are the same). */
+export function collect(call: grpc.ClientReadableStream<Msg>): Promise<GenerateResult> {
   return new Promise((resolve, reject) => {
-    const callOpts: grpc.CallOptions = opts.deadlineMs ? { deadline: Date.now() + opts.deadlineMs } : {};
-    const call = (client as unknown as { Generate(r: Msg, o: grpc.CallOptions): grpc.ClientReadableStream<Msg> }).Generate(
-      request,
-      callOpts,
-    );
-    opts.onCall?.(call);
     const out: GenerateResult = {
       tokenIds: [],
       text: '',
@@ -58,6 +48,18 @@ export function generate(
     call.on('error', reject);
     call.on('end', () => resolve(out));
   });
+}
+
+/** Calls a worker's Generate and collects the stream. */
+export function generate(
+  client: grpc.Client,
+  request: Msg,
+  opts: { deadlineMs?: number; onCall?: (c: grpc.ClientReadableStream<Msg>) => void } = {},
+): Promise<GenerateResult> {
+  const callOpts: grpc.CallOptions = opts.deadlineMs ? { deadline: Date.now() + opts.deadlineMs } : {};
+  const call = (client as unknown as { Generate(r: Msg, o: grpc.CallOptions): grpc.ClientReadableStream<Msg> }).Generate(request, callOpts);
+  opts.onCall?.(call);
+  return collect(call);
 }
 
 export function unary<T>(client: grpc.Client, method: string, req: Msg): Promise<T> {

@@ -11,8 +11,8 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { RedisBlockIndex } from '@kcache/block-index';
 import { type RunningRouter, startRouter } from '@kcache/router';
-import { type PolicyName, makePolicy } from '@kcache/routing';
-import { LOADER_OPTIONS, type RunningWorker, protoDir, startWorker, workerClientConstructor } from '@kcache/worker';
+import { makePolicy, type PolicyName } from '@kcache/routing';
+import { LOADER_OPTIONS, protoDir, type RunningWorker, startWorker, workerClientConstructor } from '@kcache/worker';
 import { Redis } from 'ioredis';
 import { type BenchRequest, oracleHitRate } from './workloads.js';
 
@@ -54,9 +54,13 @@ async function freePort(): Promise<number> {
 async function startRedisServer(): Promise<{ url: string; stop(): Promise<void> }> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'kcache-bench-redis-'));
-  const proc: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
+  const proc: ChildProcess = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'],
+    {
+      stdio: 'ignore',
+    },
+  );
   proc.once('error', () => {});
   const url = `redis://127.0.0.1:${port}`;
   const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: 1 });
@@ -107,7 +111,9 @@ function send(client: grpc.Client, req: Msg): Promise<Outcome> {
       if (m.chunk && ttft < 0) ttft = performance.now() - t0;
       if (m.final) usage = m.final.usage ?? {};
     });
-    call.on('end', () => resolve({ ttft, end: performance.now(), promptTokens: usage.promptTokens ?? 0, cachedTokens: usage.cachedTokens ?? 0, ok: true }));
+    call.on('end', () =>
+      resolve({ ttft, end: performance.now(), promptTokens: usage.promptTokens ?? 0, cachedTokens: usage.cachedTokens ?? 0, ok: true }),
+    );
     call.on('error', () => resolve({ ttft, end: performance.now(), promptTokens: 0, cachedTokens: 0, ok: false }));
   });
 }
@@ -121,7 +127,17 @@ async function cluster(o: RoutingBenchOptions, policy: PolicyName) {
   const redis = await startRedisServer();
   const workers: RunningWorker[] = [];
   for (let i = 0; i < o.workers; i++) {
-    workers.push(await startWorker({ model: o.model, port: 0, redisUrl: redis.url, workerId: `w${i}`, numBlocks: o.numBlocks, threads: o.threads, maxBatchedTokens: 512 }));
+    workers.push(
+      await startWorker({
+        model: o.model,
+        port: 0,
+        redisUrl: redis.url,
+        workerId: `w${i}`,
+        numBlocks: o.numBlocks,
+        threads: o.threads,
+        maxBatchedTokens: 512,
+      }),
+    );
   }
   const router = await startRouter({ port: 0, redisUrl: redis.url, policy, refreshMs: 100 });
   await router.refresh();
@@ -144,14 +160,20 @@ async function replay(router: RunningRouter, requests: BenchRequest[]): Promise<
     requests.map(async (r) => {
       const wait = start + r.at - performance.now();
       if (wait > 0) await new Promise((res) => setTimeout(res, wait));
-      return send(client, { tokenIds: { ids: r.tokenIds }, sampling: { temperature: 0 }, stop: { maxTokens: r.maxTokens, ignoreEos: true } });
+      return send(client, {
+        tokenIds: { ids: r.tokenIds },
+        sampling: { temperature: 0 },
+        stop: { maxTokens: r.maxTokens, ignoreEos: true },
+      });
     }),
   );
   client.close();
   return outcomes;
 }
 
-export async function runRoutingBench(o: RoutingBenchOptions): Promise<{ results: PolicyResult[]; overhead: Record<string, number>; decisions: Record<string, number> }> {
+export async function runRoutingBench(
+  o: RoutingBenchOptions,
+): Promise<{ results: PolicyResult[]; overhead: Record<string, number>; decisions: Record<string, number> }> {
   const results: PolicyResult[] = [];
   for (const wl of o.workloads) {
     const oracle = oracleHitRate(wl.requests, 16);
@@ -175,7 +197,12 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<{ results
           99,
         ),
         throughputReqs: ok.length / wall,
-        hitRate: ok.reduce((n, x) => n + x.cachedTokens, 0) / Math.max(1, ok.reduce((n, x) => n + x.promptTokens, 0)),
+        hitRate:
+          ok.reduce((n, x) => n + x.cachedTokens, 0) /
+          Math.max(
+            1,
+            ok.reduce((n, x) => n + x.promptTokens, 0),
+          ),
         oracle,
         failed: out.length - ok.length,
       });
@@ -226,7 +253,13 @@ async function decisionRate(): Promise<Record<string, number>> {
     const w = workers[(start / 2000) % 4] as string;
     const seq = (seqs.get(w) as number) + 1;
     seqs.set(w, seq);
-    await index.apply(w, { seq: String(seq), epoch: '1', type: 'stored', tier: 'device', hashes: Array.from({ length: 2000 }, (_, i) => hex(start + i)).join(',') });
+    await index.apply(w, {
+      seq: String(seq),
+      epoch: '1',
+      type: 'stored',
+      tier: 'device',
+      hashes: Array.from({ length: 2000 }, (_, i) => hex(start + i)).join(','),
+    });
   }
   const used = Number((await client.info('memory')).match(/used_memory:(\d+)/)?.[1]);
   const policy = makePolicy('cache_aware');
@@ -234,15 +267,20 @@ async function decisionRate(): Promise<Record<string, number>> {
     const first = (i * 4001) % (N - 64);
     const hashes = Array.from({ length: 64 }, (_, k) => hex(first + k));
     const m = await index.findMatches(hashes, workers);
-    return policy({ workers: workers.map((id) => ({ id, load: 0, matchedBlocks: m.get(id)?.matchedBlocks ?? 0 })), blockSize: 16 }, { blockHashes: hashes, promptTokens: 1024 });
+    return policy(
+      { workers: workers.map((id) => ({ id, load: 0, matchedBlocks: m.get(id)?.matchedBlocks ?? 0 })), blockSize: 16 },
+      { blockHashes: hashes, promptTokens: 1024 },
+    );
   };
   let t = performance.now();
   for (let i = 0; i < 2000; i++) await decide(i);
   const sequential = 2000 / ((performance.now() - t) / 1000);
   t = performance.now();
-  await Promise.all(Array.from({ length: 16 }, async (_, k) => {
-    for (let i = 0; i < 250; i++) await decide(k * 250 + i);
-  }));
+  await Promise.all(
+    Array.from({ length: 16 }, async (_, k) => {
+      for (let i = 0; i < 250; i++) await decide(k * 250 + i);
+    }),
+  );
   const concurrent = 4000 / ((performance.now() - t) / 1000);
   client.disconnect();
   await redis.stop();
@@ -254,7 +292,12 @@ export function formatRoutingBench(r: Awaited<ReturnType<typeof runRoutingBench>
   for (const wl of [...new Set(r.results.map((x) => x.workload))]) {
     const rows = r.results.filter((x) => x.workload === wl);
     const rr = rows.find((x) => x.policy === 'round_robin');
-    lines.push(`### ${wl}`, '', '| policy | TTFT p50 ms | TTFT p99 ms | requests/s | cache hit rate | hit / oracle | TTFT p50 vs round_robin | throughput vs round_robin | failed |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    lines.push(
+      `### ${wl}`,
+      '',
+      '| policy | TTFT p50 ms | TTFT p99 ms | requests/s | cache hit rate | hit / oracle | TTFT p50 vs round_robin | throughput vs round_robin | failed |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    );
     for (const x of rows) {
       lines.push(
         `| ${x.policy} | ${x.ttftP50.toFixed(0)} | ${x.ttftP99.toFixed(0)} | ${x.throughputReqs.toFixed(2)} | ${(100 * x.hitRate).toFixed(1)}% | ${((100 * x.hitRate) / x.oracle).toFixed(0)}% | ${rr ? `${(rr.ttftP50 / x.ttftP50).toFixed(2)}×` : ''} | ${rr ? `${(x.throughputReqs / rr.throughputReqs).toFixed(2)}×` : ''} | ${x.failed} |`,

@@ -2,6 +2,7 @@
 // replay of the Mooncake conversation trace (shared/traces/README.md).
 import { readFileSync } from 'node:fs';
 import { hashBlocks } from '@kcache/block-hash';
+import { Rng } from '@kcache/engine';
 
 export interface BenchRequest {
   /** Send time, ms after the start. */
@@ -10,16 +11,9 @@ export interface BenchRequest {
   maxTokens: number;
 }
 
-/** Deterministic pseudo-random generator (mulberry32). */
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 /** Token ids of one byte-tokenizer "block" derived from an id: the same id always gives the same tokens. */
@@ -30,14 +24,23 @@ function blockTokens(id: number, n: number): number[] {
 
 /**
  * `groups` system prompts of `prefixTokens` each; every request takes one group at random, adds
- * a unique suffix and arrives by a Poisson process at `ratePerSec`.
+ * a unique suffix and arrives by a Poisson process at `ratePerSec` (0: all at once, to measure
+ * throughput at saturation).
  */
-export function sharedPrefixWorkload(o: { requests: number; groups: number; prefixTokens: number; suffixTokens: number; maxTokens: number; ratePerSec: number; seed: number }): BenchRequest[] {
+export function sharedPrefixWorkload(o: {
+  requests: number;
+  groups: number;
+  prefixTokens: number;
+  suffixTokens: number;
+  maxTokens: number;
+  ratePerSec: number;
+  seed: number;
+}): BenchRequest[] {
   const r = rng(o.seed);
   const prefixes = Array.from({ length: o.groups }, (_, g) => [1, ...blockTokens(1000 + g, o.prefixTokens - 1)]);
   let t = 0;
   return Array.from({ length: o.requests }, (_, i) => {
-    t += (-Math.log(1 - r()) / o.ratePerSec) * 1000;
+    if (o.ratePerSec > 0) t += (-Math.log(1 - r()) / o.ratePerSec) * 1000;
     const g = Math.floor(r() * o.groups);
     return { at: t, tokenIds: [...(prefixes[g] as number[]), ...blockTokens(50_000 + i, o.suffixTokens)], maxTokens: o.maxTokens };
   });
@@ -48,14 +51,24 @@ export function sharedPrefixWorkload(o: { requests: number; groups: number; pref
  * tokens (the same hash id, the same tokens), lengths scale by tokensPerBlock / 512, outputs are
  * scaled the same way and capped, and time is compressed by `timeScale`.
  */
-export function mooncakeWorkload(o: { path: string; requests: number; tokensPerBlock: number; maxOutput: number; timeScale: number }): BenchRequest[] {
+export function mooncakeWorkload(o: {
+  path: string;
+  requests: number;
+  tokensPerBlock: number;
+  maxOutput: number;
+  timeScale: number;
+}): BenchRequest[] {
   const lines = readFileSync(o.path, 'utf8').split('\n').filter(Boolean).slice(0, o.requests);
   const scale = o.tokensPerBlock / 512;
   return lines.map((line) => {
     const e = JSON.parse(line) as { timestamp: number; input_length: number; output_length: number; hash_ids: number[] };
     const len = Math.max(2, Math.round(e.input_length * scale));
     const ids = [1, ...e.hash_ids.flatMap((h) => blockTokens(h, o.tokensPerBlock))].slice(0, len);
-    return { at: e.timestamp / o.timeScale, tokenIds: ids, maxTokens: Math.max(1, Math.min(o.maxOutput, Math.round(e.output_length * scale))) };
+    return {
+      at: e.timestamp / o.timeScale,
+      tokenIds: ids,
+      maxTokens: Math.max(1, Math.min(o.maxOutput, Math.round(e.output_length * scale))),
+    };
   });
 }
 

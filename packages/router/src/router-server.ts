@@ -7,19 +7,19 @@
  * least-loaded until the index answers again.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { hashBlocks } from '@kcache/block-hash';
 import { IndexConsumer, RedisBlockIndex, type WorkerLease } from '@kcache/block-index';
 import { resolveModel, type Tokenizer } from '@kcache/engine';
+import { serveMetrics } from '@kcache/metrics';
 import {
   type CacheAwareConfig,
   leastLoadedPolicy,
   makePolicy,
   type PolicyName,
+  RecentPrefixes,
   type RoutingPolicy,
   type WorkerView,
 } from '@kcache/routing';
@@ -111,6 +111,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   const WorkerClientCtor = workerClientConstructor();
   const workers = new Map<string, WorkerEntry>();
   const tokenizers = new Map<string, Tokenizer | null>();
+  const recent = new RecentPrefixes();
 
   const refresh = async () => {
     let leases: WorkerLease[];
@@ -122,6 +123,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
     const live = new Set(leases.map((l) => l.workerId));
     for (const [id, w] of workers) {
       if (!live.has(id)) {
+        recent.forgetWorker(id);
         w.client.close();
         workers.delete(id);
         metrics.workerLoad.remove({ worker: id });
@@ -299,10 +301,12 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
         const exclude = new Set<string>();
         for (let attempt = 0; attempt < maxAttempts; attempt++) {
           const allowed = pool.filter((w) => !exclude.has(w.lease.workerId) && w.breaker.state !== 'open');
+          // what the index knows, or what this router sent there moments ago (not yet computed)
+          const routedHere = recent.match(hashes);
           const views: WorkerView[] = allowed.map((w) => ({
             id: w.lease.workerId,
             load: w.load,
-            matchedBlocks: matches?.get(w.lease.workerId)?.matchedBlocks ?? 0,
+            matchedBlocks: Math.max(matches?.get(w.lease.workerId)?.matchedBlocks ?? 0, routedHere.get(w.lease.workerId) ?? 0),
           }));
           const snapshot = { workers: views, blockSize };
           const d = matches
@@ -319,6 +323,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
             reason: matches ? d.reason : 'index_unavailable',
           });
           const predicted = Math.min((matches?.get(d.worker)?.matchedBlocks ?? 0) * blockSize, ids.length - 1);
+          recent.record(hashes, d.worker);
           if ((await forward(chosen, call, request, t0, predicted)) === 'done') return;
           exclude.add(d.worker);
         }
@@ -354,22 +359,9 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
     server.bindAsync(`${host}:${o.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
   );
 
-  let http: HttpServer | null = null;
-  let metricsPort: number | null = null;
-  if (o.metricsPort !== null && o.metricsPort !== undefined) {
-    http = createServer((req, res) => {
-      if (req.url !== '/metrics') {
-        res.writeHead(404).end();
-        return;
-      }
-      metrics.registry.metrics().then(
-        (body) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(body),
-        (e: Error) => res.writeHead(500).end(e.message),
-      );
-    });
-    await new Promise<void>((r) => (http as HttpServer).listen(o.metricsPort ?? 0, host, r));
-    metricsPort = (http.address() as AddressInfo).port;
-  }
+  const metricsServer =
+    o.metricsPort !== null && o.metricsPort !== undefined ? await serveMetrics(metrics.registry, host, o.metricsPort) : null;
+  const metricsPort = metricsServer?.port ?? null;
 
   return {
     routerId,
@@ -387,7 +379,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
       for (const w of workers.values()) w.client.close();
       redis.disconnect();
       reader.disconnect();
-      await new Promise<void>((r) => (http ? http.close(() => r()) : r()));
+      await metricsServer?.close();
     },
   };
 }

@@ -6,6 +6,7 @@ import type { RoutingPolicy } from './types.js';
 export { type CacheAwareConfig, cacheAware, DEFAULT_CACHE_AWARE } from './policies/cache-aware.js';
 export { consistentHash } from './policies/consistent-hash.js';
 export { leastLoadedPolicy, powerOfTwo, randomPolicy, roundRobin } from './policies/simple.js';
+export { RecentPrefixes } from './recent-prefixes.js';
 export type { Decision, RoutingPolicy, RoutingRequest, RoutingSnapshot, WorkerView } from './types.js';
 
 export const POLICIES = ['cache_aware', 'round_robin', 'least_loaded', 'power_of_two', 'random', 'consistent_hash'] as const;

@@ -1,7 +1,7 @@
-import { cpus } from 'node:os';
-import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import {
   formatEngineBench,
   formatRoutingBench,
@@ -12,14 +12,14 @@ import {
   runWorkerBench,
   sharedPrefixWorkload,
 } from '@kcache/bench';
-import { POLICIES, type PolicyName } from '@kcache/routing';
 import type { WeightDType } from '@kcache/engine';
+import { POLICIES, type PolicyName } from '@kcache/routing';
 import { idsArg, intArg, UsageError } from '../args.js';
 
 export const BENCH_USAGE = `kcache bench engine [--model dummy:smol135] [--dtypes f32,bf16] [--threads N] [--prompt-len 512]
     [--decode-tokens 64] [--batches 8,32] [--no-llama-cpp] [--json]
   kcache bench worker [--model dummy:smol135:bf16] [--streams 1,8,32] [--tokens 64] [--threads N]
-  kcache bench routing [--model dummy:smol135:bf16] [--workers 3] [--policies cache_aware,round_robin,...] [--requests 48]
+  kcache bench routing [--model dummy:smol135:bf16] [--workers 3] [--policies cache_aware,round_robin,...] [--requests 36] [--rate 1]
     [--trace ../shared/traces/mooncake_conversation_trace.jsonl] [--trace-requests 100] [--num-blocks 160]`;
 
 export async function benchCommand(argv: string[]): Promise<void> {
@@ -98,21 +98,25 @@ async function routingBench(argv: string[]): Promise<void> {
   if (bad !== undefined) throw new UsageError(`--policies: '${bad}' is not one of ${POLICIES.join(', ')}`);
   const trace = resolve(values.trace ?? '../shared/traces/mooncake_conversation_trace.jsonl');
   if (!existsSync(trace)) throw new UsageError(`--trace: ${trace} does not exist`);
+  const shared = (ratePerSec: number) =>
+    sharedPrefixWorkload({
+      requests: intArg('requests', values.requests, 36, 1),
+      groups: 6,
+      prefixTokens: 1024,
+      suffixTokens: 16,
+      maxTokens: 4,
+      ratePerSec,
+      seed: 7,
+    });
+  const rate = Number(values.rate ?? 1);
   const workloads = [
     {
-      name: 'shared prefixes: 6 system prompts of 1024 tokens, 16-token suffixes, 4 output tokens, Poisson arrivals',
-      requests: sharedPrefixWorkload({
-        requests: intArg('requests', values.requests, 48, 1),
-        groups: 6,
-        prefixTokens: 1024,
-        suffixTokens: 16,
-        maxTokens: 4,
-        ratePerSec: Number(values.rate ?? 3),
-        seed: 7,
-      }),
+      name: `shared prefixes (6 system prompts of 1024 tokens, 16-token suffixes, 4 output tokens), Poisson arrivals at ${rate}/s`,
+      requests: shared(rate),
     },
+    { name: 'the same requests all at once (throughput at saturation)', requests: shared(0) },
     {
-      name: 'Mooncake conversation trace, first requests, 512-token blocks scaled to 16 tokens, outputs scaled likewise (max 8)',
+      name: 'Mooncake conversation trace, first requests, 512-token blocks scaled to 16 tokens, outputs scaled likewise (max 8), time x2',
       requests: mooncakeWorkload({
         path: trace,
         requests: intArg('trace-requests', values['trace-requests'], 100, 1),

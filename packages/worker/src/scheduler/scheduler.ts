@@ -4,7 +4,8 @@
  * did not fit before), in arrival order; then waiting requests are admitted first-come first-
  * served, each with as much of its prompt as the budget allows (chunked prefill). A request
  * admitted for the first time reuses the longest cached prefix of its prompt's full blocks,
- * never the block holding the last prompt token (its logits are needed). When a running
+ * never the block holding the last prompt token (its logits are needed), and takes the blocks
+ * for the rest of its prompt at once. When a running
  * sequence needs a block and none is left, the most recently arrived running sequence is
  * preempted: its blocks are released and it goes back to the front of the queue to be
  * recomputed (usually from the prefix cache). Pure: the engine loop calls schedule(), runs the
@@ -160,7 +161,9 @@ export class Scheduler {
         req.blockHashes = hitHashes.slice(0, hit.length);
       }
       const n = Math.min(req.tokens.length - req.numComputed, budget);
-      const need = this.blocksFor(req, n);
+      // Blocks for the whole prompt are taken at admission, not chunk by chunk: a half-prefilled
+      // request never waits for blocks that later admissions took, so admission cannot thrash.
+      const need = this.blocksFor(req, req.tokens.length - req.numComputed);
       if (need > this.bm.available) {
         this.freeBlocks(req); // undo the lookup; first come, first served: wait
         break;

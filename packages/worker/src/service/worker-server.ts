@@ -4,12 +4,11 @@
  * lease in Redis. startWorker() wires them; close() and drain() take them down.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { Engine, type ModelSpec, resolveModel } from '@kcache/engine';
+import { serveMetrics } from '@kcache/metrics';
 import { HealthImplementation } from 'grpc-health-check';
 import { Redis } from 'ioredis';
 import { EngineLoop, type GenerateInput } from '../engine-loop.js';
@@ -178,22 +177,9 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   );
   const address = `${host}:${port}`;
 
-  let http: HttpServer | null = null;
-  let metricsPort: number | null = null;
-  if (o.metricsPort !== null && o.metricsPort !== undefined) {
-    http = createServer((req, res) => {
-      if (req.url !== '/metrics') {
-        res.writeHead(404).end();
-        return;
-      }
-      metrics.registry.metrics().then(
-        (body) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(body),
-        (e: Error) => res.writeHead(500).end(e.message),
-      );
-    });
-    await new Promise<void>((r) => (http as HttpServer).listen(o.metricsPort ?? 0, host, r));
-    metricsPort = (http.address() as AddressInfo).port;
-  }
+  const metricsServer =
+    o.metricsPort !== null && o.metricsPort !== undefined ? await serveMetrics(metrics.registry, host, o.metricsPort) : null;
+  const metricsPort = metricsServer?.port ?? null;
 
   if (redis) {
     await redis.connect();
@@ -211,7 +197,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     await new Promise<void>((r) => server.tryShutdown(() => r()));
     await publisher?.stop();
     redis?.disconnect();
-    await new Promise<void>((r) => (http ? http.close(() => r()) : r()));
+    await metricsServer?.close();
     engine.dispose();
   };
   const drain = async (graceMs: number) => {

@@ -1,0 +1,28 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { REPO_ROOT } from './paths.js';
+
+export interface KcacheProcess {
+  proc: ChildProcess;
+  /** The JSON lines it printed so far. */
+  events: Record<string, unknown>[];
+  /** The `ready` event. */
+  ready: Promise<Record<string, unknown>>;
+  exited: Promise<number | null>;
+}
+
+/** Runs the built CLI (`kcache ...args`) as a child process and follows its JSON event lines. */
+export function spawnKcache(args: string[]): KcacheProcess {
+  const proc = spawn(process.execPath, [join(REPO_ROOT, 'packages/cli/dist/main.js'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const events: Record<string, unknown>[] = [];
+  const ready = new Promise<Record<string, unknown>>((resolve) =>
+    createInterface({ input: proc.stdout as NodeJS.ReadableStream }).on('line', (l) => {
+      const e = JSON.parse(l) as Record<string, unknown>;
+      events.push(e);
+      if (e.event === 'ready') resolve(e);
+    }),
+  );
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  return { proc, events, ready, exited };
+}
