@@ -56,7 +56,11 @@ describe('RedisBlockIndex', () => {
   test('the consumer applies live workers streams, resyncs a gap and purges dead workers', async () => {
     const r = redis.client;
     const lease = (id: string) =>
-      r.set(`kcache:worker:${id}`, JSON.stringify({ workerId: id, address: 'x', modelId: 'm', blockSize: 16, epoch: 7 }), 'PX', 5000);
+      r
+        .multi()
+        .set(`kcache:worker:${id}`, JSON.stringify({ workerId: id, address: 'x', modelId: 'm', blockSize: 16, epoch: 7 }), 'PX', 5000)
+        .sadd('kcache:workers', id)
+        .exec();
     await lease('live1');
     await lease('live2');
     for (const e of [ev(1, 'cleared', [], 7), ev(2, 'stored', ['p1', 'p2'], 7), ev(3, 'stored', ['p3'], 7)])

@@ -36,6 +36,8 @@ const streamKey = (w: string) => `kcache:kv:${w}`;
 const cursorKey = (w: string) => `kcache:cursor:${w}`;
 const blocksKey = (w: string) => `kcache:wblk:${w}`;
 const LEASE_PREFIX = 'kcache:worker:';
+/** Workers announce themselves here (see packages/worker/src/kv-events); leases say which are alive. */
+export const WORKERS_SET = 'kcache:workers';
 
 type ScriptRedis = Redis & {
   kcApply(k1: string, k2: string, ...argv: string[]): Promise<string>;
@@ -61,17 +63,11 @@ export class RedisBlockIndex {
     this.redis = withScripts(redis);
   }
 
-  /** Workers holding a live lease. */
+  /** Workers holding a live lease (registered in `kcache:workers`, lease key present). */
   async liveWorkers(): Promise<WorkerLease[]> {
-    const keys: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, batch] = await this.redis.scan(cursor, 'MATCH', `${LEASE_PREFIX}*`, 'COUNT', 200);
-      cursor = next;
-      keys.push(...batch);
-    } while (cursor !== '0');
-    if (keys.length === 0) return [];
-    const values = await this.redis.mget(...keys);
+    const ids = await this.redis.smembers(WORKERS_SET);
+    if (ids.length === 0) return [];
+    const values = await this.redis.mget(...ids.map((id) => `${LEASE_PREFIX}${id}`));
     return values.filter((v): v is string => v !== null).map((v) => JSON.parse(v) as WorkerLease);
   }
 
@@ -124,15 +120,8 @@ export class RedisBlockIndex {
   }
 
   /** Workers the index holds blocks or a cursor for (live or not). */
-  async indexedWorkers(): Promise<string[]> {
-    const out = new Set<string>();
-    let cursor = '0';
-    do {
-      const [next, batch] = await this.redis.scan(cursor, 'MATCH', 'kcache:cursor:*', 'COUNT', 200);
-      cursor = next;
-      for (const k of batch) out.add(k.slice('kcache:cursor:'.length));
-    } while (cursor !== '0');
-    return [...out];
+  indexedWorkers(): Promise<string[]> {
+    return this.redis.smembers('kcache:indexed');
   }
 
   /** Blocks the index attributes to a worker. */

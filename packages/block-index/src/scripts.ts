@@ -6,6 +6,7 @@
  *   blk:{hash}       HASH  worker -> "tier|lastAccessMs"   which workers hold the block
  *   wblk:{worker}    SET   hashes                          a worker's blocks, to purge it
  *   cursor:{worker}  STRING "epoch:seq"                    last event applied from its stream
+ *   indexed          SET   workers the index holds a cursor for (so no consumer has to SCAN)
  */
 
 /**
@@ -48,6 +49,7 @@ elseif typ == 'removed' then
   end
 end
 redis.call('SET', KEYS[1], epoch .. ':' .. seq)
+redis.call('SADD', 'kcache:indexed', worker)
 return 'ok'
 `;
 
@@ -67,6 +69,7 @@ for i = 6, #ARGV do
   redis.call('SADD', KEYS[2], ARGV[i])
 end
 redis.call('SET', KEYS[1], epoch .. ':' .. seq)
+redis.call('SADD', 'kcache:indexed', worker)
 return 'ok'
 `;
 
@@ -77,6 +80,8 @@ for _, h in ipairs(hs) do
   redis.call('HDEL', 'kcache:blk:' .. h, ARGV[1])
 end
 redis.call('DEL', KEYS[2], KEYS[1])
+redis.call('SREM', 'kcache:indexed', ARGV[1])
+redis.call('SREM', 'kcache:workers', ARGV[1])
 return #hs
 `;
 

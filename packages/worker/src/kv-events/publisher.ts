@@ -13,6 +13,8 @@ import type { BlockManager, KvEvent } from '../scheduler/block-manager.js';
 
 export const kvStreamKey = (workerId: string) => `kcache:kv:${workerId}`;
 export const leaseKey = (workerId: string) => `kcache:worker:${workerId}`;
+/** The set of worker ids routers look up leases for (no SCAN over the keyspace). */
+export const WORKERS_SET = 'kcache:workers';
 
 export interface LeaseInfo {
   workerId: string;
@@ -61,13 +63,22 @@ export class KvEventPublisher {
 
   private async renew(): Promise<void> {
     const info: LeaseInfo = { ...this.lease, epoch: this.epoch };
-    await this.redis.set(leaseKey(this.lease.workerId), JSON.stringify(info), 'PX', this.leaseTtlMs);
+    await this.redis
+      .multi()
+      .set(leaseKey(this.lease.workerId), JSON.stringify(info), 'PX', this.leaseTtlMs)
+      .sadd(WORKERS_SET, this.lease.workerId)
+      .exec();
   }
 
   /** Stops renewing and deletes the lease (a clean shutdown). */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    await this.redis.del(leaseKey(this.lease.workerId)).catch(() => {});
+    await this.redis
+      .multi()
+      .del(leaseKey(this.lease.workerId))
+      .srem(WORKERS_SET, this.lease.workerId)
+      .exec()
+      .catch(() => {});
   }
 }
