@@ -2,18 +2,13 @@
 // dummy model) replays the same workloads once per routing policy, fresh caches each time, and
 // reports TTFT, throughput and prefix-cache hit rate against an oracle; then the latency the
 // router adds over calling a worker directly, and decisions per second with 1M indexed blocks.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { RedisBlockIndex } from '@kcache/block-index';
 import { type RunningRouter, startRouter } from '@kcache/router';
 import { makePolicy, type PolicyName } from '@kcache/routing';
 import { LOADER_OPTIONS, protoDir, type RunningWorker, startWorker, workerClientConstructor } from '@kcache/worker';
-import { Redis } from 'ioredis';
+import { startRedis } from './redis-server.js';
 import { type BenchRequest, oracleHitRate } from './workloads.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: proto-loader messages are untyped objects
@@ -38,53 +33,6 @@ export interface PolicyResult {
   hitRate: number;
   oracle: number;
   failed: number;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startRedisServer(): Promise<{ url: string; stop(): Promise<void> }> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'kcache-bench-redis-'));
-  const proc: ChildProcess = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'],
-    {
-      stdio: 'ignore',
-    },
-  );
-  proc.once('error', () => {});
-  const url = `redis://127.0.0.1:${port}`;
-  const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: 1 });
-  probe.on('error', () => {});
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      if (probe.status === 'wait' || probe.status === 'end') await probe.connect();
-      await probe.ping();
-      break;
-    } catch {
-      if (Date.now() > deadline) throw new Error('redis-server did not start (is it installed? apt-get install redis-server)');
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  probe.disconnect();
-  return {
-    url,
-    async stop() {
-      proc.kill('SIGKILL');
-      await new Promise((r) => proc.once('exit', r));
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 function generateClient(address: string): grpc.Client {
@@ -124,7 +72,7 @@ const pct = (xs: number[], p: number) => {
 };
 
 async function cluster(o: RoutingBenchOptions, policy: PolicyName) {
-  const redis = await startRedisServer();
+  const redis = await startRedis();
   const workers: RunningWorker[] = [];
   for (let i = 0; i < o.workers; i++) {
     workers.push(
@@ -241,8 +189,8 @@ async function routerOverhead(o: RoutingBenchOptions): Promise<Record<string, nu
 
 /** Index lookups plus policy decisions per second over 1M indexed blocks and 4 workers. */
 async function decisionRate(): Promise<Record<string, number>> {
-  const redis = await startRedisServer();
-  const client = new Redis(redis.url);
+  const redis = await startRedis();
+  const client = redis.client;
   const index = new RedisBlockIndex(client);
   const workers = ['m0', 'm1', 'm2', 'm3'];
   const hex = (n: number) => n.toString(16).padStart(16, '0');
@@ -282,7 +230,6 @@ async function decisionRate(): Promise<Record<string, number>> {
     }),
   );
   const concurrent = 4000 / ((performance.now() - t) / 1000);
-  client.disconnect();
   await redis.stop();
   return { blocks: N, bytesPerBlock: used / N, sequentialPerSec: sequential, concurrent16PerSec: concurrent };
 }

@@ -89,7 +89,7 @@ export class EngineLoop {
 
   /** Validates and queues a request; throws WorkerError naming the bad field. */
   submit(input: GenerateInput, sink: StreamSink): void {
-    const { vocabSize, maxSeqLen } = this.engine.info();
+    const { vocabSize, maxSeqLen } = this.engine.model.config;
     const ids = input.tokenIds;
     const bad = (m: string) => new WorkerError('INVALID_ARGUMENT', m);
     if (this.stopped) throw new WorkerError('UNAVAILABLE', 'the worker is shutting down');
