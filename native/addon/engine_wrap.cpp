@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "kcache/attention_bench.h"
 #include "kcache/membw.h"
 
 namespace kc::addon {
@@ -61,6 +62,17 @@ EngineOptions parse_options(const Napi::Object& o) {
   opts.num_blocks = static_cast<int>(num_field(o, "numBlocks", 0, true));
   opts.block_size = static_cast<int>(num_field(o, "blockSize", 16));
   opts.threads = static_cast<int>(num_field(o, "threads", 0));
+  const std::string mode = o.Get("attention").IsString() ? o.Get("attention").As<Napi::String>().Utf8Value() : "full";
+  if (mode == "full") opts.attention = AttentionMode::Full;
+  else if (mode == "kcache") opts.attention = AttentionMode::KCache;
+  else throw Napi::TypeError::New(env, "loadEngine: attention must be 'full' or 'kcache'");
+  if (o.Get("kcache").IsObject()) {
+    Napi::Object k = o.Get("kcache").As<Napi::Object>();
+    opts.kcache.topn = static_cast<int>(num_field(k, "topN", 32));
+    opts.kcache.topn_frac = static_cast<float>(num_field(k, "topNFraction", 0));
+    opts.kcache.full_layers = static_cast<int>(num_field(k, "fullLayers", 0));
+    if (k.Has("renormalize")) opts.kcache.renormalize = k.Get("renormalize").ToBoolean().Value();
+  }
 
   if (!o.Get("tensors").IsArray()) throw Napi::TypeError::New(env, "loadEngine: tensors must be an array");
   Napi::Array ts = o.Get("tensors").As<Napi::Array>();
@@ -168,7 +180,55 @@ class BandwidthWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
 };
 
+class AttentionBenchWorker : public Napi::AsyncWorker {
+ public:
+  AttentionBenchWorker(Napi::Env env, AttentionBenchOptions o)
+      : Napi::AsyncWorker(env), o_(std::move(o)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      result_ = bench_decode_attention(o_);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    Napi::Array a = Napi::Array::New(Env(), result_.size());
+    for (size_t i = 0; i < result_.size(); ++i) a.Set(static_cast<uint32_t>(i), result_[i]);
+    deferred_.Resolve(a);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  AttentionBenchOptions o_;
+  std::vector<double> result_;
+  Napi::Promise::Deferred deferred_;
+};
+
 }  // namespace
+
+Napi::Value BenchDecodeAttention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "benchDecodeAttention(options): an object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  AttentionBenchOptions b;
+  b.n_layers = static_cast<int>(num_field(o, "nLayers", 30));
+  b.n_heads = static_cast<int>(num_field(o, "nHeads", 9));
+  b.n_kv_heads = static_cast<int>(num_field(o, "nKvHeads", 3));
+  b.head_dim = static_cast<int>(num_field(o, "headDim", 64));
+  b.block_size = static_cast<int>(num_field(o, "blockSize", 16));
+  b.context = static_cast<int>(num_field(o, "context", 0, true));
+  b.threads = static_cast<int>(num_field(o, "threads", 0));
+  b.iters = static_cast<int>(num_field(o, "iters", 5));
+  if (o.Has("renormalize")) b.renormalize = o.Get("renormalize").ToBoolean().Value();
+  if (!o.Get("topNs").IsArray()) throw Napi::TypeError::New(env, "benchDecodeAttention: topNs must be an array");
+  Napi::Array t = o.Get("topNs").As<Napi::Array>();
+  for (uint32_t i = 0; i < t.Length(); ++i) b.topns.push_back(t.Get(i).As<Napi::Number>().Int32Value());
+  auto* w = new AttentionBenchWorker(env, std::move(b));
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
 
 Napi::Value MeasureReadBandwidth(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -210,6 +270,7 @@ Napi::Value EngineWrap::Step(const Napi::CallbackInfo& info) {
   in.table_offset = int32_field(b, "tableOffset");
   in.table_length = int32_field(b, "tableLength");
   in.output_rows = int32_field(b, "outputRows");
+  if (!b.Get("seqTopN").IsUndefined()) in.seq_topn = int32_field(b, "seqTopN");
   bool expected = false;
   if (!busy_.compare_exchange_strong(expected, true))
     throw Napi::Error::New(env, "engine step already in flight: one step at a time");
@@ -228,6 +289,19 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("numBlocks", engine_->num_blocks());
   o.Set("blockSize", engine_->block_size());
   o.Set("kvBytesPerBlock", static_cast<double>(engine_->kv_bytes_per_block()));
+  o.Set("kvDeviceBytesPerBlock", static_cast<double>(engine_->kv_device_bytes_per_block()));
+  o.Set("kvHostBytesPerBlock", static_cast<double>(engine_->kv_host_bytes_per_block()));
+  const bool kcache = engine_->attention_mode() == AttentionMode::KCache;
+  o.Set("attention", kcache ? "kcache" : "full");
+  if (kcache) {
+    const KCacheOptions& k = engine_->kcache_options();
+    Napi::Object ko = Napi::Object::New(env);
+    ko.Set("topN", k.topn);
+    ko.Set("topNFraction", k.topn_frac);
+    ko.Set("fullLayers", k.full_layers);
+    ko.Set("renormalize", k.renormalize);
+    o.Set("kcache", ko);
+  }
   o.Set("weightBytes", static_cast<double>(engine_->weight_bytes()));
   return o;
 }

@@ -31,5 +31,6 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
 Napi::Value LoadEngine(const Napi::CallbackInfo& info);
 Napi::Value MeasureReadBandwidth(const Napi::CallbackInfo& info);
+Napi::Value BenchDecodeAttention(const Napi::CallbackInfo& info);
 
 }  // namespace kc::addon

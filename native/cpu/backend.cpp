@@ -28,6 +28,9 @@ class CpuBackend final : public Backend {
     return p;
   }
   void release(void* p) override { std::free(p); }
+  // On the CPU the host tier is ordinary memory: the split only changes the accounting.
+  void* alloc_host(size_t bytes) override { return alloc(bytes); }
+  void release_host(void* p) override { release(p); }
   void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   // Matmul weights are repacked into the kernels' k-major panels (see kernels.h); tables read
@@ -87,6 +90,10 @@ class CpuBackend final : public Backend {
   void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
                  const AttentionBatch& b) override {
     cpu::attention(ctx_, out, q, k_cache, v_cache, b);
+  }
+  void kcache_attention(float* out, const float* q, const float* k_cache, const float* v_host,
+                        const AttentionBatch& b) override {
+    cpu::kcache_attention(ctx_, out, q, k_cache, v_host, b);
   }
 
   ThreadPool& pool() { return pool_; }

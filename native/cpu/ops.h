@@ -22,6 +22,8 @@ void kv_store(Ctx& c, float* k_cache, float* v_cache, const float* k, const floa
               int rows, int kv_dim);
 void attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_cache,
                const AttentionBatch& b);
+void kcache_attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_host,
+                      const AttentionBatch& b);
 
 // Splits [0, n) into chunks of `grain` and runs them on the pool.
 template <typename F>

@@ -23,7 +23,8 @@ struct LayerWeights {
   float* ffn_norm = nullptr;   // (dim)
   Tensor w1, w2, w3;           // gate (hidden, dim), down (dim, hidden), up (hidden, dim)
   float* k_cache = nullptr;    // (num_blocks, block_size, kv_dim)
-  float* v_cache = nullptr;    // (num_blocks, block_size, kv_dim)
+  float* v_cache = nullptr;    // (num_blocks, block_size, kv_dim); host tier when kcache
+  bool kcache = false;         // V in host memory, top-N attention at decode
 };
 
 // Backend buffers for one step, grown when a step has more rows than any before.
@@ -31,13 +32,14 @@ struct Scratch {
   int rows = 0, out_rows = 0, table_len = 0, seqs = 0;
   float *x = nullptr, *xb = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr;
   float *hb = nullptr, *hb2 = nullptr, *xsel = nullptr, *logits = nullptr;
-  int32_t *tokens = nullptr, *pos = nullptr, *row_seq = nullptr, *slots = nullptr, *out_rows_idx = nullptr;
+  int32_t *tokens = nullptr, *pos = nullptr, *row_seq = nullptr, *slots = nullptr, *out_rows_idx = nullptr, *row_topn = nullptr;
   int32_t *tables = nullptr, *table_offset = nullptr;
 };
 
 class EngineImpl final : public Engine {
  public:
-  explicit EngineImpl(const EngineOptions& o) : cfg_(o.config), block_size_(o.block_size), num_blocks_(o.num_blocks) {
+  explicit EngineImpl(const EngineOptions& o)
+      : cfg_(o.config), block_size_(o.block_size), num_blocks_(o.num_blocks), mode_(o.attention), kc_(o.kcache) {
     validate_config();
     threads_ = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     backend_ = make_cpu_backend(threads_);
@@ -66,8 +68,14 @@ class EngineImpl final : public Engine {
       L.w2 = matrix(specs, p + "w2", cfg_.dim, cfg_.hidden_dim);
       L.w3 = matrix(specs, p + "w3", cfg_.hidden_dim, cfg_.dim);
       const size_t cache_bytes = static_cast<size_t>(num_blocks_) * block_size_ * cfg_.kv_dim() * sizeof(float);
+      L.kcache = mode_ == AttentionMode::KCache && l >= kc_.full_layers;
       L.k_cache = static_cast<float*>(track(backend_->alloc(cache_bytes)));
-      L.v_cache = static_cast<float*>(track(backend_->alloc(cache_bytes)));
+      if (L.kcache) {
+        L.v_cache = static_cast<float*>(backend_->alloc_host(cache_bytes));
+        host_allocations_.push_back(L.v_cache);
+      } else {
+        L.v_cache = static_cast<float*>(track(backend_->alloc(cache_bytes)));
+      }
     }
     for (const auto& s : o.tensors) {
       if (!known_.count(s.name)) throw std::runtime_error("unexpected tensor " + s.name + " for this configuration");
@@ -76,6 +84,7 @@ class EngineImpl final : public Engine {
 
   ~EngineImpl() override {
     for (void* p : allocations_) backend_->release(p);
+    for (void* p : host_allocations_) backend_->release_host(p);
     free_scratch();
   }
 
@@ -84,6 +93,7 @@ class EngineImpl final : public Engine {
     const int n_seqs = static_cast<int>(in.table_offset.size());
     const int n_out = static_cast<int>(in.output_rows.size());
     std::vector<int32_t> slots = validate(in, rows, n_seqs);
+    const std::vector<int32_t> row_topn = topn_per_row(in, rows, n_seqs);
     ensure_scratch(rows, n_out, static_cast<int>(in.block_tables.size()), n_seqs);
     Backend& B = *backend_;
     Scratch& s = scratch_;
@@ -96,6 +106,7 @@ class EngineImpl final : public Engine {
     B.upload(s.tables, in.block_tables.data(), in.block_tables.size() * sizeof(int32_t));
     B.upload(s.table_offset, in.table_offset.data(), n_seqs * sizeof(int32_t));
     B.upload(s.out_rows_idx, in.output_rows.data(), n_out * sizeof(int32_t));
+    B.upload(s.row_topn, row_topn.data(), rows * sizeof(int32_t));
 
     AttentionBatch ab;
     ab.rows = rows;
@@ -108,6 +119,8 @@ class EngineImpl final : public Engine {
     ab.row_seq = s.row_seq;
     ab.block_tables = s.tables;
     ab.table_offset = s.table_offset;
+    ab.row_topn = s.row_topn;
+    ab.topn_renormalize = kc_.renormalize;
 
     B.embedding(s.x, tok_embeddings_, s.tokens, rows);  // x (rows, dim)
     for (const LayerWeights& L : layers_) {
@@ -119,7 +132,8 @@ class EngineImpl final : public Engine {
       B.rope(s.q, s.pos, rows, cfg_.n_heads, cfg_.head_dim, cfg_.rope);
       B.rope(s.k, s.pos, rows, cfg_.n_kv_heads, cfg_.head_dim, cfg_.rope);
       B.kv_store(L.k_cache, L.v_cache, s.k, s.v, s.slots, rows, kv_dim);
-      B.attention(s.att, s.q, L.k_cache, L.v_cache, ab);  // (rows, q_dim)
+      if (L.kcache) B.kcache_attention(s.att, s.q, L.k_cache, L.v_cache, ab);  // (rows, q_dim)
+      else B.attention(s.att, s.q, L.k_cache, L.v_cache, ab);
       B.matmul(s.xb, s.att, rows, L.wo, nullptr);
       B.add(s.x, s.xb, static_cast<size_t>(rows) * dim);
       // feed-forward block
@@ -166,9 +180,13 @@ class EngineImpl final : public Engine {
   int threads() const override { return threads_; }
   int num_blocks() const override { return num_blocks_; }
   int block_size() const override { return block_size_; }
-  size_t kv_bytes_per_block() const override {
-    return static_cast<size_t>(block_size_) * cfg_.kv_dim() * sizeof(float) * 2 * cfg_.n_layers;
+  size_t kv_bytes_per_block() const override { return kv_device_bytes_per_block() + kv_host_bytes_per_block(); }
+  size_t kv_device_bytes_per_block() const override {
+    return layer_block_bytes() * (2 * cfg_.n_layers - kcache_layers());
   }
+  size_t kv_host_bytes_per_block() const override { return layer_block_bytes() * kcache_layers(); }
+  AttentionMode attention_mode() const override { return mode_; }
+  const KCacheOptions& kcache_options() const override { return kc_; }
   size_t weight_bytes() const override { return weight_bytes_; }
 
  private:
@@ -183,6 +201,32 @@ class EngineImpl final : public Engine {
     req(c.max_seq_len > 0, "max_seq_len must be positive");
     req(block_size_ > 0 && block_size_ <= 1024, "block_size must be in 1..1024");
     req(num_blocks_ > 0, "num_blocks must be positive");
+    if (mode_ == AttentionMode::KCache) {
+      req(kc_.topn >= 1, "kcache topn must be at least 1");
+      req(kc_.topn_frac >= 0 && kc_.topn_frac <= 1, "kcache topn fraction must be in [0, 1]");
+      req(kc_.full_layers >= 0 && kc_.full_layers <= c.n_layers, "kcache full layers must be in 0..n_layers");
+    }
+  }
+
+  size_t layer_block_bytes() const { return static_cast<size_t>(block_size_) * cfg_.kv_dim() * sizeof(float); }
+  int kcache_layers() const { return mode_ == AttentionMode::KCache ? cfg_.n_layers - kc_.full_layers : 0; }
+
+  // A row gets top-N attention when it is its sequence's only row in the step (a decode token);
+  // prefill chunks attend to everything.
+  std::vector<int32_t> topn_per_row(const StepInput& in, int rows, int n_seqs) const {
+    std::vector<int32_t> out(rows, 0);
+    if (mode_ != AttentionMode::KCache) return out;
+    std::vector<int> count(n_seqs, 0);
+    for (int r = 0; r < rows; ++r) count[in.row_seq[r]]++;
+    for (int r = 0; r < rows; ++r) {
+      const int seq = in.row_seq[r];
+      if (count[seq] != 1) continue;
+      const int requested = in.seq_topn.empty() ? 0 : in.seq_topn[seq];
+      if (requested > 0) out[r] = requested;
+      else if (kc_.topn_frac > 0) out[r] = std::max(1, static_cast<int>(std::ceil(kc_.topn_frac * (in.positions[r] + 1))));
+      else out[r] = kc_.topn;
+    }
+    return out;
   }
 
   void* track(void* p) {
@@ -224,6 +268,11 @@ class EngineImpl final : public Engine {
   std::vector<int32_t> validate(const StepInput& in, int rows, int n_seqs) const {
     auto fail = [](const std::string& m) { throw InvalidInput(m); };
     if (rows == 0) fail("tokens: a step needs at least one token");
+    if (!in.seq_topn.empty()) {
+      if (static_cast<int>(in.seq_topn.size()) != n_seqs) fail("seq_topn must have one entry per sequence");
+      for (int s = 0; s < n_seqs; ++s)
+        if (in.seq_topn[s] < 0) fail("seq_topn[" + std::to_string(s) + "] must not be negative");
+    }
     if (n_seqs == 0) fail("table_offset: a step needs at least one sequence");
     if (static_cast<int>(in.positions.size()) != rows || static_cast<int>(in.row_seq.size()) != rows)
       fail("positions and row_seq must have one entry per token");
@@ -267,7 +316,7 @@ class EngineImpl final : public Engine {
                     static_cast<void*>(s.v), static_cast<void*>(s.att), static_cast<void*>(s.hb), static_cast<void*>(s.hb2),
                     static_cast<void*>(s.xsel), static_cast<void*>(s.logits), static_cast<void*>(s.tokens),
                     static_cast<void*>(s.pos), static_cast<void*>(s.row_seq), static_cast<void*>(s.slots),
-                    static_cast<void*>(s.out_rows_idx), static_cast<void*>(s.tables), static_cast<void*>(s.table_offset)}) {
+                    static_cast<void*>(s.out_rows_idx), static_cast<void*>(s.row_topn), static_cast<void*>(s.tables), static_cast<void*>(s.table_offset)}) {
       if (p) backend_->release(p);
     }
     s = Scratch{};
@@ -296,6 +345,7 @@ class EngineImpl final : public Engine {
     s.pos = i(r);
     s.row_seq = i(r);
     s.slots = i(r);
+    s.row_topn = i(r);
     s.out_rows_idx = i(O);
     s.tables = i(TL);
     s.table_offset = i(S);
@@ -311,7 +361,10 @@ class EngineImpl final : public Engine {
   WeightStore store_;
   std::map<std::string, Tensor> host_tensors_;
   std::map<std::string, bool> known_;
+  AttentionMode mode_;
+  KCacheOptions kc_;
   std::vector<void*> allocations_;
+  std::vector<void*> host_allocations_;
   size_t weight_bytes_ = 0;
   Tensor tok_embeddings_, output_;
   float* final_norm_ = nullptr;

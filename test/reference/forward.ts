@@ -57,8 +57,29 @@ function rope(v: Float64Array, nHeads: number, pos: number, cfg: NativeModelConf
   }
 }
 
-/** Logits (vocab) after each token of `tokens`, computed from scratch in float64. */
-export function referenceLogits(cfg: NativeModelConfig, W: WeightSource, tokens: readonly number[]): Float64Array[] {
+/**
+ * KCache attention in the reference: at layers >= fullLayers, each query head keeps its topN
+ * largest scores (ties: the earlier position) and sums only those values, with the weights
+ * renormalised over the kept scores or left as their share of the full softmax.
+ */
+export interface ReferenceKCache {
+  topN: number;
+  /** > 0: N = ceil(topNFraction × context) instead. */
+  topNFraction?: number;
+  fullLayers: number;
+  renormalize: boolean;
+}
+
+/**
+ * Logits (vocab) after each token of `tokens`, computed from scratch in float64. Every token is a
+ * decode step (it attends to all earlier tokens), so with `kcache` every position uses top-N.
+ */
+export function referenceLogits(
+  cfg: NativeModelConfig,
+  W: WeightSource,
+  tokens: readonly number[],
+  kcache?: ReferenceKCache,
+): Float64Array[] {
   const { dim, nLayers, nHeads, nKvHeads, headDim: hd, hiddenDim, vocabSize, normEps } = cfg;
   const kvDim = nKvHeads * hd;
   const group = nHeads / nKvHeads;
@@ -87,8 +108,15 @@ export function referenceLogits(cfg: NativeModelConfig, W: WeightSource, tokens:
           return s / Math.sqrt(hd);
         });
         const m = Math.max(...scores);
-        const e = scores.map((s) => Math.exp(s - m));
-        const z = e.reduce((a, b) => a + b, 0);
+        let e = scores.map((s) => Math.exp(s - m));
+        let z = e.reduce((a, b) => a + b, 0);
+        const topN = kcache?.topNFraction ? Math.max(1, Math.ceil(kcache.topNFraction * scores.length)) : kcache?.topN;
+        if (kcache && topN !== undefined && l >= kcache.fullLayers && topN < scores.length) {
+          const order = scores.map((s, t) => [s, t] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+          const kept = new Set(order.slice(0, topN).map(([, t]) => t));
+          e = e.map((w, t) => (kept.has(t) ? w : 0));
+          if (kcache.renormalize) z = e.reduce((a, b) => a + b, 0);
+        }
         (values[l] as Float64Array[]).forEach((vt, t) => {
           for (let i = 0; i < hd; i++)
             att[h * hd + i] = (att[h * hd + i] as number) + ((e[t] as number) / z) * (vt[kvh * hd + i] as number);

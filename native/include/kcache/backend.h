@@ -19,7 +19,8 @@ namespace kc {
   X(add)          \
   X(get_rows)     \
   X(kv_store)     \
-  X(attention)
+  X(attention)    \
+  X(kcache_attention)
 
 enum class Op : int {
 #define KC_OP_ENUM(name) name,
@@ -41,6 +42,12 @@ struct AttentionBatch {
   const int32_t* row_seq = nullptr;       // [rows]
   const int32_t* block_tables = nullptr;  // all sequences' tables, concatenated
   const int32_t* table_offset = nullptr;  // [n_seqs] start of each table in block_tables
+  // kcache_attention only: row r keeps the row_topn[r] largest attention weights of each query
+  // head and reads only those value rows; 0 (or >= the row's context) means full attention.
+  const int32_t* row_topn = nullptr;  // [rows]
+  // Whether the kept weights are renormalised to sum to 1 (softmax over the top-N scores) or keep
+  // their share of the full softmax (which needs exp() over every score).
+  bool topn_renormalize = true;
 };
 
 class Backend {
@@ -52,6 +59,10 @@ class Backend {
   // Memory owned by the backend.
   virtual void* alloc(size_t bytes) = 0;
   virtual void release(void* p) = 0;
+  // Host memory the backend's ops can read directly (pinned and mapped on a GPU backend): the
+  // KCache value tier.
+  virtual void* alloc_host(size_t bytes) = 0;
+  virtual void release_host(void* p) = 0;
   virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
   // Where a host-resident weight must live, and in what layout, to be used by this backend's
@@ -84,6 +95,12 @@ class Backend {
   // out[r, h * head_dim ..] = softmax(q·Kᵀ * scale) V over the row's cached context.
   virtual void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
                          const AttentionBatch& b) = 0;
+  // KCache (He & Wu 2024): scores q·Kᵀ against every cached key (K in backend memory), softmax,
+  // keeps the top b.row_topn[r] weights per query head and sums only those rows of V, which
+  // lives in host memory (alloc_host). Rows with row_topn 0 or >= their context compute exactly
+  // what attention() computes.
+  virtual void kcache_attention(float* out, const float* q, const float* k_cache, const float* v_host,
+                                const AttentionBatch& b) = 0;
 };
 
 }  // namespace kc

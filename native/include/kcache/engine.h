@@ -25,8 +25,22 @@ struct TensorSpec {
   float shift = 0.0f;
 };
 
+enum class AttentionMode : int { Full = 0, KCache = 1 };
+
+// KCache: layers from full_layers on keep K in the backend's memory (the device tier) and V in
+// host memory; a decode row (a sequence's only row in a step) attends to its top-N keys per
+// query head. Prefill chunks compute full attention.
+struct KCacheOptions {
+  int topn = 32;             // N, when topn_frac is 0
+  float topn_frac = 0.0f;    // > 0: N = ceil(topn_frac * context)
+  int full_layers = 0;       // the first L layers keep full attention with V in the device tier
+  bool renormalize = true;   // softmax over the kept scores (see docs/KCACHE.md)
+};
+
 struct EngineOptions {
   ModelConfig config;
+  AttentionMode attention = AttentionMode::Full;
+  KCacheOptions kcache;
   std::vector<TensorSpec> tensors;
   int num_blocks = 0;
   int block_size = 16;
@@ -42,6 +56,7 @@ struct StepInput {
   std::vector<int32_t> table_offset;  // [n_seqs]
   std::vector<int32_t> table_length;  // [n_seqs]
   std::vector<int32_t> output_rows;   // rows whose logits are returned, in order
+  std::vector<int32_t> seq_topn;      // optional [n_seqs]: KCache N for the sequence (0: default)
 };
 
 struct StepOutput {
@@ -65,7 +80,11 @@ class Engine {
   virtual int threads() const = 0;
   virtual int num_blocks() const = 0;
   virtual int block_size() const = 0;
-  virtual size_t kv_bytes_per_block() const = 0;
+  virtual size_t kv_bytes_per_block() const = 0;       // both tiers
+  virtual size_t kv_device_bytes_per_block() const = 0;  // K of every layer, V of full layers
+  virtual size_t kv_host_bytes_per_block() const = 0;    // V of KCache layers
+  virtual AttentionMode attention_mode() const = 0;
+  virtual const KCacheOptions& kcache_options() const = 0;
   virtual size_t weight_bytes() const = 0;
 };
 

@@ -37,12 +37,28 @@ export type NativeTensorSpec = {
   cols: number;
 } & ({ file: string; offset: number } | { seed: number; scale: number; shift?: number });
 
+export type AttentionMode = 'full' | 'kcache';
+
+/** KCache attention settings (see docs/KCACHE.md). */
+export interface KCacheSettings {
+  /** N: value rows kept per query head at decode (used when topNFraction is 0). */
+  topN: number;
+  /** > 0: N = ceil(fraction × context) instead of topN. */
+  topNFraction: number;
+  /** The first L layers keep full attention with V in the device tier. */
+  fullLayers: number;
+  /** Softmax over the kept scores (true) or their share of the full softmax (false). */
+  renormalize: boolean;
+}
+
 export interface NativeLoadOptions {
   config: NativeModelConfig;
   tensors: NativeTensorSpec[];
   numBlocks: number;
   blockSize: number;
   threads?: number;
+  attention?: AttentionMode;
+  kcache?: Partial<KCacheSettings>;
 }
 
 /** One batched step; rows are the new tokens of all sequences, concatenated. */
@@ -54,6 +70,8 @@ export interface NativeStepBatch {
   tableOffset: Int32Array;
   tableLength: Int32Array;
   outputRows: Int32Array;
+  /** KCache N per sequence (0: the engine's default). */
+  seqTopN?: Int32Array;
 }
 
 export interface NativeEngineInfo {
@@ -61,8 +79,29 @@ export interface NativeEngineInfo {
   threads: number;
   numBlocks: number;
   blockSize: number;
+  /** Both tiers. */
   kvBytesPerBlock: number;
+  /** K of every layer and V of full-attention layers. */
+  kvDeviceBytesPerBlock: number;
+  /** V of KCache layers (0 in full mode). */
+  kvHostBytesPerBlock: number;
+  attention: AttentionMode;
+  kcache?: KCacheSettings;
   weightBytes: number;
+}
+
+export interface AttentionBenchOptions {
+  nLayers?: number;
+  nHeads?: number;
+  nKvHeads?: number;
+  headDim?: number;
+  blockSize?: number;
+  context: number;
+  threads?: number;
+  iters?: number;
+  renormalize?: boolean;
+  /** 0: full attention; N > 0: KCache top-N. */
+  topNs: number[];
 }
 
 export interface NativeEngine {
@@ -79,6 +118,8 @@ interface Addon {
   loadEngine(options: NativeLoadOptions): Promise<NativeEngine>;
   /** Best-of-several read bandwidth in bytes/s over a buffer of `bytes`, with `threads` threads. */
   measureReadBandwidth(bytes: number, threads: number): Promise<number>;
+  /** Best seconds per token of one decode row's attention through every layer, per topNs entry. */
+  benchDecodeAttention(options: AttentionBenchOptions): Promise<number[]>;
 }
 
 function addonPath(): string {

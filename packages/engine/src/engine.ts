@@ -1,4 +1,11 @@
-import { addon, type NativeEngine, type NativeEngineInfo } from './addon.js';
+import {
+  type AttentionBenchOptions,
+  type AttentionMode,
+  addon,
+  type KCacheSettings,
+  type NativeEngine,
+  type NativeEngineInfo,
+} from './addon.js';
 import { InvalidStepError, ModelLoadError } from './errors.js';
 import type { ModelSpec } from './models/spec.js';
 
@@ -7,8 +14,13 @@ export interface EngineOptions {
   blockSize?: number;
   /** Blocks in the KV pool; default: as many as fit in kvCacheBytes. */
   numBlocks?: number;
-  /** KV pool budget when numBlocks is not given (default 1 GiB). */
+  /** Device-tier KV budget when numBlocks is not given (default 1 GiB). */
   kvCacheBytes?: number;
+  /** Host-tier budget for KCache's V blocks (default: as much as the device tier's blocks need). */
+  kvHostBytes?: number;
+  /** 'full' (default) or 'kcache': V in the host tier, top-N attention at decode. */
+  attention?: AttentionMode;
+  kcache?: Partial<KCacheSettings>;
   /** Compute threads (default: all hardware threads). */
   threads?: number;
 }
@@ -23,6 +35,8 @@ export interface SequenceChunk {
   blockTable: ArrayLike<number>;
   /** Return logits for every new token (scoring), not only the last. */
   allLogits?: boolean;
+  /** KCache: N for this sequence's decode rows (default: the engine's). */
+  topN?: number;
 }
 
 export interface EngineInfo extends NativeEngineInfo {
@@ -55,10 +69,23 @@ export class Engine {
     const blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
     if (!Number.isInteger(blockSize) || blockSize < 1 || blockSize > 1024)
       throw new RangeError(`blockSize must be an integer in 1..1024, got ${blockSize}`);
-    const bytesPerBlock = blockSize * c.nKvHeads * c.headDim * 4 * 2 * c.nLayers;
-    const numBlocks = opts.numBlocks ?? Math.max(1, Math.floor((opts.kvCacheBytes ?? 2 ** 30) / bytesPerBlock));
+    const attention = opts.attention ?? 'full';
+    if (attention !== 'full' && attention !== 'kcache') throw new RangeError(`attention must be 'full' or 'kcache', got '${attention}'`);
+    const kcache = resolveKCache(opts.kcache, c.nLayers);
+    const { device, host } = kvBytesPerBlock(c, blockSize, attention, kcache.fullLayers);
+    let numBlocks = opts.numBlocks ?? Math.max(1, Math.floor((opts.kvCacheBytes ?? 2 ** 30) / device));
+    if (opts.numBlocks === undefined && host > 0 && opts.kvHostBytes !== undefined)
+      numBlocks = Math.min(numBlocks, Math.max(1, Math.floor(opts.kvHostBytes / host)));
     try {
-      const native = await addon().loadEngine({ config: c, tensors: model.tensors, numBlocks, blockSize, threads: opts.threads ?? 0 });
+      const native = await addon().loadEngine({
+        config: c,
+        tensors: model.tensors,
+        numBlocks,
+        blockSize,
+        threads: opts.threads ?? 0,
+        attention,
+        kcache,
+      });
       return new Engine(native, model);
     } catch (e) {
       throw new ModelLoadError(`${model.id}: ${(e as Error).message}`);
@@ -93,6 +120,7 @@ export class Engine {
     const tableLength = new Int32Array(chunks.length);
     const outputRows: number[] = [];
     const rowsOut: number[] = [];
+    const seqTopN = new Int32Array(chunks.length);
     let r = 0;
     let t = 0;
     chunks.forEach((c, s) => {
@@ -106,6 +134,7 @@ export class Engine {
         if (c.allLogits || i === c.tokens.length - 1) outputRows.push(r);
       }
       rowsOut.push(c.allLogits ? c.tokens.length : 1);
+      seqTopN[s] = c.topN ?? 0;
       tableOffset[s] = t;
       tableLength[s] = c.blockTable.length;
       for (let i = 0; i < c.blockTable.length; i++) blockTables[t++] = c.blockTable[i] as number;
@@ -120,6 +149,7 @@ export class Engine {
         tableOffset,
         tableLength,
         outputRows: Int32Array.from(outputRows),
+        seqTopN,
       });
     } catch (e) {
       if ((e as { code?: string }).code === 'ERR_INVALID_INPUT') throw new InvalidStepError((e as Error).message);
@@ -143,6 +173,8 @@ export class Engine {
     };
     if (c.tokens.length === 0) fail('tokens is empty');
     if (!Number.isInteger(c.startPos) || c.startPos < 0) fail(`startPos = ${c.startPos} must be an integer >= 0`);
+    if (c.topN !== undefined && (!Number.isInteger(c.topN) || c.topN < 1 || c.topN > 2 ** 31 - 1))
+      fail(`topN = ${c.topN} must be a positive integer`);
     for (let i = 0; i < c.tokens.length; i++) {
       const t = c.tokens[i] as number;
       if (!Number.isInteger(t) || t < 0 || t >= vocabSize) fail(`tokens[${i}] = ${t} is outside the vocabulary (size ${vocabSize})`);
@@ -171,6 +203,35 @@ export class Engine {
   dispose(): void {
     this.native.dispose();
   }
+}
+
+export const DEFAULT_KCACHE: KCacheSettings = { topN: 32, topNFraction: 0, fullLayers: 0, renormalize: true };
+
+/** Fills in and checks KCache settings, naming the field at fault. */
+export function resolveKCache(k: Partial<KCacheSettings> | undefined, nLayers: number): KCacheSettings {
+  const r = { ...DEFAULT_KCACHE, ...k };
+  if (!Number.isInteger(r.topN) || r.topN < 1) throw new RangeError(`kcache topN must be a positive integer, got ${r.topN}`);
+  if (!(r.topNFraction >= 0 && r.topNFraction < 1)) throw new RangeError(`kcache topNFraction must be in [0, 1), got ${r.topNFraction}`);
+  if (!Number.isInteger(r.fullLayers) || r.fullLayers < 0 || r.fullLayers > nLayers)
+    throw new RangeError(`kcache fullLayers must be an integer in 0..${nLayers}, got ${r.fullLayers}`);
+  return r;
+}
+
+/** KV bytes per block in each tier: KCache layers keep K in the device tier and V in the host tier. */
+export function kvBytesPerBlock(
+  c: { nKvHeads: number; headDim: number; nLayers: number },
+  blockSize: number,
+  attention: AttentionMode,
+  fullLayers = 0,
+): { device: number; host: number } {
+  const layer = blockSize * c.nKvHeads * c.headDim * 4;
+  const kcLayers = attention === 'kcache' ? c.nLayers - fullLayers : 0;
+  return { device: layer * (2 * c.nLayers - kcLayers), host: layer * kcLayers };
+}
+
+/** Decode attention through every layer on random data, seconds per token for each topNs entry (0: full). */
+export function benchDecodeAttention(options: AttentionBenchOptions): Promise<number[]> {
+  return addon().benchDecodeAttention(options);
 }
 
 /** Measured memory read bandwidth in bytes/s: the decode roofline's numerator. */

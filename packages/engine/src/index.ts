@@ -1,5 +1,16 @@
-export type { NativeModelConfig, NativeRope, NativeTensorSpec, WeightDType } from './addon.js';
-export { DEFAULT_BLOCK_SIZE, Engine, type EngineInfo, type EngineOptions, measureReadBandwidth, type SequenceChunk } from './engine.js';
+export type { AttentionMode, KCacheSettings, NativeModelConfig, NativeRope, NativeTensorSpec, WeightDType } from './addon.js';
+export {
+  benchDecodeAttention,
+  DEFAULT_BLOCK_SIZE,
+  DEFAULT_KCACHE,
+  Engine,
+  type EngineInfo,
+  type EngineOptions,
+  kvBytesPerBlock,
+  measureReadBandwidth,
+  resolveKCache,
+  type SequenceChunk,
+} from './engine.js';
 export { InvalidStepError, ModelLoadError } from './errors.js';
 export { type FinishReason, type GenerateRequest, type GenerateResult, generate } from './generate.js';
 export { DUMMY_PRESETS, loadDummy } from './models/dummy.js';
