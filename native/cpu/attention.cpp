@@ -1,6 +1,6 @@
 #include <algorithm>
 #include <cmath>
-#include <utility>
+#include <cstring>
 #include <vector>
 
 #include "ops.h"
@@ -69,40 +69,73 @@ void full_head(Ctx& c, const HeadTask& t, const float* k_cache, const float* v_c
     c.k.axpy_rows(t.oh, scores.data() + t0, t.block_base(v_cache, t0), t.block_rows(t0), t.kv_dim, t.hd);
 }
 
-// Top-N attention for one head. Selection runs on the raw scores (softmax is monotonic) with a
-// size-N min-heap: one comparison per score in the common case. Ties keep the earlier position.
-// Kept rows are summed in position order.
-void topn_head(Ctx& c, const HeadTask& t, const float* k_cache, const float* v_host, float scale, int topn,
-               bool renormalize, std::vector<float>& scores, std::vector<std::pair<float, int>>& heap) {
-  if (static_cast<int>(scores.size()) < t.n_ctx) scores.resize(t.n_ctx);
-  score_all(c, t, k_cache, scale, scores.data());
-  auto greater = [](const std::pair<float, int>& a, const std::pair<float, int>& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  };
-  heap.clear();
-  for (int i = 0; i < topn; ++i) heap.emplace_back(scores[i], i);
-  std::make_heap(heap.begin(), heap.end(), greater);  // front: the smallest kept score
-  for (int i = topn; i < t.n_ctx; ++i) {
-    if (scores[i] > heap.front().first) {
-      std::pop_heap(heap.begin(), heap.end(), greater);
-      heap.back() = {scores[i], i};
-      std::push_heap(heap.begin(), heap.end(), greater);
-    }
+// An order-preserving map from float to uint32 (larger float, larger key).
+inline uint32_t order_key(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// The indices of the `topn` largest scores, in position order; ties keep the earlier position.
+// Radix select on the order keys (11, 11 and 10 bits): one histogram pass over every score, the
+// later levels only over the boundary bucket's candidates, then one pass that collects. A heap
+// of N was measurably slower at N = 256 (each of its ~N·ln(n/N) replacements costs log N).
+void select_topn(const float* scores, int n, int topn, std::vector<uint32_t>& keys, std::vector<int>& cand,
+                 std::vector<int>& out) {
+  keys.resize(n);
+  uint32_t hist[2048] = {};
+  for (int i = 0; i < n; ++i) {
+    keys[i] = order_key(scores[i]);
+    hist[keys[i] >> 21]++;
   }
-  std::sort(heap.begin(), heap.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  int above = 0, b1 = 2047;
+  while (above + static_cast<int>(hist[b1]) < topn) above += hist[b1--];
+  cand.clear();
+  for (int i = 0; i < n; ++i)
+    if ((keys[i] >> 21) == static_cast<uint32_t>(b1)) cand.push_back(i);
+  std::fill(hist, hist + 2048, 0u);
+  for (int i : cand) hist[(keys[i] >> 10) & 0x7FF]++;
+  int b2 = 2047;
+  while (above + static_cast<int>(hist[b2]) < topn) above += hist[b2--];
+  std::fill(hist, hist + 1024, 0u);
+  for (int i : cand)
+    if (((keys[i] >> 10) & 0x7FF) == static_cast<uint32_t>(b2)) hist[keys[i] & 0x3FF]++;
+  int b3 = 1023;
+  while (above + static_cast<int>(hist[b3]) < topn) above += hist[b3--];
+  const uint32_t threshold = (static_cast<uint32_t>(b1) << 21) | (static_cast<uint32_t>(b2) << 10) | static_cast<uint32_t>(b3);
+  int take_equal = topn - above;
+  out.clear();
+  for (int i = 0; i < n; ++i) {
+    if (keys[i] > threshold || (keys[i] == threshold && take_equal-- > 0)) out.push_back(i);
+  }
+}
+
+struct TopNScratch {
+  std::vector<float> scores;
+  std::vector<uint32_t> keys;
+  std::vector<int> cand, kept;
+};
+
+// Top-N attention for one head: score every key, keep the N largest, and sum only their values.
+void topn_head(Ctx& c, const HeadTask& t, const float* k_cache, const float* v_host, float scale, int topn,
+               bool renormalize, TopNScratch& w) {
+  if (static_cast<int>(w.scores.size()) < t.n_ctx) w.scores.resize(t.n_ctx);
+  const float* scores = w.scores.data();
+  score_all(c, t, k_cache, scale, w.scores.data());
+  select_topn(scores, t.n_ctx, topn, w.keys, w.cand, w.kept);
   float mx = -INFINITY;
-  for (const auto& e : heap) mx = std::max(mx, e.first);
+  for (int i : w.kept) mx = std::max(mx, scores[i]);
   float sum = 0.0f;
   if (renormalize) {
-    for (const auto& e : heap) sum += std::exp(e.first - mx);
+    for (int i : w.kept) sum += std::exp(scores[i] - mx);
   } else {
     for (int i = 0; i < t.n_ctx; ++i) sum += std::exp(scores[i] - mx);
   }
   const float inv = 1.0f / sum;
   for (int i = 0; i < t.hd; ++i) t.oh[i] = 0.0f;
-  for (const auto& e : heap) {
-    const float w = std::exp(e.first - mx) * inv;
-    c.k.axpy_rows(t.oh, &w, t.row(v_host, e.second), 1, t.kv_dim, t.hd);
+  for (int i : w.kept) {
+    const float wt = std::exp(scores[i] - mx) * inv;
+    c.k.axpy_rows(t.oh, &wt, t.row(v_host, i), 1, t.kv_dim, t.hd);
   }
 }
 
@@ -122,12 +155,11 @@ void attention(Ctx& c, float* out, const float* q, const float* k_cache, const f
 void kcache_attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_host,
                       const AttentionBatch& b) {
   c.pool.parallel_for(b.rows * b.n_heads, [&](int task, int) {
-    thread_local std::vector<float> scores;
-    thread_local std::vector<std::pair<float, int>> heap;
+    thread_local TopNScratch w;
     const HeadTask t = head_task(b, out, q, task);
     const int topn = b.row_topn ? b.row_topn[task / b.n_heads] : 0;
-    if (topn <= 0 || topn >= t.n_ctx) full_head(c, t, k_cache, v_host, b.scale, scores);
-    else topn_head(c, t, k_cache, v_host, b.scale, topn, b.topn_renormalize, scores, heap);
+    if (topn <= 0 || topn >= t.n_ctx) full_head(c, t, k_cache, v_host, b.scale, w.scores);
+    else topn_head(c, t, k_cache, v_host, b.scale, topn, b.topn_renormalize, w);
   });
 }
 

@@ -3,3 +3,18 @@ export { writeGguf } from './gguf.js';
 export { formatRoutingBench, type PolicyResult, type RoutingBenchOptions, runRoutingBench } from './routing-bench.js';
 export { formatWorkerBench, runWorkerBench, type WorkerBenchOptions, type WorkerBenchRow } from './worker-bench.js';
 export { type BenchRequest, mooncakeWorkload, oracleHitRate, sharedPrefixWorkload } from './workloads.js';
+export {
+  type AttentionRow,
+  type CapacityRow,
+  capacity,
+  type DecodeRow,
+  type FidelityConfig,
+  type FidelityRow,
+  formatAttention,
+  formatCapacity,
+  formatDecode,
+  formatFidelity,
+  measureAttention,
+  measureDecode,
+  measureFidelity,
+} from './kcache-bench.js';

@@ -3,16 +3,25 @@ import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
+  capacity,
+  type FidelityConfig,
+  formatAttention,
+  formatCapacity,
+  formatDecode,
   formatEngineBench,
+  formatFidelity,
   formatRoutingBench,
   formatWorkerBench,
+  measureAttention,
+  measureDecode,
+  measureFidelity,
   mooncakeWorkload,
   runEngineBench,
   runRoutingBench,
   runWorkerBench,
   sharedPrefixWorkload,
 } from '@kcache/bench';
-import type { WeightDType } from '@kcache/engine';
+import { resolveModel, type WeightDType } from '@kcache/engine';
 import { POLICIES, type PolicyName } from '@kcache/routing';
 import { idsArg, intArg, UsageError } from '../args.js';
 
@@ -20,13 +29,18 @@ export const BENCH_USAGE = `kcache bench engine [--model dummy:smol135] [--dtype
     [--decode-tokens 64] [--batches 8,32] [--no-llama-cpp] [--json]
   kcache bench worker [--model dummy:smol135:bf16] [--streams 1,8,32] [--tokens 64] [--threads N]
   kcache bench routing [--model dummy:smol135:bf16] [--workers 3] [--policies cache_aware,round_robin,...] [--requests 36] [--rate 1]
-    [--trace ../shared/traces/mooncake_conversation_trace.jsonl] [--trace-requests 100] [--num-blocks 160]`;
+    [--trace ../shared/traces/mooncake_conversation_trace.jsonl] [--trace-requests 100] [--num-blocks 160]
+  kcache bench kcache [--parts fidelity,attention,decode,capacity] [--fidelity-model ../shared/models/stories260K.bin]
+    [--fidelity-topn 4,8,16,32,64,128,256]
+    [--model dummy:smol135:bf16] [--contexts 1024,4096,16384,32768] [--decode-contexts 2048,4096,8000] [--batches 1,4]
+    [--topn 32,64] [--threads N]`;
 
 export async function benchCommand(argv: string[]): Promise<void> {
   const [what, ...rest] = argv;
   if (what === 'worker') return workerBench(rest);
   if (what === 'routing') return routingBench(rest);
-  if (what !== 'engine') throw new UsageError(`unknown benchmark '${what ?? ''}' (available: engine, worker, routing)`);
+  if (what === 'kcache') return kcacheBench(rest);
+  if (what !== 'engine') throw new UsageError(`unknown benchmark '${what ?? ''}' (available: engine, worker, routing, kcache)`);
   const { values } = parseArgs({
     args: rest,
     strict: true,
@@ -136,4 +150,59 @@ async function routingBench(argv: string[]): Promise<void> {
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(`${formatRoutingBench(result)}\n`);
+}
+
+const KCACHE_PARTS = ['fidelity', 'attention', 'decode', 'capacity'];
+
+async function kcacheBench(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      parts: { type: 'string' },
+      'fidelity-model': { type: 'string' },
+      'fidelity-topn': { type: 'string' },
+      model: { type: 'string' },
+      contexts: { type: 'string' },
+      'decode-contexts': { type: 'string' },
+      batches: { type: 'string' },
+      topn: { type: 'string' },
+      threads: { type: 'string' },
+    },
+  });
+  const parts = (values.parts ?? KCACHE_PARTS.join(',')).split(',');
+  const bad = parts.find((p) => !KCACHE_PARTS.includes(p));
+  if (bad !== undefined) throw new UsageError(`--parts: '${bad}' is not one of ${KCACHE_PARTS.join(', ')}`);
+  const threads = intArg('threads', values.threads, cpus().length, 1);
+  const topNs = idsArg('topn', values.topn ?? '32,64');
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const model = values.model ?? 'dummy:smol135:bf16';
+  const spec = resolveModel(model);
+  const shape = spec.config;
+  const out: string[] = [];
+  if (parts.includes('fidelity')) {
+    const fidelityModel = resolve(values['fidelity-model'] ?? '../shared/models/stories260K.bin');
+    if (!existsSync(fidelityModel)) throw new UsageError(`--fidelity-model: ${fidelityModel} does not exist`);
+    const fidelityTopNs = idsArg('fidelity-topn', values['fidelity-topn'] ?? '4,8,16,32,64,128,256');
+    const configs: FidelityConfig[] = [];
+    for (const renormalize of [true, false])
+      for (const fullLayers of [0, 1, 2]) for (const topN of fidelityTopNs) configs.push({ topN, fullLayers, renormalize });
+    const o = { model: fidelityModel, sequences: 8, length: 500, scoreFrom: 64, configs, seed: 1, threads };
+    out.push('### fidelity', '', formatFidelity('stories260K', o, await measureFidelity(o, log)), '');
+  }
+  if (parts.includes('attention')) {
+    const contexts = idsArg('contexts', values.contexts ?? '1024,4096,16384,32768');
+    const rows = await measureAttention(shape, contexts, topNs, threads, log);
+    out.push(`### decode attention alone (${model} shape: ${shape.nLayers} layers, ${shape.nHeads}/${shape.nKvHeads} heads of ${shape.headDim})`, '', formatAttention(rows, shape), '');
+  }
+  if (parts.includes('decode')) {
+    const contexts = idsArg('decode-contexts', values['decode-contexts'] ?? '2048,4096,8000');
+    const rows = await measureDecode(spec, contexts, idsArg('batches', values.batches ?? '1,4'), topNs, threads, 8, log);
+    out.push('### end-to-end decode', '', formatDecode(model, rows), '');
+  }
+  if (parts.includes('capacity')) {
+    const budget = 4 * 2 ** 30;
+    out.push('### capacity', '', formatCapacity(budget, 8000, capacity(shape, budget, 8000, [0, 1, 2])), '');
+  }
+  process.stdout.write(`${out.join('\n')}\n`);
 }
