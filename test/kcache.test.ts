@@ -66,12 +66,12 @@ describe('top-N attention against the float64 reference', () => {
   test('dummy:tiny (GQA 4/2) N=5, fractional N', async () => {
     const tiny = resolveModel('dummy:tiny');
     const tinyIds = randomIds(40, 512, 5);
-    const engine = await load(tiny, { attention: 'kcache', kcache: { topN: 5 } });
+    const engine = await load(tiny, { attention: 'kcache', kcache: { topN: 5, fullLayers: 0 } });
     const W = (name: string) => engine.readWeight(name);
     const ref = referenceLogits(tiny.config, W, tinyIds, { topN: 5, fullLayers: 0, renormalize: true });
     expect(worstError(await decodeEach(engine, tinyIds), ref)).toBeLessThan(1e-4);
     // N = ceil(0.25 × context) at every position
-    const frac = await load(tiny, { attention: 'kcache', kcache: { topNFraction: 0.25 } });
+    const frac = await load(tiny, { attention: 'kcache', kcache: { topNFraction: 0.25, fullLayers: 0 } });
     const fracRef = referenceLogits(tiny.config, W, tinyIds, { topN: 1, topNFraction: 0.25, fullLayers: 0, renormalize: true });
     expect(worstError(await decodeEach(frac, tinyIds), fracRef)).toBeLessThan(1e-4);
   });
@@ -120,13 +120,13 @@ describe('capacity and configuration', () => {
     const spec = resolveModel('dummy:tiny');
     const budget = 1 << 20;
     const full = await load(spec, { numBlocks: undefined, kvCacheBytes: budget });
-    const kc = await load(spec, { numBlocks: undefined, kvCacheBytes: budget, attention: 'kcache' });
+    const kc = await load(spec, { numBlocks: undefined, kvCacheBytes: budget, attention: 'kcache', kcache: { fullLayers: 0 } });
     const fi = full.info();
     const ki = kc.info();
     expect(fi.attention).toBe('full');
     expect(fi.kvHostBytesPerBlock).toBe(0);
     expect(ki.attention).toBe('kcache');
-    expect(ki.kcache).toEqual({ topN: 32, topNFraction: 0, fullLayers: 0, renormalize: true });
+    expect(ki.kcache).toEqual({ topN: 256, topNFraction: 0, fullLayers: 0, renormalize: true });
     expect(ki.kvDeviceBytesPerBlock * 2).toBe(fi.kvDeviceBytesPerBlock);
     expect(ki.kvHostBytesPerBlock).toBe(ki.kvDeviceBytesPerBlock);
     expect(ki.numBlocks).toBe(2 * fi.numBlocks);
@@ -139,6 +139,7 @@ describe('capacity and configuration', () => {
       kvCacheBytes: budget,
       kvHostBytes: ki.kvHostBytesPerBlock * 10,
       attention: 'kcache',
+      kcache: { fullLayers: 0 },
     });
     expect(capped.info().numBlocks).toBe(10);
   });

@@ -68,9 +68,9 @@ EngineOptions parse_options(const Napi::Object& o) {
   else throw Napi::TypeError::New(env, "loadEngine: attention must be 'full' or 'kcache'");
   if (o.Get("kcache").IsObject()) {
     Napi::Object k = o.Get("kcache").As<Napi::Object>();
-    opts.kcache.topn = static_cast<int>(num_field(k, "topN", 32));
-    opts.kcache.topn_frac = static_cast<float>(num_field(k, "topNFraction", 0));
-    opts.kcache.full_layers = static_cast<int>(num_field(k, "fullLayers", 0));
+    opts.kcache.topn = static_cast<int>(num_field(k, "topN", opts.kcache.topn));
+    opts.kcache.topn_frac = static_cast<float>(num_field(k, "topNFraction", opts.kcache.topn_frac));
+    opts.kcache.full_layers = static_cast<int>(num_field(k, "fullLayers", opts.kcache.full_layers));
     if (k.Has("renormalize")) opts.kcache.renormalize = k.Get("renormalize").ToBoolean().Value();
   }
 

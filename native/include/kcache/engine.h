@@ -31,9 +31,9 @@ enum class AttentionMode : int { Full = 0, KCache = 1 };
 // host memory; a decode row (a sequence's only row in a step) attends to its top-N keys per
 // query head. Prefill chunks compute full attention.
 struct KCacheOptions {
-  int topn = 32;             // N, when topn_frac is 0
+  int topn = 256;            // N, when topn_frac is 0 (defaults: docs/KCACHE.md)
   float topn_frac = 0.0f;    // > 0: N = ceil(topn_frac * context)
-  int full_layers = 0;       // the first L layers keep full attention with V in the device tier
+  int full_layers = 1;       // the first L layers keep full attention with V in the device tier
   bool renormalize = true;   // softmax over the kept scores (see docs/KCACHE.md)
 };
 

@@ -28,6 +28,10 @@ export interface FidelityRow extends FidelityConfig {
   /** Mean KL(full || kcache) in nats over the scored positions. */
   meanKl: number;
   positions: number;
+  /** The same over only the positions whose context exceeds N (where top-N drops something). */
+  truncatedAgreement: number;
+  truncatedMeanKl: number;
+  truncatedPositions: number;
 }
 
 export interface FidelityOptions {
@@ -83,21 +87,31 @@ function logSoftmax(l: Float32Array): Float32Array {
   return l.map((v) => v - lz);
 }
 
-function compare(full: Float32Array[][], approx: Float32Array[][]): { agreement: number; meanKl: number; positions: number } {
-  let agree = 0;
-  let kl = 0;
-  let n = 0;
+/** Rows start at position `from`; a row at position p has context p + 1. */
+function compare(full: Float32Array[][], approx: Float32Array[][], from: number, topN: number) {
+  const all = { agree: 0, kl: 0, n: 0 };
+  const cut = { agree: 0, kl: 0, n: 0 };
   full.forEach((rows, s) => {
     rows.forEach((p, t) => {
       const q = (approx[s] as Float32Array[])[t] as Float32Array;
-      if (argmax(p) === argmax(q)) agree++;
+      const same = argmax(p) === argmax(q) ? 1 : 0;
       let d = 0;
       for (let i = 0; i < p.length; i++) d += Math.exp(p[i] as number) * ((p[i] as number) - (q[i] as number));
-      kl += Math.max(0, d);
-      n++;
+      for (const acc of from + t + 1 > topN ? [all, cut] : [all]) {
+        acc.agree += same;
+        acc.kl += Math.max(0, d);
+        acc.n++;
+      }
     });
   });
-  return { agreement: agree / n, meanKl: kl / n, positions: n };
+  return {
+    agreement: all.agree / all.n,
+    meanKl: all.kl / all.n,
+    positions: all.n,
+    truncatedAgreement: cut.n ? cut.agree / cut.n : Number.NaN,
+    truncatedMeanKl: cut.n ? cut.kl / cut.n : Number.NaN,
+    truncatedPositions: cut.n,
+  };
 }
 
 export async function measureFidelity(o: FidelityOptions, log: (line: string) => void = () => {}): Promise<FidelityRow[]> {
@@ -115,7 +129,7 @@ export async function measureFidelity(o: FidelityOptions, log: (line: string) =>
     const engine = await load({ ...c, topNFraction: 0 });
     const got = await teacherForce(engine, seqs, o.scoreFrom);
     engine.dispose();
-    const r = { ...c, ...compare(ref, got) };
+    const r = { ...c, ...compare(ref, got, o.scoreFrom, c.topN) };
     log(`fidelity N=${c.topN} L=${c.fullLayers} renormalize=${c.renormalize}: ${(100 * r.agreement).toFixed(2)}% agree, KL ${r.meanKl.toExponential(2)}`);
     rows.push(r);
   }
@@ -246,9 +260,12 @@ export function formatFidelity(model: string, o: Pick<FidelityOptions, 'sequence
   const lines = [
     `teacher-forced on ${o.sequences} sequences of ${o.length} tokens sampled from ${model} (temperature 1), positions ${o.scoreFrom}..${o.length - 1} scored (${rows[0]?.positions ?? 0} positions)`,
     '',
-    '| N | L | renormalize | argmax agreement | mean KL (nats) |',
-    '|---:|---:|:---:|---:|---:|',
-    ...rows.map((r) => `| ${r.topN} | ${r.fullLayers} | ${r.renormalize ? 'yes' : 'no'} | ${pct(r.agreement)} | ${r.meanKl.toExponential(2)} |`),
+    '| N | L | renormalize | argmax agreement | mean KL (nats) | agreement where context > N | mean KL there | positions there |',
+    '|---:|---:|:---:|---:|---:|---:|---:|---:|',
+    ...rows.map(
+      (r) =>
+        `| ${r.topN} | ${r.fullLayers} | ${r.renormalize ? 'yes' : 'no'} | ${pct(r.agreement)} | ${r.meanKl.toExponential(2)} | ${pct(r.truncatedAgreement)} | ${r.truncatedMeanKl.toExponential(2)} | ${r.truncatedPositions} |`,
+    ),
   ];
   return lines.join('\n');
 }

@@ -205,7 +205,9 @@ export class Engine {
   }
 }
 
-export const DEFAULT_KCACHE: KCacheSettings = { topN: 32, topNFraction: 0, fullLayers: 0, renormalize: true };
+// N = 256 with one full-attention layer: the smallest grid point at >= 99% argmax agreement on
+// stories260K (docs/KCACHE.md).
+export const DEFAULT_KCACHE: KCacheSettings = { topN: 256, topNFraction: 0, fullLayers: 1, renormalize: true };
 
 /** Fills in and checks KCache settings, naming the field at fault. */
 export function resolveKCache(k: Partial<KCacheSettings> | undefined, nLayers: number): KCacheSettings {
