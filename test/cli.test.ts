@@ -51,6 +51,16 @@ describe('kcache generate', () => {
     expect(r.stderr).toMatch(/prompt 8 tokens, generated 5/);
   });
 
+  test('--attention kcache with N above the context gives the full-attention output', () => {
+    const args = ['generate', '--model', STORIES_260K, '--prompt-ids', '1', '--max-tokens', '8', '--temperature', '0', '--json'];
+    const r = kcache(...args, '--attention', 'kcache', '--kcache-topn', '512', '--kcache-full-layers', '0');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).tokenIds).toEqual([461, 461, 401, 401, 401, 461, 378, 455]);
+    const frac = kcache(...args, '--attention', 'kcache', '--kcache-topn', '0.5');
+    expect(frac.code).toBe(0);
+    expect(JSON.parse(frac.stdout).tokenIds).toHaveLength(8);
+  });
+
   test.each([
     [['generate', '--prompt', 'x'], 2, /--model is required/],
     [['generate', '--model', 'dummy:tiny'], 2, /exactly one of --prompt and --prompt-ids/],
@@ -67,6 +77,22 @@ describe('kcache generate', () => {
     [['generate', '--model', 'dummy:tiny', '--prompt', 'x', '--bogus'], 2, /Unknown option '--bogus'/],
     [['generate', '--model', STORIES_260K, '--prompt', 'x'], 2, /has no tokenizer: pass --prompt-ids/],
     [['generate', '--model', '/nope/model.bin', '--prompt', 'x'], 1, /\/nope\/model.bin: no such file or directory/],
+    [
+      ['generate', '--model', 'dummy:tiny', '--prompt', 'x', '--attention', 'sparse'],
+      2,
+      /--attention must be full or kcache, got 'sparse'/,
+    ],
+    [
+      ['generate', '--model', 'dummy:tiny', '--prompt', 'x', '--attention', 'kcache', '--kcache-topn', '0'],
+      2,
+      /--kcache-topn must be a positive/,
+    ],
+    [['generate', '--model', 'dummy:tiny', '--prompt', 'x', '--kcache-topn', '8'], 2, /need --attention kcache/],
+    [
+      ['generate', '--model', 'dummy:tiny', '--prompt', 'x', '--attention', 'kcache', '--kcache-full-layers', '3'],
+      1,
+      /kcache fullLayers must be an integer in 0\.\.2, got 3/,
+    ],
     [['frobnicate'], 2, /unknown command 'frobnicate'/],
   ])('%j fails with one line', (args, code, message) => {
     const r = kcache(...(args as string[]));

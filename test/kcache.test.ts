@@ -99,8 +99,7 @@ describe('exactness', () => {
     const kc = await load(spec, { attention: 'kcache', kcache: { topN: 6, fullLayers: 1 } });
     const seqs = [randomIds(40, 512, 1), randomIds(29, 512, 2), randomIds(53, 512, 3)];
     const firsts = [0, 10, 20];
-    for (const [i, s] of seqs.entries())
-      await kc.step([{ tokens: s.slice(0, -1), startPos: 0, blockTable: table(s.length, firsts[i]) }]);
+    for (const [i, s] of seqs.entries()) await kc.step([{ tokens: s.slice(0, -1), startPos: 0, blockTable: table(s.length, firsts[i]) }]);
     const batched = await kc.step(
       seqs.map((s, i) => ({ tokens: [s.at(-1) as number], startPos: s.length - 1, blockTable: table(s.length, firsts[i]) })),
     );

@@ -130,7 +130,9 @@ export async function measureFidelity(o: FidelityOptions, log: (line: string) =>
     const got = await teacherForce(engine, seqs, o.scoreFrom);
     engine.dispose();
     const r = { ...c, ...compare(ref, got, o.scoreFrom, c.topN) };
-    log(`fidelity N=${c.topN} L=${c.fullLayers} renormalize=${c.renormalize}: ${(100 * r.agreement).toFixed(2)}% agree, KL ${r.meanKl.toExponential(2)}`);
+    log(
+      `fidelity N=${c.topN} L=${c.fullLayers} renormalize=${c.renormalize}: ${(100 * r.agreement).toFixed(2)}% agree, KL ${r.meanKl.toExponential(2)}`,
+    );
     rows.push(r);
   }
   return rows;
@@ -168,7 +170,9 @@ export async function measureAttention(
       topN: topNs.map((n, i) => ({ n, sec: t[i + 1] as number })),
       fullVBytes: context * shape.nKvHeads * shape.headDim * 4 * shape.nLayers,
     };
-    log(`attention ${context}: full ${(row.fullSec * 1000).toFixed(2)} ms, ${row.topN.map((x) => `N=${x.n} ${(x.sec * 1000).toFixed(2)} ms`).join(', ')}`);
+    log(
+      `attention ${context}: full ${(row.fullSec * 1000).toFixed(2)} ms, ${row.topN.map((x) => `N=${x.n} ${(x.sec * 1000).toFixed(2)} ms`).join(', ')}`,
+    );
     rows.push(row);
   }
   return rows;
@@ -205,7 +209,7 @@ export async function measureDecode(
   const prefixTable = Array.from({ length: prefixBlocks }, (_, i) => i);
   const t0 = performance.now();
   for (let p = 0; p < maxContext; p += 512) {
-    const tokens = Array.from({ length: Math.min(512, maxContext - p) }, (_, i) => 3 + ((p + i) * 7919) % (spec.config.vocabSize - 3));
+    const tokens = Array.from({ length: Math.min(512, maxContext - p) }, (_, i) => 3 + (((p + i) * 7919) % (spec.config.vocabSize - 3)));
     await engine.step([{ tokens, startPos: p, blockTable: prefixTable }]);
   }
   log(`decode: prefilled ${maxContext} tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

@@ -24,3 +24,34 @@ export function idsArg(name: string, v: string): number[] {
   if (bad >= 0) throw new UsageError(`--${name} must be comma-separated non-negative integers, got '${parts[bad]}' at index ${bad}`);
   return ids;
 }
+
+/** The attention flags of `generate`, `serve worker` and `up`. */
+export const ATTENTION_OPTIONS = {
+  attention: { type: 'string' },
+  'kcache-topn': { type: 'string' },
+  'kcache-full-layers': { type: 'string' },
+} as const;
+
+export interface AttentionArgs {
+  attention: 'full' | 'kcache';
+  kcache: { topN?: number; topNFraction?: number; fullLayers?: number };
+}
+
+/** --attention full|kcache, --kcache-topn N (an integer, or a fraction of the context in (0, 1)), --kcache-full-layers L. */
+export function attentionArgs(values: { attention?: string; 'kcache-topn'?: string; 'kcache-full-layers'?: string }): AttentionArgs {
+  const attention = values.attention ?? 'full';
+  if (attention !== 'full' && attention !== 'kcache') throw new UsageError(`--attention must be full or kcache, got '${attention}'`);
+  const kcache: AttentionArgs['kcache'] = {};
+  const topn = values['kcache-topn'];
+  if (topn !== undefined) {
+    const n = Number(topn);
+    if (topn.trim() === '' || !Number.isFinite(n) || n <= 0 || (n >= 1 && !Number.isInteger(n)))
+      throw new UsageError(`--kcache-topn must be a positive integer or a fraction of the context in (0, 1), got '${topn}'`);
+    if (n < 1) kcache.topNFraction = n;
+    else kcache.topN = n;
+  }
+  if (values['kcache-full-layers'] !== undefined) kcache.fullLayers = intArg('kcache-full-layers', values['kcache-full-layers'], 0, 0);
+  if (attention === 'full' && (topn !== undefined || values['kcache-full-layers'] !== undefined))
+    throw new UsageError('--kcache-topn and --kcache-full-layers need --attention kcache');
+  return { attention, kcache };
+}

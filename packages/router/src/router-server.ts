@@ -277,7 +277,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
         const blockSize = pool[0]?.lease.blockSize ?? 16;
         // the worker never serves the block holding the last prompt token from its cache
         const hashes = hashBlocks(ids.slice(0, ids.length - 1), blockSize, { modelId, cacheSalt: r.cacheSalt ?? '' });
-        let matches: Map<string, { matchedBlocks: number }> | null = null;
+        let matches: Map<string, { matchedBlocks: number; deviceBlocks: number }> | null = null;
         const tl = performance.now();
         try {
           matches = await Promise.race([
@@ -297,17 +297,23 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
           sampling: r.sampling,
           stop: r.stop,
           cacheSalt: r.cacheSalt ?? '',
+          kcacheTopn: r.kcacheTopn,
         };
         const exclude = new Set<string>();
         for (let attempt = 0; attempt < maxAttempts; attempt++) {
           const allowed = pool.filter((w) => !exclude.has(w.lease.workerId) && w.breaker.state !== 'open');
           // what the index knows, or what this router sent there moments ago (not yet computed)
           const routedHere = recent.match(hashes);
-          const views: WorkerView[] = allowed.map((w) => ({
-            id: w.lease.workerId,
-            load: w.load,
-            matchedBlocks: Math.max(matches?.get(w.lease.workerId)?.matchedBlocks ?? 0, routedHere.get(w.lease.workerId) ?? 0),
-          }));
+          const views: WorkerView[] = allowed.map((w) => {
+            const m = matches?.get(w.lease.workerId);
+            // blocks only this router's memory knows of have no tier yet: credited as host tier
+            return {
+              id: w.lease.workerId,
+              load: w.load,
+              matchedBlocks: Math.max(m?.matchedBlocks ?? 0, routedHere.get(w.lease.workerId) ?? 0),
+              deviceBlocks: m?.deviceBlocks ?? 0,
+            };
+          });
           const snapshot = { workers: views, blockSize };
           const d = matches
             ? policy(snapshot, { blockHashes: hashes, promptTokens: ids.length })

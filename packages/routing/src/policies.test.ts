@@ -15,6 +15,16 @@ describe('cache_aware', () => {
     // w2 saves 48 more tokens than w1 but carries 1 more request (worth 256 tokens)
     expect(p(snap([w('w1', 0, 1), w('w2', 1, 4)]), req)).toEqual({ worker: 'w1', reason: 'cache_hit' });
   });
+  test('a device-tier hit is credited more than a host-tier (KCache) hit of the same length', () => {
+    const host = { ...w('w1', 0, 4), deviceBlocks: 0 };
+    const device = { ...w('w2', 0, 4), deviceBlocks: 4 };
+    expect(p(snap([host, device]), req)?.worker).toBe('w2');
+    // but a longer host-tier prefix still beats a shorter device-tier one: 64 x 0.8 > 16
+    expect(p(snap([host, { ...w('w2', 0, 1), deviceBlocks: 1 }]), req)?.worker).toBe('w1');
+    // and with full credit the tiers tie, so the lower id wins
+    expect(cacheAware({ hostHitCredit: 1 })(snap([device, { ...host, id: 'w3' }]), req)?.worker).toBe('w2');
+    expect(cacheAware({ hostHitCredit: 1 })(snap([{ ...device, id: 'w3' }, host]), req)?.worker).toBe('w1');
+  });
   test('no match anywhere: least cost (= least loaded), ties to the lower id', () => {
     expect(p(snap([w('w2', 0), w('w1', 0), w('w3', 1)]), req)).toEqual({ worker: 'w1', reason: 'least_cost' });
   });

@@ -5,6 +5,11 @@ export interface WorkerView {
   load: number;
   /** Leading blocks of this request's prompt the index says the worker holds. */
   matchedBlocks: number;
+  /**
+   * How many of those hold their values in the device tier (the rest are host-tier KCache blocks,
+   * whose attention reads values over the host link). Default: all of them.
+   */
+  deviceBlocks?: number;
 }
 
 export interface RoutingSnapshot {

@@ -25,6 +25,8 @@ export interface GenerateInput {
   sampling: RequestSampling;
   stop: StopParams;
   cacheSalt: string;
+  /** KCache: a lower N for this request's decode steps (null: the worker's). */
+  kcacheTopN?: number | null;
 }
 
 export type FinishReason = 'stop' | 'length' | 'abort';
@@ -56,6 +58,10 @@ interface Live {
 
 export interface LoopConfig {
   maxWaiting: number;
+  /** KV tiers whose usage is reported (both hold the same blocks: KCache splits each block's K and V). */
+  tiers: readonly string[];
+  /** KCache workers: the largest N a request may ask for (null: full attention, kcache_topn ignored). */
+  kcacheTopN: number | null;
   /**
    * Send a step's stream messages while the next step computes, instead of before it starts.
    * Worth it only when a core is free for the JavaScript thread: when the engine's threads take
@@ -107,6 +113,10 @@ export class EngineLoop {
     if (minTokens > maxTokens) throw bad(`min_tokens: ${minTokens} exceeds max_tokens ${maxTokens}`);
     const samplingError = validateSampling(input.sampling) ?? validatePenalties(input.sampling);
     if (samplingError) throw bad(samplingError);
+    const maxN = this.config.kcacheTopN;
+    const topN = input.kcacheTopN;
+    if (topN !== null && topN !== undefined && maxN !== null && (!Number.isInteger(topN) || topN < 1 || topN > maxN))
+      throw bad(`kcache_topn: ${topN} must be in 1..${maxN} (a request may lower this worker's N, not raise it)`);
     const blocks = Math.ceil((ids.length + maxTokens) / this.bm.blockSize);
     if (blocks > this.bm.numBlocks) {
       throw new WorkerError(
@@ -212,7 +222,7 @@ export class EngineLoop {
       }
       this.metrics.running.set(this.scheduler.running.length);
       this.metrics.waiting.set(this.scheduler.waiting.length);
-      this.metrics.kvUsage.set({ tier: this.bm.tier }, this.bm.usage);
+      for (const tier of this.config.tiers) this.metrics.kvUsage.set({ tier }, this.bm.usage);
       if (plan.items.length === 0) {
         // Nothing fits although the pool was checked at admission: wait for a running request to end.
         this.flush();
@@ -222,7 +232,14 @@ export class EngineLoop {
       const t0 = performance.now();
       let logits: Float32Array[];
       try {
-        const step = this.engine.step(plan.items.map((it) => ({ tokens: it.tokens, startPos: it.startPos, blockTable: it.blockTable })));
+        const step = this.engine.step(
+          plan.items.map((it) => ({
+            tokens: it.tokens,
+            startPos: it.startPos,
+            blockTable: it.blockTable,
+            topN: this.config.kcacheTopN === null ? undefined : (this.live.get(it.req.id)?.input.kcacheTopN ?? undefined),
+          })),
+        );
         this.flush();
         logits = await step;
       } catch (e) {

@@ -193,7 +193,12 @@ async function kcacheBench(argv: string[]): Promise<void> {
   if (parts.includes('attention')) {
     const contexts = idsArg('contexts', values.contexts ?? '1024,4096,16384,32768');
     const rows = await measureAttention(shape, contexts, topNs, threads, log);
-    out.push(`### decode attention alone (${model} shape: ${shape.nLayers} layers, ${shape.nHeads}/${shape.nKvHeads} heads of ${shape.headDim})`, '', formatAttention(rows, shape), '');
+    out.push(
+      `### decode attention alone (${model} shape: ${shape.nLayers} layers, ${shape.nHeads}/${shape.nKvHeads} heads of ${shape.headDim})`,
+      '',
+      formatAttention(rows, shape),
+      '',
+    );
   }
   if (parts.includes('decode')) {
     const contexts = idsArg('decode-contexts', values['decode-contexts'] ?? '2048,4096,8000');

@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
 import { Engine, generate, resolveModel, validateSampling, type WeightDType } from '@kcache/engine';
-import { idsArg, intArg, numArg, UsageError } from '../args.js';
+import { ATTENTION_OPTIONS, attentionArgs, idsArg, intArg, numArg, UsageError } from '../args.js';
 
 export const GENERATE_USAGE = `kcache generate --model <dir | file.bin | dummy:preset[:dtype]> (--prompt TEXT | --prompt-ids 1,2,3)
     [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--ignore-eos] [--json]
-    [--dtype f32|bf16|f16] [--threads N] [--block-size N]`;
+    [--dtype f32|bf16|f16] [--threads N] [--block-size N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]`;
 
 /** Offline generation with the native engine, one sequence. */
 export async function generateCommand(argv: string[]): Promise<void> {
@@ -26,9 +26,11 @@ export async function generateCommand(argv: string[]): Promise<void> {
       dtype: { type: 'string' },
       threads: { type: 'string' },
       'block-size': { type: 'string' },
+      ...ATTENTION_OPTIONS,
     },
   });
   if (!values.model) throw new UsageError('--model is required');
+  const attention = attentionArgs(values);
   if ((values.prompt === undefined) === (values['prompt-ids'] === undefined))
     throw new UsageError('give exactly one of --prompt and --prompt-ids');
   if (values.dtype !== undefined && !['f32', 'bf16', 'f16'].includes(values.dtype)) {
@@ -66,7 +68,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
     );
   }
   const blocks = Math.ceil((promptIds.length + maxTokens) / blockSize);
-  const engine = await Engine.load(spec, { blockSize, numBlocks: blocks, threads });
+  const engine = await Engine.load(spec, { blockSize, numBlocks: blocks, threads, ...attention });
 
   // Stream text as it completes; hold back a trailing partial UTF-8 character.
   const generated: number[] = [];

@@ -2,11 +2,11 @@ import { parseArgs } from 'node:util';
 import { startRouter } from '@kcache/router';
 import { POLICIES, type PolicyName } from '@kcache/routing';
 import { startWorker } from '@kcache/worker';
-import { intArg, UsageError } from '../args.js';
+import { ATTENTION_OPTIONS, attentionArgs, intArg, UsageError } from '../args.js';
 
 export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--metrics-port N]
     [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-waiting N]
-    [--drain-grace-ms N] [--lease-ttl-ms N]
+    [--drain-grace-ms N] [--lease-ttl-ms N] [--kv-cache-bytes N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
   kcache serve router --port P --redis-url URL [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N]`;
 
 /** Waits for SIGTERM/SIGINT, runs `stop`, prints the lifecycle as JSON lines. */
@@ -77,12 +77,15 @@ export async function serveCommand(argv: string[]): Promise<void> {
       'max-waiting': { type: 'string' },
       'drain-grace-ms': { type: 'string' },
       'lease-ttl-ms': { type: 'string' },
+      'kv-cache-bytes': { type: 'string' },
+      ...ATTENTION_OPTIONS,
     },
   });
   if (!values.model) throw new UsageError('--model is required');
   if (values.port === undefined) throw new UsageError('--port is required');
   const opt = (name: string, v: string | undefined, min = 1) => (v === undefined ? undefined : intArg(name, v, 0, min));
   const grace = intArg('drain-grace-ms', values['drain-grace-ms'], 30_000, 0);
+  const attention = attentionArgs(values);
   const worker = await startWorker({
     model: values.model,
     port: intArg('port', values.port, 0, 0),
@@ -97,6 +100,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
     maxBatchedTokens: opt('max-batched-tokens', values['max-batched-tokens']),
     maxWaiting: opt('max-waiting', values['max-waiting'], 0),
     leaseTtlMs: opt('lease-ttl-ms', values['lease-ttl-ms'], 100),
+    kvCacheBytes: opt('kv-cache-bytes', values['kv-cache-bytes']),
+    ...attention,
   });
   const info = worker.engine.info();
   process.stdout.write(
@@ -109,6 +114,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       backend: info.backend,
       kvBlocks: info.numBlocks,
       blockSize: info.blockSize,
+      attention: info.attention,
       redis: values['redis-url'] ?? null,
     })}\n`,
   );

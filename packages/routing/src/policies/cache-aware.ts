@@ -3,6 +3,10 @@
  *
  *   cost(w) = (prompt tokens w would still prefill) + loadCostTokens × load(w)
  *
+ * where a cached token in the host tier (a KCache worker's block, whose values its decode reads
+ * from host memory) saves hostHitCredit of a prefill token and a device-tier one saves a whole one,
+ * so at equal load the worker holding the prefix in device memory wins.
+ *
  * so a long cached prefix wins unless that worker is much busier (Dynamo's KV router weighs
  * prefill blocks against active load the same way). Balance guard (SGLang's): when the chosen
  * worker's load exceeds the least loaded worker's by more than balanceAbsThreshold and by more
@@ -20,9 +24,16 @@ export interface CacheAwareConfig {
   loadCostTokens: number;
   balanceAbsThreshold: number;
   balanceRelThreshold: number;
+  /** What a host-tier cached token is worth against a device-tier one (0..1, default 0.8). */
+  hostHitCredit: number;
 }
 
-export const DEFAULT_CACHE_AWARE: CacheAwareConfig = { loadCostTokens: 256, balanceAbsThreshold: 8, balanceRelThreshold: 1.5 };
+export const DEFAULT_CACHE_AWARE: CacheAwareConfig = {
+  loadCostTokens: 256,
+  balanceAbsThreshold: 8,
+  balanceRelThreshold: 1.5,
+  hostHitCredit: 0.8,
+};
 
 export function cacheAware(config: Partial<CacheAwareConfig> = {}): RoutingPolicy {
   const c = { ...DEFAULT_CACHE_AWARE, ...config };
@@ -33,7 +44,9 @@ export function cacheAware(config: Partial<CacheAwareConfig> = {}): RoutingPolic
     let bestCost = Number.POSITIVE_INFINITY;
     for (const w of ws) {
       const cached = Math.min(w.matchedBlocks * snapshot.blockSize, request.promptTokens);
-      const cost = request.promptTokens - cached + c.loadCostTokens * w.load;
+      const device = Math.min((w.deviceBlocks ?? w.matchedBlocks) * snapshot.blockSize, cached);
+      const credit = device + c.hostHitCredit * (cached - device);
+      const cost = request.promptTokens - credit + c.loadCostTokens * w.load;
       if (cost < bestCost) {
         best = w;
         bestCost = cost;

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { Engine, type ModelSpec, resolveModel } from '@kcache/engine';
+import { type AttentionMode, Engine, type KCacheSettings, type ModelSpec, resolveModel } from '@kcache/engine';
 import { serveMetrics } from '@kcache/metrics';
 import { HealthImplementation } from 'grpc-health-check';
 import { Redis } from 'ioredis';
@@ -28,7 +28,12 @@ export interface WorkerOptions {
   redisUrl: string | null;
   workerId?: string;
   numBlocks?: number;
+  /** Device-tier KV budget when numBlocks is not given (the engine's default otherwise). */
+  kvCacheBytes?: number;
   blockSize?: number;
+  /** 'kcache': V in the host tier, top-N attention at decode (see docs/KCACHE.md). */
+  attention?: AttentionMode;
+  kcache?: Partial<KCacheSettings>;
   threads?: number;
   maxNumSeqs?: number;
   maxBatchedTokens?: number;
@@ -69,6 +74,7 @@ function toInput(r: Msg): GenerateInput {
     requestId: r.requestId || randomUUID(),
     tokenIds: r.tokenIds ?? [],
     cacheSalt: r.cacheSalt ?? '',
+    kcacheTopN: r.kcacheTopn ?? null,
     sampling: {
       temperature: s.temperature ?? 1,
       topK: s.topK ?? 0,
@@ -90,9 +96,26 @@ function toInput(r: Msg): GenerateInput {
   };
 }
 
+/** The KV tiers a worker fills: the device tier always, the host tier with KCache (same blocks, V half). */
+export function kvTiers(info: {
+  kvDeviceBytesPerBlock: number;
+  kvHostBytesPerBlock: number;
+}): { tier: 'device' | 'host'; bytesPerBlock: number }[] {
+  const tiers: { tier: 'device' | 'host'; bytesPerBlock: number }[] = [{ tier: 'device', bytesPerBlock: info.kvDeviceBytesPerBlock }];
+  if (info.kvHostBytesPerBlock > 0) tiers.push({ tier: 'host', bytesPerBlock: info.kvHostBytesPerBlock });
+  return tiers;
+}
+
 export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const spec = typeof o.model === 'string' ? resolveModel(o.model) : o.model;
-  const engine = await Engine.load(spec, { numBlocks: o.numBlocks, blockSize: o.blockSize, threads: o.threads });
+  const engine = await Engine.load(spec, {
+    numBlocks: o.numBlocks,
+    kvCacheBytes: o.kvCacheBytes,
+    blockSize: o.blockSize,
+    threads: o.threads,
+    attention: o.attention,
+    kcache: o.kcache,
+  });
   const info = engine.info();
   const workerId = o.workerId ?? `worker-${randomUUID().slice(0, 8)}`;
   const metrics = new WorkerMetrics(workerId, spec.id);
@@ -106,9 +129,13 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   });
   let publisher: KvEventPublisher | null = null;
   const onEvent = (e: KvEvent) => publisher?.publish(e);
-  const blocks = new BlockManager(info.numBlocks, info.blockSize, onEvent, 'device');
+  // A block's tier is where its values live: with KCache, V of (most) layers is in host memory.
+  const blocks = new BlockManager(info.numBlocks, info.blockSize, onEvent, info.attention === 'kcache' ? 'host' : 'device');
   const scheduler = new Scheduler(blocks, { maxNumSeqs: o.maxNumSeqs ?? 64, maxBatchedTokens: o.maxBatchedTokens ?? 512 });
   const loop = new EngineLoop(engine, blocks, scheduler, metrics, {
+    tiers: kvTiers(info).map((t) => t.tier),
+    // with a fractional N the per-request cap is the context; with an absolute one, that N
+    kcacheTopN: info.kcache ? (info.kcache.topNFraction > 0 ? info.maxSeqLen : info.kcache.topN) : null,
     maxWaiting: o.maxWaiting ?? 1024,
     overlapOutput: info.threads < availableParallelism(),
   });
@@ -163,8 +190,10 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
         workerId,
         modelId: spec.id,
         blockSize: info.blockSize,
-        tiers: [{ tier: 'device', numBlocks: info.numBlocks, bytesPerBlock: info.kvBytesPerBlock }],
-        attentionMode: 'full',
+        tiers: kvTiers(info).map((t) => ({ tier: t.tier, numBlocks: info.numBlocks, bytesPerBlock: t.bytesPerBlock })),
+        attentionMode: info.attention,
+        kcacheTopn: info.kcache?.topN ?? 0,
+        kcacheFullLayers: info.kcache?.fullLayers ?? 0,
         backend: info.backend,
         vocabSize: info.vocabSize,
         maxModelLen: info.maxSeqLen,
