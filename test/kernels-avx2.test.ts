@@ -1,6 +1,7 @@
 // The AVX2/FMA kernels, used on CPUs without AVX-512, against the reference.
 process.env.KCACHE_SIMD = 'avx2';
 
-import { testKernelsAgainstReference } from './helpers/kernel-variant.js';
+import { testKCacheAgainstReference, testKernelsAgainstReference } from './helpers/kernel-variant.js';
 
 testKernelsAgainstReference('avx2');
+testKCacheAgainstReference('avx2');

@@ -1,6 +1,7 @@
 // The portable kernels, the fallback on CPUs without AVX2/FMA, against the reference.
 process.env.KCACHE_SIMD = 'generic';
 
-import { testKernelsAgainstReference } from './helpers/kernel-variant.js';
+import { testKCacheAgainstReference, testKernelsAgainstReference } from './helpers/kernel-variant.js';
 
 testKernelsAgainstReference('generic');
+testKCacheAgainstReference('generic');

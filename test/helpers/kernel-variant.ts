@@ -89,3 +89,20 @@ export function testKernelsAgainstReference(variant: 'generic' | 'avx2' | 'avx51
     engine.dispose();
   });
 }
+
+/** KCache top-N decode (the kernels' single-row dot/axpy paths) against the reference's top-N attention. */
+export function testKCacheAgainstReference(variant: 'generic' | 'avx2' | 'avx512'): void {
+  test(`${variant} kernels: KCache top-N decode on stories260K matches the reference`, async () => {
+    const { config, source } = llama2cWeights(STORIES_260K);
+    const kcache = { topN: 5, fullLayers: 1, renormalize: true };
+    const engine = await Engine.load(resolveModel(STORIES_260K), { numBlocks: 4, threads: 2, attention: 'kcache', kcache });
+    expect(engine.info().backend).toBe(`cpu/${variant}`);
+    const ids = Array.from({ length: 40 }, (_, i) => (i === 0 ? 1 : 3 + ((i * 53) % 500)));
+    const ref = referenceLogits(config, source, ids, kcache);
+    for (let p = 0; p < ids.length; p++) {
+      const [l] = await engine.step([{ tokens: [ids[p] as number], startPos: p, blockTable: [0, 1, 2] }]);
+      expect(relError(l as Float32Array, ref[p] as Float64Array)).toBeLessThan(1e-4);
+    }
+    engine.dispose();
+  });
+}
