@@ -18,3 +18,4 @@ export {
 export { formatRoutingBench, type PolicyResult, type RoutingBenchOptions, runRoutingBench } from './routing-bench.js';
 export { formatWorkerBench, runWorkerBench, type WorkerBenchOptions, type WorkerBenchRow } from './worker-bench.js';
 export { type BenchRequest, mooncakeWorkload, oracleHitRate, sharedPrefixWorkload } from './workloads.js';
+export { freePort, startRedis, type TestRedis } from './redis-server.js';

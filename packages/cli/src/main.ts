@@ -1,11 +1,15 @@
 #!/usr/bin/env node
 import { ModelLoadError } from '@kcache/engine';
 import { UsageError } from './args.js';
+import { ASK_USAGE, AskError, askCommand } from './commands/ask.js';
 import { BENCH_USAGE, benchCommand } from './commands/bench.js';
 import { GENERATE_USAGE, generateCommand } from './commands/generate.js';
 import { SERVE_USAGE, serveCommand } from './commands/serve.js';
+import { UP_USAGE, upCommand } from './commands/up.js';
 
 const USAGE = `usage:
+  ${UP_USAGE}
+  ${ASK_USAGE}
   ${GENERATE_USAGE}
   ${SERVE_USAGE}
   ${BENCH_USAGE}`;
@@ -19,6 +23,10 @@ async function main(argv: string[]): Promise<void> {
       return serveCommand(rest);
     case 'bench':
       return benchCommand(rest);
+    case 'up':
+      return upCommand(rest);
+    case 'ask':
+      return askCommand(rest);
     case undefined:
     case 'help':
     case '--help':
@@ -34,7 +42,7 @@ main(process.argv.slice(2)).catch((e: unknown) => {
   const err = e as Error & { code?: string };
   // Mistakes in what the user gave are one readable line; anything else is a bug and keeps its stack.
   const oneLine =
-    e instanceof UsageError || e instanceof ModelLoadError || e instanceof RangeError || err.code?.startsWith('ERR_PARSE_ARGS');
+    e instanceof UsageError || e instanceof ModelLoadError || e instanceof RangeError || e instanceof AskError || err.code?.startsWith('ERR_PARSE_ARGS');
   process.stderr.write(oneLine ? `kcache: ${err.message.split('\n')[0]}\n` : `kcache: ${err.stack ?? err.message}\n`);
   process.exitCode = e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1;
 });

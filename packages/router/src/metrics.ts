@@ -13,6 +13,8 @@ export class RouterMetrics {
   readonly breakerState: Gauge;
   readonly requests: Counter;
   readonly ttft: Histogram;
+  readonly redisUp: Gauge;
+  readonly liveWorkers: Gauge;
 
   constructor(routerId: string) {
     this.registry.setDefaultLabels({ router: routerId });
@@ -75,5 +77,11 @@ export class RouterMetrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: r,
     });
+    this.redisUp = new Gauge({
+      name: 'kcache_router_redis_up',
+      help: '1 while the router reads the block index and leases from Redis, 0 while it routes without it',
+      registers: r,
+    });
+    this.liveWorkers = new Gauge({ name: 'kcache_router_live_workers', help: 'Workers with a live lease', registers: r });
   }
 }

@@ -117,9 +117,12 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
     let leases: WorkerLease[];
     try {
       leases = await index.liveWorkers();
+      metrics.redisUp.set(1);
     } catch {
+      metrics.redisUp.set(0);
       return; // Redis away: keep the workers we know
     }
+    metrics.liveWorkers.set(leases.length);
     const live = new Set(leases.map((l) => l.workerId));
     for (const [id, w] of workers) {
       if (!live.has(id)) {

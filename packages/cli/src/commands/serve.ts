@@ -4,7 +4,7 @@ import { POLICIES, type PolicyName } from '@kcache/routing';
 import { startWorker } from '@kcache/worker';
 import { ATTENTION_OPTIONS, attentionArgs, intArg, UsageError } from '../args.js';
 
-export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--metrics-port N]
+export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--advertise-host H] [--metrics-port N]
     [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-waiting N]
     [--drain-grace-ms N] [--lease-ttl-ms N] [--kv-cache-bytes N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
   kcache serve router --port P --redis-url URL [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N]`;
@@ -68,6 +68,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       'redis-url': { type: 'string' },
       id: { type: 'string' },
       host: { type: 'string' },
+      'advertise-host': { type: 'string' },
       'metrics-port': { type: 'string' },
       'num-blocks': { type: 'string' },
       'block-size': { type: 'string' },
@@ -90,6 +91,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     model: values.model,
     port: intArg('port', values.port, 0, 0),
     host: values.host,
+    advertiseHost: values['advertise-host'],
     redisUrl: values['redis-url'] ?? null,
     workerId: values.id,
     metricsPort: values['metrics-port'] === undefined ? null : intArg('metrics-port', values['metrics-port'], 0, 0),

@@ -22,6 +22,8 @@ import { loadWorkerProto } from './proto.js';
 export interface WorkerOptions {
   model: string | ModelSpec;
   host?: string;
+  /** The host routers reach this worker at, published in its lease (default: host). */
+  advertiseHost?: string;
   /** gRPC port; 0 picks a free one. */
   port: number;
   /** Redis for KV events and the lease; null runs standalone. */
@@ -204,7 +206,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const port = await new Promise<number>((res, rej) =>
     server.bindAsync(`${host}:${o.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
   );
-  const address = `${host}:${port}`;
+  const address = `${o.advertiseHost ?? host}:${port}`;
 
   const metricsServer =
     o.metricsPort !== null && o.metricsPort !== undefined ? await serveMetrics(metrics.registry, host, o.metricsPort) : null;

@@ -1,0 +1,76 @@
+/**
+ * `kcache ask "prompt"`: streams a generation from a router (by default the one `kcache up`
+ * starts) and prints the usage and the serving worker; `--json` prints one object instead.
+ */
+import { parseArgs } from 'node:util';
+import { DEFAULT_ADDRESS, KcacheClient, KcacheError } from '@kcache/client';
+import { intArg, numArg, UsageError } from '../args.js';
+
+export const ASK_USAGE = `kcache ask [--addr ${DEFAULT_ADDRESS}] [--max-tokens 32] [--temperature T] [--seed S] [--model M]
+    [--ignore-eos] [--kcache-topn N] [--timeout-ms 60000] [--json] "prompt"`;
+
+export async function askCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      addr: { type: 'string' },
+      'max-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      seed: { type: 'string' },
+      model: { type: 'string' },
+      'ignore-eos': { type: 'boolean' },
+      'kcache-topn': { type: 'string' },
+      'timeout-ms': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  });
+  if (positionals.length !== 1) throw new UsageError('give the prompt as one argument (quote it)');
+  const client = new KcacheClient(values.addr ?? DEFAULT_ADDRESS);
+  const started = performance.now();
+  let firstText: number | null = null;
+  try {
+    const r = await client.generate(
+      {
+        text: positionals[0] as string,
+        maxTokens: intArg('max-tokens', values['max-tokens'], 32, 1),
+        temperature: numArg('temperature', values.temperature, 1),
+        seed: values.seed === undefined ? undefined : intArg('seed', values.seed, 0),
+        model: values.model,
+        ignoreEos: values['ignore-eos'] ?? false,
+        kcacheTopN: values['kcache-topn'] === undefined ? undefined : intArg('kcache-topn', values['kcache-topn'], 0, 1),
+        deadlineMs: intArg('timeout-ms', values['timeout-ms'], 60_000, 1),
+      },
+      (text) => {
+        firstText ??= performance.now();
+        if (!values.json) process.stdout.write(text);
+      },
+    );
+    if (values.json) {
+      process.stdout.write(
+        `${JSON.stringify({ text: r.text, tokenIds: r.tokenIds, finishReason: r.finishReason, usage: r.usage, workerId: r.workerId })}\n`,
+      );
+    } else {
+      const u = r.usage;
+      const ttft = firstText === null ? '' : `, first text after ${(firstText - started).toFixed(0)} ms`;
+      process.stdout.write('\n');
+      process.stderr.write(
+        `[${r.workerId}] ${u.promptTokens} prompt tokens (${u.cachedTokens} cached), ${u.completionTokens} generated, finish ${r.finishReason}${ttft}, ${(performance.now() - started).toFixed(0)} ms\n`,
+      );
+    }
+  } catch (e) {
+    if (e instanceof KcacheError) {
+      const hint = e.code === 'UNAVAILABLE' ? ` (is a cluster running at ${client.address}? start one with: pnpm -s kcache up)` : '';
+      throw new AskError(`${e.code}: ${e.details}${hint}`);
+    }
+    throw e;
+  } finally {
+    client.close();
+  }
+}
+
+/** A failed request: one line, exit 1. */
+export class AskError extends Error {
+  override readonly name = 'AskError';
+}

@@ -1,0 +1,231 @@
+/**
+ * `kcache up`: a local cluster in the foreground. Redis (the one given, else a private
+ * redis-server on a free port with its data in a temp dir), R routers and N workers as child
+ * processes of this one (`kcache serve ...`); waits until each says it is ready, prints the
+ * addresses and a client command, and on Ctrl-C / SIGTERM stops them all (workers drain first)
+ * and exits with nothing left running. A child that dies early takes the cluster down (exit 1).
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { freePort } from '@kcache/bench';
+import { DEFAULT_ADDRESS } from '@kcache/client';
+import { POLICIES } from '@kcache/routing';
+import { ATTENTION_OPTIONS, attentionArgs, intArg, UsageError } from '../args.js';
+
+export const UP_USAGE = `kcache up [--workers 2] [--routers 1] [--model dummy:smol135:bf16] [--redis-url URL] [--port 50051]
+    [--worker-port 50061] [--metrics-port 9400] [--policy cache_aware] [--threads N] [--num-blocks N]
+    [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L] [--json]`;
+
+export const DEFAULT_UP_MODEL = 'dummy:smol135:bf16';
+
+interface Child {
+  name: string;
+  proc: ChildProcess;
+  ready: Promise<Record<string, unknown>>;
+}
+
+const MAIN = process.argv[1] as string; // this CLI's entry point
+
+function spawnChild(name: string, args: string[]): Child {
+  const proc = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderrTail = '';
+  proc.stderr?.on('data', (d: Buffer) => {
+    stderrTail = (stderrTail + d.toString()).slice(-2000);
+  });
+  const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
+    const lines = createInterface({ input: proc.stdout as NodeJS.ReadableStream });
+    lines.on('line', (line) => {
+      try {
+        const m = JSON.parse(line) as Record<string, unknown>;
+        if (m.event === 'ready') resolve(m);
+      } catch {
+        // not a lifecycle line
+      }
+    });
+    proc.once('exit', (code, signal) => {
+      const last = stderrTail.trim().split('\n').at(-1) ?? '';
+      reject(new Error(`${name} exited (${signal ?? `code ${code}`}) before it was ready${last ? `: ${last}` : ''}`));
+    });
+  });
+  ready.catch(() => {}); // observed by the caller; avoids an unhandled rejection after shutdown
+  return { name, proc, ready };
+}
+
+async function startRedisServer(): Promise<{ url: string; proc: ChildProcess; dir: string }> {
+  if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).error)
+    throw new UsageError('redis-server is not installed: install it (apt-get install redis-server) or pass --redis-url');
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'kcache-up-redis-'));
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--maxmemory-policy', 'noeviction'], {
+    stdio: 'ignore',
+  });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const r = spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' });
+    if (r.stdout?.trim() === 'PONG') break;
+    if (r.error) {
+      // no redis-cli: wait for the port instead
+      const { connect } = await import('node:net');
+      const ok = await new Promise<boolean>((res) => {
+        const s = connect(port, '127.0.0.1', () => {
+          s.end();
+          res(true);
+        });
+        s.on('error', () => res(false));
+      });
+      if (ok) break;
+    }
+    if (Date.now() > deadline) throw new Error(`redis-server did not start on port ${port}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { url: `redis://127.0.0.1:${port}`, proc, dir };
+}
+
+function stopped(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+  return new Promise((r) => p.once('exit', () => r()));
+}
+
+export async function upCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      workers: { type: 'string' },
+      routers: { type: 'string' },
+      model: { type: 'string' },
+      'redis-url': { type: 'string' },
+      port: { type: 'string' },
+      'worker-port': { type: 'string' },
+      'metrics-port': { type: 'string' },
+      policy: { type: 'string' },
+      threads: { type: 'string' },
+      'num-blocks': { type: 'string' },
+      json: { type: 'boolean' },
+      ...ATTENTION_OPTIONS,
+    },
+  });
+  const nWorkers = intArg('workers', values.workers, 2, 1);
+  const nRouters = intArg('routers', values.routers, 1, 1);
+  const model = values.model ?? DEFAULT_UP_MODEL;
+  // 0: every process of that kind picks a free port (the ready line says which)
+  const routerPort = intArg('port', values.port, 50051, 0);
+  const workerPort = intArg('worker-port', values['worker-port'], 50061, 0);
+  const metricsPort = intArg('metrics-port', values['metrics-port'], 9400, 0);
+  const nth = (base: number, i: number) => String(base === 0 ? 0 : base + i);
+  const policy = values.policy ?? 'cache_aware';
+  if (!(POLICIES as readonly string[]).includes(policy)) throw new UsageError(`--policy must be one of ${POLICIES.join(', ')}, got '${policy}'`);
+  // the workers share this machine's cores
+  const threads = intArg('threads', values.threads, Math.max(1, Math.floor(cpus().length / nWorkers)), 1);
+  const attention = attentionArgs(values);
+  const attentionFlags = ['--attention', attention.attention];
+  if (attention.kcache.topN !== undefined) attentionFlags.push('--kcache-topn', String(attention.kcache.topN));
+  if (attention.kcache.topNFraction !== undefined) attentionFlags.push('--kcache-topn', String(attention.kcache.topNFraction));
+  if (attention.kcache.fullLayers !== undefined) attentionFlags.push('--kcache-full-layers', String(attention.kcache.fullLayers));
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+
+  const redisUrl = values['redis-url'] ?? process.env.REDIS_URL;
+  const redis = redisUrl ? null : await startRedisServer();
+  const url = redisUrl ?? (redis?.url as string);
+  const children: Child[] = [];
+  let stopping = false;
+
+  const shutdown = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    for (const c of children) c.proc.kill('SIGTERM');
+    const killTimer = setTimeout(() => {
+      for (const c of children) c.proc.kill('SIGKILL');
+    }, 15_000);
+    await Promise.all(children.map((c) => stopped(c.proc)));
+    clearTimeout(killTimer);
+    if (redis) {
+      redis.proc.kill('SIGTERM');
+      await stopped(redis.proc);
+      rmSync(redis.dir, { recursive: true, force: true });
+    }
+    if (values.json) process.stdout.write(`${JSON.stringify({ event: 'stopped' })}\n`);
+    else log('kcache up: stopped');
+    process.exit(code);
+  };
+  process.once('SIGINT', () => void shutdown(0));
+  process.once('SIGTERM', () => void shutdown(0));
+
+  try {
+    for (let i = 0; i < nWorkers; i++) {
+      children.push(
+        spawnChild(`worker w${i + 1}`, [
+          'serve',
+          'worker',
+          '--model',
+          model,
+          '--port',
+          nth(workerPort, i),
+          '--redis-url',
+          url,
+          '--id',
+          `w${i + 1}`,
+          '--metrics-port',
+          nth(metricsPort, nRouters + i),
+          '--threads',
+          String(threads),
+          '--drain-grace-ms',
+          '5000',
+          ...(values['num-blocks'] ? ['--num-blocks', values['num-blocks']] : []),
+          ...attentionFlags,
+        ]),
+      );
+    }
+    for (let i = 0; i < nRouters; i++) {
+      children.push(
+        spawnChild(`router r${i + 1}`, [
+          'serve',
+          'router',
+          '--port',
+          nth(routerPort, i),
+          '--redis-url',
+          url,
+          '--id',
+          `r${i + 1}`,
+          '--policy',
+          policy,
+          '--metrics-port',
+          nth(metricsPort, i),
+        ]),
+      );
+    }
+    const ready = await Promise.all(children.map((c) => c.ready));
+    for (const c of children)
+      c.proc.once('exit', (code, signal) => {
+        if (stopping) return;
+        log(`kcache up: ${c.name} exited (${signal ?? `code ${code}`}); stopping the cluster`);
+        void shutdown(1);
+      });
+    const routers = ready.filter((r) => r.routerId).map((r) => ({ id: r.routerId, address: r.address, metricsPort: r.metricsPort }));
+    const workers = ready.filter((r) => r.workerId).map((r) => ({ id: r.workerId, address: r.address, metricsPort: r.metricsPort }));
+    const addr = routers[0]?.address as string;
+    const ask = `pnpm -s kcache ask${addr === DEFAULT_ADDRESS ? '' : ` --addr ${addr}`} "Once upon a time"`;
+    if (values.json) {
+      const pids = [...children.map((c) => c.proc.pid), ...(redis ? [redis.proc.pid] : [])];
+      process.stdout.write(`${JSON.stringify({ event: 'ready', redisUrl: url, model, routers, workers, pids, client: ask })}\n`);
+    } else {
+      const lines = [
+        `kcache up: ${nWorkers} worker(s) and ${nRouters} router(s) on ${model} (${attention.attention} attention), Redis at ${url}`,
+        ...routers.map((r) => `  router ${r.id}  grpc ${r.address}  metrics http://127.0.0.1:${r.metricsPort}/metrics`),
+        ...workers.map((w) => `  worker ${w.id}  grpc ${w.address}  metrics http://127.0.0.1:${w.metricsPort}/metrics`),
+        '',
+        `try:  ${ask}`,
+        'stop: Ctrl-C',
+      ];
+      process.stdout.write(`${lines.join('\n')}\n`);
+    }
+  } catch (e) {
+    log(`kcache up: ${(e as Error).message.split('\n')[0]}`);
+    await shutdown(1);
+  }
+  await new Promise(() => {}); // runs until a signal or a child's exit
+}

@@ -1,0 +1,220 @@
+/**
+ * A typed client for a kcache cluster: the public kcache.v1.Generate service a router serves
+ * (proto/kcache/v1/generate.proto) and grpc.health.v1.
+ *
+ *   const client = new KcacheClient('127.0.0.1:50051');
+ *   for await (const e of client.stream({ text: 'Once upon a time', maxTokens: 32 })) ...
+ *   const done = await client.generate({ text: 'Hello', maxTokens: 16 });
+ */
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { service as healthService } from 'grpc-health-check';
+
+/** Where `kcache up` puts its first router. */
+export const DEFAULT_ADDRESS = '127.0.0.1:50051';
+
+export interface GenerateOptions {
+  /** A text prompt (the router tokenizes it and adds BOS) or token ids taken as given. */
+  text?: string;
+  tokenIds?: number[];
+  maxTokens?: number;
+  minTokens?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  seed?: number;
+  repetitionPenalty?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  stop?: string[];
+  stopTokenIds?: number[];
+  ignoreEos?: boolean;
+  cacheSalt?: string;
+  model?: string;
+  requestId?: string;
+  /** KCache workers: a lower N for this request. */
+  kcacheTopN?: number;
+  /** Deadline for the whole request, honoured by router and worker. */
+  deadlineMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+}
+
+export type GenerateEvent =
+  | { type: 'chunk'; text: string; tokenIds: number[] }
+  | { type: 'final'; finishReason: string; usage: Usage; workerId: string; text: string };
+
+export interface Completion {
+  text: string;
+  tokenIds: number[];
+  finishReason: string;
+  usage: Usage;
+  workerId: string;
+}
+
+export interface ModelInfo {
+  id: string;
+  workers: number;
+  blockSize: number;
+}
+
+/** A failed call: the gRPC status code name (INVALID_ARGUMENT, UNAVAILABLE, ...) and the server's message. */
+export class KcacheError extends Error {
+  override readonly name = 'KcacheError';
+  constructor(
+    readonly code: string,
+    readonly details: string,
+  ) {
+    super(`${code}: ${details}`);
+  }
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: proto-loader messages are untyped objects
+type Msg = Record<string, any>;
+type GenerateStub = grpc.Client & {
+  Generate(req: Msg, opts: grpc.CallOptions): grpc.ClientReadableStream<Msg>;
+  Tokenize(req: Msg, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: Msg) => void): void;
+  ListModels(req: Msg, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: Msg) => void): void;
+};
+type HealthStub = grpc.Client & {
+  check(req: Msg, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: Msg) => void): void;
+};
+
+/** The repo's proto/ directory (packages/client/{src,dist} -> repo root). */
+function protoDir(): string {
+  const dir = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'proto');
+  if (!existsSync(dir)) throw new Error(`proto directory not found at ${dir}`);
+  return dir;
+}
+
+let ctor: grpc.ServiceClientConstructor | undefined;
+function generateConstructor(): grpc.ServiceClientConstructor {
+  if (!ctor) {
+    const def = protoLoader.loadSync('kcache/v1/generate.proto', {
+      keepCase: false,
+      longs: Number,
+      enums: String,
+      defaults: false,
+      oneofs: true,
+      includeDirs: [protoDir()],
+    });
+    const pkg = grpc.loadPackageDefinition(def);
+    ctor = ((pkg.kcache as grpc.GrpcObject).v1 as grpc.GrpcObject).Generate as grpc.ServiceClientConstructor;
+  }
+  return ctor;
+}
+
+function toError(e: grpc.ServiceError): KcacheError {
+  return new KcacheError(grpc.status[e.code] ?? String(e.code), e.details || e.message);
+}
+
+function toRequest(o: GenerateOptions): Msg {
+  if ((o.text === undefined) === (o.tokenIds === undefined)) throw new KcacheError('INVALID_ARGUMENT', 'give exactly one of text and tokenIds');
+  return {
+    ...(o.text !== undefined ? { text: o.text } : { tokenIds: { ids: o.tokenIds } }),
+    sampling: {
+      temperature: o.temperature,
+      topK: o.topK,
+      topP: o.topP,
+      minP: o.minP,
+      seed: o.seed,
+      repetitionPenalty: o.repetitionPenalty,
+      presencePenalty: o.presencePenalty,
+      frequencyPenalty: o.frequencyPenalty,
+    },
+    stop: { maxTokens: o.maxTokens, minTokens: o.minTokens, stop: o.stop ?? [], stopTokenIds: o.stopTokenIds ?? [], ignoreEos: o.ignoreEos ?? false },
+    cacheSalt: o.cacheSalt ?? '',
+    model: o.model ?? '',
+    requestId: o.requestId ?? '',
+    kcacheTopn: o.kcacheTopN,
+  };
+}
+
+export class KcacheClient {
+  private readonly stub: GenerateStub;
+  private readonly health: HealthStub;
+
+  constructor(readonly address: string = DEFAULT_ADDRESS) {
+    this.stub = new (generateConstructor())(address, grpc.credentials.createInsecure()) as unknown as GenerateStub;
+    const Health = grpc.makeGenericClientConstructor(healthService, 'Health');
+    this.health = new Health(address, grpc.credentials.createInsecure()) as unknown as HealthStub;
+  }
+
+  /** Streams a generation: chunks as the worker produces them, then one final event. */
+  async *stream(o: GenerateOptions): AsyncGenerator<GenerateEvent> {
+    const call = this.stub.Generate(toRequest(o), o.deadlineMs ? { deadline: Date.now() + o.deadlineMs } : {});
+    const onAbort = () => call.cancel();
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const m of call as AsyncIterable<Msg>) {
+        if (m.chunk) yield { type: 'chunk', text: m.chunk.text ?? '', tokenIds: m.chunk.tokenIds ?? [] };
+        if (m.final)
+          yield {
+            type: 'final',
+            finishReason: m.final.finishReason ?? '',
+            usage: { promptTokens: 0, completionTokens: 0, cachedTokens: 0, ...m.final.usage },
+            workerId: m.final.workerId ?? '',
+            text: m.final.text ?? '',
+          };
+      }
+    } catch (e) {
+      throw (e as grpc.ServiceError).code !== undefined ? toError(e as grpc.ServiceError) : e;
+    } finally {
+      o.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** The whole generation; onText sees the text as it streams. */
+  async generate(o: GenerateOptions, onText?: (text: string) => void): Promise<Completion> {
+    const out: Completion = { text: '', tokenIds: [], finishReason: '', usage: { promptTokens: 0, completionTokens: 0, cachedTokens: 0 }, workerId: '' };
+    for await (const e of this.stream(o)) {
+      if (e.type === 'chunk') {
+        out.text += e.text;
+        out.tokenIds.push(...e.tokenIds);
+        if (e.text) onText?.(e.text);
+      } else {
+        out.text += e.text;
+        if (e.text) onText?.(e.text);
+        out.finishReason = e.finishReason;
+        out.usage = e.usage;
+        out.workerId = e.workerId;
+      }
+    }
+    return out;
+  }
+
+  tokenize(text: string, model = ''): Promise<number[]> {
+    return new Promise((res, rej) =>
+      this.stub.Tokenize({ text, model }, { deadline: Date.now() + 10_000 }, (e, v) => (e ? rej(toError(e)) : res(v.tokenIds ?? []))),
+    );
+  }
+
+  listModels(): Promise<ModelInfo[]> {
+    return new Promise((res, rej) =>
+      this.stub.ListModels({}, { deadline: Date.now() + 10_000 }, (e, v) =>
+        e ? rej(toError(e)) : res((v.models ?? []).map((m: Msg) => ({ id: m.id, workers: m.workers ?? 0, blockSize: m.blockSize ?? 0 }))),
+      ),
+    );
+  }
+
+  /** grpc.health.v1 status of the server ('' asks for the whole server). */
+  checkHealth(service = '', timeoutMs = 2000): Promise<string> {
+    return new Promise((res, rej) =>
+      this.health.check({ service }, { deadline: Date.now() + timeoutMs }, (e, v) => (e ? rej(toError(e)) : res(String(v.status)))),
+    );
+  }
+
+  close(): void {
+    this.stub.close();
+    this.health.close();
+  }
+}

@@ -1,0 +1,10 @@
+export {
+  type Completion,
+  DEFAULT_ADDRESS,
+  type GenerateEvent,
+  type GenerateOptions,
+  KcacheClient,
+  KcacheError,
+  type ModelInfo,
+  type Usage,
+} from './client.js';

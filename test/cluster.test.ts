@@ -1,0 +1,138 @@
+// The local cluster as users run it: `kcache up` (real processes: its own redis-server, a
+// router, two workers), requests through `kcache ask`, a cache hit on a repeated prefix, the
+// /metrics of every process, and a clean stop that leaves no process behind.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { REPO_ROOT } from './helpers/paths.js';
+
+const MAIN = join(REPO_ROOT, 'packages/cli/dist/main.js');
+
+interface Ready {
+  redisUrl: string;
+  routers: { id: string; address: string; metricsPort: number }[];
+  workers: { id: string; address: string; metricsPort: number }[];
+  pids: number[];
+  client: string;
+}
+
+function kcache(...args: string[]) {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let up: ChildProcess;
+let ready: Ready;
+let exited: Promise<number | null>;
+
+beforeAll(async () => {
+  up = spawn(process.execPath, [MAIN, 'up', '--workers', '2', '--port', '0', '--worker-port', '0', '--metrics-port', '0', '--json'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  exited = new Promise((r) => up.once('exit', (code) => r(code)));
+  ready = await new Promise<Ready>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('kcache up was not ready within 60 s')), 60_000);
+    createInterface({ input: up.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      const m = JSON.parse(line);
+      if (m.event === 'ready') {
+        clearTimeout(timer);
+        resolve(m);
+      }
+    });
+    up.once('exit', (code) => reject(new Error(`kcache up exited with ${code}`)));
+  });
+}, 90_000);
+
+afterAll(async () => {
+  if (up.exitCode === null) up.kill('SIGKILL');
+  for (const pid of ready?.pids ?? []) if (alive(pid)) process.kill(pid, 'SIGKILL');
+});
+
+describe('kcache up + kcache ask', () => {
+  test('starts Redis, one router and two workers and prints how to reach them', () => {
+    expect(ready.routers).toHaveLength(1);
+    expect(ready.workers.map((w) => w.id).sort()).toEqual(['w1', 'w2']);
+    expect(ready.pids).toHaveLength(4); // 2 workers, 1 router, redis-server
+    for (const pid of ready.pids) expect(alive(pid)).toBe(true);
+    expect(ready.client).toMatch(/^pnpm -s kcache ask --addr 127\.0\.0\.1:\d+ "/);
+  });
+
+  test('answers through the router; a repeated long prefix is a cache hit on the same worker', () => {
+    const addr = (ready.routers[0] as { address: string }).address;
+    const prompt = 'The quick brown fox jumps over the lazy dog while the cat watches from the warm windowsill.';
+    const ask = (suffix: string) => {
+      const r = kcache('ask', '--addr', addr, '--json', '--max-tokens', '4', '--ignore-eos', '--temperature', '0', `${prompt} ${suffix}`);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      return JSON.parse(r.stdout);
+    };
+    const first = ask('One.');
+    expect(first).toMatchObject({ finishReason: 'length', usage: { completionTokens: 4, cachedTokens: 0 } });
+    expect(first.tokenIds).toHaveLength(4);
+    expect(typeof first.text).toBe('string');
+    const second = ask('Two!');
+    // the byte tokenizer: BOS + one token per byte, 16-token blocks; the 92-byte prefix spans 5 full blocks
+    expect(second.usage.cachedTokens).toBe(80);
+    expect(second.workerId).toBe(first.workerId);
+    // without --json: the text on stdout, usage and the worker on stderr
+    const plain = kcache('ask', '--addr', addr, '--max-tokens', '3', '--ignore-eos', 'Hi');
+    expect(plain.code).toBe(0);
+    expect(plain.stderr).toMatch(/^\[w[12]\] 3 prompt tokens \(0 cached\), 3 generated, finish length/);
+  });
+
+  test('router and workers serve /metrics with the routing and cache counters', async () => {
+    const router = await (await fetch(`http://127.0.0.1:${ready.routers[0]?.metricsPort}/metrics`)).text();
+    expect(router).toMatch(/kcache_router_decisions_total\{[^}]*reason="cache_hit"[^}]*\} [1-9]/);
+    expect(router).toMatch(/kcache_router_redis_up\{[^}]*\} 1/);
+    expect(router).toMatch(/kcache_router_live_workers\{[^}]*\} 2/);
+    let hits = 0;
+    for (const w of ready.workers) {
+      const body = await (await fetch(`http://127.0.0.1:${w.metricsPort}/metrics`)).text();
+      expect(body).toContain('kcache_time_to_first_token_seconds_bucket');
+      hits += Number(/kcache_prefix_cache_hits_total\{[^}]*\} (\d+)/.exec(body)?.[1] ?? 0);
+    }
+    expect(hits).toBe(80);
+  });
+
+  test('a bad request is one line and exit 1; a bad flag is exit 2', () => {
+    const addr = (ready.routers[0] as { address: string }).address;
+    const bad = kcache('ask', '--addr', addr, '--kcache-topn', '0', 'x');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--kcache-topn must be an integer >= 1/);
+    const model = kcache('ask', '--addr', addr, '--model', 'nope', 'x');
+    expect(model.code).toBe(1);
+    expect(model.stderr).toMatch(/^kcache: NOT_FOUND: model: no live worker serves 'nope'\n$/);
+  });
+
+  test('SIGTERM stops every process it started', async () => {
+    up.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    for (const pid of ready.pids) expect(alive(pid)).toBe(false);
+    const gone = kcache('ask', '--addr', (ready.routers[0] as { address: string }).address, '--timeout-ms', '2000', 'x');
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toMatch(/UNAVAILABLE|DEADLINE_EXCEEDED/);
+  }, 30_000);
+});
+
+describe('kcache up refuses bad flags with one line', () => {
+  test.each([
+    [['up', '--workers', '0'], /--workers must be an integer >= 1/],
+    [['up', '--policy', 'best'], /--policy must be one of/],
+    [['up', '--attention', 'kcache', '--kcache-topn=-3'], /--kcache-topn must be a positive/],
+  ])('%j', (args, message) => {
+    const r = kcache(...(args as string[]));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
