@@ -90,6 +90,14 @@ describe('kcache up + kcache ask', () => {
     expect(plain.stderr).toMatch(/^\[w[12]\] 3 prompt tokens \(0 cached\), 3 generated, finish length/);
   });
 
+  test('kcache health reports SERVING for the router and each worker', () => {
+    for (const a of [...ready.routers, ...ready.workers].map((x) => x.address)) {
+      const r = kcache('health', '--addr', a);
+      expect(r.stdout).toBe('SERVING\n');
+      expect(r.code).toBe(0);
+    }
+  });
+
   test('router and workers serve /metrics with the routing and cache counters', async () => {
     const router = await (await fetch(`http://127.0.0.1:${ready.routers[0]?.metricsPort}/metrics`)).text();
     expect(router).toMatch(/kcache_router_decisions_total\{[^}]*reason="cache_hit"[^}]*\} [1-9]/);
@@ -121,6 +129,9 @@ describe('kcache up + kcache ask', () => {
     const gone = kcache('ask', '--addr', (ready.routers[0] as { address: string }).address, '--timeout-ms', '2000', 'x');
     expect(gone.code).toBe(1);
     expect(gone.stderr).toMatch(/UNAVAILABLE|DEADLINE_EXCEEDED/);
+    const health = kcache('health', '--addr', (ready.routers[0] as { address: string }).address);
+    expect(health.code).toBe(1);
+    expect(health.stderr).toMatch(/^kcache: 127\.0\.0\.1:\d+: UNAVAILABLE/);
   }, 30_000);
 });
 

@@ -4,6 +4,7 @@ import { UsageError } from './args.js';
 import { ASK_USAGE, AskError, askCommand } from './commands/ask.js';
 import { BENCH_USAGE, benchCommand } from './commands/bench.js';
 import { GENERATE_USAGE, generateCommand } from './commands/generate.js';
+import { HEALTH_USAGE, healthCommand } from './commands/health.js';
 import { SERVE_USAGE, serveCommand } from './commands/serve.js';
 import { UP_USAGE, upCommand } from './commands/up.js';
 
@@ -12,6 +13,7 @@ const USAGE = `usage:
   ${ASK_USAGE}
   ${GENERATE_USAGE}
   ${SERVE_USAGE}
+  ${HEALTH_USAGE}
   ${BENCH_USAGE}`;
 
 async function main(argv: string[]): Promise<void> {
@@ -27,6 +29,8 @@ async function main(argv: string[]): Promise<void> {
       return upCommand(rest);
     case 'ask':
       return askCommand(rest);
+    case 'health':
+      return healthCommand(rest);
     case undefined:
     case 'help':
     case '--help':
