@@ -1,0 +1,185 @@
+// The deployment files as shipped: docker-compose.yml (+ the GPU override) through
+// `docker-compose config`, the kustomize overlays through `kubectl kustomize`, the Prometheus
+// config and alert rules through `promtool`, and every metric a dashboard or rule queries checked
+// against what the router and worker export. .ci/run installs docker-compose, kubectl and
+// promtool where a machine lacks them.
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { RouterMetrics } from '@kcache/router';
+import { WorkerMetrics } from '@kcache/worker';
+import { describe, expect, test } from 'vitest';
+import { parse, parseAllDocuments } from 'yaml';
+import { REPO_ROOT } from './helpers/paths.js';
+
+// biome-ignore lint/suspicious/noExplicitAny: parsed YAML documents are walked untyped
+type Doc = Record<string, any>;
+
+function run(cmd: string, args: string[], cwd = REPO_ROOT): string {
+  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', timeout: 60_000 });
+  if (r.error) throw new Error(`${cmd} is not installed (.ci/run installs it): ${r.error.message}`);
+  expect(r.stderr.split('\n').filter((l) => /error|invalid/i.test(l))).toEqual([]);
+  expect(r.status).toBe(0);
+  return r.stdout;
+}
+
+describe('docker-compose.yml', () => {
+  const config = (...files: string[]) => parse(run('docker-compose', [...files.flatMap((f) => ['-f', f]), 'config'])) as Doc;
+
+  test('Redis (noeviction, AOF), a router, two CPU workers, Prometheus and Grafana, with health checks and volumes', () => {
+    const c = config('docker-compose.yml');
+    expect(Object.keys(c.services).sort()).toEqual(['grafana', 'prometheus', 'redis', 'router', 'worker1', 'worker2']);
+    const s = c.services;
+    expect(s.redis.command.join(' ')).toMatch(/--appendonly yes --maxmemory-policy noeviction/);
+    expect(s.redis.volumes.map((v: Doc | string) => (typeof v === 'string' ? v : `${v.source}:${v.target}`))).toContainEqual(
+      expect.stringMatching(/^redis-data:\/data/),
+    );
+    for (const name of ['redis', 'router', 'worker1', 'worker2', 'prometheus', 'grafana']) expect(s[name].healthcheck?.test).toBeDefined();
+    for (const name of ['router', 'worker1', 'worker2']) {
+      expect(s[name].healthcheck.test.join(' ')).toMatch(/main\.js health --addr 127\.0\.0\.1:500\d\d/);
+      expect(s[name].command).toContain('--metrics-port');
+      expect(s[name].depends_on.redis.condition).toBe('service_healthy');
+      expect(s[name].build.target).toBe('cpu');
+    }
+    // workers publish the address the router reaches them at
+    expect(s.worker1.command.join(' ')).toMatch(/--advertise-host worker1 --port 50061/);
+    expect(s.worker2.command.join(' ')).toMatch(/--advertise-host worker2 --port 50061/);
+    const published = (svc: Doc) => (svc.ports ?? []).map((p: Doc) => Number(p.published));
+    expect(published(s.router)).toEqual([50051]);
+    expect(published(s.prometheus)).toEqual([9090]);
+    expect(published(s.grafana)).toEqual([3000]);
+    expect(Object.keys(c.volumes).sort()).toEqual(['grafana-data', 'prometheus-data', 'redis-data']);
+    expect(JSON.stringify(s.grafana.volumes)).toMatch(/deploy\/grafana\/provisioning/);
+    expect(JSON.stringify(s.prometheus.volumes)).toMatch(/deploy\/prometheus/);
+  });
+
+  test('the GPU override gives each worker one NVIDIA GPU and the CUDA image', () => {
+    const c = config('docker-compose.yml', 'docker-compose.gpu.yml');
+    for (const w of ['worker1', 'worker2']) {
+      expect(c.services[w].deploy.resources.reservations.devices).toEqual([{ driver: 'nvidia', count: 1, capabilities: ['gpu'] }]);
+      expect(c.services[w].build.target).toBe('cuda');
+      expect(c.services[w].image).toBe('kcache:cuda');
+    }
+    expect(c.services.router.deploy).toBeUndefined();
+  });
+
+  test('the Dockerfile builds the engine once per image kind, in a build stage', () => {
+    const df = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
+    const stages = [...df.matchAll(/^FROM \S+ AS (\S+)/gm)].map((m) => m[1]);
+    expect(stages).toEqual(['build-cpu', 'cpu', 'node', 'build-cuda', 'cuda']);
+    expect(df.match(/pnpm build/g)).toHaveLength(2);
+    expect(df).toMatch(/COPY --from=build-cpu \/src\/native\/build\/Release\/kcache_engine\.node/);
+  });
+});
+
+describe('Kubernetes (kustomize)', () => {
+  const build = (overlay: string) =>
+    parseAllDocuments(run('kubectl', ['kustomize', `deploy/k8s/overlays/${overlay}`]))
+      .map((d) => d.toJS() as Doc)
+      .filter(Boolean);
+  const find = (docs: Doc[], kind: string, name: string) => docs.find((d) => d.kind === kind && d.metadata.name === name) as Doc;
+  const container = (d: Doc) => d.spec.template.spec.containers[0];
+
+  test('the cpu overlay: Redis, routers with an autoscaler, workers with grpc probes and a drain, monitors and rules', () => {
+    const docs = build('cpu');
+    const kinds = docs.map((d) => `${d.kind}/${d.metadata.name}`).sort();
+    expect(kinds).toEqual([
+      'Deployment/router',
+      'HorizontalPodAutoscaler/router',
+      'Namespace/kcache',
+      'PodMonitor/kcache-router',
+      'PodMonitor/kcache-worker',
+      'PrometheusRule/kcache',
+      'Service/redis',
+      'Service/router',
+      'Service/worker',
+      'StatefulSet/redis',
+      'StatefulSet/worker',
+    ]);
+    for (const d of docs.filter((x) => x.kind !== 'Namespace')) expect(d.metadata.namespace).toBe('kcache');
+    const router = container(find(docs, 'Deployment', 'router'));
+    const worker = container(find(docs, 'StatefulSet', 'worker'));
+    expect(router.readinessProbe.grpc.port).toBe(50051);
+    expect(router.livenessProbe.grpc.port).toBe(50051);
+    expect(worker.readinessProbe.grpc.port).toBe(50061);
+    expect(worker.livenessProbe.grpc.port).toBe(50061);
+    expect(worker.lifecycle.preStop.exec.command).toEqual(['sleep', '5']);
+    expect(worker.args.join(' ')).toMatch(/--advertise-host \$\(POD_IP\)/);
+    expect(worker.args.join(' ')).toMatch(/--drain-grace-ms 45000/);
+    // the pod's grace period covers the preStop sleep and the drain
+    expect(find(docs, 'StatefulSet', 'worker').spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(5 + 45);
+    expect(worker.image).toBe('kcache:cpu');
+    expect(JSON.stringify(worker.resources)).not.toContain('nvidia.com/gpu');
+    const hpa = find(docs, 'HorizontalPodAutoscaler', 'router');
+    expect(hpa.spec.scaleTargetRef).toMatchObject({ kind: 'Deployment', name: 'router' });
+    expect(container(find(docs, 'StatefulSet', 'redis')).args).toEqual(['--appendonly', 'yes', '--maxmemory-policy', 'noeviction']);
+    expect(find(docs, 'PodMonitor', 'kcache-worker').spec.podMetricsEndpoints[0].port).toBe('metrics');
+    // the operator's rules are the promtool-checked ones
+    const alerts = parse(readFileSync(join(REPO_ROOT, 'deploy/prometheus/alerts.yml'), 'utf8')) as Doc;
+    expect(find(docs, 'PrometheusRule', 'kcache').spec.groups).toEqual(alerts.groups);
+  });
+
+  test('the gpu overlay gives workers one nvidia.com/gpu, the CUDA image and KCache attention', () => {
+    const docs = build('gpu');
+    const worker = container(find(docs, 'StatefulSet', 'worker'));
+    expect(worker.image).toBe('kcache:cuda');
+    expect(worker.resources.limits['nvidia.com/gpu']).toBe(1);
+    expect(worker.env.find((e: Doc) => e.name === 'KCACHE_ATTENTION').value).toBe('kcache');
+    // the patch keeps the base's probes and args
+    expect(worker.readinessProbe.grpc.port).toBe(50061);
+    expect(worker.args[0]).toBe('serve');
+    expect(find(docs, 'StatefulSet', 'worker').spec.template.spec.tolerations[0].key).toBe('nvidia.com/gpu');
+  });
+});
+
+describe('Prometheus and Grafana', () => {
+  test('promtool accepts the scrape config and the alert rules', () => {
+    expect(run('promtool', ['check', 'config', 'prometheus.yml'], join(REPO_ROOT, 'deploy/prometheus'))).toMatch(/SUCCESS/);
+    expect(run('promtool', ['check', 'rules', 'alerts.yml'], join(REPO_ROOT, 'deploy/prometheus'))).toMatch(/SUCCESS: 6 rules found/);
+  });
+
+  test('the alerts cover worker down, TTFT p99, falling hit rate, Redis down and KV near full', () => {
+    const alerts = parse(readFileSync(join(REPO_ROOT, 'deploy/prometheus/alerts.yml'), 'utf8')) as Doc;
+    const names = alerts.groups.flatMap((g: Doc) => g.rules.map((r: Doc) => r.alert));
+    for (const a of ['KcacheWorkerDown', 'KcacheTTFTP99High', 'KcachePrefixCacheHitRateFalling', 'KcacheRedisDown', 'KcacheKvCacheNearFull'])
+      expect(names).toContain(a);
+  });
+
+  test('every metric a dashboard or an alert queries is one the router or a worker exports', async () => {
+    const exported = new Set<string>(['up']); // Prometheus's own per-target series
+    for (const registry of [new RouterMetrics('r').registry, new WorkerMetrics('w', 'm').registry]) {
+      for (const m of await registry.getMetricsAsJSON()) {
+        exported.add(m.name);
+        if (m.type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) exported.add(m.name + s);
+      }
+    }
+    const queries: string[] = [];
+    const dashDir = join(REPO_ROOT, 'deploy/grafana/dashboards');
+    for (const f of readdirSync(dashDir)) {
+      const d = JSON.parse(readFileSync(join(dashDir, f), 'utf8')) as Doc;
+      for (const p of d.panels) for (const t of p.targets ?? []) queries.push(t.expr);
+    }
+    const alerts = parse(readFileSync(join(REPO_ROOT, 'deploy/prometheus/alerts.yml'), 'utf8')) as Doc;
+    for (const g of alerts.groups) for (const r of g.rules) queries.push(r.expr);
+    expect(queries.length).toBeGreaterThan(20);
+    const used = new Set(queries.flatMap((q) => [...q.matchAll(/\b(kcache_[a-z0-9_]+|up)\b/g)].map((m) => m[1] as string)));
+    expect([...used].filter((m) => !exported.has(m))).toEqual([]);
+    // and the panels the issue asks for are there
+    const all = queries.join('\n');
+    for (const m of [
+      'kcache_time_to_first_token_seconds_bucket',
+      'kcache_inter_token_latency_seconds_bucket',
+      'kcache_e2e_request_latency_seconds_bucket',
+      'kcache_generation_tokens_total',
+      'kcache_num_requests_running',
+      'kcache_num_requests_waiting',
+      'kcache_kv_cache_usage_perc',
+      'kcache_prefix_cache_hits_total',
+      'kcache_router_decisions_total',
+      'kcache_router_actual_cached_tokens_total',
+      'kcache_router_retries_total',
+      'kcache_router_breaker_open',
+    ])
+      expect(all).toContain(m);
+  });
+});
