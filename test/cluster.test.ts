@@ -1,5 +1,5 @@
 // The local cluster as users run it: `kcache up` (real processes: its own redis-server, a
-// router, two workers), requests through `kcache ask`, a cache hit on a repeated prefix, the
+// router, two KCache workers), requests through `kcache ask`, a cache hit on a repeated prefix, the
 // /metrics of every process, and a clean stop that leaves no process behind.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -36,9 +36,29 @@ let ready: Ready;
 let exited: Promise<number | null>;
 
 beforeAll(async () => {
-  up = spawn(process.execPath, [MAIN, 'up', '--workers', '2', '--port', '0', '--worker-port', '0', '--metrics-port', '0', '--json'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  up = spawn(
+    process.execPath,
+    [
+      MAIN,
+      'up',
+      '--workers',
+      '2',
+      '--port',
+      '0',
+      '--worker-port',
+      '0',
+      '--metrics-port',
+      '0',
+      '--attention',
+      'kcache',
+      '--kcache-topn',
+      '64',
+      '--json',
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   exited = new Promise((r) => up.once('exit', (code) => r(code)));
   ready = await new Promise<Ready>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('kcache up was not ready within 60 s')), 60_000);
@@ -103,6 +123,9 @@ describe('kcache up + kcache ask', () => {
     expect(router).toMatch(/kcache_router_decisions_total\{[^}]*reason="cache_hit"[^}]*\} [1-9]/);
     expect(router).toMatch(/kcache_router_redis_up\{[^}]*\} 1/);
     expect(router).toMatch(/kcache_router_live_workers\{[^}]*\} 2/);
+    // KCache workers (--attention kcache): both tiers reported
+    const w1 = await (await fetch(`http://127.0.0.1:${ready.workers[0]?.metricsPort}/metrics`)).text();
+    expect(w1).toMatch(/kcache_kv_cache_usage_perc\{[^}]*tier="host"/);
     let hits = 0;
     for (const w of ready.workers) {
       const body = await (await fetch(`http://127.0.0.1:${w.metricsPort}/metrics`)).text();

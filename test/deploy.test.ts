@@ -141,7 +141,13 @@ describe('Prometheus and Grafana', () => {
   test('the alerts cover worker down, TTFT p99, falling hit rate, Redis down and KV near full', () => {
     const alerts = parse(readFileSync(join(REPO_ROOT, 'deploy/prometheus/alerts.yml'), 'utf8')) as Doc;
     const names = alerts.groups.flatMap((g: Doc) => g.rules.map((r: Doc) => r.alert));
-    for (const a of ['KcacheWorkerDown', 'KcacheTTFTP99High', 'KcachePrefixCacheHitRateFalling', 'KcacheRedisDown', 'KcacheKvCacheNearFull'])
+    for (const a of [
+      'KcacheWorkerDown',
+      'KcacheTTFTP99High',
+      'KcachePrefixCacheHitRateFalling',
+      'KcacheRedisDown',
+      'KcacheKvCacheNearFull',
+    ])
       expect(names).toContain(a);
   });
 
@@ -150,7 +156,7 @@ describe('Prometheus and Grafana', () => {
     for (const registry of [new RouterMetrics('r').registry, new WorkerMetrics('w', 'm').registry]) {
       for (const m of await registry.getMetricsAsJSON()) {
         exported.add(m.name);
-        if (m.type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) exported.add(m.name + s);
+        if (String(m.type) === 'histogram') for (const s of ['_bucket', '_sum', '_count']) exported.add(m.name + s);
       }
     }
     const queries: string[] = [];

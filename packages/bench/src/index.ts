@@ -1,3 +1,4 @@
+export { parseMetrics, renderClusterPlot, sumOf } from './cluster-plot.js';
 export { decodeWeightBytes, type EngineBenchOptions, type EngineBenchResult, formatEngineBench, runEngineBench } from './engine-bench.js';
 export { writeGguf } from './gguf.js';
 export {
@@ -15,7 +16,7 @@ export {
   measureDecode,
   measureFidelity,
 } from './kcache-bench.js';
+export { freePort, startRedis, type TestRedis } from './redis-server.js';
 export { formatRoutingBench, type PolicyResult, type RoutingBenchOptions, runRoutingBench } from './routing-bench.js';
 export { formatWorkerBench, runWorkerBench, type WorkerBenchOptions, type WorkerBenchRow } from './worker-bench.js';
 export { type BenchRequest, mooncakeWorkload, oracleHitRate, sharedPrefixWorkload } from './workloads.js';
-export { freePort, startRedis, type TestRedis } from './redis-server.js';

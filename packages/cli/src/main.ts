@@ -46,7 +46,11 @@ main(process.argv.slice(2)).catch((e: unknown) => {
   const err = e as Error & { code?: string };
   // Mistakes in what the user gave are one readable line; anything else is a bug and keeps its stack.
   const oneLine =
-    e instanceof UsageError || e instanceof ModelLoadError || e instanceof RangeError || e instanceof AskError || err.code?.startsWith('ERR_PARSE_ARGS');
+    e instanceof UsageError ||
+    e instanceof ModelLoadError ||
+    e instanceof RangeError ||
+    e instanceof AskError ||
+    err.code?.startsWith('ERR_PARSE_ARGS');
   process.stderr.write(oneLine ? `kcache: ${err.message.split('\n')[0]}\n` : `kcache: ${err.stack ?? err.message}\n`);
   process.exitCode = e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1;
 });

@@ -118,7 +118,8 @@ function toError(e: grpc.ServiceError): KcacheError {
 }
 
 function toRequest(o: GenerateOptions): Msg {
-  if ((o.text === undefined) === (o.tokenIds === undefined)) throw new KcacheError('INVALID_ARGUMENT', 'give exactly one of text and tokenIds');
+  if ((o.text === undefined) === (o.tokenIds === undefined))
+    throw new KcacheError('INVALID_ARGUMENT', 'give exactly one of text and tokenIds');
   return {
     ...(o.text !== undefined ? { text: o.text } : { tokenIds: { ids: o.tokenIds } }),
     sampling: {
@@ -131,7 +132,13 @@ function toRequest(o: GenerateOptions): Msg {
       presencePenalty: o.presencePenalty,
       frequencyPenalty: o.frequencyPenalty,
     },
-    stop: { maxTokens: o.maxTokens, minTokens: o.minTokens, stop: o.stop ?? [], stopTokenIds: o.stopTokenIds ?? [], ignoreEos: o.ignoreEos ?? false },
+    stop: {
+      maxTokens: o.maxTokens,
+      minTokens: o.minTokens,
+      stop: o.stop ?? [],
+      stopTokenIds: o.stopTokenIds ?? [],
+      ignoreEos: o.ignoreEos ?? false,
+    },
     cacheSalt: o.cacheSalt ?? '',
     model: o.model ?? '',
     requestId: o.requestId ?? '',
@@ -175,7 +182,13 @@ export class KcacheClient {
 
   /** The whole generation; onText sees the text as it streams. */
   async generate(o: GenerateOptions, onText?: (text: string) => void): Promise<Completion> {
-    const out: Completion = { text: '', tokenIds: [], finishReason: '', usage: { promptTokens: 0, completionTokens: 0, cachedTokens: 0 }, workerId: '' };
+    const out: Completion = {
+      text: '',
+      tokenIds: [],
+      finishReason: '',
+      usage: { promptTokens: 0, completionTokens: 0, cachedTokens: 0 },
+      workerId: '',
+    };
     for await (const e of this.stream(o)) {
       if (e.type === 'chunk') {
         out.text += e.text;

@@ -16,6 +16,7 @@ import {
   measureDecode,
   measureFidelity,
   mooncakeWorkload,
+  renderClusterPlot,
   runEngineBench,
   runRoutingBench,
   runWorkerBench,
@@ -33,14 +34,16 @@ export const BENCH_USAGE = `kcache bench engine [--model dummy:smol135] [--dtype
   kcache bench kcache [--parts fidelity,attention,decode,capacity] [--fidelity-model ../shared/models/stories260K.bin]
     [--fidelity-topn 4,8,16,32,64,128,256]
     [--model dummy:smol135:bf16] [--contexts 1024,4096,16384,32768] [--decode-contexts 2048,4096,8000] [--batches 1,4]
-    [--topn 32,64] [--threads N]`;
+    [--topn 32,64] [--threads N]
+  kcache bench plot [--out docs/img/cluster.svg] [--seconds 30] [--model dummy:smol135:bf16]`;
 
 export async function benchCommand(argv: string[]): Promise<void> {
   const [what, ...rest] = argv;
   if (what === 'worker') return workerBench(rest);
   if (what === 'routing') return routingBench(rest);
   if (what === 'kcache') return kcacheBench(rest);
-  if (what !== 'engine') throw new UsageError(`unknown benchmark '${what ?? ''}' (available: engine, worker, routing, kcache)`);
+  if (what === 'plot') return plotCommand(rest);
+  if (what !== 'engine') throw new UsageError(`unknown benchmark '${what ?? ''}' (available: engine, worker, routing, kcache, plot)`);
   const { values } = parseArgs({
     args: rest,
     strict: true,
@@ -210,4 +213,23 @@ async function kcacheBench(argv: string[]): Promise<void> {
     out.push('### capacity', '', formatCapacity(budget, 8000, capacity(shape, budget, 8000, [0, 1, 2])), '');
   }
   process.stdout.write(`${out.join('\n')}\n`);
+}
+
+async function plotCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: { out: { type: 'string' }, seconds: { type: 'string' }, model: { type: 'string' } },
+  });
+  const out = resolve(values.out ?? 'docs/img/cluster.svg');
+  const r = await renderClusterPlot({
+    cli: process.argv[1] as string,
+    out,
+    seconds: intArg('seconds', values.seconds, 30, 3),
+    model: values.model ?? 'dummy:smol135:bf16',
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  process.stdout.write(
+    `wrote ${out}: ${r.requests} requests (${r.failed} failed), cluster prefix cache hit rate ${(100 * r.hitRate).toFixed(1)}%\n`,
+  );
 }

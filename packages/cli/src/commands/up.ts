@@ -60,9 +60,13 @@ async function startRedisServer(): Promise<{ url: string; proc: ChildProcess; di
     throw new UsageError('redis-server is not installed: install it (apt-get install redis-server) or pass --redis-url');
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'kcache-up-redis-'));
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--maxmemory-policy', 'noeviction'], {
-    stdio: 'ignore',
-  });
+  const proc = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--maxmemory-policy', 'noeviction'],
+    {
+      stdio: 'ignore',
+    },
+  );
   const deadline = Date.now() + 10_000;
   for (;;) {
     const r = spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' });
@@ -118,7 +122,8 @@ export async function upCommand(argv: string[]): Promise<void> {
   const metricsPort = intArg('metrics-port', values['metrics-port'], 9400, 0);
   const nth = (base: number, i: number) => String(base === 0 ? 0 : base + i);
   const policy = values.policy ?? 'cache_aware';
-  if (!(POLICIES as readonly string[]).includes(policy)) throw new UsageError(`--policy must be one of ${POLICIES.join(', ')}, got '${policy}'`);
+  if (!(POLICIES as readonly string[]).includes(policy))
+    throw new UsageError(`--policy must be one of ${POLICIES.join(', ')}, got '${policy}'`);
   // the workers share this machine's cores
   const threads = intArg('threads', values.threads, Math.max(1, Math.floor(cpus().length / nWorkers)), 1);
   const attention = attentionArgs(values);
