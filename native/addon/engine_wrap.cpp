@@ -62,6 +62,7 @@ EngineOptions parse_options(const Napi::Object& o) {
   opts.num_blocks = static_cast<int>(num_field(o, "numBlocks", 0, true));
   opts.block_size = static_cast<int>(num_field(o, "blockSize", 16));
   opts.threads = static_cast<int>(num_field(o, "threads", 0));
+  if (o.Get("backend").IsString()) opts.backend = o.Get("backend").As<Napi::String>().Utf8Value();
   const std::string mode = o.Get("attention").IsString() ? o.Get("attention").As<Napi::String>().Utf8Value() : "full";
   if (mode == "full") opts.attention = AttentionMode::Full;
   else if (mode == "kcache") opts.attention = AttentionMode::KCache;
@@ -285,6 +286,7 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   if (!engine_) throw Napi::Error::New(env, "engine is disposed");
   Napi::Object o = Napi::Object::New(env);
   o.Set("backend", engine_->backend_name());
+  o.Set("backendNote", engine_->backend_note());
   o.Set("threads", engine_->threads());
   o.Set("numBlocks", engine_->num_blocks());
   o.Set("blockSize", engine_->block_size());

@@ -9,6 +9,9 @@
 #include <thread>
 
 #include "kcache/cpu_backend.h"
+#ifdef KC_HAVE_CUDA
+#include "kcache/cuda_backend.h"
+#endif
 
 namespace kc {
 
@@ -17,44 +20,68 @@ std::vector<double> bench_decode_attention(const AttentionBenchOptions& o) {
       o.head_dim < 1 || o.block_size < 1 || o.iters < 1)
     throw std::invalid_argument("bench_decode_attention: bad shape");
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  std::unique_ptr<Backend> B = make_cpu_backend(threads);
+  std::unique_ptr<Backend> B;
+  if (o.backend == "cuda") {
+#ifdef KC_HAVE_CUDA
+    B = make_cuda_backend(0);
+#else
+    throw std::invalid_argument("bench_decode_attention: this build has no CUDA backend");
+#endif
+  } else {
+    B = make_cpu_backend(threads);
+  }
+  const int batch = std::max(1, o.batch);
   const int kv_dim = o.n_kv_heads * o.head_dim, q_dim = o.n_heads * o.head_dim;
-  const int blocks = (o.context + o.block_size - 1) / o.block_size;
+  const int seq_blocks = (o.context + o.block_size - 1) / o.block_size;
+  const int blocks = seq_blocks * batch;
   const size_t cache_floats = static_cast<size_t>(blocks) * o.block_size * kv_dim;
 
   std::mt19937 rng(1234);
   std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
-  std::vector<float*> k(o.n_layers), v(o.n_layers);
-  std::vector<float> host(cache_floats);
+  std::vector<float*> k(o.n_layers), v(o.n_layers, nullptr);
+  // full attention reads V from backend memory; KCache from the host tier (both filled alike)
+  std::vector<float*> v_dev(o.n_layers);
+  const bool any_full = std::count(o.topns.begin(), o.topns.end(), 0) > 0;
+  const bool any_topn = std::any_of(o.topns.begin(), o.topns.end(), [](int n) { return n > 0; });
   for (int l = 0; l < o.n_layers; ++l) {
-    for (float& x : host) x = uni(rng);
     k[l] = static_cast<float*>(B->alloc(cache_floats * sizeof(float)));
-    B->upload(k[l], host.data(), cache_floats * sizeof(float));
-    for (float& x : host) x = uni(rng);
-    v[l] = static_cast<float*>(B->alloc_host(cache_floats * sizeof(float)));
-    B->upload(v[l], host.data(), cache_floats * sizeof(float));
+    B->fill_uniform(k[l], cache_floats, 1000 + 3 * l, -1.0f, 1.0f);
+    if (any_topn) {
+      v[l] = static_cast<float*>(B->alloc_host(cache_floats * sizeof(float)));
+      B->fill_uniform(v[l], cache_floats, 1001 + 3 * l, -1.0f, 1.0f);
+    }
+    if (any_full) {
+      v_dev[l] = static_cast<float*>(B->alloc(cache_floats * sizeof(float)));
+      B->fill_uniform(v_dev[l], cache_floats, 1001 + 3 * l, -1.0f, 1.0f);
+    }
   }
-  std::vector<float> qh(q_dim);
+  std::vector<float> qh(static_cast<size_t>(q_dim) * batch);
   for (float& x : qh) x = uni(rng) * 4.0f;  // a peaked distribution, as trained models have
   std::vector<int32_t> table(blocks);
   std::iota(table.begin(), table.end(), 0);
   std::shuffle(table.begin(), table.end(), rng);
-  const int32_t pos = o.context - 1, seq = 0, off = 0;
-  auto* q = static_cast<float*>(B->alloc(q_dim * sizeof(float)));
-  auto* out = static_cast<float*>(B->alloc(q_dim * sizeof(float)));
-  auto* d_pos = static_cast<int32_t*>(B->alloc(sizeof(int32_t)));
-  auto* d_seq = static_cast<int32_t*>(B->alloc(sizeof(int32_t)));
-  auto* d_off = static_cast<int32_t*>(B->alloc(sizeof(int32_t)));
-  auto* d_topn = static_cast<int32_t*>(B->alloc(sizeof(int32_t)));
+  std::vector<int32_t> pos(batch, o.context - 1), seq(batch), off(batch);
+  for (int s = 0; s < batch; ++s) {
+    seq[s] = s;
+    off[s] = s * seq_blocks;
+  }
+  auto* q = static_cast<float*>(B->alloc(qh.size() * sizeof(float)));
+  auto* out = static_cast<float*>(B->alloc(qh.size() * sizeof(float)));
+  auto* d_pos = static_cast<int32_t*>(B->alloc(batch * sizeof(int32_t)));
+  auto* d_seq = static_cast<int32_t*>(B->alloc(batch * sizeof(int32_t)));
+  auto* d_off = static_cast<int32_t*>(B->alloc(batch * sizeof(int32_t)));
+  auto* d_topn = static_cast<int32_t*>(B->alloc(batch * sizeof(int32_t)));
   auto* d_table = static_cast<int32_t*>(B->alloc(blocks * sizeof(int32_t)));
-  B->upload(q, qh.data(), q_dim * sizeof(float));
-  B->upload(d_pos, &pos, sizeof(int32_t));
-  B->upload(d_seq, &seq, sizeof(int32_t));
-  B->upload(d_off, &off, sizeof(int32_t));
+  B->upload(q, qh.data(), qh.size() * sizeof(float));
+  B->upload(d_pos, pos.data(), batch * sizeof(int32_t));
+  B->upload(d_seq, seq.data(), batch * sizeof(int32_t));
+  B->upload(d_off, off.data(), batch * sizeof(int32_t));
   B->upload(d_table, table.data(), blocks * sizeof(int32_t));
 
   AttentionBatch ab;
-  ab.rows = 1;
+  ab.rows = batch;
+  ab.max_context = o.context;
+  for (int n : o.topns) ab.max_topn = std::max(ab.max_topn, n);
   ab.n_heads = o.n_heads;
   ab.n_kv_heads = o.n_kv_heads;
   ab.head_dim = o.head_dim;
@@ -70,12 +97,12 @@ std::vector<double> bench_decode_attention(const AttentionBenchOptions& o) {
   std::vector<double> best(o.topns.size(), 1e30);
   for (int it = 0; it <= o.iters; ++it) {  // iteration 0 warms up
     for (size_t i = 0; i < o.topns.size(); ++i) {
-      const int32_t n = o.topns[i];
-      B->upload(d_topn, &n, sizeof(int32_t));
+      const std::vector<int32_t> n(batch, o.topns[i]);
+      B->upload(d_topn, n.data(), batch * sizeof(int32_t));
       B->synchronize();
       const auto t0 = std::chrono::steady_clock::now();
       for (int l = 0; l < o.n_layers; ++l) {
-        if (n == 0) B->attention(out, q, k[l], v[l], ab);
+        if (o.topns[i] == 0) B->attention(out, q, k[l], v_dev[l], ab);
         else B->kcache_attention(out, q, k[l], v[l], ab);
       }
       B->synchronize();
@@ -85,7 +112,8 @@ std::vector<double> bench_decode_attention(const AttentionBenchOptions& o) {
   }
   for (int l = 0; l < o.n_layers; ++l) {
     B->release(k[l]);
-    B->release_host(v[l]);
+    if (v[l]) B->release_host(v[l]);
+    if (v_dev[l]) B->release(v_dev[l]);
   }
   for (void* p : {static_cast<void*>(q), static_cast<void*>(out), static_cast<void*>(d_pos), static_cast<void*>(d_seq),
                   static_cast<void*>(d_off), static_cast<void*>(d_topn), static_cast<void*>(d_table)})

@@ -4,10 +4,14 @@
 #include "kcache/engine.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <thread>
 
 #include "kcache/cpu_backend.h"
+#ifdef KC_HAVE_CUDA
+#include "kcache/cuda_backend.h"
+#endif
 #include "weights.h"
 
 namespace kc {
@@ -42,7 +46,7 @@ class EngineImpl final : public Engine {
       : cfg_(o.config), block_size_(o.block_size), num_blocks_(o.num_blocks), mode_(o.attention), kc_(o.kcache) {
     validate_config();
     threads_ = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    backend_ = make_cpu_backend(threads_);
+    backend_ = choose_backend(o.backend);
     std::map<std::string, const TensorSpec*> specs;
     for (const auto& s : o.tensors) specs[s.name] = &s;
 
@@ -120,6 +124,10 @@ class EngineImpl final : public Engine {
     ab.block_tables = s.tables;
     ab.table_offset = s.table_offset;
     ab.row_topn = s.row_topn;
+    for (int r = 0; r < rows; ++r) {
+      ab.max_context = std::max(ab.max_context, in.positions[r] + 1);
+      ab.max_topn = std::max(ab.max_topn, row_topn[r]);
+    }
     ab.topn_renormalize = kc_.renormalize;
 
     B.embedding(s.x, tok_embeddings_, s.tokens, rows);  // x (rows, dim)
@@ -177,6 +185,15 @@ class EngineImpl final : public Engine {
 
   const ModelConfig& config() const override { return cfg_; }
   const char* backend_name() const override { return backend_->name(); }
+  const std::string& backend_note() const override { return note_; }
+  void fill_kv_random(uint64_t seed) override {
+    const size_t n = static_cast<size_t>(num_blocks_) * block_size_ * cfg_.kv_dim();
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      backend_->fill_uniform(layers_[l].k_cache, n, seed + 2 * l, -1.0f, 1.0f);
+      backend_->fill_uniform(layers_[l].v_cache, n, seed + 2 * l + 1, -1.0f, 1.0f);
+    }
+    backend_->synchronize();
+  }
   int threads() const override { return threads_; }
   int num_blocks() const override { return num_blocks_; }
   int block_size() const override { return block_size_; }
@@ -227,6 +244,36 @@ class EngineImpl final : public Engine {
       else out[r] = kc_.topn;
     }
     return out;
+  }
+
+  std::unique_ptr<Backend> choose_backend(std::string want) {
+    const char* env = std::getenv("KCACHE_BACKEND");
+    if (want == "auto" && env && *env) want = env;
+    if (want != "auto" && want != "cpu" && want != "cuda") throw std::runtime_error("backend must be auto, cpu or cuda, got '" + want + "'");
+    if (want == "cpu") {
+      note_ = "cpu: requested";
+      return make_cpu_backend(threads_);
+    }
+#ifdef KC_HAVE_CUDA
+    std::string device;
+    if (cuda_device_available(&device)) {
+      std::unique_ptr<Backend> b = make_cuda_backend(0);
+      std::string why;
+      if (b->supports_model(cfg_, &why)) {
+        note_ = "cuda: " + device;
+        return b;
+      }
+      if (want == "cuda") throw std::runtime_error(why);
+      note_ = "cpu: the CUDA backend cannot run this model (" + why + ")";
+      return make_cpu_backend(threads_);
+    }
+    if (want == "cuda") throw std::runtime_error("backend cuda: " + device);
+    note_ = "cpu: " + device;
+#else
+    if (want == "cuda") throw std::runtime_error("backend cuda: this build has no CUDA backend (nvcc was not found at build time)");
+    note_ = "cpu: built without CUDA";
+#endif
+    return make_cpu_backend(threads_);
   }
 
   void* track(void* p) {
@@ -363,6 +410,7 @@ class EngineImpl final : public Engine {
   std::map<std::string, bool> known_;
   AttentionMode mode_;
   KCacheOptions kc_;
+  std::string note_;
   std::vector<void*> allocations_;
   std::vector<void*> host_allocations_;
   size_t weight_bytes_ = 0;

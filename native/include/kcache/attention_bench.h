@@ -1,4 +1,5 @@
 #pragma once
+#include <string>
 #include <vector>
 
 namespace kc {
@@ -12,6 +13,8 @@ struct AttentionBenchOptions {
   int threads = 0;
   int iters = 5;
   bool renormalize = true;
+  std::string backend = "cpu";  // or "cuda"
+  int batch = 1;                // decode rows (sequences of `context` tokens each, own blocks)
   std::vector<int> topns;  // 0: full attention (V in backend memory); > 0: KCache top-N
 };
 

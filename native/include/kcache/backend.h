@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "kcache/types.h"
 
@@ -42,6 +43,9 @@ struct AttentionBatch {
   const int32_t* row_seq = nullptr;       // [rows]
   const int32_t* block_tables = nullptr;  // all sequences' tables, concatenated
   const int32_t* table_offset = nullptr;  // [n_seqs] start of each table in block_tables
+  // Host-side bounds for sizing launches and scratch (a device backend cannot read row_pos):
+  int max_context = 0;  // max over rows of row_pos + 1
+  int max_topn = 0;     // max over rows of row_topn
   // kcache_attention only: row r keeps the row_topn[r] largest attention weights of each query
   // head and reads only those value rows; 0 (or >= the row's context) means full attention.
   const int32_t* row_topn = nullptr;  // [rows]
@@ -55,6 +59,8 @@ class Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
   virtual bool supports_op(Op op, DType weight_dtype) const = 0;
+  // Whether every op can run this model's shapes; `why` says what cannot.
+  virtual bool supports_model(const ModelConfig&, std::string* why) const { return true; }
 
   // Memory owned by the backend.
   virtual void* alloc(size_t bytes) = 0;
@@ -71,6 +77,9 @@ class Backend {
   enum class WeightUse { Matmul, Rows };
   virtual Tensor place_weight(const Tensor& host, WeightUse use) = 0;
   virtual void synchronize() = 0;
+  // dst[i] = uniform in [lo, hi), a function of (seed, i) only: for benchmarks that need a filled
+  // KV cache without computing one.
+  virtual void fill_uniform(float* dst, size_t n, uint64_t seed, float lo, float hi) = 0;
 
   // out[n, dim] = table[tokens[n], :] (converted to f32)
   virtual void embedding(float* out, const Tensor& table, const int32_t* tokens, int n) = 0;

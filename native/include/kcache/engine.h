@@ -44,7 +44,10 @@ struct EngineOptions {
   std::vector<TensorSpec> tensors;
   int num_blocks = 0;
   int block_size = 16;
-  int threads = 0;  // 0: all hardware threads
+  int threads = 0;  // 0: all hardware threads (CPU backend)
+  // "auto" (CUDA when this build has it and a device is visible, else CPU; KCACHE_BACKEND
+  // overrides), "cpu" or "cuda" (an error when unavailable).
+  std::string backend = "auto";
 };
 
 // One batched step. Rows are the new tokens of every sequence, concatenated.
@@ -77,6 +80,11 @@ class Engine {
   virtual Tensor host_weight(const std::string& name) const = 0;              // as stored
   virtual const ModelConfig& config() const = 0;
   virtual const char* backend_name() const = 0;
+  // Why this backend: e.g. "cuda: no CUDA device" when auto fell back to the CPU.
+  virtual const std::string& backend_note() const = 0;
+  // Fills every KV block of every layer with uniform random values (benchmarks of long contexts
+  // that cannot afford to compute them).
+  virtual void fill_kv_random(uint64_t seed) = 0;
   virtual int threads() const = 0;
   virtual int num_blocks() const = 0;
   virtual int block_size() const = 0;

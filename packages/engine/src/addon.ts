@@ -59,6 +59,8 @@ export interface NativeLoadOptions {
   threads?: number;
   attention?: AttentionMode;
   kcache?: Partial<KCacheSettings>;
+  /** 'auto' (default: CUDA when built with it and a GPU is visible, else CPU; KCACHE_BACKEND overrides), 'cpu' or 'cuda'. */
+  backend?: 'auto' | 'cpu' | 'cuda';
 }
 
 /** One batched step; rows are the new tokens of all sequences, concatenated. */
@@ -75,7 +77,10 @@ export interface NativeStepBatch {
 }
 
 export interface NativeEngineInfo {
+  /** e.g. "cpu/avx512" or "cuda/NVIDIA H100 80GB HBM3". */
   backend: string;
+  /** Why this backend, e.g. "cpu: no CUDA device". */
+  backendNote: string;
   threads: number;
   numBlocks: number;
   blockSize: number;

@@ -23,6 +23,8 @@ export interface EngineOptions {
   kcache?: Partial<KCacheSettings>;
   /** Compute threads (default: all hardware threads). */
   threads?: number;
+  /** 'auto' (default), 'cpu' or 'cuda'. */
+  backend?: 'auto' | 'cpu' | 'cuda';
 }
 
 /** One sequence's part of a batched step. */
@@ -85,6 +87,7 @@ export class Engine {
         threads: opts.threads ?? 0,
         attention,
         kcache,
+        backend: opts.backend,
       });
       return new Engine(native, model);
     } catch (e) {

@@ -114,6 +114,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       metricsPort: worker.metricsPort,
       model: info.modelId,
       backend: info.backend,
+      backendNote: info.backendNote,
       kvBlocks: info.numBlocks,
       blockSize: info.blockSize,
       attention: info.attention,

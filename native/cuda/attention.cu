@@ -1,0 +1,213 @@
+// Paged attention for every row of a step (decode rows and prefill rows alike: row r attends to
+// positions [0, row_pos[r]] of its sequence), split over the context ("flash decoding"):
+//   1. attn_split: one block per (row, KV head, context split). Each of its 4 warps walks a
+//      strided share of the split's positions; lanes are grouped L per position (E floats each,
+//      16-byte loads), so one warp reads 32/L K and V rows at a time. All G query heads of the
+//      KV head are scored against each K row while it is in registers (GQA: K/V read once).
+//      Online softmax per lane group, merged across groups, then across warps.
+//   2. attn_combine: one block per (row, query head) merges the splits' (max, sum, acc).
+// KCache rows (row_topn in (0, context)) are skipped here and done by kcache_attention.cu.
+#include <algorithm>
+
+#include "attention.cuh"
+
+namespace kc::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+
+template <int E>
+__global__ void __launch_bounds__(32 * kWarps) attn_split(const float* q, const float* k_cache, const float* v_cache, AttnArgs a,
+                                                         float* part) {
+  const int split = blockIdx.x, kvh = blockIdx.y, r = blockIdx.z;
+  const int n_ctx = a.row_pos[r] + 1;
+  if (a.row_topn && a.row_topn[r] > 0 && a.row_topn[r] < n_ctx) return;  // top-N row
+  const int hd = a.head_dim, G = a.group, L = hd / E, P = 32 / L;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int gi = lane / L, li = lane % L;
+  const int t_begin = split * a.chunk, t_end = min(n_ctx, t_begin + a.chunk);
+  const int32_t* table = a.block_tables + a.table_offset[a.row_seq[r]];
+  const int kv_dim = a.n_kv_heads * hd;
+
+  float qr[kMaxGroup][E], acc[kMaxGroup][E], m[kMaxGroup], l[kMaxGroup];
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    m[g] = -INFINITY;
+    l[g] = 0.0f;
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      acc[g][e] = 0.0f;
+      qr[g][e] = g < G ? q[(static_cast<int64_t>(r) * a.n_heads + kvh * G + g) * hd + li * E + e] * a.scale : 0.0f;
+    }
+  }
+  for (int t0 = t_begin + warp * P; t0 < t_end; t0 += kWarps * P) {
+    const int t = t0 + gi;
+    const bool valid = t < t_end;
+    float kv[E], vv[E];
+    if (valid) {
+      const int64_t off = (static_cast<int64_t>(table[t / a.block_size]) * a.block_size + t % a.block_size) * kv_dim + kvh * hd + li * E;
+#pragma unroll
+      for (int e = 0; e < E; e += 4) {
+        const float4 k4 = *reinterpret_cast<const float4*>(k_cache + off + e);
+        const float4 v4 = *reinterpret_cast<const float4*>(v_cache + off + e);
+        kv[e] = k4.x, kv[e + 1] = k4.y, kv[e + 2] = k4.z, kv[e + 3] = k4.w;
+        vv[e] = v4.x, vv[e + 1] = v4.y, vv[e + 2] = v4.z, vv[e + 3] = v4.w;
+      }
+    } else {
+#pragma unroll
+      for (int e = 0; e < E; ++e) kv[e] = vv[e] = 0.0f;
+    }
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= G) break;
+      float s = 0.0f;
+#pragma unroll
+      for (int e = 0; e < E; ++e) s += qr[g][e] * kv[e];
+      for (int o = L / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+      if (valid) {
+        const float mn = fmaxf(m[g], s);
+        const float c = expf(m[g] - mn), p = expf(s - mn);
+        l[g] = l[g] * c + p;
+#pragma unroll
+        for (int e = 0; e < E; ++e) acc[g][e] = acc[g][e] * c + p * vv[e];
+        m[g] = mn;
+      }
+    }
+  }
+  // merge the lane groups of this warp (xor across groups keeps li)
+  for (int o = L; o < 32; o <<= 1) {
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= G) break;
+      const float mo = __shfl_xor_sync(0xffffffffu, m[g], o), lo = __shfl_xor_sync(0xffffffffu, l[g], o);
+      const float mn = fmaxf(m[g], mo);
+      const float c1 = mn == -INFINITY ? 0.0f : expf(m[g] - mn), c2 = mn == -INFINITY ? 0.0f : expf(mo - mn);
+      l[g] = l[g] * c1 + lo * c2;
+#pragma unroll
+      for (int e = 0; e < E; ++e) {
+        const float ao = __shfl_xor_sync(0xffffffffu, acc[g][e], o);
+        acc[g][e] = acc[g][e] * c1 + ao * c2;
+      }
+      m[g] = mn;
+    }
+  }
+  // merge the warps through shared memory; warp 0's first lane group writes the split's partial
+  __shared__ float sm[kWarps][kMaxGroup], sl[kWarps][kMaxGroup];
+  __shared__ float sacc[kWarps][kMaxGroup][kMaxHeadDim];
+  if (gi == 0) {
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= G) break;
+      if (li == 0) {
+        sm[warp][g] = m[g];
+        sl[warp][g] = l[g];
+      }
+#pragma unroll
+      for (int e = 0; e < E; ++e) sacc[warp][g][li * E + e] = acc[g][e];
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < G * hd; i += blockDim.x) {
+    const int g = i / hd, d = i % hd;
+    float mx = -INFINITY;
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, sm[w][g]);
+    float lsum = 0.0f, asum = 0.0f;
+    if (mx != -INFINITY) {
+      for (int w = 0; w < kWarps; ++w) {
+        const float c = expf(sm[w][g] - mx);
+        lsum += sl[w][g] * c;
+        asum += sacc[w][g][d] * c;
+      }
+    }
+    const int64_t idx = (static_cast<int64_t>(r) * a.n_heads + kvh * G + g) * a.n_splits + split;
+    float* p = part + idx * (hd + 2);
+    p[2 + d] = asum;
+    if (d == 0) {
+      p[0] = mx;
+      p[1] = lsum;
+    }
+  }
+}
+
+__global__ void attn_combine(float* out, const float* part, AttnArgs a) {
+  const int r = blockIdx.x, h = blockIdx.y, hd = a.head_dim;
+  const int n_ctx = a.row_pos[r] + 1;
+  if (a.row_topn && a.row_topn[r] > 0 && a.row_topn[r] < n_ctx) return;
+  const float* p = part + (static_cast<int64_t>(r) * a.n_heads + h) * a.n_splits * (hd + 2);
+  float mx = -INFINITY;
+  for (int s = 0; s < a.n_splits; ++s) mx = fmaxf(mx, p[s * (hd + 2)]);
+  float den = 0.0f;
+  for (int s = 0; s < a.n_splits; ++s) {
+    const float ms = p[s * (hd + 2)];
+    if (ms != -INFINITY) den += p[s * (hd + 2) + 1] * expf(ms - mx);
+  }
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float num = 0.0f;
+    for (int s = 0; s < a.n_splits; ++s) {
+      const float ms = p[s * (hd + 2)];
+      if (ms != -INFINITY) num += p[s * (hd + 2) + 2 + d] * expf(ms - mx);
+    }
+    out[(static_cast<int64_t>(r) * a.n_heads + h) * hd + d] = num / den;
+  }
+}
+
+int sm_count() {
+  static int n = 0;
+  if (n == 0) {
+    int dev = 0;
+    KC_CUDA(cudaGetDevice(&dev));
+    KC_CUDA(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+  }
+  return n;
+}
+}  // namespace
+
+AttnArgs attn_args(const AttentionBatch& b) {
+  AttnArgs a;
+  a.rows = b.rows;
+  a.n_heads = b.n_heads;
+  a.n_kv_heads = b.n_kv_heads;
+  a.group = b.n_heads / b.n_kv_heads;
+  a.head_dim = b.head_dim;
+  a.block_size = b.block_size;
+  a.scale = b.scale;
+  a.row_pos = b.row_pos;
+  a.row_seq = b.row_seq;
+  a.block_tables = b.block_tables;
+  a.table_offset = b.table_offset;
+  a.row_topn = nullptr;
+  return a;
+}
+
+void check_attention_shape(int head_dim, int group) {
+  const bool e4 = head_dim % 4 == 0 && head_dim <= 128 && (32 % (head_dim / 4) == 0);
+  const bool e8 = head_dim == 256;
+  if (!(e4 || e8))
+    throw std::runtime_error("CUDA attention: head_dim " + std::to_string(head_dim) +
+                             " is not supported (4, 8, 16, 32, 64, 128 or 256)");
+  if (group > kMaxGroup)
+    throw std::runtime_error("CUDA attention: " + std::to_string(group) + " query heads per KV head (at most " +
+                             std::to_string(kMaxGroup) + ")");
+}
+
+void paged_attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_cache, AttnArgs a, int max_context) {
+  if (a.rows == 0) return;
+  check_attention_shape(a.head_dim, a.group);
+  // enough blocks to fill the GPU a few times over, splits of at least 64 positions
+  const int target = 4 * sm_count();
+  const int want = (target + a.rows * a.n_kv_heads - 1) / (a.rows * a.n_kv_heads);
+  a.n_splits = std::max(1, std::min(want, (max_context + 63) / 64));
+  a.chunk = (max_context + a.n_splits - 1) / a.n_splits;
+  auto* part = static_cast<float*>(c.ws->get(static_cast<size_t>(a.rows) * a.n_heads * a.n_splits * (a.head_dim + 2) * sizeof(float)));
+  const dim3 grid(a.n_splits, a.n_kv_heads, a.rows);
+  if (a.head_dim == 256) attn_split<8><<<grid, 32 * kWarps, 0, c.stream>>>(q, k_cache, v_cache, a, part);
+  else attn_split<4><<<grid, 32 * kWarps, 0, c.stream>>>(q, k_cache, v_cache, a, part);
+  KC_LAUNCH();
+  attn_combine<<<dim3(a.rows, a.n_heads), 64, 0, c.stream>>>(out, part, a);
+  KC_LAUNCH();
+}
+
+void attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_cache, const AttentionBatch& b) {
+  paged_attention(c, out, q, k_cache, v_cache, attn_args(b), b.max_context);
+}
+}  // namespace kc::cuda

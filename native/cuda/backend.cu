@@ -1,0 +1,157 @@
+// The CUDA backend: device memory for weights, the K cache and activations; pinned, mapped host
+// memory for KCache's V tier; every op a kernel on one stream (ops/*.cu, one file per op).
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "attention.cuh"
+#include "common.cuh"
+#include "kcache/cuda_backend.h"
+
+namespace kc {
+namespace cuda {
+
+void* Workspace::region(int i, size_t need) {
+  if (need <= bytes[i]) return ptr[i];
+  if (ptr[i]) {
+    KC_CUDA(cudaStreamSynchronize(stream));
+    KC_CUDA(cudaFree(ptr[i]));
+    ptr[i] = nullptr;
+  }
+  const size_t sz = std::max(need, bytes[i] * 3 / 2);
+  KC_CUDA(cudaMalloc(&ptr[i], sz));
+  bytes[i] = sz;
+  return ptr[i];
+}
+
+Workspace::~Workspace() {
+  for (void* p : ptr)
+    if (p) cudaFree(p);
+}
+
+namespace {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    KC_CUDA(cudaSetDevice(device));
+    cudaDeviceProp prop{};
+    KC_CUDA(cudaGetDeviceProperties(&prop, device));
+    name_ = std::string("cuda/") + prop.name;
+    KC_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    ws_.stream = stream_;
+    const char* tc = std::getenv("KCACHE_CUDA_TC");
+    tensor_cores_ = !(tc && std::strcmp(tc, "0") == 0);
+    ctx_ = cuda::Ctx{stream_, &ws_, tensor_cores_};
+  }
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    for (void* p : placed_) cudaFree(p);
+    cudaStreamDestroy(stream_);
+  }
+
+  const char* name() const override { return name_.c_str(); }
+  bool supports_op(Op, DType) const override { return true; }
+  bool supports_model(const ModelConfig& c, std::string* why) const override {
+    try {
+      cuda::check_attention_shape(c.head_dim, c.n_heads / c.n_kv_heads);
+      return true;
+    } catch (const std::exception& e) {
+      if (why) *why = e.what();
+      return false;
+    }
+  }
+
+  void* alloc(size_t bytes) override {
+    void* p = nullptr;
+    KC_CUDA(cudaMalloc(&p, std::max<size_t>(bytes, 16)));
+    return p;
+  }
+  void release(void* p) override {
+    if (p) KC_CUDA(cudaFree(p));
+  }
+  // Pinned and mapped: kernels read it over the host link through the same (unified) address.
+  void* alloc_host(size_t bytes) override {
+    void* p = nullptr;
+    KC_CUDA(cudaHostAlloc(&p, std::max<size_t>(bytes, 16), cudaHostAllocMapped | cudaHostAllocPortable));
+    void* dev = nullptr;
+    KC_CUDA(cudaHostGetDevicePointer(&dev, p, 0));
+    if (dev != p) {
+      cudaFreeHost(p);
+      throw std::runtime_error("CUDA: mapped host memory has a different device address (no unified addressing)");
+    }
+    return p;
+  }
+  void release_host(void* p) override {
+    if (p) KC_CUDA(cudaFreeHost(p));
+  }
+  void upload(void* dst, const void* src, size_t bytes) override {
+    if (bytes) KC_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+  }
+  void download(void* dst, const void* src, size_t bytes) override {
+    if (bytes) KC_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    KC_CUDA(cudaStreamSynchronize(stream_));
+  }
+  Tensor place_weight(const Tensor& host, WeightUse) override {
+    void* d = alloc(host.bytes());
+    placed_.push_back(d);
+    KC_CUDA(cudaMemcpy(d, host.data, host.bytes(), cudaMemcpyHostToDevice));
+    Tensor t = host;
+    t.data = d;
+    return t;
+  }
+  void synchronize() override { KC_CUDA(cudaStreamSynchronize(stream_)); }
+  void fill_uniform(float* dst, size_t n, uint64_t seed, float lo, float hi) override { cuda::fill_uniform(ctx_, dst, n, seed, lo, hi); }
+
+  void embedding(float* out, const Tensor& table, const int32_t* tokens, int n) override { cuda::embedding(ctx_, out, table, tokens, n); }
+  void rmsnorm(float* out, const float* x, const float* w, int rows, int dim, float eps) override {
+    cuda::rmsnorm(ctx_, out, x, w, rows, dim, eps);
+  }
+  void matmul(float* out, const float* x, int rows, const Tensor& w, const float* bias) override { cuda::matmul(ctx_, out, x, rows, w, bias); }
+  void rope(float* x, const int32_t* pos, int rows, int n_heads, int head_dim, const RopeParams& p) override {
+    cuda::rope(ctx_, x, pos, rows, n_heads, head_dim, p);
+  }
+  void swiglu(float* out, const float* gate, const float* up, size_t n) override { cuda::swiglu(ctx_, out, gate, up, n); }
+  void add(float* x, const float* y, size_t n) override { cuda::add(ctx_, x, y, n); }
+  void get_rows(float* out, const float* x, const int32_t* idx, int n, int dim) override { cuda::get_rows(ctx_, out, x, idx, n, dim); }
+  void kv_store(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots, int rows, int kv_dim) override {
+    cuda::kv_store(ctx_, k_cache, v_cache, k, v, slots, rows, kv_dim);
+  }
+  void attention(float* out, const float* q, const float* k_cache, const float* v_cache, const AttentionBatch& b) override {
+    cuda::attention(ctx_, out, q, k_cache, v_cache, b);
+  }
+  void kcache_attention(float* out, const float* q, const float* k_cache, const float* v_host, const AttentionBatch& b) override {
+    cuda::kcache_attention(ctx_, out, q, k_cache, v_host, b);
+  }
+
+ private:
+  int device_;
+  std::string name_;
+  cudaStream_t stream_ = nullptr;
+  cuda::Workspace ws_;
+  bool tensor_cores_ = true;
+  cuda::Ctx ctx_{nullptr, nullptr, true};
+  std::vector<void*> placed_;
+};
+
+}  // namespace
+}  // namespace cuda
+
+bool cuda_device_available(std::string* name) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0) {
+    if (name) *name = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device";
+    cudaGetLastError();  // clear the sticky "no device" error
+    return false;
+  }
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess && name) *name = prop.name;
+  return true;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(int device) {
+  return std::make_unique<cuda::CudaBackend>(device);
+}
+
+}  // namespace kc

@@ -1,0 +1,31 @@
+#include "common.cuh"
+
+namespace kc::cuda {
+namespace {
+// One block per row; the sum of squares in double like the CPU backend.
+__global__ void rmsnorm_kernel(float* out, const float* x, const float* w, int dim, float eps) {
+  const float* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
+  float* o = out + static_cast<int64_t>(blockIdx.x) * dim;
+  double ss = 0.0;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) ss += static_cast<double>(xr[i]) * xr[i];
+  __shared__ double part[32];
+  for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  __shared__ float inv;
+  if (threadIdx.x == 0) {
+    double t = 0.0;
+    for (int i = 0; i < (blockDim.x + 31) / 32; ++i) t += part[i];
+    inv = static_cast<float>(1.0 / sqrt(t / dim + eps));
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = xr[i] * inv * w[i];
+}
+}  // namespace
+
+void rmsnorm(Ctx& c, float* out, const float* x, const float* w, int rows, int dim, float eps) {
+  if (rows == 0) return;
+  rmsnorm_kernel<<<rows, 256, 0, c.stream>>>(out, x, w, dim, eps);
+  KC_LAUNCH();
+}
+}  // namespace kc::cuda
