@@ -35,6 +35,9 @@ tail -n 3 "$OUT/conformance.txt"
 echo "conformance exit $rc" | tee -a "$OUT/conformance.txt"
 timeout 420 "$BIN/kcache_gpu_bench" > "$OUT/gpu-bench.txt" 2>&1
 echo "gpu bench exit $?" | tee -a "$OUT/gpu-bench.txt"
+KCACHE_CUDA_PROFILE=1 timeout 120 "$BIN/kcache_gpu_bench" --profile > "$OUT/gpu-profile.txt" 2>&1
+grep PROFILE "$OUT/gpu-profile.txt"
+timeout 120 "$BIN/kcache_gpu_bench" --variants > "$OUT/gpu-variants.txt" 2>&1
 timeout 90 python3 scripts/torch_compare.py > "$OUT/torch.txt" 2>&1
-grep RESULT "$OUT/gpu-bench.txt" "$OUT/torch.txt"
+grep RESULT "$OUT/gpu-bench.txt" "$OUT/gpu-variants.txt" "$OUT/torch.txt"
 exit $rc

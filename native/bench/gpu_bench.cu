@@ -123,6 +123,10 @@ size_t matmul_weight_bytes(const EngineOptions& o) {
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  // --profile: only the decode runs, with per-op GPU time (set KCACHE_CUDA_PROFILE=1 too)
+  const bool profile = argc > 1 && std::strcmp(argv[1], "--profile") == 0;
+  // --variants: decode and paged attention with each alternative unroll (KCACHE_GEMV_UNROLL, KCACHE_ATTN_UNROLL)
+  const bool variants = argc > 1 && std::strcmp(argv[1], "--variants") == 0;
   std::string device;
   if (!cuda_device_available(&device)) {
     std::printf("no CUDA device: %s\n", device.c_str());
@@ -147,17 +151,37 @@ int main(int argc, char** argv) {
     std::printf("llama1b bf16 loaded in %.1f s (%s)\n", seconds_since(t0), e->backend_name());
     const size_t wbytes = matmul_weight_bytes(o);
     const size_t kv_per_seq = static_cast<size_t>(context) * o.config.kv_dim() * 4 * 2 * o.config.n_layers;
+    for (const char* gu : variants ? std::vector<const char*>{"4", "8"} : std::vector<const char*>{"4"})
     for (int batch : {1, 8, 64}) {
-      const double s = time_decode(*e, batch, context, per_seq, quick ? 5 : 20);
+      setenv("KCACHE_GEMV_UNROLL", gu, 1);
+      cuda_profile_report(true);
+      const double s = time_decode(*e, batch, context, per_seq, quick || profile ? 5 : 20);
+      if (profile) std::printf("PROFILE batch %d (6 steps): %s\n", batch, cuda_profile_report(true).c_str());
       const double bytes = static_cast<double>(wbytes) + static_cast<double>(kv_per_seq) * batch;
       const double roof = bw.read / bytes;  // steps/s the read bandwidth allows
-      std::printf("RESULT {\"what\":\"decode\",\"model\":\"dummy:llama1b:bf16\",\"context\":%d,\"batch\":%d,\"step_ms\":%.3f,"
+      std::printf("RESULT {\"what\":\"decode\",\"model\":\"dummy:llama1b:bf16\",\"gemv_unroll\":%s,\"context\":%d,\"batch\":%d,\"step_ms\":%.3f,"
                   "\"tokens_per_s\":%.1f,\"bytes_per_step\":%.0f,\"roofline_fraction\":%.3f}\n",
-                  context, batch, s * 1e3, batch / s, bytes, (1.0 / s) / roof);
+                  gu, context, batch, s * 1e3, batch / s, bytes, (1.0 / s) / roof);
       std::fflush(stdout);
     }
   }
 
+  unsetenv("KCACHE_GEMV_UNROLL");
+  if (profile) return 0;
+  if (variants) {
+    for (const char* u : {"4", "8"}) {
+      setenv("KCACHE_ATTN_UNROLL", u, 1);
+      AttentionBenchOptions a;
+      a.n_layers = 16, a.n_heads = 32, a.n_kv_heads = 8, a.head_dim = 64, a.block_size = 16;
+      a.context = 32768, a.batch = 8, a.iters = 5, a.backend = "cuda", a.topns = {0};
+      const double s = bench_decode_attention(a)[0];
+      const double bytes = static_cast<double>(a.batch) * a.context * a.n_kv_heads * a.head_dim * 4 * 2 * a.n_layers;
+      std::printf("RESULT {\"what\":\"paged_attention_variant\",\"attn_unroll\":%s,\"ms\":%.3f,\"copy_fraction\":%.3f}\n", u, s * 1e3,
+                  (bytes / s) / bw.copy);
+      std::fflush(stdout);
+    }
+    return 0;
+  }
   // 3. paged attention alone, llama1b shape, 32k context, batch 8
   {
     AttentionBenchOptions a;

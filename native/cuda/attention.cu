@@ -8,6 +8,7 @@
 //   2. attn_combine: one block per (row, query head) merges the splits' (max, sum, acc).
 // KCache rows (row_topn in (0, context)) are skipped here and done by kcache_attention.cu.
 #include <algorithm>
+#include <cstdlib>
 
 #include "attention.cuh"
 
@@ -15,8 +16,9 @@ namespace kc::cuda {
 namespace {
 
 constexpr int kWarps = 4;
+constexpr int kMaxSplitBlocks = 512;  // block-table entries of one split staged in shared memory
 
-template <int E>
+template <int E, int kUnrollPos>
 __global__ void __launch_bounds__(32 * kWarps) attn_split(const float* q, const float* k_cache, const float* v_cache, AttnArgs a,
                                                          float* part) {
   const int split = blockIdx.x, kvh = blockIdx.y, r = blockIdx.z;
@@ -26,8 +28,17 @@ __global__ void __launch_bounds__(32 * kWarps) attn_split(const float* q, const 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gi = lane / L, li = lane % L;
   const int t_begin = split * a.chunk, t_end = min(n_ctx, t_begin + a.chunk);
-  const int32_t* table = a.block_tables + a.table_offset[a.row_seq[r]];
+  const int32_t* table_g = a.block_tables + a.table_offset[a.row_seq[r]];
   const int kv_dim = a.n_kv_heads * hd;
+  // this split's block-table entries, read once into shared memory (no dependent global load per position)
+  __shared__ int32_t s_table[kMaxSplitBlocks];
+  const int first_blk = t_begin / a.block_size;
+  const int n_blk = t_end > t_begin ? (t_end - 1) / a.block_size - first_blk + 1 : 0;
+  const bool staged = n_blk <= kMaxSplitBlocks;
+  if (staged)
+    for (int i = threadIdx.x; i < n_blk; i += blockDim.x) s_table[i] = table_g[first_blk + i];
+  __syncthreads();
+  auto block_of = [&](int t) { return staged ? s_table[t / a.block_size - first_blk] : table_g[t / a.block_size]; };
 
   float qr[kMaxGroup][E], acc[kMaxGroup][E], m[kMaxGroup], l[kMaxGroup];
 #pragma unroll
@@ -40,37 +51,45 @@ __global__ void __launch_bounds__(32 * kWarps) attn_split(const float* q, const 
       qr[g][e] = g < G ? q[(static_cast<int64_t>(r) * a.n_heads + kvh * G + g) * hd + li * E + e] * a.scale : 0.0f;
     }
   }
-  for (int t0 = t_begin + warp * P; t0 < t_end; t0 += kWarps * P) {
-    const int t = t0 + gi;
-    const bool valid = t < t_end;
-    float kv[E], vv[E];
-    if (valid) {
-      const int64_t off = (static_cast<int64_t>(table[t / a.block_size]) * a.block_size + t % a.block_size) * kv_dim + kvh * hd + li * E;
+  // U positions per lane group per iteration, all loads issued before any math: each warp keeps
+  // 32/L * U K and V rows in flight
+  for (int t0 = t_begin + warp * P * kUnrollPos; t0 < t_end; t0 += kWarps * P * kUnrollPos) {
+    float kv[kUnrollPos][E], vv[kUnrollPos][E];
 #pragma unroll
-      for (int e = 0; e < E; e += 4) {
-        const float4 k4 = *reinterpret_cast<const float4*>(k_cache + off + e);
-        const float4 v4 = *reinterpret_cast<const float4*>(v_cache + off + e);
-        kv[e] = k4.x, kv[e + 1] = k4.y, kv[e + 2] = k4.z, kv[e + 3] = k4.w;
-        vv[e] = v4.x, vv[e + 1] = v4.y, vv[e + 2] = v4.z, vv[e + 3] = v4.w;
+    for (int u = 0; u < kUnrollPos; ++u) {
+      const int t = t0 + u * P + gi;
+      if (t < t_end) {
+        const int64_t off = (static_cast<int64_t>(block_of(t)) * a.block_size + t % a.block_size) * kv_dim + kvh * hd + li * E;
+#pragma unroll
+        for (int e = 0; e < E; e += 4) {
+          const float4 k4 = __ldg(reinterpret_cast<const float4*>(k_cache + off + e));
+          const float4 v4 = *reinterpret_cast<const float4*>(v_cache + off + e);
+          kv[u][e] = k4.x, kv[u][e + 1] = k4.y, kv[u][e + 2] = k4.z, kv[u][e + 3] = k4.w;
+          vv[u][e] = v4.x, vv[u][e + 1] = v4.y, vv[u][e + 2] = v4.z, vv[u][e + 3] = v4.w;
+        }
+      } else {
+#pragma unroll
+        for (int e = 0; e < E; ++e) kv[u][e] = vv[u][e] = 0.0f;
       }
-    } else {
-#pragma unroll
-      for (int e = 0; e < E; ++e) kv[e] = vv[e] = 0.0f;
     }
 #pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      if (g >= G) break;
-      float s = 0.0f;
+    for (int u = 0; u < kUnrollPos; ++u) {
+      const bool valid = t0 + u * P + gi < t_end;
 #pragma unroll
-      for (int e = 0; e < E; ++e) s += qr[g][e] * kv[e];
-      for (int o = L / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-      if (valid) {
-        const float mn = fmaxf(m[g], s);
-        const float c = expf(m[g] - mn), p = expf(s - mn);
-        l[g] = l[g] * c + p;
+      for (int g = 0; g < kMaxGroup; ++g) {
+        if (g >= G) break;
+        float s = 0.0f;
 #pragma unroll
-        for (int e = 0; e < E; ++e) acc[g][e] = acc[g][e] * c + p * vv[e];
-        m[g] = mn;
+        for (int e = 0; e < E; ++e) s += qr[g][e] * kv[u][e];
+        for (int o = L / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (valid) {
+          const float mn = fmaxf(m[g], s);
+          const float c = expf(m[g] - mn), p = expf(s - mn);
+          l[g] = l[g] * c + p;
+#pragma unroll
+          for (int e = 0; e < E; ++e) acc[g][e] = acc[g][e] * c + p * vv[u][e];
+          m[g] = mn;
+        }
       }
     }
   }
@@ -180,11 +199,8 @@ AttnArgs attn_args(const AttentionBatch& b) {
 }
 
 void check_attention_shape(int head_dim, int group) {
-  const bool e4 = head_dim % 4 == 0 && head_dim <= 128 && (32 % (head_dim / 4) == 0);
-  const bool e8 = head_dim == 256;
-  if (!(e4 || e8))
-    throw std::runtime_error("CUDA attention: head_dim " + std::to_string(head_dim) +
-                             " is not supported (4, 8, 16, 32, 64, 128 or 256)");
+  if (!(head_dim % 4 == 0 && head_dim <= 128 && 32 % (head_dim / 4) == 0))
+    throw std::runtime_error("CUDA attention: head_dim " + std::to_string(head_dim) + " is not supported (4, 8, 16, 32, 64 or 128)");
   if (group > kMaxGroup)
     throw std::runtime_error("CUDA attention: " + std::to_string(group) + " query heads per KV head (at most " +
                              std::to_string(kMaxGroup) + ")");
@@ -193,15 +209,17 @@ void check_attention_shape(int head_dim, int group) {
 void paged_attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_cache, AttnArgs a, int max_context) {
   if (a.rows == 0) return;
   check_attention_shape(a.head_dim, a.group);
-  // enough blocks to fill the GPU a few times over, splits of at least 64 positions
-  const int target = 4 * sm_count();
+  // enough blocks to fill the GPU many times over, splits of at least 64 positions
+  const int target = 16 * sm_count();
   const int want = (target + a.rows * a.n_kv_heads - 1) / (a.rows * a.n_kv_heads);
   a.n_splits = std::max(1, std::min(want, (max_context + 63) / 64));
   a.chunk = (max_context + a.n_splits - 1) / a.n_splits;
   auto* part = static_cast<float*>(c.ws->get(static_cast<size_t>(a.rows) * a.n_heads * a.n_splits * (a.head_dim + 2) * sizeof(float)));
   const dim3 grid(a.n_splits, a.n_kv_heads, a.rows);
-  if (a.head_dim == 256) attn_split<8><<<grid, 32 * kWarps, 0, c.stream>>>(q, k_cache, v_cache, a, part);
-  else attn_split<4><<<grid, 32 * kWarps, 0, c.stream>>>(q, k_cache, v_cache, a, part);
+  // KCACHE_ATTN_UNROLL=8 loads 8 positions per lane group before the math (default 4)
+  const char* u = std::getenv("KCACHE_ATTN_UNROLL");
+  if (u && std::atoi(u) == 8) attn_split<4, 8><<<grid, 32 * kWarps, 0, c.stream>>>(q, k_cache, v_cache, a, part);
+  else attn_split<4, 4><<<grid, 32 * kWarps, 0, c.stream>>>(q, k_cache, v_cache, a, part);
   KC_LAUNCH();
   attn_combine<<<dim3(a.rows, a.n_heads), 64, 0, c.stream>>>(out, part, a);
   KC_LAUNCH();

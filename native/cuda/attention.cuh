@@ -5,7 +5,7 @@
 namespace kc::cuda {
 
 constexpr int kMaxGroup = 8;      // query heads per KV head
-constexpr int kMaxHeadDim = 256;
+constexpr int kMaxHeadDim = 128;
 
 // AttentionBatch plus the launch's split geometry, passed to kernels by value.
 struct AttnArgs {

@@ -1,7 +1,10 @@
 // The CUDA backend: device memory for weights, the K cache and activations; pinned, mapped host
 // memory for KCache's V tier; every op a kernel on one stream (ops/*.cu, one file per op).
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <vector>
 
 #include "attention.cuh"
@@ -31,6 +34,16 @@ Workspace::~Workspace() {
 
 namespace {
 
+std::mutex profile_mu;
+std::map<std::string, std::pair<double, long>> profile_table;  // op -> (ms, calls)
+
+void profile_add(const char* op, float ms) {
+  std::lock_guard<std::mutex> lock(profile_mu);
+  auto& e = profile_table[op];
+  e.first += ms;
+  e.second += 1;
+}
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device) : device_(device) {
@@ -47,6 +60,11 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
     for (void* p : placed_) cudaFree(p);
+    if (staging_) cudaFreeHost(staging_);
+    for (auto& e : events_) {
+      cudaEventDestroy(e.begin);
+      cudaEventDestroy(e.end);
+    }
     cudaStreamDestroy(stream_);
   }
 
@@ -85,12 +103,27 @@ class CudaBackend final : public Backend {
   void release_host(void* p) override {
     if (p) KC_CUDA(cudaFreeHost(p));
   }
+  // Small uploads (a step's tokens, positions, block tables) go through a pinned staging arena,
+  // so each is a truly asynchronous copy instead of an implicit stream synchronisation; the arena
+  // is reused once the stream has been synchronised (download, synchronize).
   void upload(void* dst, const void* src, size_t bytes) override {
-    if (bytes) KC_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+    if (!bytes) return;
+    if (bytes > kStagingBytes / 4) {
+      KC_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+      KC_CUDA(cudaStreamSynchronize(stream_));  // the source may be freed on return
+      staged_ = 0;
+      return;
+    }
+    if (!staging_) KC_CUDA(cudaHostAlloc(&staging_, kStagingBytes, cudaHostAllocDefault));
+    if (staged_ + bytes > kStagingBytes) synchronize();
+    char* slot = static_cast<char*>(staging_) + staged_;
+    std::memcpy(slot, src, bytes);
+    KC_CUDA(cudaMemcpyAsync(dst, slot, bytes, cudaMemcpyHostToDevice, stream_));
+    staged_ += (bytes + 255) / 256 * 256;
   }
   void download(void* dst, const void* src, size_t bytes) override {
     if (bytes) KC_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
-    KC_CUDA(cudaStreamSynchronize(stream_));
+    synchronize();
   }
   Tensor place_weight(const Tensor& host, WeightUse) override {
     void* d = alloc(host.bytes());
@@ -100,31 +133,71 @@ class CudaBackend final : public Backend {
     t.data = d;
     return t;
   }
-  void synchronize() override { KC_CUDA(cudaStreamSynchronize(stream_)); }
+  void synchronize() override {
+    KC_CUDA(cudaStreamSynchronize(stream_));
+    staged_ = 0;
+    collect_profile();
+  }
   void fill_uniform(float* dst, size_t n, uint64_t seed, float lo, float hi) override { cuda::fill_uniform(ctx_, dst, n, seed, lo, hi); }
 
-  void embedding(float* out, const Tensor& table, const int32_t* tokens, int n) override { cuda::embedding(ctx_, out, table, tokens, n); }
+  void embedding(float* out, const Tensor& table, const int32_t* tokens, int n) override { timed("embedding", [&] { cuda::embedding(ctx_, out, table, tokens, n); }); }
   void rmsnorm(float* out, const float* x, const float* w, int rows, int dim, float eps) override {
-    cuda::rmsnorm(ctx_, out, x, w, rows, dim, eps);
+    timed("rmsnorm", [&] { cuda::rmsnorm(ctx_, out, x, w, rows, dim, eps); });
   }
-  void matmul(float* out, const float* x, int rows, const Tensor& w, const float* bias) override { cuda::matmul(ctx_, out, x, rows, w, bias); }
+  void matmul(float* out, const float* x, int rows, const Tensor& w, const float* bias) override { timed("matmul", [&] { cuda::matmul(ctx_, out, x, rows, w, bias); }); }
+  void matmul_multi(float* const* outs, const float* x, int rows, const Tensor* ws, const float* const* biases, int count) override {
+    timed("matmul", [&] { cuda::matmul_multi(ctx_, outs, x, rows, ws, biases, count); });
+  }
   void rope(float* x, const int32_t* pos, int rows, int n_heads, int head_dim, const RopeParams& p) override {
-    cuda::rope(ctx_, x, pos, rows, n_heads, head_dim, p);
+    timed("rope", [&] { cuda::rope(ctx_, x, pos, rows, n_heads, head_dim, p); });
   }
-  void swiglu(float* out, const float* gate, const float* up, size_t n) override { cuda::swiglu(ctx_, out, gate, up, n); }
-  void add(float* x, const float* y, size_t n) override { cuda::add(ctx_, x, y, n); }
-  void get_rows(float* out, const float* x, const int32_t* idx, int n, int dim) override { cuda::get_rows(ctx_, out, x, idx, n, dim); }
+  void swiglu(float* out, const float* gate, const float* up, size_t n) override { timed("swiglu", [&] { cuda::swiglu(ctx_, out, gate, up, n); }); }
+  void add(float* x, const float* y, size_t n) override { timed("add", [&] { cuda::add(ctx_, x, y, n); }); }
+  void get_rows(float* out, const float* x, const int32_t* idx, int n, int dim) override { timed("get_rows", [&] { cuda::get_rows(ctx_, out, x, idx, n, dim); }); }
   void kv_store(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots, int rows, int kv_dim) override {
-    cuda::kv_store(ctx_, k_cache, v_cache, k, v, slots, rows, kv_dim);
+    timed("kv_store", [&] { cuda::kv_store(ctx_, k_cache, v_cache, k, v, slots, rows, kv_dim); });
   }
   void attention(float* out, const float* q, const float* k_cache, const float* v_cache, const AttentionBatch& b) override {
-    cuda::attention(ctx_, out, q, k_cache, v_cache, b);
+    timed("attention", [&] { cuda::attention(ctx_, out, q, k_cache, v_cache, b); });
   }
   void kcache_attention(float* out, const float* q, const float* k_cache, const float* v_host, const AttentionBatch& b) override {
-    cuda::kcache_attention(ctx_, out, q, k_cache, v_host, b);
+    timed("kcache_attention", [&] { cuda::kcache_attention(ctx_, out, q, k_cache, v_host, b); });
   }
 
  private:
+  static constexpr size_t kStagingBytes = size_t(8) << 20;
+
+  struct Timing {
+    const char* op;
+    cudaEvent_t begin, end;
+  };
+  // KCACHE_CUDA_PROFILE=1: GPU time per op, from events around each launch, summed into a
+  // process-wide table (cuda_profile_report()).
+  template <typename F>
+  void timed(const char* op, F&& f) {
+    if (!profile_) return f();
+    if (next_event_ == events_.size()) {
+      Timing t{op, nullptr, nullptr};
+      KC_CUDA(cudaEventCreate(&t.begin));
+      KC_CUDA(cudaEventCreate(&t.end));
+      events_.push_back(t);
+    }
+    Timing& t = events_[next_event_++];
+    t.op = op;
+    KC_CUDA(cudaEventRecord(t.begin, stream_));
+    f();
+    KC_CUDA(cudaEventRecord(t.end, stream_));
+  }
+  void collect_profile() {
+    if (!profile_) return;
+    for (size_t i = 0; i < next_event_; ++i) {
+      float ms = 0;
+      KC_CUDA(cudaEventElapsedTime(&ms, events_[i].begin, events_[i].end));
+      profile_add(events_[i].op, ms);
+    }
+    next_event_ = 0;
+  }
+
   int device_;
   std::string name_;
   cudaStream_t stream_ = nullptr;
@@ -132,10 +205,27 @@ class CudaBackend final : public Backend {
   bool tensor_cores_ = true;
   cuda::Ctx ctx_{nullptr, nullptr, true};
   std::vector<void*> placed_;
+  void* staging_ = nullptr;
+  size_t staged_ = 0;
+  bool profile_ = std::getenv("KCACHE_CUDA_PROFILE") != nullptr;
+  std::vector<Timing> events_;
+  size_t next_event_ = 0;
 };
 
 }  // namespace
 }  // namespace cuda
+
+std::string cuda_profile_report(bool reset) {
+  std::lock_guard<std::mutex> lock(cuda::profile_mu);
+  std::string out;
+  for (const auto& [op, v] : cuda::profile_table) {
+    char line[160];
+    std::snprintf(line, sizeof line, "%s%s: %.3f ms in %ld calls", out.empty() ? "" : ", ", op.c_str(), v.first, v.second);
+    out += line;
+  }
+  if (reset) cuda::profile_table.clear();
+  return out;
+}
 
 bool cuda_device_available(std::string* name) {
   int n = 0;

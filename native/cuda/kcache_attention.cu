@@ -21,24 +21,35 @@ __device__ __forceinline__ bool is_topn_row(const AttnArgs& a, int r, int* n_ctx
   return *topn > 0 && *topn < *n_ctx;
 }
 
-// scores[(r * n_heads + h) * stride + t]
+// scores[(r * n_heads + h) * stride + t]. Lanes in groups of L = head_dim / 4 share one K row
+// (one float4 each, coalesced); a warp covers 32 / L positions per load, each block kTile positions.
 __global__ void kc_scores(const float* q, const float* k_cache, AttnArgs a, float* scores, int stride) {
   const int tile = blockIdx.x, kvh = blockIdx.y, r = blockIdx.z;
   int n_ctx, topn;
   if (!is_topn_row(a, r, &n_ctx, &topn)) return;
-  const int t = tile * kTile + threadIdx.x;
-  if (t >= n_ctx) return;
   const int hd = a.head_dim, G = a.group, kv_dim = a.n_kv_heads * hd;
+  const int L = hd / 4, P = 32 / L;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gi = lane / L, li = lane % L;
   const int32_t* table = a.block_tables + a.table_offset[a.row_seq[r]];
-  const float* k = k_cache + (static_cast<int64_t>(table[t / a.block_size]) * a.block_size + t % a.block_size) * kv_dim + kvh * hd;
-  for (int g = 0; g < G; ++g) {
-    const float* qh = q + (static_cast<int64_t>(r) * a.n_heads + kvh * G + g) * hd;
-    float s = 0.0f;
-    for (int d = 0; d < hd; d += 4) {
-      const float4 k4 = *reinterpret_cast<const float4*>(k + d);
-      s += qh[d] * k4.x + qh[d + 1] * k4.y + qh[d + 2] * k4.z + qh[d + 3] * k4.w;
+  float4 qr[kMaxGroup];
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g)
+    qr[g] = g < G ? *reinterpret_cast<const float4*>(q + (static_cast<int64_t>(r) * a.n_heads + kvh * G + g) * hd + li * 4)
+                  : make_float4(0, 0, 0, 0);
+  const int t_end = min(n_ctx, (tile + 1) * kTile);
+  for (int t0 = tile * kTile + warp * P; t0 < t_end; t0 += (blockDim.x / 32) * P) {
+    const int t = t0 + gi;
+    float4 k4 = make_float4(0, 0, 0, 0);
+    if (t < t_end)
+      k4 = __ldg(reinterpret_cast<const float4*>(
+          k_cache + (static_cast<int64_t>(table[t / a.block_size]) * a.block_size + t % a.block_size) * kv_dim + kvh * hd + li * 4));
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= G) break;
+      float s = qr[g].x * k4.x + qr[g].y * k4.y + qr[g].z * k4.z + qr[g].w * k4.w;
+      for (int o = L / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+      if (li == 0 && t < t_end) scores[(static_cast<int64_t>(r) * a.n_heads + kvh * G + g) * stride + t] = s * a.scale;
     }
-    scores[(static_cast<int64_t>(r) * a.n_heads + kvh * G + g) * stride + t] = s * a.scale;
   }
 }
 

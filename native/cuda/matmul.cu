@@ -8,6 +8,8 @@
 //  - SIMT GEMM (f32 weights, or KCACHE_CUDA_TC=0): 64x64 tiles, 4x4 outputs per thread, fp32.
 #include <mma.h>
 
+#include <cstdlib>
+
 #include "common.cuh"
 
 namespace kc::cuda {
@@ -15,7 +17,18 @@ namespace {
 
 constexpr int kGemvMaxRows = 8;
 constexpr int kGemvWarps = 4;
-constexpr int kUnroll = 4;
+constexpr int kMaxSegments = 3;
+
+// Up to three weight matrices sharing one input x (q/k/v, gate/up): one GEMV launch over all of
+// their output rows. Segment i covers global output rows [start[i], start[i+1]).
+template <typename T>
+struct Segments {
+  const T* w[kMaxSegments];
+  float* out[kMaxSegments];
+  const float* bias[kMaxSegments];
+  int start[kMaxSegments + 1];
+  int count;
+};
 
 template <typename T>
 struct Vec;  // 16 bytes of T
@@ -47,12 +60,18 @@ __device__ __forceinline__ void unpack(const uint4& u, float* f) {
 }
 
 // VEC: weights and x are read 16 bytes at a time (K a multiple of the vector, rows aligned).
-template <typename T, bool VEC>
-__global__ void gemv_kernel(float* out, const float* x, int rows, const T* w, const float* bias, int N, int K) {
+// kUnroll 16-byte loads per lane are issued before any math.
+template <typename T, bool VEC, int kUnroll>
+__global__ void gemv_kernel(Segments<T> sg, const float* x, int rows, int K) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int o = blockIdx.x * kGemvWarps + warp;
-  if (o >= N) return;
-  const T* wr = w + static_cast<int64_t>(o) * K;
+  const int og = blockIdx.x * kGemvWarps + warp;
+  if (og >= sg.start[sg.count]) return;
+  int seg = 0;
+  while (og >= sg.start[seg + 1]) ++seg;
+  const int o = og - sg.start[seg], N = sg.start[seg + 1] - sg.start[seg];
+  float* out = sg.out[seg];
+  const float* bias = sg.bias[seg];
+  const T* wr = sg.w[seg] + static_cast<int64_t>(o) * K;
   float acc[kGemvMaxRows];
 #pragma unroll
   for (int r = 0; r < kGemvMaxRows; ++r) acc[r] = 0.0f;
@@ -216,12 +235,24 @@ __global__ void __launch_bounds__(128) gemm_wmma_kernel(float* out, const float*
 }
 
 template <typename T>
+void launch_gemv(Ctx& c, const Segments<T>& sg, const float* x, int rows, int K) {
+  const dim3 grid((sg.start[sg.count] + kGemvWarps - 1) / kGemvWarps);
+  bool vec = K % Vec<T>::n == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  for (int i = 0; i < sg.count; ++i) vec = vec && reinterpret_cast<uintptr_t>(sg.w[i]) % 16 == 0;
+  // KCACHE_GEMV_UNROLL=8 keeps 8 loads per lane in flight (default 4)
+  const char* u = std::getenv("KCACHE_GEMV_UNROLL");
+  const bool u8 = u && std::atoi(u) == 8;
+  if (!vec) gemv_kernel<T, false, 1><<<grid, 32 * kGemvWarps, 0, c.stream>>>(sg, x, rows, K);
+  else if (u8) gemv_kernel<T, true, 8><<<grid, 32 * kGemvWarps, 0, c.stream>>>(sg, x, rows, K);
+  else gemv_kernel<T, true, 4><<<grid, 32 * kGemvWarps, 0, c.stream>>>(sg, x, rows, K);
+}
+
+template <typename T>
 void launch(Ctx& c, float* out, const float* x, int rows, const T* w, const float* bias, int N, int K) {
   if (rows <= kGemvMaxRows) {
-    const dim3 grid((N + kGemvWarps - 1) / kGemvWarps);
-    const bool vec = K % Vec<T>::n == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
-    if (vec) gemv_kernel<T, true><<<grid, 32 * kGemvWarps, 0, c.stream>>>(out, x, rows, w, bias, N, K);
-    else gemv_kernel<T, false><<<grid, 32 * kGemvWarps, 0, c.stream>>>(out, x, rows, w, bias, N, K);
+    Segments<T> sg{};
+    sg.w[0] = w, sg.out[0] = out, sg.bias[0] = bias, sg.start[0] = 0, sg.start[1] = N, sg.count = 1;
+    launch_gemv(c, sg, x, rows, K);
     return;
   }
   const dim3 grid((N + BN - 1) / BN, (rows + BM - 1) / BM);
@@ -234,6 +265,30 @@ void launch(Ctx& c, float* out, const float* x, int rows, const T* w, const floa
   gemm_simt_kernel<T><<<grid, 256, 0, c.stream>>>(out, x, rows, w, bias, N, K);
 }
 }  // namespace
+
+void matmul_multi(Ctx& c, float* const* outs, const float* x, int rows, const Tensor* ws, const float* const* biases, int count) {
+  bool same = count <= kMaxSegments && rows <= kGemvMaxRows;
+  for (int i = 1; i < count && same; ++i) same = ws[i].dtype == ws[0].dtype && ws[i].cols == ws[0].cols;
+  if (!same) {
+    for (int i = 0; i < count; ++i) matmul(c, outs[i], x, rows, ws[i], biases[i]);
+    return;
+  }
+  if (rows == 0) return;
+  dispatch_dtype(ws[0].dtype, [&](auto* tag) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+    Segments<T> sg{};
+    sg.count = count;
+    sg.start[0] = 0;
+    for (int i = 0; i < count; ++i) {
+      sg.w[i] = static_cast<const T*>(ws[i].data);
+      sg.out[i] = outs[i];
+      sg.bias[i] = biases[i];
+      sg.start[i + 1] = sg.start[i] + static_cast<int>(ws[i].rows);
+    }
+    launch_gemv(c, sg, x, rows, static_cast<int>(ws[0].cols));
+  });
+  KC_LAUNCH();
+}
 
 void matmul(Ctx& c, float* out, const float* x, int rows, const Tensor& w, const float* bias) {
   if (rows == 0) return;

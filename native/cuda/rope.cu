@@ -14,7 +14,7 @@ __global__ void rope_kernel(float* x, const int32_t* pos, const double* freqs, i
   const int r = blockIdx.x;
   const int half = head_dim / 2;
   const double p = pos[r];
-  for (int t = threadIdx.x; t < n_heads * half; t += blockDim.x) {
+  for (int t = blockIdx.y * blockDim.x + threadIdx.x; t < n_heads * half; t += gridDim.y * blockDim.x) {
     const int h = t / half, i = t % half;
     double s, co;
     sincos(p * freqs[i], &s, &co);
@@ -63,7 +63,8 @@ const double* freq_table(const RopeParams& p, int head_dim) {
 
 void rope(Ctx& c, float* x, const int32_t* pos, int rows, int n_heads, int head_dim, const RopeParams& p) {
   if (rows == 0) return;
-  rope_kernel<<<rows, 128, 0, c.stream>>>(x, pos, freq_table(p, head_dim), n_heads, head_dim,
+  const dim3 grid(rows, (n_heads * (head_dim / 2) + 127) / 128);
+  rope_kernel<<<grid, 128, 0, c.stream>>>(x, pos, freq_table(p, head_dim), n_heads, head_dim,
                                           p.style == RopeStyle::Interleaved ? 1 : 0);
   KC_LAUNCH();
 }

@@ -134,9 +134,12 @@ class EngineImpl final : public Engine {
     for (const LayerWeights& L : layers_) {
       // attention block
       B.rmsnorm(s.xb, s.x, L.attn_norm, rows, dim, cfg_.norm_eps);
-      B.matmul(s.q, s.xb, rows, L.wq, L.bq);  // (rows, q_dim)
-      B.matmul(s.k, s.xb, rows, L.wk, L.bk);  // (rows, kv_dim)
-      B.matmul(s.v, s.xb, rows, L.wv, L.bv);  // (rows, kv_dim)
+      {  // q (rows, q_dim), k and v (rows, kv_dim)
+        float* outs[3] = {s.q, s.k, s.v};
+        const Tensor ws[3] = {L.wq, L.wk, L.wv};
+        const float* bs[3] = {L.bq, L.bk, L.bv};
+        B.matmul_multi(outs, s.xb, rows, ws, bs, 3);
+      }
       B.rope(s.q, s.pos, rows, cfg_.n_heads, cfg_.head_dim, cfg_.rope);
       B.rope(s.k, s.pos, rows, cfg_.n_kv_heads, cfg_.head_dim, cfg_.rope);
       B.kv_store(L.k_cache, L.v_cache, s.k, s.v, s.slots, rows, kv_dim);
@@ -146,8 +149,12 @@ class EngineImpl final : public Engine {
       B.add(s.x, s.xb, static_cast<size_t>(rows) * dim);
       // feed-forward block
       B.rmsnorm(s.xb, s.x, L.ffn_norm, rows, dim, cfg_.norm_eps);
-      B.matmul(s.hb, s.xb, rows, L.w1, nullptr);   // gate (rows, hidden)
-      B.matmul(s.hb2, s.xb, rows, L.w3, nullptr);  // up (rows, hidden)
+      {  // gate and up (rows, hidden)
+        float* outs[2] = {s.hb, s.hb2};
+        const Tensor ws[2] = {L.w1, L.w3};
+        const float* bs[2] = {nullptr, nullptr};
+        B.matmul_multi(outs, s.xb, rows, ws, bs, 2);
+      }
       B.swiglu(s.hb, s.hb, s.hb2, static_cast<size_t>(rows) * hidden);
       B.matmul(s.xb, s.hb, rows, L.w2, nullptr);   // down (rows, dim)
       B.add(s.x, s.xb, static_cast<size_t>(rows) * dim);

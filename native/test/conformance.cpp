@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
@@ -196,6 +197,44 @@ void test_matmul(Backend& C, Backend& G, const char* label) {
   }
 }
 
+// q/k/v-style: three matrices of one x in one call, against the CPU's three matmuls.
+void test_matmul_multi(Backend& C, Backend& G) {
+  for (DType dt : {DType::F32, DType::BF16}) {
+    const int K = 576, ns[3] = {576, 192, 192};
+    std::vector<HostWeight> hw;
+    std::vector<Tensor> tc, tg;
+    for (int n : ns) hw.emplace_back(randu(static_cast<size_t>(n) * K, -0.1f, 0.1f), dt, n, K);
+    for (auto& w : hw) {
+      tc.push_back(C.place_weight(w.t, Backend::WeightUse::Matmul));
+      tg.push_back(G.place_weight(w.t, Backend::WeightUse::Matmul));
+    }
+    for (int rows : {1, 5, 12}) {
+      auto x = randu(static_cast<size_t>(rows) * K);
+      auto bias = randu(192);
+      Buf xc(C, x.size() * 4), xg(G, x.size() * 4), bc(C, 192 * 4), bg(G, 192 * 4);
+      xc.set(x), xg.set(x), bc.set(bias), bg.set(bias);
+      std::vector<std::unique_ptr<Buf>> oc, og;
+      for (int n : ns) {
+        oc.push_back(std::make_unique<Buf>(C, static_cast<size_t>(rows) * n * 4));
+        og.push_back(std::make_unique<Buf>(G, static_cast<size_t>(rows) * n * 4));
+        oc.back()->poison(), og.back()->poison();
+      }
+      float* outs_c[3] = {oc[0]->as<float>(), oc[1]->as<float>(), oc[2]->as<float>()};
+      float* outs_g[3] = {og[0]->as<float>(), og[1]->as<float>(), og[2]->as<float>()};
+      const float* bias_c[3] = {nullptr, bc.as<float>(), nullptr};
+      const float* bias_g[3] = {nullptr, bg.as<float>(), nullptr};
+      for (int i = 0; i < 3; ++i) C.matmul(outs_c[i], xc.as<float>(), rows, tc[i], bias_c[i]);
+      G.matmul_multi(outs_g, xg.as<float>(), rows, tg.data(), bias_g, 3);
+      for (int i = 0; i < 3; ++i) {
+        char name[128];
+        std::snprintf(name, sizeof name, "matmul_multi %s segment %d (%dx%d) x %d rows", dtn(dt), i, ns[i], K, rows);
+        check(name, oc[i]->get(static_cast<size_t>(rows) * ns[i]), og[i]->get(static_cast<size_t>(rows) * ns[i]),
+              dt == DType::F32 || rows <= 8 ? 1e-5 : 1e-2);
+      }
+    }
+  }
+}
+
 // A paged cache with three sequences in shuffled blocks, rows mixing decode rows and a prefill chunk.
 void test_attention(Backend& C, Backend& G) {
   struct Case {
@@ -339,7 +378,15 @@ int main(int argc, char** argv) {
       test_matmul(*C, *G2, "simt");
     }
     unsetenv("KCACHE_CUDA_TC");
+    test_matmul_multi(*C, *G);
     test_attention(*C, *G);
+    // the alternative unrolls the benchmark compares are checked too
+    setenv("KCACHE_GEMV_UNROLL", "8", 1);
+    setenv("KCACHE_ATTN_UNROLL", "8", 1);
+    test_matmul(*C, *G, "tc unroll8");
+    test_attention(*C, *G);
+    unsetenv("KCACHE_GEMV_UNROLL");
+    unsetenv("KCACHE_ATTN_UNROLL");
 
     test_model("stories260K f32", testing::llama2c_model(stories), 1e-4);
     EngineOptions kc = testing::llama2c_model(stories);

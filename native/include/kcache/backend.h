@@ -89,6 +89,11 @@ class Backend {
   // w was placed with WeightUse::Matmul. Each output is computed the same way whatever `rows` is,
   // so batching never changes a sequence's results.
   virtual void matmul(float* out, const float* x, int rows, const Tensor& w, const float* bias) = 0;
+  // Several matmuls of the same x (q/k/v, gate/up), each computed exactly as matmul computes it;
+  // a backend may run them as one launch.
+  virtual void matmul_multi(float* const* outs, const float* x, int rows, const Tensor* ws, const float* const* biases, int count) {
+    for (int i = 0; i < count; ++i) matmul(outs[i], x, rows, ws[i], biases[i]);
+  }
   // Rotates each head of x[r, n_heads * head_dim] by position pos[r].
   virtual void rope(float* x, const int32_t* pos, int rows, int n_heads, int head_dim,
                     const RopeParams& p) = 0;

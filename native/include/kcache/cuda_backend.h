@@ -14,4 +14,7 @@ bool cuda_device_available(std::string* name);
 // The CUDA backend on `device`; throws std::runtime_error when there is none.
 std::unique_ptr<Backend> make_cuda_backend(int device = 0);
 
+// With KCACHE_CUDA_PROFILE set: GPU milliseconds and calls per op since the last reset.
+std::string cuda_profile_report(bool reset);
+
 }  // namespace kc
