@@ -38,6 +38,7 @@ echo "gpu bench exit $?" | tee -a "$OUT/gpu-bench.txt"
 KCACHE_CUDA_PROFILE=1 timeout 120 "$BIN/kcache_gpu_bench" --profile > "$OUT/gpu-profile.txt" 2>&1
 grep PROFILE "$OUT/gpu-profile.txt"
 timeout 120 "$BIN/kcache_gpu_bench" --variants > "$OUT/gpu-variants.txt" 2>&1
+KCACHE_CUDA_GRAPHS=0 timeout 120 "$BIN/kcache_gpu_bench" --variants > "$OUT/gpu-variants-nographs.txt" 2>&1
 timeout 90 python3 scripts/torch_compare.py > "$OUT/torch.txt" 2>&1
-grep RESULT "$OUT/gpu-bench.txt" "$OUT/gpu-variants.txt" "$OUT/torch.txt"
+grep RESULT "$OUT/gpu-bench.txt" "$OUT/gpu-variants.txt" "$OUT/gpu-variants-nographs.txt" "$OUT/torch.txt" | grep -v bandwidth
 exit $rc

@@ -23,6 +23,7 @@ void* Workspace::region(int i, size_t need) {
   }
   const size_t sz = std::max(need, bytes[i] * 3 / 2);
   KC_CUDA(cudaMalloc(&ptr[i], sz));
+  ++generation;
   bytes[i] = sz;
   return ptr[i];
 }
@@ -59,6 +60,7 @@ class CudaBackend final : public Backend {
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
+    forget_records();
     for (void* p : placed_) cudaFree(p);
     if (staging_) cudaFreeHost(staging_);
     for (auto& e : events_) {
@@ -133,6 +135,47 @@ class CudaBackend final : public Backend {
     t.data = d;
     return t;
   }
+  // CUDA graphs: a step shape's forward pass is captured the second time it is seen (the first
+  // run settles every allocation: workspace regions, RoPE tables) and replayed from the third
+  // on, so a decode step costs one launch instead of a few hundred. KCACHE_CUDA_GRAPHS=0 or
+  // KCACHE_CUDA_PROFILE turn it off.
+  bool replay(uint64_t key) override {
+    if (!graphs_) return false;
+    if (ws_gen_ != ws_.generation) forget_records();
+    auto it = execs_.find(key);
+    if (it == execs_.end()) return false;
+    KC_CUDA(cudaGraphLaunch(it->second, stream_));
+    return true;
+  }
+  bool begin_record(uint64_t key) override {
+    if (!graphs_) return false;
+    if (seen_[key]++ == 0) return false;  // first sight: run it plainly
+    if (execs_.size() >= 64) forget_records();
+    ws_gen_ = ws_.generation;
+    KC_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    return true;
+  }
+  void end_record(uint64_t key) override {
+    cudaGraph_t g = nullptr;
+    KC_CUDA(cudaStreamEndCapture(stream_, &g));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+    cudaGraphDestroy(g);
+    KC_CUDA(e);
+    if (ws_gen_ != ws_.generation) {  // the capture grew a workspace region: do not keep it
+      cudaGraphExecDestroy(exec);
+      throw std::runtime_error("CUDA: a workspace grew while a step was being recorded");
+    }
+    execs_[key] = exec;
+    KC_CUDA(cudaGraphLaunch(exec, stream_));
+  }
+  void forget_records() override {
+    for (auto& [k, e] : execs_) cudaGraphExecDestroy(e);
+    execs_.clear();
+    seen_.clear();
+    ws_gen_ = ws_.generation;
+  }
+
   void synchronize() override {
     KC_CUDA(cudaStreamSynchronize(stream_));
     staged_ = 0;
@@ -210,6 +253,10 @@ class CudaBackend final : public Backend {
   bool profile_ = std::getenv("KCACHE_CUDA_PROFILE") != nullptr;
   std::vector<Timing> events_;
   size_t next_event_ = 0;
+  bool graphs_ = !profile_ && !(std::getenv("KCACHE_CUDA_GRAPHS") && std::strcmp(std::getenv("KCACHE_CUDA_GRAPHS"), "0") == 0);
+  std::map<uint64_t, cudaGraphExec_t> execs_;
+  std::map<uint64_t, int> seen_;
+  int ws_gen_ = 0;
 };
 
 }  // namespace

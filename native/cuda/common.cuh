@@ -56,6 +56,7 @@ void dispatch_dtype(DType t, F&& f) {
 // grown region's old buffer is freed after the stream has finished with it).
 struct Workspace {
   cudaStream_t stream = nullptr;
+  int generation = 0;  // bumped when a region is reallocated (recordings using it are stale)
   void* ptr[2] = {nullptr, nullptr};
   size_t bytes[2] = {0, 0};
   void* get(size_t need) { return region(0, need); }

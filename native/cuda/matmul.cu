@@ -8,6 +8,7 @@
 //  - SIMT GEMM (f32 weights, or KCACHE_CUDA_TC=0): 64x64 tiles, 4x4 outputs per thread, fp32.
 #include <mma.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "common.cuh"
@@ -64,8 +65,8 @@ __device__ __forceinline__ void unpack(const uint4& u, float* f) {
 template <typename T, bool VEC, int kUnroll>
 __global__ void gemv_kernel(Segments<T> sg, const float* x, int rows, int K) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int og = blockIdx.x * kGemvWarps + warp;
-  if (og >= sg.start[sg.count]) return;
+  // grid-stride over output rows: warps stay resident and keep loads in flight across rows
+  for (int og = blockIdx.x * kGemvWarps + warp; og < sg.start[sg.count]; og += gridDim.x * kGemvWarps) {
   int seg = 0;
   while (og >= sg.start[seg + 1]) ++seg;
   const int o = og - sg.start[seg], N = sg.start[seg + 1] - sg.start[seg];
@@ -98,7 +99,7 @@ __global__ void gemv_kernel(Segments<T> sg, const float* x, int rows, int K) {
           const float4* xv = reinterpret_cast<const float4*>(x + static_cast<int64_t>(r) * K + idx * V);
 #pragma unroll
           for (int q = 0; q < V / 4; ++q) {
-            const float4 xx = xv[q];
+            const float4 xx = __ldg(xv + q);
             acc[r] += wf[4 * q] * xx.x + wf[4 * q + 1] * xx.y + wf[4 * q + 2] * xx.z + wf[4 * q + 3] * xx.w;
           }
         }
@@ -119,6 +120,7 @@ __global__ void gemv_kernel(Segments<T> sg, const float* x, int rows, int K) {
     if (r >= rows) break;
     const float s = warp_sum(acc[r]);
     if (lane == 0) out[static_cast<int64_t>(r) * N + o] = s + (bias ? bias[o] : 0.0f);
+  }
   }
 }
 
@@ -236,7 +238,13 @@ __global__ void __launch_bounds__(128) gemm_wmma_kernel(float* out, const float*
 
 template <typename T>
 void launch_gemv(Ctx& c, const Segments<T>& sg, const float* x, int rows, int K) {
-  const dim3 grid((sg.start[sg.count] + kGemvWarps - 1) / kGemvWarps);
+  static const int sms = [] {
+    int dev = 0, n = 0;
+    KC_CUDA(cudaGetDevice(&dev));
+    KC_CUDA(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    return n;
+  }();
+  const dim3 grid(std::min((sg.start[sg.count] + kGemvWarps - 1) / kGemvWarps, sms * 16));
   bool vec = K % Vec<T>::n == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   for (int i = 0; i < sg.count; ++i) vec = vec && reinterpret_cast<uintptr_t>(sg.w[i]) % 16 == 0;
   // KCACHE_GEMV_UNROLL=8 keeps 8 loads per lane in flight (default 4)

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <initializer_list>
 #include <map>
 #include <thread>
 
@@ -128,41 +129,52 @@ class EngineImpl final : public Engine {
       ab.max_context = std::max(ab.max_context, in.positions[r] + 1);
       ab.max_topn = std::max(ab.max_topn, row_topn[r]);
     }
+    // a bound, not the exact maximum: rounded up so that consecutive decode steps share a shape
+    ab.max_context = (ab.max_context + 255) / 256 * 256;
     ab.topn_renormalize = kc_.renormalize;
 
-    B.embedding(s.x, tok_embeddings_, s.tokens, rows);  // x (rows, dim)
-    for (const LayerWeights& L : layers_) {
-      // attention block
-      B.rmsnorm(s.xb, s.x, L.attn_norm, rows, dim, cfg_.norm_eps);
-      {  // q (rows, q_dim), k and v (rows, kv_dim)
-        float* outs[3] = {s.q, s.k, s.v};
-        const Tensor ws[3] = {L.wq, L.wk, L.wv};
-        const float* bs[3] = {L.bq, L.bk, L.bv};
-        B.matmul_multi(outs, s.xb, rows, ws, bs, 3);
+    // A backend may record the forward pass of one step shape and replay it (CUDA graphs): the
+    // shape is everything that sizes a launch; the data (tokens, positions, block tables) lives
+    // in the scratch buffers uploaded above.
+    const uint64_t shape_key = shape_hash({rows, n_out, n_seqs, static_cast<int64_t>(in.block_tables.size()), ab.max_context,
+                                           ab.max_topn, scratch_generation_});
+    if (!B.replay(shape_key)) {
+      const bool recording = B.begin_record(shape_key);
+      B.embedding(s.x, tok_embeddings_, s.tokens, rows);  // x (rows, dim)
+      for (const LayerWeights& L : layers_) {
+        // attention block
+        B.rmsnorm(s.xb, s.x, L.attn_norm, rows, dim, cfg_.norm_eps);
+        {  // q (rows, q_dim), k and v (rows, kv_dim)
+          float* outs[3] = {s.q, s.k, s.v};
+          const Tensor ws[3] = {L.wq, L.wk, L.wv};
+          const float* bs[3] = {L.bq, L.bk, L.bv};
+          B.matmul_multi(outs, s.xb, rows, ws, bs, 3);
+        }
+        B.rope(s.q, s.pos, rows, cfg_.n_heads, cfg_.head_dim, cfg_.rope);
+        B.rope(s.k, s.pos, rows, cfg_.n_kv_heads, cfg_.head_dim, cfg_.rope);
+        B.kv_store(L.k_cache, L.v_cache, s.k, s.v, s.slots, rows, kv_dim);
+        if (L.kcache) B.kcache_attention(s.att, s.q, L.k_cache, L.v_cache, ab);  // (rows, q_dim)
+        else B.attention(s.att, s.q, L.k_cache, L.v_cache, ab);
+        B.matmul(s.xb, s.att, rows, L.wo, nullptr);
+        B.add(s.x, s.xb, static_cast<size_t>(rows) * dim);
+        // feed-forward block
+        B.rmsnorm(s.xb, s.x, L.ffn_norm, rows, dim, cfg_.norm_eps);
+        {  // gate and up (rows, hidden)
+          float* outs[2] = {s.hb, s.hb2};
+          const Tensor ws[2] = {L.w1, L.w3};
+          const float* bs[2] = {nullptr, nullptr};
+          B.matmul_multi(outs, s.xb, rows, ws, bs, 2);
+        }
+        B.swiglu(s.hb, s.hb, s.hb2, static_cast<size_t>(rows) * hidden);
+        B.matmul(s.xb, s.hb, rows, L.w2, nullptr);   // down (rows, dim)
+        B.add(s.x, s.xb, static_cast<size_t>(rows) * dim);
       }
-      B.rope(s.q, s.pos, rows, cfg_.n_heads, cfg_.head_dim, cfg_.rope);
-      B.rope(s.k, s.pos, rows, cfg_.n_kv_heads, cfg_.head_dim, cfg_.rope);
-      B.kv_store(L.k_cache, L.v_cache, s.k, s.v, s.slots, rows, kv_dim);
-      if (L.kcache) B.kcache_attention(s.att, s.q, L.k_cache, L.v_cache, ab);  // (rows, q_dim)
-      else B.attention(s.att, s.q, L.k_cache, L.v_cache, ab);
-      B.matmul(s.xb, s.att, rows, L.wo, nullptr);
-      B.add(s.x, s.xb, static_cast<size_t>(rows) * dim);
-      // feed-forward block
-      B.rmsnorm(s.xb, s.x, L.ffn_norm, rows, dim, cfg_.norm_eps);
-      {  // gate and up (rows, hidden)
-        float* outs[2] = {s.hb, s.hb2};
-        const Tensor ws[2] = {L.w1, L.w3};
-        const float* bs[2] = {nullptr, nullptr};
-        B.matmul_multi(outs, s.xb, rows, ws, bs, 2);
-      }
-      B.swiglu(s.hb, s.hb, s.hb2, static_cast<size_t>(rows) * hidden);
-      B.matmul(s.xb, s.hb, rows, L.w2, nullptr);   // down (rows, dim)
-      B.add(s.x, s.xb, static_cast<size_t>(rows) * dim);
+      // logits only for the rows the caller asked for
+      B.get_rows(s.xsel, s.x, s.out_rows_idx, n_out, dim);
+      B.rmsnorm(s.xsel, s.xsel, final_norm_, n_out, dim, cfg_.norm_eps);
+      B.matmul(s.logits, s.xsel, n_out, output_, nullptr);  // (n_out, vocab)
+      if (recording) B.end_record(shape_key);
     }
-    // logits only for the rows the caller asked for
-    B.get_rows(s.xsel, s.x, s.out_rows_idx, n_out, dim);
-    B.rmsnorm(s.xsel, s.xsel, final_norm_, n_out, dim, cfg_.norm_eps);
-    B.matmul(s.logits, s.xsel, n_out, output_, nullptr);  // (n_out, vocab)
     StepOutput out;
     out.logits.resize(static_cast<size_t>(n_out) * cfg_.vocab_size);
     B.download(out.logits.data(), s.logits, out.logits.size() * sizeof(float));
@@ -364,6 +376,12 @@ class EngineImpl final : public Engine {
     return slots;
   }
 
+  static uint64_t shape_hash(std::initializer_list<int64_t> v) {
+    uint64_t h = 1469598103934665603ull;
+    for (int64_t x : v) h = (h ^ static_cast<uint64_t>(x)) * 1099511628211ull;
+    return h;
+  }
+
   void free_scratch() {
     Scratch& s = scratch_;
     for (void* p : {static_cast<void*>(s.x), static_cast<void*>(s.xb), static_cast<void*>(s.q), static_cast<void*>(s.k),
@@ -382,6 +400,8 @@ class EngineImpl final : public Engine {
     const int R = std::max(rows, s.rows), O = std::max(out_rows, s.out_rows);
     const int TL = std::max(std::max(table_len, s.table_len), 1), S = std::max(seqs, s.seqs);
     free_scratch();
+    ++scratch_generation_;
+    backend_->forget_records();  // recorded steps point at the old buffers
     auto f = [&](size_t n) { return static_cast<float*>(backend_->alloc(n * sizeof(float))); };
     auto i = [&](size_t n) { return static_cast<int32_t*>(backend_->alloc(n * sizeof(int32_t))); };
     const size_t r = static_cast<size_t>(R);
@@ -425,6 +445,7 @@ class EngineImpl final : public Engine {
   float* final_norm_ = nullptr;
   std::vector<LayerWeights> layers_;
   Scratch scratch_;
+  int64_t scratch_generation_ = 0;
 };
 
 }  // namespace

@@ -77,6 +77,16 @@ class Backend {
   enum class WeightUse { Matmul, Rows };
   virtual Tensor place_weight(const Tensor& host, WeightUse use) = 0;
   virtual void synchronize() = 0;
+  // Recording and replaying a step's forward pass (CUDA graphs on the CUDA backend; the CPU
+  // backend records nothing). `key` identifies everything that shapes the launches.
+  //   replay(key): true if a recording of `key` ran (the caller skips the forward pass);
+  //   begin_record(key): true if recording started (run the forward pass, then end_record(key),
+  //   which also runs it).
+  virtual bool replay(uint64_t key) { return false; }
+  virtual bool begin_record(uint64_t key) { return false; }
+  virtual void end_record(uint64_t key) {}
+  // Drops every recording (the buffers they use were freed).
+  virtual void forget_records() {}
   // dst[i] = uniform in [lo, hi), a function of (seed, i) only: for benchmarks that need a filled
   // KV cache without computing one.
   virtual void fill_uniform(float* dst, size_t n, uint64_t seed, float lo, float hi) = 0;
