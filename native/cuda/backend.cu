@@ -278,7 +278,7 @@ bool cuda_device_available(std::string* name) {
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0) {
-    if (name) *name = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device";
+    if (name) *name = std::string("no usable CUDA device (") + (e != cudaSuccess ? cudaGetErrorString(e) : "none found") + ")";
     cudaGetLastError();  // clear the sticky "no device" error
     return false;
   }
