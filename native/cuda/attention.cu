@@ -9,6 +9,7 @@
 // KCache rows (row_topn in (0, context)) are skipped here and done by kcache_attention.cu.
 #include <algorithm>
 #include <cstdlib>
+#include <type_traits>
 
 #include "attention.cuh"
 
@@ -18,13 +19,15 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kMaxSplitBlocks = 512;  // block-table entries of one split staged in shared memory
 
-template <int E, int kUnrollPos>
+// G (query heads per KV head) is a template parameter so the per-head arrays live in registers
+// sized exactly (fewer registers, more resident warps).
+template <int E, int kUnrollPos, int G>
 __global__ void __launch_bounds__(32 * kWarps) attn_split(const float* q, const float* k_cache, const float* v_cache, AttnArgs a,
                                                          float* part) {
   const int split = blockIdx.x, kvh = blockIdx.y, r = blockIdx.z;
   const int n_ctx = a.row_pos[r] + 1;
   if (a.row_topn && a.row_topn[r] > 0 && a.row_topn[r] < n_ctx) return;  // top-N row
-  const int hd = a.head_dim, G = a.group, L = hd / E, P = 32 / L;
+  const int hd = a.head_dim, L = hd / E, P = 32 / L;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gi = lane / L, li = lane % L;
   const int t_begin = split * a.chunk, t_end = min(n_ctx, t_begin + a.chunk);
@@ -40,15 +43,15 @@ __global__ void __launch_bounds__(32 * kWarps) attn_split(const float* q, const 
   __syncthreads();
   auto block_of = [&](int t) { return staged ? s_table[t / a.block_size - first_blk] : table_g[t / a.block_size]; };
 
-  float qr[kMaxGroup][E], acc[kMaxGroup][E], m[kMaxGroup], l[kMaxGroup];
+  float qr[G][E], acc[G][E], m[G], l[G];
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
+  for (int g = 0; g < G; ++g) {
     m[g] = -INFINITY;
     l[g] = 0.0f;
 #pragma unroll
     for (int e = 0; e < E; ++e) {
       acc[g][e] = 0.0f;
-      qr[g][e] = g < G ? q[(static_cast<int64_t>(r) * a.n_heads + kvh * G + g) * hd + li * E + e] * a.scale : 0.0f;
+      qr[g][e] = q[(static_cast<int64_t>(r) * a.n_heads + kvh * G + g) * hd + li * E + e] * a.scale;
     }
   }
   // U positions per lane group per iteration, all loads issued before any math: each warp keeps
@@ -76,8 +79,7 @@ __global__ void __launch_bounds__(32 * kWarps) attn_split(const float* q, const 
     for (int u = 0; u < kUnrollPos; ++u) {
       const bool valid = t0 + u * P + gi < t_end;
 #pragma unroll
-      for (int g = 0; g < kMaxGroup; ++g) {
-        if (g >= G) break;
+      for (int g = 0; g < G; ++g) {
         float s = 0.0f;
 #pragma unroll
         for (int e = 0; e < E; ++e) s += qr[g][e] * kv[u][e];
@@ -96,8 +98,7 @@ __global__ void __launch_bounds__(32 * kWarps) attn_split(const float* q, const 
   // merge the lane groups of this warp (xor across groups keeps li)
   for (int o = L; o < 32; o <<= 1) {
 #pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      if (g >= G) break;
+    for (int g = 0; g < G; ++g) {
       const float mo = __shfl_xor_sync(0xffffffffu, m[g], o), lo = __shfl_xor_sync(0xffffffffu, l[g], o);
       const float mn = fmaxf(m[g], mo);
       const float c1 = mn == -INFINITY ? 0.0f : expf(m[g] - mn), c2 = mn == -INFINITY ? 0.0f : expf(mo - mn);
@@ -115,8 +116,7 @@ __global__ void __launch_bounds__(32 * kWarps) attn_split(const float* q, const 
   __shared__ float sacc[kWarps][kMaxGroup][kMaxHeadDim];
   if (gi == 0) {
 #pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      if (g >= G) break;
+    for (int g = 0; g < G; ++g) {
       if (li == 0) {
         sm[warp][g] = m[g];
         sl[warp][g] = l[g];
@@ -201,9 +201,8 @@ AttnArgs attn_args(const AttentionBatch& b) {
 void check_attention_shape(int head_dim, int group) {
   if (!(head_dim % 4 == 0 && head_dim <= 128 && 32 % (head_dim / 4) == 0))
     throw std::runtime_error("CUDA attention: head_dim " + std::to_string(head_dim) + " is not supported (4, 8, 16, 32, 64 or 128)");
-  if (group > kMaxGroup)
-    throw std::runtime_error("CUDA attention: " + std::to_string(group) + " query heads per KV head (at most " +
-                             std::to_string(kMaxGroup) + ")");
+  if (!(group == 1 || group == 2 || group == 3 || group == 4 || group == 8))
+    throw std::runtime_error("CUDA attention: " + std::to_string(group) + " query heads per KV head is not supported (1, 2, 3, 4 or 8)");
 }
 
 void paged_attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_cache, AttnArgs a, int max_context) {
@@ -218,8 +217,20 @@ void paged_attention(Ctx& c, float* out, const float* q, const float* k_cache, c
   const dim3 grid(a.n_splits, a.n_kv_heads, a.rows);
   // KCACHE_ATTN_UNROLL=8 loads 8 positions per lane group before the math (default 4)
   const char* u = std::getenv("KCACHE_ATTN_UNROLL");
-  if (u && std::atoi(u) == 8) attn_split<4, 8><<<grid, 32 * kWarps, 0, c.stream>>>(q, k_cache, v_cache, a, part);
-  else attn_split<4, 4><<<grid, 32 * kWarps, 0, c.stream>>>(q, k_cache, v_cache, a, part);
+  const bool u8 = u && std::atoi(u) == 8;
+  auto launch = [&](auto g_tag) {
+    constexpr int G = decltype(g_tag)::value;
+    if (u8) attn_split<4, 8, G><<<grid, 32 * kWarps, 0, c.stream>>>(q, k_cache, v_cache, a, part);
+    else attn_split<4, 4, G><<<grid, 32 * kWarps, 0, c.stream>>>(q, k_cache, v_cache, a, part);
+  };
+  switch (a.group) {
+    case 1: launch(std::integral_constant<int, 1>{}); break;
+    case 2: launch(std::integral_constant<int, 2>{}); break;
+    case 3: launch(std::integral_constant<int, 3>{}); break;
+    case 4: launch(std::integral_constant<int, 4>{}); break;
+    case 8: launch(std::integral_constant<int, 8>{}); break;
+    default: throw std::runtime_error("CUDA attention: unsupported group " + std::to_string(a.group));
+  }
   KC_LAUNCH();
   attn_combine<<<dim3(a.rows, a.n_heads), 64, 0, c.stream>>>(out, part, a);
   KC_LAUNCH();

@@ -188,6 +188,9 @@ class CudaBackend final : public Backend {
     timed("rmsnorm", [&] { cuda::rmsnorm(ctx_, out, x, w, rows, dim, eps); });
   }
   void matmul(float* out, const float* x, int rows, const Tensor& w, const float* bias) override { timed("matmul", [&] { cuda::matmul(ctx_, out, x, rows, w, bias); }); }
+  void add_rmsnorm(float* x, const float* y, float* out, const float* w, int rows, int dim, float eps) override {
+    timed("add_rmsnorm", [&] { cuda::add_rmsnorm(ctx_, x, y, out, w, rows, dim, eps); });
+  }
   void matmul_multi(float* const* outs, const float* x, int rows, const Tensor* ws, const float* const* biases, int count) override {
     timed("matmul", [&] { cuda::matmul_multi(ctx_, outs, x, rows, ws, biases, count); });
   }

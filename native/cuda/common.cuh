@@ -73,6 +73,7 @@ struct Ctx {
 
 void embedding(Ctx& c, float* out, const Tensor& table, const int32_t* tokens, int n);
 void rmsnorm(Ctx& c, float* out, const float* x, const float* w, int rows, int dim, float eps);
+void add_rmsnorm(Ctx& c, float* x, const float* y, float* out, const float* w, int rows, int dim, float eps);
 void matmul(Ctx& c, float* out, const float* x, int rows, const Tensor& w, const float* bias);
 void matmul_multi(Ctx& c, float* const* outs, const float* x, int rows, const Tensor* ws, const float* const* biases, int count);
 void rope(Ctx& c, float* x, const int32_t* pos, int rows, int n_heads, int head_dim, const RopeParams& p);

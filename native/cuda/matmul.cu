@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <type_traits>
 
 #include "common.cuh"
 
@@ -61,21 +62,24 @@ __device__ __forceinline__ void unpack(const uint4& u, float* f) {
 }
 
 // VEC: weights and x are read 16 bytes at a time (K a multiple of the vector, rows aligned).
-// kUnroll 16-byte loads per lane are issued before any math.
-template <typename T, bool VEC, int kUnroll>
+// kUnroll 16-byte loads per lane are issued before any math. MAXR: a compile-time bound on rows
+// (1, 2, 4 or 8), so the per-row accumulators stay in registers.
+template <typename T, bool VEC, int kUnroll, int MAXR>
 __global__ void gemv_kernel(Segments<T> sg, const float* x, int rows, int K) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   // grid-stride over output rows: warps stay resident and keep loads in flight across rows
-  for (int og = blockIdx.x * kGemvWarps + warp; og < sg.start[sg.count]; og += gridDim.x * kGemvWarps) {
-  int seg = 0;
-  while (og >= sg.start[seg + 1]) ++seg;
-  const int o = og - sg.start[seg], N = sg.start[seg + 1] - sg.start[seg];
-  float* out = sg.out[seg];
-  const float* bias = sg.bias[seg];
-  const T* wr = sg.w[seg] + static_cast<int64_t>(o) * K;
-  float acc[kGemvMaxRows];
+  for (int og = blockIdx.x * kGemvWarps + warp; og < sg.start[kMaxSegments]; og += gridDim.x * kGemvWarps) {
+  // the segment by comparisons, not by indexing the parameter struct (which would copy it to the stack)
+  const bool s0 = og < sg.start[1], s1 = !s0 && og < sg.start[2];
+  const int begin = s0 ? 0 : s1 ? sg.start[1] : sg.start[2];
+  const int N = (s0 ? sg.start[1] : s1 ? sg.start[2] : sg.start[3]) - begin;
+  const int o = og - begin;
+  float* out = s0 ? sg.out[0] : s1 ? sg.out[1] : sg.out[2];
+  const float* bias = s0 ? sg.bias[0] : s1 ? sg.bias[1] : sg.bias[2];
+  const T* wr = (s0 ? sg.w[0] : s1 ? sg.w[1] : sg.w[2]) + static_cast<int64_t>(o) * K;
+  float acc[MAXR];
 #pragma unroll
-  for (int r = 0; r < kGemvMaxRows; ++r) acc[r] = 0.0f;
+  for (int r = 0; r < MAXR; ++r) acc[r] = 0.0f;
   if constexpr (VEC) {
     constexpr int V = Vec<T>::n;
     const uint4* wv = reinterpret_cast<const uint4*>(wr);
@@ -94,8 +98,8 @@ __global__ void gemv_kernel(Segments<T> sg, const float* x, int rows, int K) {
         float wf[V];
         unpack<T>(u[j], wf);
 #pragma unroll
-        for (int r = 0; r < kGemvMaxRows; ++r) {
-          if (r >= rows) break;
+        for (int r = 0; r < MAXR; ++r) {
+          if (r >= rows) continue;
           const float4* xv = reinterpret_cast<const float4*>(x + static_cast<int64_t>(r) * K + idx * V);
 #pragma unroll
           for (int q = 0; q < V / 4; ++q) {
@@ -109,15 +113,15 @@ __global__ void gemv_kernel(Segments<T> sg, const float* x, int rows, int K) {
     for (int k = lane; k < K; k += 32) {
       const float wk = load_f32(wr, k);
 #pragma unroll
-      for (int r = 0; r < kGemvMaxRows; ++r) {
-        if (r >= rows) break;
+      for (int r = 0; r < MAXR; ++r) {
+        if (r >= rows) continue;
         acc[r] += wk * x[static_cast<int64_t>(r) * K + k];
       }
     }
   }
 #pragma unroll
-  for (int r = 0; r < kGemvMaxRows; ++r) {
-    if (r >= rows) break;
+  for (int r = 0; r < MAXR; ++r) {
+    if (r >= rows) continue;
     const float s = warp_sum(acc[r]);
     if (lane == 0) out[static_cast<int64_t>(r) * N + o] = s + (bias ? bias[o] : 0.0f);
   }
@@ -250,16 +254,24 @@ void launch_gemv(Ctx& c, const Segments<T>& sg, const float* x, int rows, int K)
   // KCACHE_GEMV_UNROLL=8 keeps 8 loads per lane in flight (default 4)
   const char* u = std::getenv("KCACHE_GEMV_UNROLL");
   const bool u8 = u && std::atoi(u) == 8;
-  if (!vec) gemv_kernel<T, false, 1><<<grid, 32 * kGemvWarps, 0, c.stream>>>(sg, x, rows, K);
-  else if (u8) gemv_kernel<T, true, 8><<<grid, 32 * kGemvWarps, 0, c.stream>>>(sg, x, rows, K);
-  else gemv_kernel<T, true, 4><<<grid, 32 * kGemvWarps, 0, c.stream>>>(sg, x, rows, K);
+  auto go = [&](auto r_tag) {
+    constexpr int R = decltype(r_tag)::value;
+    if (!vec) gemv_kernel<T, false, 1, R><<<grid, 32 * kGemvWarps, 0, c.stream>>>(sg, x, rows, K);
+    else if (u8) gemv_kernel<T, true, 8, R><<<grid, 32 * kGemvWarps, 0, c.stream>>>(sg, x, rows, K);
+    else gemv_kernel<T, true, 4, R><<<grid, 32 * kGemvWarps, 0, c.stream>>>(sg, x, rows, K);
+  };
+  if (rows == 1) go(std::integral_constant<int, 1>{});
+  else if (rows == 2) go(std::integral_constant<int, 2>{});
+  else if (rows <= 4) go(std::integral_constant<int, 4>{});
+  else go(std::integral_constant<int, 8>{});
 }
 
 template <typename T>
 void launch(Ctx& c, float* out, const float* x, int rows, const T* w, const float* bias, int N, int K) {
   if (rows <= kGemvMaxRows) {
     Segments<T> sg{};
-    sg.w[0] = w, sg.out[0] = out, sg.bias[0] = bias, sg.start[0] = 0, sg.start[1] = N, sg.count = 1;
+    sg.w[0] = w, sg.out[0] = out, sg.bias[0] = bias, sg.start[0] = 0, sg.count = 1;
+    sg.start[1] = sg.start[2] = sg.start[3] = N;
     launch_gemv(c, sg, x, rows, K);
     return;
   }
@@ -293,6 +305,7 @@ void matmul_multi(Ctx& c, float* const* outs, const float* x, int rows, const Te
       sg.bias[i] = biases[i];
       sg.start[i + 1] = sg.start[i] + static_cast<int>(ws[i].rows);
     }
+    for (int i = count + 1; i <= kMaxSegments; ++i) sg.start[i] = sg.start[count];
     launch_gemv(c, sg, x, rows, static_cast<int>(ws[0].cols));
   });
   KC_LAUNCH();

@@ -141,9 +141,10 @@ class EngineImpl final : public Engine {
     if (!B.replay(shape_key)) {
       const bool recording = B.begin_record(shape_key);
       B.embedding(s.x, tok_embeddings_, s.tokens, rows);  // x (rows, dim)
-      for (const LayerWeights& L : layers_) {
-        // attention block
-        B.rmsnorm(s.xb, s.x, L.attn_norm, rows, dim, cfg_.norm_eps);
+      B.rmsnorm(s.xb, s.x, layers_[0].attn_norm, rows, dim, cfg_.norm_eps);
+      for (size_t li = 0; li < layers_.size(); ++li) {
+        const LayerWeights& L = layers_[li];
+        // attention block (its input norm was applied by the previous residual add)
         {  // q (rows, q_dim), k and v (rows, kv_dim)
           float* outs[3] = {s.q, s.k, s.v};
           const Tensor ws[3] = {L.wq, L.wk, L.wv};
@@ -156,9 +157,8 @@ class EngineImpl final : public Engine {
         if (L.kcache) B.kcache_attention(s.att, s.q, L.k_cache, L.v_cache, ab);  // (rows, q_dim)
         else B.attention(s.att, s.q, L.k_cache, L.v_cache, ab);
         B.matmul(s.xb, s.att, rows, L.wo, nullptr);
-        B.add(s.x, s.xb, static_cast<size_t>(rows) * dim);
-        // feed-forward block
-        B.rmsnorm(s.xb, s.x, L.ffn_norm, rows, dim, cfg_.norm_eps);
+        // residual, then the feed-forward block's norm
+        B.add_rmsnorm(s.x, s.xb, s.xb, L.ffn_norm, rows, dim, cfg_.norm_eps);
         {  // gate and up (rows, hidden)
           float* outs[2] = {s.hb, s.hb2};
           const Tensor ws[2] = {L.w1, L.w3};
@@ -167,7 +167,9 @@ class EngineImpl final : public Engine {
         }
         B.swiglu(s.hb, s.hb, s.hb2, static_cast<size_t>(rows) * hidden);
         B.matmul(s.xb, s.hb, rows, L.w2, nullptr);   // down (rows, dim)
-        B.add(s.x, s.xb, static_cast<size_t>(rows) * dim);
+        // residual, then the next layer's attention norm
+        if (li + 1 < layers_.size()) B.add_rmsnorm(s.x, s.xb, s.xb, layers_[li + 1].attn_norm, rows, dim, cfg_.norm_eps);
+        else B.add(s.x, s.xb, static_cast<size_t>(rows) * dim);
       }
       // logits only for the rows the caller asked for
       B.get_rows(s.xsel, s.x, s.out_rows_idx, n_out, dim);

@@ -118,6 +118,14 @@ void test_elementwise(Backend& C, Backend& G) {
     C.rmsnorm(oc.as<float>(), xc.as<float>(), wc.as<float>(), rows, dim, 1e-5f);
     G.rmsnorm(og.as<float>(), xg.as<float>(), wg.as<float>(), rows, dim, 1e-5f);
     check("rmsnorm 5x576", oc.get(x.size()), og.get(x.size()), 1e-5);
+    // the fused residual add + norm, writing the norm over y
+    auto y = randu(rows * dim);
+    Buf yc(C, y.size() * 4), yg(G, y.size() * 4);
+    yc.set(y), yg.set(y);
+    C.add_rmsnorm(xc.as<float>(), yc.as<float>(), yc.as<float>(), wc.as<float>(), rows, dim, 1e-5f);
+    G.add_rmsnorm(xg.as<float>(), yg.as<float>(), yg.as<float>(), wg.as<float>(), rows, dim, 1e-5f);
+    check("add_rmsnorm: x + y", xc.get(x.size()), xg.get(x.size()), 1e-6);
+    check("add_rmsnorm: norm written over y", yc.get(y.size()), yg.get(y.size()), 1e-5);
   }
   for (int style = 0; style < 3; ++style) {
     const int rows = 7, heads = 4, hd = 64;

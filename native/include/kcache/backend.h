@@ -107,6 +107,11 @@ class Backend {
   // Rotates each head of x[r, n_heads * head_dim] by position pos[r].
   virtual void rope(float* x, const int32_t* pos, int rows, int n_heads, int head_dim,
                     const RopeParams& p) = 0;
+  // x += y, then out = rmsnorm(x) * w (the residual add and the next norm; out may be y).
+  virtual void add_rmsnorm(float* x, const float* y, float* out, const float* w, int rows, int dim, float eps) {
+    add(x, y, static_cast<size_t>(rows) * dim);
+    rmsnorm(out, x, w, rows, dim, eps);
+  }
   // out[i] = silu(gate[i]) * up[i]
   virtual void swiglu(float* out, const float* gate, const float* up, size_t n) = 0;
   // x[i] += y[i]
