@@ -4,6 +4,7 @@
 import { Engine, loadHfDir, type ModelSpec, resolveModel } from '@kcache/engine';
 import { afterAll, describe, expect, test } from 'vitest';
 import { referenceConfig, type TinyHfConfig, weightSource, writeTinyHfModel } from './helpers/hf-model.js';
+import { randomIds } from './helpers/ids.js';
 import { STORIES_260K } from './helpers/paths.js';
 import { referenceLogits, relError } from './reference/forward.js';
 import { llama2cWeights } from './reference/llama2c-weights.js';
@@ -17,14 +18,6 @@ async function load(spec: ModelSpec, numBlocks = 64): Promise<Engine> {
   const e = await Engine.load(spec, { numBlocks, threads: 2 });
   engines.push(e);
   return e;
-}
-
-function randomIds(n: number, vocab: number, seed: number): number[] {
-  let s = seed;
-  return Array.from({ length: n }, (_, i) => {
-    s = (s * 1103515245 + 12345) >>> 0;
-    return i === 0 ? 1 : 3 + (s % (vocab - 3));
-  });
 }
 
 /** Runs `ids` as one prefill with all-position logits, then compares every row with the reference. */

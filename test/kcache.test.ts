@@ -2,6 +2,7 @@
 // attention, against the engine's full attention where it must be exact, and its accounting.
 import { Engine, type EngineOptions, type ModelSpec, resolveModel } from '@kcache/engine';
 import { afterAll, describe, expect, test } from 'vitest';
+import { randomIds } from './helpers/ids.js';
 import { STORIES_260K } from './helpers/paths.js';
 import { type ReferenceKCache, referenceLogits, relError } from './reference/forward.js';
 import { llama2cWeights } from './reference/llama2c-weights.js';
@@ -15,14 +16,6 @@ async function load(spec: ModelSpec, opts: EngineOptions = {}): Promise<Engine> 
   const e = await Engine.load(spec, { numBlocks: 64, threads: 2, ...opts });
   engines.push(e);
   return e;
-}
-
-function randomIds(n: number, vocab: number, seed: number): number[] {
-  let s = seed;
-  return Array.from({ length: n }, (_, i) => {
-    s = (s * 1103515245 + 12345) >>> 0;
-    return i === 0 ? 1 : 3 + (s % (vocab - 3));
-  });
 }
 
 const table = (n: number, first = 0) => Array.from({ length: Math.ceil(n / 16) + 1 }, (_, i) => first + i);

@@ -2,23 +2,30 @@
 
 namespace kc::cuda {
 namespace {
-// One block per row; the sum of squares in double like the CPU backend.
-__global__ void rmsnorm_kernel(float* out, const float* x, const float* w, int dim, float eps) {
-  const float* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
-  float* o = out + static_cast<int64_t>(blockIdx.x) * dim;
-  double ss = 0.0;
-  for (int i = threadIdx.x; i < dim; i += blockDim.x) ss += static_cast<double>(xr[i]) * xr[i];
+// 1 / rms of a row from each thread's partial sum of squares (double, like the CPU backend);
+// every thread gets the result.
+__device__ float block_inv_rms(double ss, int dim, float eps) {
   __shared__ double part[32];
+  __shared__ float inv;
   for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
   if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
   __syncthreads();
-  __shared__ float inv;
   if (threadIdx.x == 0) {
     double t = 0.0;
     for (int i = 0; i < (blockDim.x + 31) / 32; ++i) t += part[i];
     inv = static_cast<float>(1.0 / sqrt(t / dim + eps));
   }
   __syncthreads();
+  return inv;
+}
+
+// One block per row; the sum of squares in double like the CPU backend.
+__global__ void rmsnorm_kernel(float* out, const float* x, const float* w, int dim, float eps) {
+  const float* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
+  float* o = out + static_cast<int64_t>(blockIdx.x) * dim;
+  double ss = 0.0;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) ss += static_cast<double>(xr[i]) * xr[i];
+  const float inv = block_inv_rms(ss, dim, eps);
   for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = xr[i] * inv * w[i];
 }
 // x += y and out = rmsnorm(x) * w in one pass per row; out may alias y (y is fully read before
@@ -31,17 +38,7 @@ __global__ void add_rmsnorm_kernel(float* x, const float* y, float* out, const f
     x[base + i] = v;
     ss += static_cast<double>(v) * v;
   }
-  __shared__ double part[32];
-  for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
-  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  __shared__ float inv;
-  if (threadIdx.x == 0) {
-    double t = 0.0;
-    for (int i = 0; i < (blockDim.x + 31) / 32; ++i) t += part[i];
-    inv = static_cast<float>(1.0 / sqrt(t / dim + eps));
-  }
-  __syncthreads();
+  const float inv = block_inv_rms(ss, dim, eps);
   for (int i = threadIdx.x; i < dim; i += blockDim.x) out[base + i] = x[base + i] * inv * w[i];
 }
 }  // namespace

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "kcache/rope.h"
 
 namespace kc::cuda {
 namespace {
@@ -28,18 +29,6 @@ __global__ void rope_kernel(float* x, const int32_t* pos, const double* freqs, i
   }
 }
 
-double inv_freq(const RopeParams& p, int i, int head_dim) {
-  double f = 1.0 / std::pow(p.theta, (2.0 * i) / head_dim);
-  if (p.llama3_factor <= 0.0) return f;
-  const double low_wavelen = p.llama3_original_max_pos / p.llama3_low_freq_factor;
-  const double high_wavelen = p.llama3_original_max_pos / p.llama3_high_freq_factor;
-  const double wavelen = 2.0 * M_PI / f;
-  if (wavelen < high_wavelen) return f;
-  if (wavelen > low_wavelen) return f / p.llama3_factor;
-  const double smooth = (p.llama3_original_max_pos / wavelen - p.llama3_low_freq_factor) /
-                        (p.llama3_high_freq_factor - p.llama3_low_freq_factor);
-  return (1.0 - smooth) * f / p.llama3_factor + smooth * f;
-}
 // The device copy of a frequency table, made once per distinct RoPE configuration and kept for
 // the life of the process (a few hundred bytes each).
 const double* freq_table(const RopeParams& p, int head_dim) {
@@ -52,7 +41,7 @@ const double* freq_table(const RopeParams& p, int head_dim) {
   if (it != tables.end()) return it->second;
   const int half = head_dim / 2;
   std::vector<double> f(half);
-  for (int i = 0; i < half; ++i) f[i] = inv_freq(p, i, head_dim);
+  for (int i = 0; i < half; ++i) f[i] = rope_inv_freq(p, i, head_dim);
   double* d = nullptr;
   KC_CUDA(cudaMalloc(&d, half * sizeof(double)));
   KC_CUDA(cudaMemcpy(d, f.data(), half * sizeof(double), cudaMemcpyHostToDevice));
