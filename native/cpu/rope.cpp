@@ -6,11 +6,6 @@
 
 namespace kc::cpu {
 
-namespace {
-
-
-}  // namespace
-
 void rope(Ctx& c, float* x, const int32_t* pos, int rows, int n_heads, int head_dim, const RopeParams& p) {
   const int half = head_dim / 2;
   std::vector<double> freqs(half);
