@@ -4,10 +4,9 @@
 // generated tokens/s per worker, the prefix cache hit rate per worker, and the router's
 // decisions by reason. The SVG is drawn by hand (polylines): no plotting library is needed for
 // three line charts, and the output is a small text file that diffs well.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { KcacheClient } from '@kcache/client';
+import { startLocalCluster } from './local-cluster.js';
 
 export interface PlotOptions {
   /** The kcache CLI entry point (packages/cli/dist/main.js). */
@@ -79,23 +78,8 @@ function fmt(v: number): string {
 }
 
 export async function renderClusterPlot(o: PlotOptions): Promise<{ requests: number; failed: number; hitRate: number }> {
-  const up: ChildProcess = spawn(
-    process.execPath,
-    [o.cli, 'up', '--workers', '2', '--port', '0', '--worker-port', '0', '--metrics-port', '0', '--model', o.model, '--json'],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const exited = new Promise((r) => up.once('exit', r));
+  const ready = await startLocalCluster(o.cli, ['--workers', '2', '--model', o.model]);
   try {
-    const ready = await new Promise<{
-      routers: { address: string; metricsPort: number }[];
-      workers: { id: string; metricsPort: number }[];
-    }>((resolve, reject) => {
-      createInterface({ input: up.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-        const m = JSON.parse(line);
-        if (m.event === 'ready') resolve(m);
-      });
-      up.once('exit', (code) => reject(new Error(`kcache up exited with ${code}`)));
-    });
     const router = ready.routers[0] as { address: string; metricsPort: number };
     o.log(`plot: cluster up, router ${router.address}; sending a shared-prefix workload for ${o.seconds} s`);
     const client = new KcacheClient(router.address);
@@ -173,7 +157,6 @@ export async function renderClusterPlot(o: PlotOptions): Promise<{ requests: num
     writeFileSync(o.out, `${svg}\n`);
     return { requests: sent, failed, hitRate: q > 0 ? h / q : 0 };
   } finally {
-    up.kill('SIGTERM');
-    await exited;
+    await ready.stop();
   }
 }

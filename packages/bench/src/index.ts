@@ -16,6 +16,7 @@ export {
   measureDecode,
   measureFidelity,
 } from './kcache-bench.js';
+export { type LocalCluster, startLocalCluster } from './local-cluster.js';
 export { freePort, startRedis, type TestRedis } from './redis-server.js';
 export { formatRoutingBench, type PolicyResult, type RoutingBenchOptions, runRoutingBench } from './routing-bench.js';
 export { formatWorkerBench, runWorkerBench, type WorkerBenchOptions, type WorkerBenchRow } from './worker-bench.js';

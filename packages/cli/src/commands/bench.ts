@@ -108,8 +108,13 @@ async function routingBench(argv: string[]): Promise<void> {
       'time-scale': { type: 'string' },
       'num-blocks': { type: 'string' },
       threads: { type: 'string' },
+      parts: { type: 'string' },
+      'overhead-model': { type: 'string' },
     },
   });
+  const parts = (values.parts ?? 'workloads,overhead,decisions').split(',');
+  const badPart = parts.find((p) => !['workloads', 'overhead', 'decisions'].includes(p));
+  if (badPart !== undefined) throw new UsageError(`--parts: '${badPart}' is not one of workloads, overhead, decisions`);
   const policies = (values.policies ?? POLICIES.join(',')).split(',');
   const bad = policies.find((p) => !(POLICIES as readonly string[]).includes(p));
   if (bad !== undefined) throw new UsageError(`--policies: '${bad}' is not one of ${POLICIES.join(', ')}`);
@@ -150,6 +155,8 @@ async function routingBench(argv: string[]): Promise<void> {
     threads: intArg('threads', values.threads, 1, 1),
     policies: policies as PolicyName[],
     workloads,
+    overheadModel: values['overhead-model'],
+    parts: { workloads: parts.includes('workloads'), overhead: parts.includes('overhead'), decisions: parts.includes('decisions') },
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(`${formatRoutingBench(result)}\n`);
