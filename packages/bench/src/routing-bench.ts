@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { RedisBlockIndex } from '@kcache/block-index';
 import { type RunningRouter, startRouter } from '@kcache/router';
-import { makePolicy, type PolicyName } from '@kcache/routing';
+import { type CacheAwareConfig, makePolicy, type PolicyName } from '@kcache/routing';
 import { LOADER_OPTIONS, protoDir, type RunningWorker, startWorker, workerClientConstructor } from '@kcache/worker';
 import { startRedis } from './redis-server.js';
 import { type BenchRequest, oracleHitRate } from './workloads.js';
@@ -27,6 +27,8 @@ export interface RoutingBenchOptions {
    * shared machine).
    */
   overheadModel?: string;
+  /** cache_aware settings (default the router's). */
+  cacheAware?: Partial<CacheAwareConfig>;
   /** Which parts run (default all). */
   parts?: { workloads: boolean; overhead: boolean; decisions: boolean };
   log: (line: string) => void;
@@ -95,7 +97,7 @@ async function cluster(o: RoutingBenchOptions, policy: PolicyName) {
       }),
     );
   }
-  const router = await startRouter({ port: 0, redisUrl: redis.url, policy, refreshMs: 100 });
+  const router = await startRouter({ port: 0, redisUrl: redis.url, policy, refreshMs: 100, cacheAware: o.cacheAware });
   await router.refresh();
   return {
     redis,

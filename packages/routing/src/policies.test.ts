@@ -12,7 +12,7 @@ describe('cache_aware', () => {
     expect(p(snap([w('w1', 0, 1), w('w2', 0, 4), w('w3', 0)]), req)).toEqual({ worker: 'w2', reason: 'cache_hit' });
   });
   test('load is weighed against cached tokens', () => {
-    // w2 saves 48 more tokens than w1 but carries 1 more request (worth 256 tokens)
+    // w2 saves 48 more tokens than w1 but carries 1 more request (worth 64 tokens)
     expect(p(snap([w('w1', 0, 1), w('w2', 1, 4)]), req)).toEqual({ worker: 'w1', reason: 'cache_hit' });
   });
   test('a device-tier hit is credited more than a host-tier (KCache) hit of the same length', () => {

@@ -20,7 +20,11 @@
 import { candidates, leastLoaded, type RoutingPolicy } from '../types.js';
 
 export interface CacheAwareConfig {
-  /** Prefill tokens one in-flight request is worth (default 256). */
+  /**
+   * Prefill tokens one in-flight request is worth (default 64: measured with `kcache bench
+   * routing`, 64 against 256 took the shared-prefix TTFT p50 from 2.6x to 7.6x round_robin's and
+   * the hit rate from 79% to 99% of the oracle's; the balance guard still spills hot prefixes).
+   */
   loadCostTokens: number;
   balanceAbsThreshold: number;
   balanceRelThreshold: number;
@@ -29,7 +33,7 @@ export interface CacheAwareConfig {
 }
 
 export const DEFAULT_CACHE_AWARE: CacheAwareConfig = {
-  loadCostTokens: 256,
+  loadCostTokens: 64,
   balanceAbsThreshold: 8,
   balanceRelThreshold: 1.5,
   hostHitCredit: 0.8,
