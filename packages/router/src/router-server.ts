@@ -282,17 +282,22 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
         const hashes = hashBlocks(ids.slice(0, ids.length - 1), blockSize, { modelId, cacheSalt: r.cacheSalt ?? '' });
         let matches: Map<string, { matchedBlocks: number; deviceBlocks: number }> | null = null;
         const tl = performance.now();
+        let timer: NodeJS.Timeout | undefined;
         try {
           matches = await Promise.race([
             index.findMatches(
               hashes,
               pool.map((w) => w.lease.workerId),
             ),
-            new Promise<null>((res) => setTimeout(() => res(null), lookupTimeoutMs).unref()),
+            new Promise<null>((res) => {
+              timer = setTimeout(() => res(null), lookupTimeoutMs);
+            }),
           ]);
           metrics.lookupLatency.observe((performance.now() - tl) / 1000);
         } catch {
           matches = null;
+        } finally {
+          clearTimeout(timer);
         }
         const request = {
           requestId: r.requestId || randomUUID(),
