@@ -157,7 +157,10 @@ async function routingBench(argv: string[]): Promise<void> {
     policies: policies as PolicyName[],
     workloads,
     overheadModel: values['overhead-model'],
-    cacheAware: values['load-cost-tokens'] === undefined ? undefined : { loadCostTokens: intArg('load-cost-tokens', values['load-cost-tokens'], 256, 0) },
+    cacheAware:
+      values['load-cost-tokens'] === undefined
+        ? undefined
+        : { loadCostTokens: intArg('load-cost-tokens', values['load-cost-tokens'], 256, 0) },
     parts: { workloads: parts.includes('workloads'), overhead: parts.includes('overhead'), decisions: parts.includes('decisions') },
     log: (line) => process.stderr.write(`${line}\n`),
   });
