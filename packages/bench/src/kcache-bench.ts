@@ -191,6 +191,7 @@ export interface DecodeRow {
  * prefilled once; at each context C (a multiple of the block size) `batch` sequences share its
  * first C positions as a cached prefix (as prefix caching shares a long document) and each decodes
  * into a block of its own. Full attention is the same engine with a per-request N above the context.
+ * Each mode's rate is its best of three interleaved rounds.
  */
 export async function measureDecode(
   spec: ModelSpec,
@@ -226,9 +227,14 @@ export async function measureDecode(
   for (const context of contexts) {
     if (context % bs !== 0) throw new RangeError(`context ${context} must be a multiple of ${bs}`);
     for (const batch of batches) {
-      const fullTps = await run(context, batch, 1 << 30);
-      const topN = [];
-      for (const n of topNs) topN.push({ n, tps: await run(context, batch, n) });
+      // the modes take turns over three rounds and each keeps its best round, so a burst of load
+      // from other tenants of a shared machine does not land on one mode only
+      const modes = [1 << 30, ...topNs];
+      const best = modes.map(() => 0);
+      for (let round = 0; round < 3; round++)
+        for (const [i, n] of modes.entries()) best[i] = Math.max(best[i] as number, await run(context, batch, n));
+      const fullTps = best[0] as number;
+      const topN = topNs.map((n, i) => ({ n, tps: best[i + 1] as number }));
       log(`decode ${context} x${batch}: full ${fullTps.toFixed(2)} tok/s, ${topN.map((x) => `N=${x.n} ${x.tps.toFixed(2)}`).join(', ')}`);
       rows.push({ context, batch, fullTps, topN });
     }
