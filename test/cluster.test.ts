@@ -53,6 +53,8 @@ beforeAll(async () => {
       'kcache',
       '--kcache-topn',
       '64',
+      '--load-cost-tokens',
+      '64',
       '--json',
     ],
     {
@@ -158,11 +160,16 @@ describe('kcache up + kcache ask', () => {
   }, 30_000);
 });
 
-describe('kcache up refuses bad flags with one line', () => {
+describe('kcache up and serve router refuse bad flags with one line', () => {
   test.each([
     [['up', '--workers', '0'], /--workers must be an integer >= 1/],
     [['up', '--policy', 'best'], /--policy must be one of/],
     [['up', '--attention', 'kcache', '--kcache-topn=-3'], /--kcache-topn must be a positive/],
+    [['up', '--host-hit-credit', '2'], /--host-hit-credit must be in \[0, 1\], got 2/],
+    [
+      ['serve', 'router', '--port', '0', '--redis-url', 'redis://127.0.0.1:1', '--load-cost-tokens=-1'],
+      /--load-cost-tokens must be >= 0, got -1/,
+    ],
   ])('%j', (args, message) => {
     const r = kcache(...(args as string[]));
     expect(r.code).toBe(2);

@@ -55,3 +55,35 @@ export function attentionArgs(values: { attention?: string; 'kcache-topn'?: stri
     throw new UsageError('--kcache-topn and --kcache-full-layers need --attention kcache');
   return { attention, kcache };
 }
+
+/** cache_aware's knobs on `serve router` and `up` (names as in SGLang's router where it has them). */
+export const CACHE_AWARE_OPTIONS = {
+  'load-cost-tokens': { type: 'string' },
+  'balance-abs-threshold': { type: 'string' },
+  'balance-rel-threshold': { type: 'string' },
+  'host-hit-credit': { type: 'string' },
+} as const;
+
+export function cacheAwareArgs(values: Record<string, string | boolean | undefined>): {
+  loadCostTokens?: number;
+  balanceAbsThreshold?: number;
+  balanceRelThreshold?: number;
+  hostHitCredit?: number;
+} {
+  const v = (k: string) => values[k] as string | undefined;
+  const out: ReturnType<typeof cacheAwareArgs> = {};
+  if (v('load-cost-tokens') !== undefined) out.loadCostTokens = numArg('load-cost-tokens', v('load-cost-tokens'), 0);
+  if (v('balance-abs-threshold') !== undefined) out.balanceAbsThreshold = numArg('balance-abs-threshold', v('balance-abs-threshold'), 0);
+  if (v('balance-rel-threshold') !== undefined) out.balanceRelThreshold = numArg('balance-rel-threshold', v('balance-rel-threshold'), 0);
+  if (v('host-hit-credit') !== undefined) out.hostHitCredit = numArg('host-hit-credit', v('host-hit-credit'), 0);
+  for (const [k, x] of Object.entries(out))
+    if (x < 0) throw new UsageError(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be >= 0, got ${x}`);
+  if (out.hostHitCredit !== undefined && out.hostHitCredit > 1)
+    throw new UsageError(`--host-hit-credit must be in [0, 1], got ${out.hostHitCredit}`);
+  return out;
+}
+
+/** The same knobs back as flags (for `up` to hand to its routers). */
+export function cacheAwareFlags(values: Record<string, string | boolean | undefined>): string[] {
+  return Object.keys(CACHE_AWARE_OPTIONS).flatMap((k) => (values[k] === undefined ? [] : [`--${k}`, String(values[k])]));
+}

@@ -2,12 +2,13 @@ import { parseArgs } from 'node:util';
 import { startRouter } from '@kcache/router';
 import { POLICIES, type PolicyName } from '@kcache/routing';
 import { startWorker } from '@kcache/worker';
-import { ATTENTION_OPTIONS, attentionArgs, intArg, UsageError } from '../args.js';
+import { ATTENTION_OPTIONS, attentionArgs, CACHE_AWARE_OPTIONS, cacheAwareArgs, intArg, UsageError } from '../args.js';
 
 export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--advertise-host H] [--metrics-port N]
     [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-waiting N]
     [--drain-grace-ms N] [--lease-ttl-ms N] [--kv-cache-bytes N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
-  kcache serve router --port P --redis-url URL [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N]`;
+  kcache serve router --port P --redis-url URL [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N]
+    [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8]`;
 
 /** Waits for SIGTERM/SIGINT, runs `stop`, prints the lifecycle as JSON lines. */
 async function untilSignal(stop: () => Promise<void>, graceMs: number): Promise<void> {
@@ -33,10 +34,12 @@ async function serveRouter(argv: string[]): Promise<void> {
       id: { type: 'string' },
       host: { type: 'string' },
       'metrics-port': { type: 'string' },
+      ...CACHE_AWARE_OPTIONS,
     },
   });
   if (values.port === undefined) throw new UsageError('--port is required');
   if (!values['redis-url']) throw new UsageError('--redis-url is required');
+  const cacheAware = cacheAwareArgs(values);
   const policy = values.policy ?? 'cache_aware';
   if (!(POLICIES as readonly string[]).includes(policy))
     throw new UsageError(`--policy must be one of ${POLICIES.join(', ')}, got '${policy}'`);
@@ -45,6 +48,7 @@ async function serveRouter(argv: string[]): Promise<void> {
     host: values.host,
     redisUrl: values['redis-url'],
     policy: policy as PolicyName,
+    cacheAware,
     routerId: values.id,
     metricsPort: values['metrics-port'] === undefined ? null : intArg('metrics-port', values['metrics-port'], 0, 0),
   });

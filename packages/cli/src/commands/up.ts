@@ -14,11 +14,11 @@ import { parseArgs } from 'node:util';
 import { freePort } from '@kcache/bench';
 import { DEFAULT_ADDRESS } from '@kcache/client';
 import { POLICIES } from '@kcache/routing';
-import { ATTENTION_OPTIONS, attentionArgs, intArg, UsageError } from '../args.js';
+import { ATTENTION_OPTIONS, attentionArgs, CACHE_AWARE_OPTIONS, cacheAwareArgs, cacheAwareFlags, intArg, UsageError } from '../args.js';
 
 export const UP_USAGE = `kcache up [--workers 2] [--routers 1] [--model dummy:smol135:bf16] [--redis-url URL] [--port 50051]
     [--worker-port 50061] [--metrics-port 9400] [--policy cache_aware] [--threads N] [--num-blocks N]
-    [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L] [--json]`;
+    [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L] [--load-cost-tokens N] [--json]`;
 
 export const DEFAULT_UP_MODEL = 'dummy:smol135:bf16';
 
@@ -111,8 +111,10 @@ export async function upCommand(argv: string[]): Promise<void> {
       'num-blocks': { type: 'string' },
       json: { type: 'boolean' },
       ...ATTENTION_OPTIONS,
+      ...CACHE_AWARE_OPTIONS,
     },
   });
+  cacheAwareArgs(values); // checked here so a bad value is one line before anything starts
   const nWorkers = intArg('workers', values.workers, 2, 1);
   const nRouters = intArg('routers', values.routers, 1, 1);
   const model = values.model ?? DEFAULT_UP_MODEL;
@@ -200,6 +202,7 @@ export async function upCommand(argv: string[]): Promise<void> {
           policy,
           '--metrics-port',
           nth(metricsPort, i),
+          ...cacheAwareFlags(values),
         ]),
       );
     }
