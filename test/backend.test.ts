@@ -9,22 +9,17 @@ import { Engine, resolveModel } from '@kcache/engine';
 import { describe, expect, test } from 'vitest';
 import { REPO_ROOT } from './helpers/paths.js';
 
-const hasNvcc = (() => {
+/** Whether `cmd args` runs and exits 0 on this machine. */
+function runs(cmd: string, args: string[]): boolean {
   try {
-    execFileSync('nvcc', ['--version'], { stdio: 'ignore' });
+    execFileSync(cmd, args, { stdio: 'ignore' });
     return true;
   } catch {
     return false;
   }
-})();
-const hasGpu = (() => {
-  try {
-    execFileSync('nvidia-smi', ['-L'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+}
+const hasNvcc = runs('nvcc', ['--version']);
+const hasGpu = runs('nvidia-smi', ['-L']);
 
 describe('engine backend selection', () => {
   test('auto picks the CPU here and says why; cpu can be forced', async () => {

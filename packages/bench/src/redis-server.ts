@@ -21,6 +21,8 @@ export async function freePort(): Promise<number> {
 export interface TestRedis {
   url: string;
   port: number;
+  /** The server's process id (undefined while killed). */
+  readonly pid: number | undefined;
   client: Redis;
   /** Kills the server (SIGKILL) without cleaning up, as a crash would. */
   kill(): Promise<void>;
@@ -29,11 +31,12 @@ export interface TestRedis {
   stop(): Promise<void>;
 }
 
-export async function startRedis(): Promise<TestRedis> {
+/** `extraArgs` are appended to the server's command line (e.g. a maxmemory policy). */
+export async function startRedis(extraArgs: string[] = []): Promise<TestRedis> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'kcache-redis-'));
   const spawnServer = () =>
-    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], {
+    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', ...extraArgs], {
       stdio: 'ignore',
     });
   let proc: ChildProcess | null = spawnServer();
@@ -65,6 +68,9 @@ export async function startRedis(): Promise<TestRedis> {
   return {
     url,
     port,
+    get pid() {
+      return proc?.pid;
+    },
     client,
     kill,
     async restart() {

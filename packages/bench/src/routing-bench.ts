@@ -176,8 +176,7 @@ export async function runRoutingBench(
 
 /**
  * 1000 1-token requests on a warm prefix, sequentially and interleaved, through the router and
- * straight to the worker, all in this process. (With router and worker as their own processes
- * the added p99 measured 3.3-3.9 ms on the 2-core machine: four processes then share two cores.)
+ * straight to the worker, all in this process.
  */
 async function routerOverhead(o: RoutingBenchOptions): Promise<Record<string, number>> {
   const c = await cluster({ ...o, workers: 1, model: o.overheadModel ?? 'dummy:tiny' }, 'cache_aware');

@@ -6,12 +6,10 @@
  * and exits with nothing left running. A child that dies early takes the cluster down (exit 1).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { cpus } from 'node:os';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { freePort } from '@kcache/bench';
+import { startRedis, type TestRedis } from '@kcache/bench';
 import { DEFAULT_ADDRESS } from '@kcache/client';
 import { POLICIES } from '@kcache/routing';
 import { ATTENTION_OPTIONS, attentionArgs, CACHE_AWARE_OPTIONS, cacheAwareArgs, cacheAwareFlags, intArg, UsageError } from '../args.js';
@@ -55,38 +53,11 @@ function spawnChild(name: string, args: string[]): Child {
   return { name, proc, ready };
 }
 
-async function startRedisServer(): Promise<{ url: string; proc: ChildProcess; dir: string }> {
+async function startRedisServer(): Promise<TestRedis> {
   if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).error)
     throw new UsageError('redis-server is not installed: install it (apt-get install redis-server) or pass --redis-url');
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'kcache-up-redis-'));
-  const proc = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--maxmemory-policy', 'noeviction'],
-    {
-      stdio: 'ignore',
-    },
-  );
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const r = spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' });
-    if (r.stdout?.trim() === 'PONG') break;
-    if (r.error) {
-      // no redis-cli: wait for the port instead
-      const { connect } = await import('node:net');
-      const ok = await new Promise<boolean>((res) => {
-        const s = connect(port, '127.0.0.1', () => {
-          s.end();
-          res(true);
-        });
-        s.on('error', () => res(false));
-      });
-      if (ok) break;
-    }
-    if (Date.now() > deadline) throw new Error(`redis-server did not start on port ${port}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { url: `redis://127.0.0.1:${port}`, proc, dir };
+  // the block index must never lose keys to eviction
+  return startRedis(['--maxmemory-policy', 'noeviction']);
 }
 
 function stopped(p: ChildProcess): Promise<void> {
@@ -150,11 +121,7 @@ export async function upCommand(argv: string[]): Promise<void> {
     }, 15_000);
     await Promise.all(children.map((c) => stopped(c.proc)));
     clearTimeout(killTimer);
-    if (redis) {
-      redis.proc.kill('SIGTERM');
-      await stopped(redis.proc);
-      rmSync(redis.dir, { recursive: true, force: true });
-    }
+    await redis?.stop();
     if (values.json) process.stdout.write(`${JSON.stringify({ event: 'stopped' })}\n`);
     else log('kcache up: stopped');
     process.exit(code);
@@ -218,7 +185,7 @@ export async function upCommand(argv: string[]): Promise<void> {
     const addr = routers[0]?.address as string;
     const ask = `pnpm -s kcache ask${addr === DEFAULT_ADDRESS ? '' : ` --addr ${addr}`} "Once upon a time"`;
     if (values.json) {
-      const pids = [...children.map((c) => c.proc.pid), ...(redis ? [redis.proc.pid] : [])];
+      const pids = [...children.map((c) => c.proc.pid), ...(redis ? [redis.pid] : [])];
       process.stdout.write(`${JSON.stringify({ event: 'ready', redisUrl: url, model, routers, workers, pids, client: ask })}\n`);
     } else {
       const lines = [
