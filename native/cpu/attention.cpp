@@ -1,6 +1,18 @@
+// Paged attention on the CPU: full attention, and KCache's top-N attention for decode rows.
+//
+// Work is split into (row, KV head, chunk of kChunk positions) tasks, so one decode row with a
+// long context spreads over every thread, and the query heads that share a KV head (GQA) read
+// each cache block from memory once: a block's rows stay in L1 while each head of the group
+// scores (and sums) them.
+//  - Full attention: a task keeps, per query head, its chunk's largest score, softmax sum and
+//    weighted sum of values (flash-decoding's partials); a second pass merges a row's chunks.
+//  - Top-N (KCache decode rows): the tasks write every score; the second pass selects each
+//    head's N largest and reads only those value rows, which live in the host tier.
+// Chunks are cut at fixed positions, so a row's result does not depend on what else is in the
+// batch, and a top-N row whose N covers its context takes the full path bit for bit.
 #include <algorithm>
 #include <cmath>
-#include <cstring>
+#include <functional>
 #include <vector>
 
 #include "ops.h"
@@ -9,158 +21,251 @@ namespace kc::cpu {
 
 namespace {
 
-// One (query row, query head) of a batched attention call, with its view of the paged cache.
-struct HeadTask {
-  int n_ctx;
-  int kv_off;
-  int kv_dim;
-  int bs;
-  int hd;
-  const int32_t* table;
-  const float* qh;
-  float* oh;
+constexpr int kChunk = 512;
 
-  int block_rows(int t0) const { return std::min(bs, n_ctx - t0); }
-  const float* block_base(const float* cache, int t0) const {
-    return cache + static_cast<int64_t>(table[t0 / bs]) * bs * kv_dim + kv_off;
-  }
-  const float* row(const float* cache, int t) const { return block_base(cache, t - t % bs) + (t % bs) * kv_dim; }
+struct Row {
+  int n_ctx;
+  int chunks;
+  int keep;  // > 0: a top-N row keeping this many values per head
+  const int32_t* table;
+  int64_t scratch;  // where the row's partials (full) or scores (top-N) start in the call's scratch
 };
 
-HeadTask head_task(const AttentionBatch& b, float* out, const float* q, int task) {
-  const int group = b.n_heads / b.n_kv_heads;
-  const int r = task / b.n_heads;
-  const int h = task % b.n_heads;
-  const int q_dim = b.n_heads * b.head_dim;
-  HeadTask t;
-  t.n_ctx = b.row_pos[r] + 1;
-  t.kv_off = (h / group) * b.head_dim;
-  t.kv_dim = b.n_kv_heads * b.head_dim;
-  t.bs = b.block_size;
-  t.hd = b.head_dim;
-  t.table = b.block_tables + b.table_offset[b.row_seq[r]];
-  t.qh = q + static_cast<int64_t>(r) * q_dim + h * b.head_dim;
-  t.oh = out + static_cast<int64_t>(r) * q_dim + h * b.head_dim;
-  return t;
+struct Shape {
+  int n_heads, group, hd, bs, kv_dim, q_dim;
+  float scale;
+  explicit Shape(const AttentionBatch& b)
+      : n_heads(b.n_heads),
+        group(b.n_heads / b.n_kv_heads),
+        hd(b.head_dim),
+        bs(b.block_size),
+        kv_dim(b.n_kv_heads * b.head_dim),
+        q_dim(b.n_heads * b.head_dim),
+        scale(b.scale) {}
+  // Row t of a sequence's cache (K or V) for KV head kvh.
+  const float* at(const float* cache, const int32_t* table, int t, int kvh) const {
+    return cache + (static_cast<int64_t>(table[t / bs]) * bs + t % bs) * kv_dim + static_cast<int64_t>(kvh) * hd;
+  }
+  int partial_floats() const { return hd + 2; }  // max score, softmax sum, weighted values
+};
+
+// Calls f(t, n) for the runs of positions [t, t + n) in [t0, t1) that lie in one cache block.
+template <typename F>
+void for_block_runs(int t0, int t1, int bs, F&& f) {
+  for (int t = t0; t < t1;) {
+    const int n = std::min(t1 - t, bs - t % bs);
+    f(t, n);
+    t += n;
+  }
 }
 
-// scores[t] = q·k_t * scale for every cached position, a cache block at a time.
-void score_all(Ctx& c, const HeadTask& t, const float* k_cache, float scale, float* scores) {
-  for (int t0 = 0; t0 < t.n_ctx; t0 += t.bs)
-    c.k.dot_rows(scores + t0, t.qh, t.block_base(k_cache, t0), t.block_rows(t0), t.kv_dim, t.hd, scale);
+// One (row, chunk) task: every query head over the chunk's positions. Each cache block's rows are
+// read whole (all KV heads: one contiguous run of memory) and every head of a KV head's group
+// reuses them from L1.
+void chunk_task(Ctx& c, const Shape& s, const Row& row, int r, int chunk, const float* q, const float* k_cache,
+                const float* v_cache, float* out, float* scratch) {
+  thread_local std::vector<float> local;
+  const int t0 = chunk * kChunk;
+  const int t1 = std::min(row.n_ctx, t0 + kChunk);
+  const int len = t1 - t0;
+  const float* qr = q + static_cast<int64_t>(r) * s.q_dim;
+  float* sc;
+  int64_t lds;
+  if (row.keep > 0) {  // every score of the row, for the selection pass
+    sc = scratch + row.scratch + t0;
+    lds = row.n_ctx;
+  } else {
+    local.resize(static_cast<size_t>(s.n_heads) * kChunk);
+    sc = local.data();
+    lds = kChunk;
+  }
+  for_block_runs(t0, t1, s.bs, [&](int t, int n) {
+    for (int h = 0; h < s.n_heads; ++h)
+      c.k.dot_rows(sc + h * lds + (t - t0), qr + h * s.hd, s.at(k_cache, row.table, t, h / s.group), n, s.kv_dim, s.hd,
+                   s.scale);
+  });
+  if (row.keep > 0) return;
+
+  // Full attention: softmax partials of this chunk; a row of one chunk writes its output here.
+  const bool whole = row.chunks == 1;
+  auto acc_of = [&](int h) {
+    return whole ? out + static_cast<int64_t>(r) * s.q_dim + static_cast<int64_t>(h) * s.hd
+                 : scratch + row.scratch + (static_cast<int64_t>(h) * row.chunks + chunk) * s.partial_floats() + 2;
+  };
+  thread_local std::vector<float> sums;
+  sums.resize(s.n_heads);
+  for (int h = 0; h < s.n_heads; ++h) {
+    float* sh = sc + h * lds;
+    const float m = c.k.max(sh, len);
+    sums[h] = c.k.exp_sum(sh, len, m);
+    float* acc = acc_of(h);
+    if (!whole) {
+      acc[-2] = m;
+      acc[-1] = sums[h];
+    }
+    std::fill(acc, acc + s.hd, 0.0f);
+  }
+  for_block_runs(t0, t1, s.bs, [&](int t, int n) {
+    for (int h = 0; h < s.n_heads; ++h)
+      c.k.axpy_rows(acc_of(h), sc + h * lds + (t - t0), s.at(v_cache, row.table, t, h / s.group), n, s.kv_dim, s.hd);
+  });
+  if (whole) {
+    for (int h = 0; h < s.n_heads; ++h) {
+      float* o = acc_of(h);
+      const float inv = 1.0f / sums[h];
+      for (int i = 0; i < s.hd; ++i) o[i] *= inv;
+    }
+  }
 }
 
-// Full attention for one head: softmax over every score, then sum every value row.
-void full_head(Ctx& c, const HeadTask& t, const float* k_cache, const float* v_cache, float scale,
-               std::vector<float>& scores) {
-  if (static_cast<int>(scores.size()) < t.n_ctx) scores.resize(t.n_ctx);
-  score_all(c, t, k_cache, scale, scores.data());
-  float mx = -INFINITY;
-  for (int i = 0; i < t.n_ctx; ++i) mx = std::max(mx, scores[i]);
+// out = the chunks' weighted values, each rescaled to the row's largest score, over the total sum.
+void merge_head(const Shape& s, const Row& row, int h, const float* scratch, float* o) {
+  const float* p = scratch + row.scratch + static_cast<int64_t>(h) * row.chunks * s.partial_floats();
+  float m = -INFINITY;
+  for (int ch = 0; ch < row.chunks; ++ch) m = std::max(m, p[ch * s.partial_floats()]);
   float sum = 0.0f;
-  for (int i = 0; i < t.n_ctx; ++i) {
-    scores[i] = std::exp(scores[i] - mx);
-    sum += scores[i];
+  std::fill(o, o + s.hd, 0.0f);
+  for (int ch = 0; ch < row.chunks; ++ch) {
+    const float* pc = p + ch * s.partial_floats();
+    const float w = std::exp(pc[0] - m);
+    sum += w * pc[1];
+    for (int i = 0; i < s.hd; ++i) o[i] += w * pc[2 + i];
   }
   const float inv = 1.0f / sum;
-  for (int i = 0; i < t.n_ctx; ++i) scores[i] *= inv;
-  for (int i = 0; i < t.hd; ++i) t.oh[i] = 0.0f;
-  for (int t0 = 0; t0 < t.n_ctx; t0 += t.bs)
-    c.k.axpy_rows(t.oh, scores.data() + t0, t.block_base(v_cache, t0), t.block_rows(t0), t.kv_dim, t.hd);
-}
-
-// An order-preserving map from float to uint32 (larger float, larger key).
-inline uint32_t order_key(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof(u));
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-// The indices of the `topn` largest scores, in position order; ties keep the earlier position.
-// Radix select on the order keys (11, 11 and 10 bits): one histogram pass over every score, the
-// later levels only over the boundary bucket's candidates, then one pass that collects. A heap
-// of N was measurably slower at N = 256 (each of its ~N·ln(n/N) replacements costs log N).
-void select_topn(const float* scores, int n, int topn, std::vector<uint32_t>& keys, std::vector<int>& cand,
-                 std::vector<int>& out) {
-  keys.resize(n);
-  uint32_t hist[2048] = {};
-  for (int i = 0; i < n; ++i) {
-    keys[i] = order_key(scores[i]);
-    hist[keys[i] >> 21]++;
-  }
-  int above = 0, b1 = 2047;
-  while (above + static_cast<int>(hist[b1]) < topn) above += hist[b1--];
-  cand.clear();
-  for (int i = 0; i < n; ++i)
-    if ((keys[i] >> 21) == static_cast<uint32_t>(b1)) cand.push_back(i);
-  std::fill(hist, hist + 2048, 0u);
-  for (int i : cand) hist[(keys[i] >> 10) & 0x7FF]++;
-  int b2 = 2047;
-  while (above + static_cast<int>(hist[b2]) < topn) above += hist[b2--];
-  std::fill(hist, hist + 1024, 0u);
-  for (int i : cand)
-    if (((keys[i] >> 10) & 0x7FF) == static_cast<uint32_t>(b2)) hist[keys[i] & 0x3FF]++;
-  int b3 = 1023;
-  while (above + static_cast<int>(hist[b3]) < topn) above += hist[b3--];
-  const uint32_t threshold = (static_cast<uint32_t>(b1) << 21) | (static_cast<uint32_t>(b2) << 10) | static_cast<uint32_t>(b3);
-  int take_equal = topn - above;
-  out.clear();
-  for (int i = 0; i < n; ++i) {
-    if (keys[i] > threshold || (keys[i] == threshold && take_equal-- > 0)) out.push_back(i);
-  }
+  for (int i = 0; i < s.hd; ++i) o[i] *= inv;
 }
 
 struct TopNScratch {
-  std::vector<float> scores;
-  std::vector<uint32_t> keys;
-  std::vector<int> cand, kept;
+  std::vector<float> sample;
+  std::vector<int> cand;
+  std::vector<float> weights;
+  std::vector<const float*> rows;
 };
 
-// Top-N attention for one head: score every key, keep the N largest, and sum only their values.
-void topn_head(Ctx& c, const HeadTask& t, const float* k_cache, const float* v_host, float scale, int topn,
-               bool renormalize, TopNScratch& w) {
-  if (static_cast<int>(w.scores.size()) < t.n_ctx) w.scores.resize(t.n_ctx);
-  const float* scores = w.scores.data();
-  score_all(c, t, k_cache, scale, w.scores.data());
-  select_topn(scores, t.n_ctx, topn, w.keys, w.cand, w.kept);
-  float mx = -INFINITY;
-  for (int i : w.kept) mx = std::max(mx, scores[i]);
+// The indices of the `keep` largest of n scores (ties: the earlier position), in position order.
+// A threshold is read off a fixed sample of the scores, at a rank that leaves about 1.5 x keep
+// scores above it; one branch-free pass collects those candidates, and the exact keep-th largest
+// among them finishes (should the sample mislead, with fewer than `keep` candidates, every index
+// is a candidate). This replaced a three-pass radix select: at 8k positions and N = 256 it reads
+// the scores once where that read them three times.
+void select_topn(const float* sc, int n, int keep, TopNScratch& w) {
+  std::vector<int>& cand = w.cand;
+  cand.resize(n);
+  int count = 0;
+  constexpr int kSample = 512;
+  if (n >= 4 * keep && n >= 2 * kSample) {
+    w.sample.resize(kSample);
+    for (int j = 0; j < kSample; ++j) w.sample[j] = sc[static_cast<int64_t>(j) * n / kSample];
+    const int rank = std::min(kSample, static_cast<int>(1.5 * keep * kSample / n) + 8);
+    std::nth_element(w.sample.begin(), w.sample.begin() + (rank - 1), w.sample.end(), std::greater<float>());
+    const float threshold = w.sample[rank - 1];
+    for (int i = 0; i < n; ++i) {
+      cand[count] = i;
+      count += sc[i] >= threshold;
+    }
+  }
+  if (count < keep) {
+    for (int i = 0; i < n; ++i) cand[i] = i;
+    count = n;
+  }
+  w.sample.resize(count);
+  for (int i = 0; i < count; ++i) w.sample[i] = sc[cand[i]];
+  std::nth_element(w.sample.begin(), w.sample.begin() + (keep - 1), w.sample.end(), std::greater<float>());
+  const float kth = w.sample[keep - 1];
+  int above = 0;
+  for (int i = 0; i < count; ++i) above += sc[cand[i]] > kth;
+  int equal = keep - above;  // how many scores equal to the keep-th largest to take, earliest first
+  int kept = 0;
+  for (int i = 0; i < count; ++i) {
+    const float v = sc[cand[i]];
+    if (v > kth || (v == kth && equal-- > 0)) cand[kept++] = cand[i];
+  }
+  cand.resize(keep);
+}
+
+// Top-N attention for one (row, query head) whose scores the chunk tasks wrote.
+void topn_head(Ctx& c, const Shape& s, const Row& row, int h, float* scratch, const float* v_host, bool renormalize,
+               float* o) {
+  thread_local TopNScratch w;
+  float* sc = scratch + row.scratch + static_cast<int64_t>(h) * row.n_ctx;
+  select_topn(sc, row.n_ctx, row.keep, w);
+  float m = -INFINITY;
+  for (int i : w.cand) m = std::max(m, sc[i]);  // the largest score overall
+  w.weights.resize(row.keep);
   float sum = 0.0f;
-  if (renormalize) {
-    for (int i : w.kept) sum += std::exp(scores[i] - mx);
-  } else {
-    for (int i = 0; i < t.n_ctx; ++i) sum += std::exp(scores[i] - mx);
+  for (int k = 0; k < row.keep; ++k) {
+    w.weights[k] = std::exp(sc[w.cand[k]] - m);
+    sum += w.weights[k];
   }
+  if (!renormalize) sum = c.k.exp_sum(sc, row.n_ctx, m);  // the kept weights' share of the full softmax
   const float inv = 1.0f / sum;
-  for (int i = 0; i < t.hd; ++i) t.oh[i] = 0.0f;
-  for (int i : w.kept) {
-    const float wt = std::exp(scores[i] - mx) * inv;
-    c.k.axpy_rows(t.oh, &wt, t.row(v_host, i), 1, t.kv_dim, t.hd);
+  const int kvh = h / s.group;
+  w.rows.resize(row.keep);
+  for (int k = 0; k < row.keep; ++k) {
+    w.weights[k] *= inv;
+    w.rows[k] = s.at(v_host, row.table, w.cand[k], kvh);
   }
+  c.k.weighted_sum_rows(o, w.weights.data(), w.rows.data(), row.keep, s.hd);
+}
+
+void run(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_cache, const AttentionBatch& b) {
+  const Shape s(b);
+  // The calling thread's buffers, reused across calls; the tasks see them through these references
+  // (a lambda names a thread_local of the thread it runs on, not of the caller).
+  thread_local std::vector<Row> rows_tls;
+  thread_local std::vector<int> first_tls, second_tls;
+  thread_local std::vector<float> scratch_tls;
+  std::vector<Row>& rows = rows_tls;
+  std::vector<int>& first_task = first_tls;  // chunk tasks of row r: [first_task[r], first_task[r + 1])
+  std::vector<int>& second = second_tls;     // rows with a second pass (top-N, or full over several chunks)
+  std::vector<float>& scratch = scratch_tls;
+  rows.resize(b.rows);
+  first_task.resize(b.rows + 1);
+  second.clear();
+  int64_t floats = 0;
+  first_task[0] = 0;
+  for (int r = 0; r < b.rows; ++r) {
+    Row& row = rows[r];
+    row.n_ctx = b.row_pos[r] + 1;
+    row.chunks = (row.n_ctx + kChunk - 1) / kChunk;
+    const int topn = b.row_topn ? b.row_topn[r] : 0;
+    row.keep = topn > 0 && topn < row.n_ctx ? topn : 0;
+    row.table = b.block_tables + b.table_offset[b.row_seq[r]];
+    row.scratch = floats;
+    if (row.keep > 0) floats += static_cast<int64_t>(s.n_heads) * row.n_ctx;
+    else if (row.chunks > 1) floats += static_cast<int64_t>(s.n_heads) * row.chunks * s.partial_floats();
+    if (row.keep > 0 || row.chunks > 1) second.push_back(r);
+    first_task[r + 1] = first_task[r] + row.chunks;
+  }
+  if (static_cast<int64_t>(scratch.size()) < floats) scratch.resize(floats);
+  float* sp = scratch.data();
+  c.pool.parallel_for(first_task[b.rows], [&](int task, int) {
+    const int r = static_cast<int>(std::upper_bound(first_task.begin(), first_task.begin() + b.rows + 1, task) -
+                                   first_task.begin()) - 1;
+    chunk_task(c, s, rows[r], r, task - first_task[r], q, k_cache, v_cache, out, sp);
+  });
+  if (second.empty()) return;
+  c.pool.parallel_for(static_cast<int>(second.size()) * s.n_heads, [&](int task, int) {
+    const int r = second[task / s.n_heads];
+    const int h = task % s.n_heads;
+    float* o = out + static_cast<int64_t>(r) * s.q_dim + static_cast<int64_t>(h) * s.hd;
+    if (rows[r].keep > 0) topn_head(c, s, rows[r], h, sp, v_cache, b.topn_renormalize, o);
+    else merge_head(s, rows[r], h, sp, o);
+  });
 }
 
 }  // namespace
 
-// One task per (query row, query head), so a single decode row still spreads over all
-// threads. Keys and values are visited a cache block at a time (rows of one block are
-// contiguous); scores live in a per-thread scratch buffer sized to the row's context.
 void attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_cache,
                const AttentionBatch& b) {
-  c.pool.parallel_for(b.rows * b.n_heads, [&](int task, int) {
-    thread_local std::vector<float> scores;
-    full_head(c, head_task(b, out, q, task), k_cache, v_cache, b.scale, scores);
-  });
+  AttentionBatch full = b;
+  full.row_topn = nullptr;
+  run(c, out, q, k_cache, v_cache, full);
 }
 
 void kcache_attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_host,
                       const AttentionBatch& b) {
-  c.pool.parallel_for(b.rows * b.n_heads, [&](int task, int) {
-    thread_local TopNScratch w;
-    const HeadTask t = head_task(b, out, q, task);
-    const int topn = b.row_topn ? b.row_topn[task / b.n_heads] : 0;
-    if (topn <= 0 || topn >= t.n_ctx) full_head(c, t, k_cache, v_host, b.scale, w.scores);
-    else topn_head(c, t, k_cache, v_host, b.scale, topn, b.topn_renormalize, w);
-  });
+  run(c, out, q, k_cache, v_host, b);
 }
 
 }  // namespace kc::cpu

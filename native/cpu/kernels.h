@@ -21,6 +21,14 @@ struct Kernels {
   // scores[r] = scale * q · k_r, and out += sum_r weights[r] * v_r, over hd elements.
   void (*dot_rows)(float* scores, const float* q, const float* k, int n, int stride, int hd, float scale);
   void (*axpy_rows)(float* out, const float* weights, const float* v, int n, int stride, int hd);
+  // out[0, hd) = sum_r weights[r] * rows[r][0, hd): the value rows top-N attention kept, wherever
+  // they are (rows ahead are prefetched: each is a likely cache miss in the host tier).
+  void (*weighted_sum_rows)(float* out, const float* weights, const float* const* rows, int n, int hd);
+  // Softmax pieces over n scores: the largest, and x[i] = exp(x[i] - m) in place returning their
+  // sum (the SIMD variants use a polynomial exp within 2 ulp of expf; expf was a third of a
+  // long-context decode step).
+  float (*max)(const float* x, int n);
+  float (*exp_sum)(float* x, int n, float m);
 };
 
 const Kernels& generic_kernels();

@@ -68,6 +68,12 @@ export interface ReferenceKCache {
   topNFraction?: number;
   fullLayers: number;
   renormalize: boolean;
+  /**
+   * Filled with, per position, the smallest relative gap between the N-th and (N+1)-th largest
+   * score over every top-N layer and head (Infinity where nothing was dropped): where it is tiny,
+   * float32 rounding may keep the other key, and the logits may rightly differ.
+   */
+  boundaryGaps?: number[];
 }
 
 /**
@@ -114,6 +120,10 @@ export function referenceLogits(
         if (kcache && topN !== undefined && l >= kcache.fullLayers && topN < scores.length) {
           const order = scores.map((s, t) => [s, t] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
           const kept = new Set(order.slice(0, topN).map(([, t]) => t));
+          if (kcache.boundaryGaps) {
+            const [a, b] = [(order[topN - 1] as readonly [number, number])[0], (order[topN] as readonly [number, number])[0]];
+            kcache.boundaryGaps[pos] = Math.min(kcache.boundaryGaps[pos] ?? Number.POSITIVE_INFINITY, (a - b) / Math.abs(a));
+          }
           e = e.map((w, t) => (kept.has(t) ? w : 0));
           if (kcache.renormalize) z = e.reduce((a, b) => a + b, 0);
         }

@@ -1,5 +1,7 @@
 // Portable kernels: plain loops, the fallback on CPUs without AVX2/FMA and the baseline the
 // SIMD variants are tested against.
+#include <cmath>
+
 #include "../kernels.h"
 #include "kcache/types.h"
 
@@ -44,6 +46,27 @@ void axpy_rows_generic(float* out, const float* weights, const float* v, int n, 
   }
 }
 
+void weighted_sum_rows_generic(float* out, const float* weights, const float* const* rows, int n, int hd) {
+  for (int i = 0; i < hd; ++i) out[i] = 0.0f;
+  for (int r = 0; r < n; ++r)
+    for (int i = 0; i < hd; ++i) out[i] += weights[r] * rows[r][i];
+}
+
+float max_generic(const float* x, int n) {
+  float m = -INFINITY;
+  for (int i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+float exp_sum_generic(float* x, int n, float m) {
+  float sum = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - m);
+    sum += x[i];
+  }
+  return sum;
+}
+
 }  // namespace
 
 const Kernels& generic_kernels() {
@@ -55,6 +78,9 @@ const Kernels& generic_kernels() {
       matmul_generic<uint16_t, f16_to_f32>,
       dot_rows_generic,
       axpy_rows_generic,
+      weighted_sum_rows_generic,
+      max_generic,
+      exp_sum_generic,
   };
   return k;
 }

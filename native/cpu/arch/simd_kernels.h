@@ -5,6 +5,7 @@
 #pragma once
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -116,16 +117,41 @@ void matmul_f16(float* out, int ldo, const float* x, int rows, const uint16_t* w
   matmul<V, F16>(out, ldo, x, rows, reinterpret_cast<const F16*>(w), k, o0, o1);
 }
 
+// Eight horizontal sums at once: sums[i] = the lanes of a[i] added up (a 256-bit transpose-add;
+// one hsum per row cost more than the row's FMAs).
+template <class V>
+inline __m256 hsum8(const typename V::vec* a) {
+  __m256 f[8];
+  for (int i = 0; i < 8; ++i) f[i] = V::fold256(a[i]);
+  const __m256 t0 = _mm256_hadd_ps(f[0], f[1]);
+  const __m256 t1 = _mm256_hadd_ps(f[2], f[3]);
+  const __m256 t2 = _mm256_hadd_ps(f[4], f[5]);
+  const __m256 t3 = _mm256_hadd_ps(f[6], f[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1);
+  const __m256 u1 = _mm256_hadd_ps(t2, t3);
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
 // scores[r] = scale * q · k[r * stride ..], for the n keys of one cache block; for the usual
-// head sizes q stays in C registers across the block.
+// head sizes q stays in C registers across the block, and rows go eight at a time.
 template <class V, int C>
 inline void dot_rows_regs(float* scores, const float* q, const float* k, int n, int stride, float scale) {
   typename V::vec qv[C];
   for (int c = 0; c < C; ++c) qv[c] = V::load(q + c * V::N);
-  for (int r = 0; r < n; ++r) {
+  int r = 0;
+  for (; r + 8 <= n; r += 8) {
+    typename V::vec acc[8];
+    for (int i = 0; i < 8; ++i) {
+      const float* kr = k + static_cast<int64_t>(r + i) * stride;
+      acc[i] = V::mul(qv[0], V::load(kr));
+      for (int c = 1; c < C; ++c) acc[i] = V::fma(qv[c], V::load(kr + c * V::N), acc[i]);
+    }
+    _mm256_storeu_ps(scores + r, _mm256_mul_ps(hsum8<V>(acc), _mm256_set1_ps(scale)));
+  }
+  for (; r < n; ++r) {
     const float* kr = k + static_cast<int64_t>(r) * stride;
-    typename V::vec acc = V::zero();
-    for (int c = 0; c < C; ++c) acc = V::fma(qv[c], V::load(kr + c * V::N), acc);
+    typename V::vec acc = V::mul(qv[0], V::load(kr));
+    for (int c = 1; c < C; ++c) acc = V::fma(qv[c], V::load(kr + c * V::N), acc);
     scores[r] = V::hsum(acc) * scale;
   }
 }
@@ -176,9 +202,87 @@ void axpy_rows(float* out, const float* weights, const float* v, int n, int stri
   }
 }
 
+template <class V, int C>
+inline void weighted_sum_rows_regs(float* out, const float* weights, const float* const* rows, int n) {
+  constexpr int kAhead = 8;
+  typename V::vec acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = V::zero();
+  for (int r = 0; r < n; ++r) {
+    if (r + kAhead < n)
+      for (int c = 0; c < C * V::N; c += 16) _mm_prefetch(reinterpret_cast<const char*>(rows[r + kAhead] + c), _MM_HINT_T0);
+    const typename V::vec w = V::set1(weights[r]);
+    for (int c = 0; c < C; ++c) acc[c] = V::fma(w, V::load(rows[r] + c * V::N), acc[c]);
+  }
+  for (int c = 0; c < C; ++c) V::store(out + c * V::N, acc[c]);
+}
+
+template <class V>
+void weighted_sum_rows(float* out, const float* weights, const float* const* rows, int n, int hd) {
+  if (hd == V::N) return weighted_sum_rows_regs<V, 1>(out, weights, rows, n);
+  if (hd == 2 * V::N) return weighted_sum_rows_regs<V, 2>(out, weights, rows, n);
+  if (hd == 4 * V::N) return weighted_sum_rows_regs<V, 4>(out, weights, rows, n);
+  if (hd == 8 * V::N) return weighted_sum_rows_regs<V, 8>(out, weights, rows, n);
+  for (int i = 0; i < hd; ++i) out[i] = 0.0f;
+  for (int r = 0; r < n; ++r) axpy_rows<V>(out, weights + r, rows[r], 1, hd, hd);
+}
+
+template <class V>
+float max(const float* x, int n) {
+  typename V::vec m = V::set1(-INFINITY);
+  int i = 0;
+  for (; i + V::N <= n; i += V::N) m = V::max(m, V::load(x + i));
+  float r = V::hmax(m);
+  for (; i < n; ++i) r = x[i] > r ? x[i] : r;
+  return r;
+}
+
+// e^x for x <= 0 (scores minus their maximum), Cephes' expf: x = k ln2 + r with |r| <= ln2 / 2,
+// e^r by a degree-6 polynomial, times 2^k. Below -87 the result is clamped to about 1e-38
+// instead of 0, which no softmax sum can tell apart.
+template <class V>
+inline typename V::vec exp_nonpositive(typename V::vec x) {
+  using vec = typename V::vec;
+  x = V::max(V::set1(-87.0f), x);  // this operand order lets a NaN through
+  const vec k = V::round(V::mul(x, V::set1(1.44269504088896341f)));
+  vec r = V::fma(k, V::set1(-0.693359375f), x);
+  r = V::fma(k, V::set1(2.12194440e-4f), r);
+  vec p = V::set1(1.9875691500e-4f);
+  p = V::fma(p, r, V::set1(1.3981999507e-3f));
+  p = V::fma(p, r, V::set1(8.3334519073e-3f));
+  p = V::fma(p, r, V::set1(4.1665795894e-2f));
+  p = V::fma(p, r, V::set1(1.6666665459e-1f));
+  p = V::fma(p, r, V::set1(5.0000001201e-1f));
+  p = V::fma(p, V::mul(r, r), V::add(r, V::set1(1.0f)));
+  return V::ldexp(p, k);
+}
+
+template <class V>
+float exp_sum(float* x, int n, float m) {
+  const typename V::vec mv = V::set1(m);
+  typename V::vec acc = V::zero();
+  int i = 0;
+  for (; i + V::N <= n; i += V::N) {
+    const typename V::vec e = exp_nonpositive<V>(V::sub(V::load(x + i), mv));
+    V::store(x + i, e);
+    acc = V::add(acc, e);
+  }
+  float sum = V::hsum(acc);
+  if (i < n) {
+    alignas(64) float tail[V::N];
+    for (int j = 0; j < V::N; ++j) tail[j] = i + j < n ? x[i + j] - m : -INFINITY;
+    V::store(tail, exp_nonpositive<V>(V::load(tail)));
+    for (int j = 0; i + j < n; ++j) {
+      x[i + j] = tail[j];
+      sum += tail[j];
+    }
+  }
+  return sum;
+}
+
 template <class V>
 Kernels make_kernels(const char* name) {
-  return Kernels{name, 2 * V::N, matmul_f32<V>, matmul_bf16<V>, matmul_f16<V>, dot_rows<V>, axpy_rows<V>};
+  return Kernels{name,         2 * V::N,     matmul_f32<V>, matmul_bf16<V>, matmul_f16<V>,
+                 dot_rows<V>,  axpy_rows<V>, weighted_sum_rows<V>, max<V>, exp_sum<V>};
 }
 
 }  // namespace
