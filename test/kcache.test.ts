@@ -3,6 +3,7 @@
 import { Engine, type EngineOptions, type ModelSpec, resolveModel } from '@kcache/engine';
 import { afterAll, describe, expect, test } from 'vitest';
 import { randomIds } from './helpers/ids.js';
+import { checkLongContext } from './helpers/long-context.js';
 import { STORIES_260K } from './helpers/paths.js';
 import { type ReferenceKCache, referenceLogits, relError } from './reference/forward.js';
 import { llama2cWeights } from './reference/llama2c-weights.js';
@@ -71,49 +72,13 @@ describe('top-N attention against the float64 reference', () => {
 });
 
 describe('long contexts: several attention chunks, sampled top-N threshold', () => {
-  // 1,300 positions: the CPU backend splits a row's context into chunks of 512 (merged by their
-  // softmax partials) and, from 1,024 positions on, finds the top-N through a sampled threshold.
-  // The first 1,200 tokens are one prefill chunk (full attention), so the top-N cases keep layer 0
-  // full (L = 1), where the reference, which decodes every token, computes the same keys.
-  const tiny = resolveModel('dummy:tiny');
-  const ids = randomIds(1300, 512, 21);
-  const prefix = 1200;
-  const table1300 = table(ids.length);
-
-  async function decodeTail(engine: Engine): Promise<Float32Array[]> {
-    await engine.step([{ tokens: ids.slice(0, prefix), startPos: 0, blockTable: table1300 }]);
-    const out: Float32Array[] = [];
-    for (let p = prefix; p < ids.length; p++) {
-      const [l] = await engine.step([{ tokens: [ids[p] as number], startPos: p, blockTable: table1300 }]);
-      out.push(Float32Array.from(l as Float32Array));
-    }
-    return out;
-  }
-
   const cases: (ReferenceKCache | undefined)[] = [
     undefined,
     { topN: 5, fullLayers: 1, renormalize: true },
     { topN: 100, fullLayers: 1, renormalize: false },
   ];
   for (const k of cases)
-    test(k ? `N=${k.topN} L=${k.fullLayers} renormalize=${k.renormalize}` : 'full attention', async () => {
-      const engine = await load(tiny, { numBlocks: 100, ...(k ? { attention: 'kcache' as const, kcache: k } : {}) });
-      const W = (name: string) => engine.readWeight(name);
-      const gaps: number[] = [];
-      const ref = referenceLogits(tiny.config, W, ids, k && { ...k, boundaryGaps: gaps }).slice(prefix);
-      const got = await decodeTail(engine);
-      // positions where some head's N-th and (N+1)-th scores are within float32 rounding may keep
-      // the other key (1,300 keys make such near-ties common); every other position must agree
-      const clear = ref.map((_, i) => !k || !((gaps[prefix + i] ?? Number.POSITIVE_INFINITY) < 1e-5));
-      expect(clear.filter(Boolean).length).toBeGreaterThan(0.8 * ref.length);
-      expect(
-        worstError(
-          got.filter((_, i) => clear[i]),
-          ref.filter((_, i) => clear[i]),
-        ),
-      ).toBeLessThan(1e-4);
-      if (k) expect(worstError(got, referenceLogits(tiny.config, W, ids).slice(prefix))).toBeGreaterThan(1e-3);
-    });
+    test(k ? `N=${k.topN} L=${k.fullLayers} renormalize=${k.renormalize}` : 'full attention', () => checkLongContext(k));
 });
 
 describe('exactness', () => {
@@ -180,6 +145,19 @@ describe('capacity and configuration', () => {
       kcache: { fullLayers: 0 },
     });
     expect(capped.info().numBlocks).toBe(10);
+  });
+
+  test('fillKvRandom overwrites the cache (for benchmarks) and checks its seed', async () => {
+    const kc = await load(resolveModel('dummy:tiny'), { attention: 'kcache', kcache: { topN: 4 } });
+    const ids = randomIds(40, 512, 9);
+    const last = { tokens: [ids.at(-1) as number], startPos: ids.length - 1, blockTable: table(ids.length) };
+    await kc.step([{ tokens: ids.slice(0, -1), startPos: 0, blockTable: table(ids.length) }]);
+    const [before] = await kc.step([last]);
+    kc.fillKvRandom(3);
+    const [after] = await kc.step([last]);
+    expect(after).not.toEqual(before);
+    expect((after as Float32Array).every(Number.isFinite)).toBe(true);
+    expect(() => kc.fillKvRandom(-1)).toThrow(/seed = -1/);
   });
 
   test('bad settings are refused naming the field', async () => {

@@ -247,6 +247,7 @@ Napi::Function EngineWrap::Define(Napi::Env env) {
                                  {InstanceMethod<&EngineWrap::Step>("step"), InstanceMethod<&EngineWrap::Info>("info"),
                                   InstanceMethod<&EngineWrap::ReadWeight>("readWeight"),
                                   InstanceMethod<&EngineWrap::ReadWeightRaw>("readWeightRaw"),
+                                  InstanceMethod<&EngineWrap::FillKvRandom>("fillKvRandom"),
                                   InstanceMethod<&EngineWrap::Dispose>("dispose")});
   g_constructor = new Napi::FunctionReference(Napi::Persistent(f));
   return f;
@@ -334,6 +335,15 @@ Napi::Value EngineWrap::ReadWeightRaw(const Napi::CallbackInfo& info) {
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, e.what());
   }
+}
+
+Napi::Value EngineWrap::FillKvRandom(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!engine_) throw Napi::Error::New(env, "engine is disposed");
+  if (info.Length() != 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "fillKvRandom(seed): seed must be a number");
+  if (busy_.load()) throw Napi::Error::New(env, "cannot fill the KV cache while a step is in flight");
+  engine_->fill_kv_random(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+  return env.Undefined();
 }
 
 Napi::Value EngineWrap::Dispose(const Napi::CallbackInfo& info) {

@@ -23,6 +23,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value ReadWeight(const Napi::CallbackInfo& info);
   Napi::Value ReadWeightRaw(const Napi::CallbackInfo& info);
+  Napi::Value FillKvRandom(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   std::unique_ptr<Engine> engine_;

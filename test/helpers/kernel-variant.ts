@@ -6,6 +6,7 @@ import { expect, test } from 'vitest';
 import { referenceLogits, relError } from '../reference/forward.js';
 import { llama2cWeights } from '../reference/llama2c-weights.js';
 import { referenceConfig, weightSource, writeTinyHfModel } from './hf-model.js';
+import { checkLongContext } from './long-context.js';
 import { STORIES_260K } from './paths.js';
 
 export function testKernelsAgainstReference(variant: 'generic' | 'avx2' | 'avx512'): void {
@@ -88,6 +89,10 @@ export function testKernelsAgainstReference(variant: 'generic' | 'avx2' | 'avx51
     }
     engine.dispose();
   });
+  test(`${variant} kernels: full and top-N attention over 1,300 positions match the reference`, async () => {
+    await checkLongContext(undefined, `cpu/${variant}`);
+    await checkLongContext({ topN: 5, fullLayers: 1, renormalize: true }, `cpu/${variant}`);
+  });
 }
 
 /** KCache top-N decode (the kernels' single-row dot/axpy paths) against the reference's top-N attention. */
@@ -104,5 +109,9 @@ export function testKCacheAgainstReference(variant: 'generic' | 'avx2' | 'avx512
       expect(relError(l as Float32Array, ref[p] as Float64Array)).toBeLessThan(1e-4);
     }
     engine.dispose();
+  });
+  test(`${variant} kernels: full and top-N attention over 1,300 positions match the reference`, async () => {
+    await checkLongContext(undefined, `cpu/${variant}`);
+    await checkLongContext({ topN: 5, fullLayers: 1, renormalize: true }, `cpu/${variant}`);
   });
 }

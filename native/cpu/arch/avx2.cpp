@@ -32,6 +32,8 @@ struct Avx2 {
   static vec load(const F16* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
   static void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
   static __m256 fold256(vec v) { return v; }
+  static constexpr bool kCompress = false;  // AVX2 has no compress-store: the scalar loop does it
+  static int compress_at_least(int*, const float*, int, float, int&) { return 0; }
   static float hsum(vec v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

@@ -29,6 +29,22 @@ struct Avx512 {
   static void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
   // (-Wno-uninitialized on this file: GCC 12 warns inside its own _mm512_reduce_add_ps)
   static __m256 fold256(vec v) { return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))); }
+  // idx gets the indices of x[0, n) at or above t, sixteen compared and compress-stored at once;
+  // `i` is left where the scalar tail starts.
+  static constexpr bool kCompress = true;
+  static int compress_at_least(int* idx, const float* x, int n, float t, int& i) {
+    const __m512 tv = _mm512_set1_ps(t);
+    __m512i pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i step = _mm512_set1_epi32(16);
+    int count = 0;
+    for (i = 0; i + 16 <= n; i += 16) {
+      const __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), tv, _CMP_GE_OQ);
+      _mm512_mask_compressstoreu_epi32(idx + count, m, pos);
+      count += __builtin_popcount(m);
+      pos = _mm512_add_epi32(pos, step);
+    }
+    return count;
+  }
   static float hsum(vec v) { return _mm512_reduce_add_ps(v); }
   static float hmax(vec v) { return _mm512_reduce_max_ps(v); }
 };

@@ -52,6 +52,15 @@ void weighted_sum_rows_generic(float* out, const float* weights, const float* co
     for (int i = 0; i < hd; ++i) out[i] += weights[r] * rows[r][i];
 }
 
+int indices_at_least_generic(int* idx, const float* x, int n, float t) {
+  int count = 0;
+  for (int i = 0; i < n; ++i) {
+    idx[count] = i;
+    count += x[i] >= t;
+  }
+  return count;
+}
+
 float max_generic(const float* x, int n) {
   float m = -INFINITY;
   for (int i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
@@ -79,6 +88,7 @@ const Kernels& generic_kernels() {
       dot_rows_generic,
       axpy_rows_generic,
       weighted_sum_rows_generic,
+      indices_at_least_generic,
       max_generic,
       exp_sum_generic,
   };

@@ -227,6 +227,18 @@ void weighted_sum_rows(float* out, const float* weights, const float* const* row
 }
 
 template <class V>
+int indices_at_least(int* idx, const float* x, int n, float t) {
+  int count = 0;
+  int i = 0;
+  if constexpr (V::kCompress) count = V::compress_at_least(idx, x, n, t, i);
+  for (; i < n; ++i) {
+    idx[count] = i;
+    count += x[i] >= t;
+  }
+  return count;
+}
+
+template <class V>
 float max(const float* x, int n) {
   typename V::vec m = V::set1(-INFINITY);
   int i = 0;
@@ -282,7 +294,7 @@ float exp_sum(float* x, int n, float m) {
 template <class V>
 Kernels make_kernels(const char* name) {
   return Kernels{name,         2 * V::N,     matmul_f32<V>, matmul_bf16<V>, matmul_f16<V>,
-                 dot_rows<V>,  axpy_rows<V>, weighted_sum_rows<V>, max<V>, exp_sum<V>};
+                 dot_rows<V>,  axpy_rows<V>, weighted_sum_rows<V>, indices_at_least<V>, max<V>, exp_sum<V>};
 }
 
 }  // namespace

@@ -3,16 +3,19 @@ export { decodeWeightBytes, type EngineBenchOptions, type EngineBenchResult, for
 export { writeGguf } from './gguf.js';
 export {
   type AttentionRow,
+  type BudgetRow,
   type CapacityRow,
   capacity,
   type DecodeRow,
   type FidelityConfig,
   type FidelityRow,
   formatAttention,
+  formatBudget,
   formatCapacity,
   formatDecode,
   formatFidelity,
   measureAttention,
+  measureBudgetDecode,
   measureDecode,
   measureFidelity,
 } from './kcache-bench.js';

@@ -7,6 +7,7 @@
 import {
   argmax,
   benchDecodeAttention,
+  DEFAULT_KCACHE,
   Engine,
   type KCacheSettings,
   kvBytesPerBlock,
@@ -243,6 +244,65 @@ export async function measureDecode(
   return rows;
 }
 
+export interface BudgetRow {
+  context: number;
+  budgetBytes: number;
+  /** Full attention at the most sequences whose K and V fit the budget. */
+  full: { batch: number; tps: number };
+  /** KCache at the most sequences whose device tier (K, and V of the full layers) fits it. */
+  topN: { n: number; batch: number; tps: number }[];
+}
+
+/**
+ * Decode throughput at a fixed device-tier budget, the comparison KCache is for: each mode runs
+ * the largest batch of distinct `context`-token sequences its device tier holds (KCache holds
+ * about twice as many: V lives in the host tier). The sequences' KV is random (fillKvRandom) since
+ * prefilling a dozen 8k sequences takes this machine minutes; a decode step reads the same bytes
+ * and scores the same keys whatever they hold. Best of three interleaved rounds per mode.
+ */
+export async function measureBudgetDecode(
+  spec: ModelSpec,
+  context: number,
+  budgetBytes: number,
+  topNs: number[],
+  threads: number,
+  steps: number,
+  log: (line: string) => void = () => {},
+): Promise<BudgetRow> {
+  const bs = 16;
+  const blocksPerSeq = Math.ceil((context + steps + 1) / bs);
+  const fits = (deviceBytesPerBlock: number) => Math.floor(budgetBytes / (deviceBytesPerBlock * blocksPerSeq));
+  const fullBatch = fits(kvBytesPerBlock(spec.config, bs, 'full').device);
+  const kvBatch = fits(kvBytesPerBlock(spec.config, bs, 'kcache', DEFAULT_KCACHE.fullLayers).device);
+  if (fullBatch < 1) throw new RangeError(`a budget of ${budgetBytes} bytes holds no sequence of ${context} tokens`);
+  const engine = await Engine.load(spec, { numBlocks: kvBatch * blocksPerSeq, threads, attention: 'kcache' });
+  engine.fillKvRandom(1);
+  const run = async (batch: number, topN: number) => {
+    const tables = Array.from({ length: batch }, (_, s) => Array.from({ length: blocksPerSeq }, (_, i) => s * blocksPerSeq + i));
+    const step = (i: number) =>
+      engine.step(tables.map((blockTable, s) => ({ tokens: [100 + s], startPos: context + i, blockTable, topN })));
+    await step(0); // warm-up
+    const t = performance.now();
+    for (let i = 1; i <= steps; i++) await step(i);
+    return (batch * steps) / ((performance.now() - t) / 1000);
+  };
+  const modes = [{ n: 1 << 30, batch: fullBatch }, ...topNs.map((n) => ({ n, batch: kvBatch }))];
+  const best = modes.map(() => 0);
+  for (let round = 0; round < 3; round++)
+    for (const [i, m] of modes.entries()) best[i] = Math.max(best[i] as number, await run(m.batch, m.n));
+  engine.dispose();
+  const row: BudgetRow = {
+    context,
+    budgetBytes,
+    full: { batch: fullBatch, tps: best[0] as number },
+    topN: topNs.map((n, i) => ({ n, batch: kvBatch, tps: best[i + 1] as number })),
+  };
+  log(
+    `budget ${context}: full x${fullBatch} ${row.full.tps.toFixed(2)} tok/s, ${row.topN.map((x) => `N=${x.n} x${x.batch} ${x.tps.toFixed(2)}`).join(', ')}`,
+  );
+  return row;
+}
+
 export interface CapacityRow {
   mode: string;
   deviceBytesPerToken: number;
@@ -304,6 +364,20 @@ export function formatDecode(model: string, rows: DecodeRow[]): string {
     ...rows.map(
       (r) =>
         `| ${r.context} | ${r.batch} | ${r.fullTps.toFixed(2)} | ${r.topN.map((x) => `${x.tps.toFixed(2)} | ${(x.tps / r.fullTps).toFixed(2)}×`).join(' | ')} |`,
+    ),
+  ].join('\n');
+}
+
+export function formatBudget(model: string, rows: BudgetRow[]): string {
+  const ns = rows[0]?.topN.map((x) => x.n) ?? [];
+  return [
+    `decode at a fixed device-tier budget on ${model} (tokens/s; each mode at the most distinct sequences its device tier holds)`,
+    '',
+    `| context | budget | full: batch | full tok/s | ${ns.map((n) => `N=${n}: batch | N=${n} tok/s | N=${n} vs full`).join(' | ')} |`,
+    `|---:|---:|---:|---:|${ns.map(() => '---:|---:|---:').join('|')}|`,
+    ...rows.map(
+      (r) =>
+        `| ${r.context} | ${(r.budgetBytes / 2 ** 30).toFixed(1)} GiB | ${r.full.batch} | ${r.full.tps.toFixed(2)} | ${r.topN.map((x) => `${x.batch} | ${x.tps.toFixed(2)} | ${(x.tps / r.full.tps).toFixed(2)}×`).join(' | ')} |`,
     ),
   ].join('\n');
 }

@@ -116,6 +116,8 @@ export interface NativeEngine {
   readWeight(name: string): Float32Array;
   /** The tensor's bytes as stored (f32, bf16 or f16). */
   readWeightRaw(name: string): Uint8Array;
+  /** Overwrites every KV block of every layer with uniform random values. */
+  fillKvRandom(seed: number): void;
   dispose(): void;
 }
 

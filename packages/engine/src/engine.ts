@@ -203,6 +203,16 @@ export class Engine {
     return this.native.readWeightRaw(name);
   }
 
+  /**
+   * Overwrites every block of the KV cache, both tiers, with uniform random values: for benchmarks
+   * of many long sequences whose prefill this machine cannot afford (decode reads the same bytes
+   * whatever they hold). Not for serving: every cached prefix is lost.
+   */
+  fillKvRandom(seed: number): void {
+    if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`fillKvRandom: seed = ${seed} must be a non-negative integer`);
+    this.native.fillKvRandom(seed);
+  }
+
   dispose(): void {
     this.native.dispose();
   }

@@ -3,9 +3,11 @@ import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
+  type BudgetRow,
   capacity,
   type FidelityConfig,
   formatAttention,
+  formatBudget,
   formatCapacity,
   formatDecode,
   formatEngineBench,
@@ -13,6 +15,7 @@ import {
   formatRoutingBench,
   formatWorkerBench,
   measureAttention,
+  measureBudgetDecode,
   measureDecode,
   measureFidelity,
   mooncakeWorkload,
@@ -32,10 +35,10 @@ export const BENCH_USAGE = `kcache bench engine [--model dummy:smol135] [--dtype
   kcache bench routing [--model dummy:smol135:bf16] [--workers 3] [--policies cache_aware,round_robin,...] [--requests 36] [--rate 1]
     [--trace ../shared/traces/mooncake_conversation_trace.jsonl] [--trace-requests 100] [--num-blocks 160]
     [--parts workloads,overhead,decisions] [--overhead-model dummy:tiny] [--load-cost-tokens N]
-  kcache bench kcache [--parts fidelity,attention,decode,capacity] [--fidelity-model ../shared/models/stories260K.bin]
+  kcache bench kcache [--parts fidelity,attention,decode,budget,capacity] [--fidelity-model ../shared/models/stories260K.bin]
     [--fidelity-topn 4,8,16,32,64,128,256]
     [--model dummy:smol135:bf16] [--contexts 1024,4096,16384,32768] [--decode-contexts 2048,4096,8000] [--batches 1,4]
-    [--topn 32,64] [--threads N]
+    [--budget-gib 2] [--budget-contexts 4096,8000] [--topn 32,64] [--threads N]
   kcache bench plot [--out docs/img/cluster.svg] [--seconds 30] [--model dummy:smol135:bf16]`;
 
 export async function benchCommand(argv: string[]): Promise<void> {
@@ -168,7 +171,7 @@ async function routingBench(argv: string[]): Promise<void> {
   process.stdout.write(`${formatRoutingBench(result)}\n`);
 }
 
-const KCACHE_PARTS = ['fidelity', 'attention', 'decode', 'capacity'];
+const KCACHE_PARTS = ['fidelity', 'attention', 'decode', 'budget', 'capacity'];
 
 async function kcacheBench(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -184,6 +187,8 @@ async function kcacheBench(argv: string[]): Promise<void> {
       batches: { type: 'string' },
       topn: { type: 'string' },
       threads: { type: 'string' },
+      'budget-gib': { type: 'string' },
+      'budget-contexts': { type: 'string' },
     },
   });
   const parts = (values.parts ?? KCACHE_PARTS.join(',')).split(',');
@@ -220,6 +225,14 @@ async function kcacheBench(argv: string[]): Promise<void> {
     const contexts = idsArg('decode-contexts', values['decode-contexts'] ?? '2048,4096,8000');
     const rows = await measureDecode(spec, contexts, idsArg('batches', values.batches ?? '1,4'), topNs, threads, 8, log);
     out.push('### end-to-end decode', '', formatDecode(model, rows), '');
+  }
+  if (parts.includes('budget')) {
+    const gib = Number(values['budget-gib'] ?? '2');
+    if (!(gib > 0 && gib <= 64)) throw new UsageError(`--budget-gib: '${values['budget-gib']}' is not a number of GiB in (0, 64]`);
+    const rows: BudgetRow[] = [];
+    for (const context of idsArg('budget-contexts', values['budget-contexts'] ?? '4096,8000'))
+      rows.push(await measureBudgetDecode(spec, context, gib * 2 ** 30, topNs, threads, 8, log));
+    out.push('### decode at a fixed device-tier budget', '', formatBudget(model, rows), '');
   }
   if (parts.includes('capacity')) {
     const budget = 4 * 2 ** 30;
