@@ -1,7 +1,7 @@
 // Paged attention on the CPU: full attention, and KCache's top-N attention for decode rows.
 //
-// Work is split into (row, chunk of kChunk positions) tasks, so one decode row with a long context
-// spreads over every thread, and the query heads that share a KV head (GQA) read the cache from
+// Work is split into (row, chunk of at most kChunk positions) tasks, so one decode row spreads
+// over every thread, and the query heads that share a KV head (GQA) read the cache from
 // memory once: a tile of rows stays in L1 while every head scores (and sums) it.
 //  - Full attention: a task keeps, per query head, its chunk's largest score, softmax sum and
 //    weighted sum of values (flash-decoding's partials); a second pass merges a row's chunks.
@@ -21,9 +21,20 @@ namespace kc::cpu {
 namespace {
 
 constexpr int kChunk = 512;
+constexpr int kMinChunk = 128;
+
+// A row's chunk length: kChunk, or for a context shorter than kChunk per thread, the context split
+// evenly over the threads (in multiples of 16, at least kMinChunk). It depends on the row and the
+// pool only, never on the rest of the batch.
+int chunk_length(int n_ctx, int threads) {
+  if (n_ctx >= threads * kChunk) return kChunk;
+  const int even = (n_ctx + threads - 1) / threads;
+  return std::max(kMinChunk, (even + 15) / 16 * 16);
+}
 
 struct Row {
   int n_ctx;
+  int chunk_len;
   int chunks;
   int keep;  // > 0: a top-N row keeping this many values per head
   const int32_t* table;
@@ -73,8 +84,8 @@ void for_tiles(const Shape& s, const float* cache, const int32_t* table, int t0,
 void chunk_task(Ctx& c, const Shape& s, const Row& row, int r, int chunk, const float* q, const float* k_cache,
                 const float* v_cache, float* out, float* scratch) {
   thread_local std::vector<float> local;
-  const int t0 = chunk * kChunk;
-  const int t1 = std::min(row.n_ctx, t0 + kChunk);
+  const int t0 = chunk * row.chunk_len;
+  const int t1 = std::min(row.n_ctx, t0 + row.chunk_len);
   const int len = t1 - t0;
   const float* qr = q + static_cast<int64_t>(r) * s.q_dim;
   float* sc;
@@ -231,7 +242,8 @@ void run(Ctx& c, float* out, const float* q, const float* k_cache, const float* 
   for (int r = 0; r < b.rows; ++r) {
     Row& row = rows[r];
     row.n_ctx = b.row_pos[r] + 1;
-    row.chunks = (row.n_ctx + kChunk - 1) / kChunk;
+    row.chunk_len = chunk_length(row.n_ctx, c.pool.size());
+    row.chunks = (row.n_ctx + row.chunk_len - 1) / row.chunk_len;
     const int topn = b.row_topn ? b.row_topn[r] : 0;
     row.keep = topn > 0 && topn < row.n_ctx ? topn : 0;
     row.table = b.block_tables + b.table_offset[b.row_seq[r]];
