@@ -179,6 +179,25 @@ export async function measureAttention(
   return rows;
 }
 
+/** Tokens/s over `steps` decode steps (after one warm-up) of one row per block table, from `context` on. */
+async function decodeRate(engine: Engine, tables: number[][], context: number, topN: number, steps: number): Promise<number> {
+  const step = (i: number) => engine.step(tables.map((blockTable, s) => ({ tokens: [100 + s], startPos: context + i, blockTable, topN })));
+  await step(0);
+  const t = performance.now();
+  for (let i = 1; i <= steps; i++) await step(i);
+  return (tables.length * steps) / ((performance.now() - t) / 1000);
+}
+
+/**
+ * Each mode's best of three rounds in which the modes take turns, so that a burst of load from
+ * other tenants of a shared machine does not land on one mode only.
+ */
+async function bestOfThreeRounds(modes: (() => Promise<number>)[]): Promise<number[]> {
+  const best = modes.map(() => 0);
+  for (let round = 0; round < 3; round++) for (const [i, run] of modes.entries()) best[i] = Math.max(best[i] as number, await run());
+  return best;
+}
+
 export interface DecodeRow {
   context: number;
   batch: number;
@@ -216,24 +235,11 @@ export async function measureDecode(
   }
   log(`decode: prefilled ${maxContext} tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const rows: DecodeRow[] = [];
-  const run = async (context: number, batch: number, topN: number) => {
-    const tables = Array.from({ length: batch }, (_, s) => [...prefixTable.slice(0, context / bs), prefixBlocks + s]);
-    const step = (i: number) =>
-      engine.step(tables.map((blockTable, s) => ({ tokens: [100 + s], startPos: context + i, blockTable, topN })));
-    await step(0); // warm-up
-    const t = performance.now();
-    for (let i = 1; i <= steps; i++) await step(i);
-    return (batch * steps) / ((performance.now() - t) / 1000);
-  };
   for (const context of contexts) {
     if (context % bs !== 0) throw new RangeError(`context ${context} must be a multiple of ${bs}`);
     for (const batch of batches) {
-      // the modes take turns over three rounds and each keeps its best round, so a burst of load
-      // from other tenants of a shared machine does not land on one mode only
-      const modes = [1 << 30, ...topNs];
-      const best = modes.map(() => 0);
-      for (let round = 0; round < 3; round++)
-        for (const [i, n] of modes.entries()) best[i] = Math.max(best[i] as number, await run(context, batch, n));
+      const tables = Array.from({ length: batch }, (_, s) => [...prefixTable.slice(0, context / bs), prefixBlocks + s]);
+      const best = await bestOfThreeRounds([1 << 30, ...topNs].map((n) => () => decodeRate(engine, tables, context, n, steps)));
       const fullTps = best[0] as number;
       const topN = topNs.map((n, i) => ({ n, tps: best[i + 1] as number }));
       log(`decode ${context} x${batch}: full ${fullTps.toFixed(2)} tok/s, ${topN.map((x) => `N=${x.n} ${x.tps.toFixed(2)}`).join(', ')}`);
@@ -277,19 +283,10 @@ export async function measureBudgetDecode(
   if (fullBatch < 1) throw new RangeError(`a budget of ${budgetBytes} bytes holds no sequence of ${context} tokens`);
   const engine = await Engine.load(spec, { numBlocks: kvBatch * blocksPerSeq, threads, attention: 'kcache' });
   engine.fillKvRandom(1);
-  const run = async (batch: number, topN: number) => {
-    const tables = Array.from({ length: batch }, (_, s) => Array.from({ length: blocksPerSeq }, (_, i) => s * blocksPerSeq + i));
-    const step = (i: number) =>
-      engine.step(tables.map((blockTable, s) => ({ tokens: [100 + s], startPos: context + i, blockTable, topN })));
-    await step(0); // warm-up
-    const t = performance.now();
-    for (let i = 1; i <= steps; i++) await step(i);
-    return (batch * steps) / ((performance.now() - t) / 1000);
-  };
+  const tables = (batch: number) =>
+    Array.from({ length: batch }, (_, s) => Array.from({ length: blocksPerSeq }, (_, i) => s * blocksPerSeq + i));
   const modes = [{ n: 1 << 30, batch: fullBatch }, ...topNs.map((n) => ({ n, batch: kvBatch }))];
-  const best = modes.map(() => 0);
-  for (let round = 0; round < 3; round++)
-    for (const [i, m] of modes.entries()) best[i] = Math.max(best[i] as number, await run(m.batch, m.n));
+  const best = await bestOfThreeRounds(modes.map((m) => () => decodeRate(engine, tables(m.batch), context, m.n, steps)));
   engine.dispose();
   const row: BudgetRow = {
     context,
