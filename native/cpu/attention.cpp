@@ -11,6 +11,7 @@
 // batch, and a top-N row whose N covers its context takes the full path bit for bit.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <vector>
 
@@ -223,6 +224,18 @@ void topn_head(Ctx& c, const Shape& s, const Row& row, int h, float* scratch, co
   c.k.weighted_sum_rows(o, w.weights.data(), w.rows.data(), row.keep, s.hd);
 }
 
+// The scratch (top-N scores, chunk partials) one pass over a group of rows may use: a long prefill
+// chunk at a long context would otherwise want gigabytes of partials at once (2,048 rows x 32 heads
+// x 60 chunks); its rows are then done a group at a time, which changes no row's result.
+// KCACHE_ATTENTION_SCRATCH_MB overrides the 64 MiB (0: one row at a time; the tests use it).
+int64_t scratch_cap_floats() {
+  static const int64_t cap = [] {
+    const char* e = std::getenv("KCACHE_ATTENTION_SCRATCH_MB");
+    return e ? std::max<int64_t>(0, std::atoll(e)) << 18 : int64_t{64} << 18;
+  }();
+  return cap;
+}
+
 void run(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_cache, const AttentionBatch& b) {
   const Shape s(b);
   // The calling thread's buffers, reused across calls; the tasks see them through these references
@@ -231,14 +244,10 @@ void run(Ctx& c, float* out, const float* q, const float* k_cache, const float* 
   thread_local std::vector<int> first_tls, second_tls;
   thread_local std::vector<float> scratch_tls;
   std::vector<Row>& rows = rows_tls;
-  std::vector<int>& first_task = first_tls;  // chunk tasks of row r: [first_task[r], first_task[r + 1])
+  std::vector<int>& first_task = first_tls;  // chunk tasks of row g0 + i: [first_task[i], first_task[i + 1])
   std::vector<int>& second = second_tls;     // rows with a second pass (top-N, or full over several chunks)
   std::vector<float>& scratch = scratch_tls;
   rows.resize(b.rows);
-  first_task.resize(b.rows + 1);
-  second.clear();
-  int64_t floats = 0;
-  first_task[0] = 0;
   for (int r = 0; r < b.rows; ++r) {
     Row& row = rows[r];
     row.n_ctx = b.row_pos[r] + 1;
@@ -247,27 +256,43 @@ void run(Ctx& c, float* out, const float* q, const float* k_cache, const float* 
     const int topn = b.row_topn ? b.row_topn[r] : 0;
     row.keep = topn > 0 && topn < row.n_ctx ? topn : 0;
     row.table = b.block_tables + b.table_offset[b.row_seq[r]];
-    row.scratch = floats;
-    if (row.keep > 0) floats += static_cast<int64_t>(s.n_heads) * row.n_ctx;
-    else if (row.chunks > 1) floats += static_cast<int64_t>(s.n_heads) * row.chunks * s.partial_floats();
-    if (row.keep > 0 || row.chunks > 1) second.push_back(r);
-    first_task[r + 1] = first_task[r] + row.chunks;
   }
-  if (static_cast<int64_t>(scratch.size()) < floats) scratch.resize(floats);
-  float* sp = scratch.data();
-  c.pool.parallel_for(first_task[b.rows], [&](int task, int) {
-    const int r = static_cast<int>(std::upper_bound(first_task.begin(), first_task.begin() + b.rows + 1, task) -
-                                   first_task.begin()) - 1;
-    chunk_task(c, s, rows[r], r, task - first_task[r], q, k_cache, v_cache, out, sp);
-  });
-  if (second.empty()) return;
-  c.pool.parallel_for(static_cast<int>(second.size()) * s.n_heads, [&](int task, int) {
-    const int r = second[task / s.n_heads];
-    const int h = task % s.n_heads;
-    float* o = out + static_cast<int64_t>(r) * s.q_dim + static_cast<int64_t>(h) * s.hd;
-    if (rows[r].keep > 0) topn_head(c, s, rows[r], h, sp, v_cache, b.topn_renormalize, o);
-    else merge_head(s, rows[r], h, sp, o);
-  });
+  auto scratch_of = [&](const Row& row) -> int64_t {
+    if (row.keep > 0) return static_cast<int64_t>(s.n_heads) * row.n_ctx;
+    if (row.chunks > 1) return static_cast<int64_t>(s.n_heads) * row.chunks * s.partial_floats();
+    return 0;
+  };
+  for (int g0 = 0; g0 < b.rows;) {
+    // rows [g0, g1): as many as fit the scratch cap, at least one
+    int g1 = g0;
+    int64_t floats = 0;
+    first_task.assign(1, 0);
+    second.clear();
+    while (g1 < b.rows && (g1 == g0 || floats + scratch_of(rows[g1]) <= scratch_cap_floats())) {
+      Row& row = rows[g1];
+      row.scratch = floats;
+      floats += scratch_of(row);
+      if (row.keep > 0 || row.chunks > 1) second.push_back(g1);
+      first_task.push_back(first_task.back() + row.chunks);
+      ++g1;
+    }
+    if (static_cast<int64_t>(scratch.size()) < floats) scratch.resize(floats);
+    float* sp = scratch.data();
+    c.pool.parallel_for(first_task.back(), [&](int task, int) {
+      const int i = static_cast<int>(std::upper_bound(first_task.begin(), first_task.end(), task) - first_task.begin()) - 1;
+      chunk_task(c, s, rows[g0 + i], g0 + i, task - first_task[i], q, k_cache, v_cache, out, sp);
+    });
+    if (!second.empty()) {
+      c.pool.parallel_for(static_cast<int>(second.size()) * s.n_heads, [&](int task, int) {
+        const int r = second[task / s.n_heads];
+        const int h = task % s.n_heads;
+        float* o = out + static_cast<int64_t>(r) * s.q_dim + static_cast<int64_t>(h) * s.hd;
+        if (rows[r].keep > 0) topn_head(c, s, rows[r], h, sp, v_cache, b.topn_renormalize, o);
+        else merge_head(s, rows[r], h, sp, o);
+      });
+    }
+    g0 = g1;
+  }
 }
 
 }  // namespace
