@@ -164,10 +164,11 @@ struct TopNScratch {
 
 // The indices of the `keep` largest of n scores (ties: the earlier position), in position order.
 // A threshold is read off a fixed sample of the scores, at a rank that leaves about 1.25 x keep
-// scores above it; one pass (compress-stores on AVX-512) collects those candidates, and the exact keep-th largest
-// among them finishes (should the sample mislead, with fewer than `keep` candidates, every index
-// is a candidate). This replaced a three-pass radix select: at 8k positions and N = 256 it reads
-// the scores once where that read them three times.
+// scores above it; one pass (compress-stores on AVX-512) collects those candidates, and the exact
+// keep-th largest among them finishes. Every score equal to the keep-th is a candidate, so taking
+// the earliest of them is the global tie rule. Should the sample mislead (fewer than `keep`
+// candidates), every index is a candidate. This replaced a three-pass radix select: at 8k
+// positions and N = 256 it reads the scores once where that read them three times.
 void select_topn(Ctx& c, const float* sc, int n, int keep, TopNScratch& w) {
   std::vector<int>& cand = w.cand;
   cand.resize(n);
