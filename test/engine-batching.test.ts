@@ -51,6 +51,29 @@ describe('equivalences', () => {
     }
   });
 
+  test('long contexts: one prefill equals prefill, chunked prefill and decode (several attention chunks)', async () => {
+    // dummy:tiny reaches 2,048 positions: rows past 512 split their context into chunks, and a
+    // prefill's rows go through the attention in groups of consecutive positions; each row must
+    // still compute exactly what it computes alone
+    const tiny = await Engine.load(resolveModel('dummy:tiny'), { numBlocks: 80, threads: 2 });
+    try {
+      const t = Array.from({ length: 1100 }, (_, i) => 3 + ((i * 131) % 500));
+      const table = range(0, 70);
+      const [whole] = await tiny.step([{ tokens: t, startPos: 0, blockTable: table, allLogits: true }]);
+      const tv = 512;
+      const [part] = await tiny.step([{ tokens: t.slice(0, 1000), startPos: 0, blockTable: table }]);
+      expect(part).toEqual((whole as Float32Array).subarray(999 * tv, 1000 * tv));
+      const [chunk] = await tiny.step([{ tokens: t.slice(1000, 1050), startPos: 1000, blockTable: table, allLogits: true }]);
+      expect(chunk).toEqual((whole as Float32Array).subarray(1000 * tv, 1050 * tv));
+      for (let p = 1050; p < 1100; p++) {
+        const [l] = await tiny.step([{ tokens: [t[p] as number], startPos: p, blockTable: table }]);
+        expect(l).toEqual((whole as Float32Array).subarray(p * tv, (p + 1) * tv));
+      }
+    } finally {
+      tiny.dispose();
+    }
+  });
+
   test('scattered, non-contiguous block tables equal contiguous ones', async () => {
     const t = ids(45, 3);
     const contiguous = await alone(t, range(0, 3));

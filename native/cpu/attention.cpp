@@ -81,59 +81,85 @@ void for_tiles(const Shape& s, const float* cache, const int32_t* table, int t0,
   }
 }
 
-// One (row, chunk) task: every query head over the chunk's positions, a tile at a time.
-void chunk_task(Ctx& c, const Shape& s, const Row& row, int r, int chunk, const float* q, const float* k_cache,
-                const float* v_cache, float* out, float* scratch) {
+// Prefill rows of one sequence go in groups of up to kQueryRows consecutive positions: each tile
+// of keys and values is read once for the group while it is in L1, instead of once per row.
+constexpr int kQueryRows = 4;
+
+// One task: rows [r0, r0 + nq) (one decode row, or consecutive prefill rows of one sequence with
+// the same chunk length) over chunk `chunk` of their contexts, every query head, a tile at a time.
+// Each row computes exactly what it would alone: its tiles are the group's cut at its own end.
+void chunk_task(Ctx& c, const Shape& s, const Row* rows, int r0, int nq, int chunk, const float* q,
+                const float* k_cache, const float* v_cache, float* out, float* scratch) {
   thread_local std::vector<float> local;
-  const int t0 = chunk * row.chunk_len;
-  const int t1 = std::min(row.n_ctx, t0 + row.chunk_len);
-  const int len = t1 - t0;
-  const float* qr = q + static_cast<int64_t>(r) * s.q_dim;
-  float* sc;
-  int64_t lds;
-  if (row.keep > 0) {  // every score of the row, for the selection pass
-    sc = scratch + row.scratch + t0;
-    lds = row.n_ctx;
+  thread_local std::vector<float> sums;
+  const Row& last = rows[r0 + nq - 1];  // the group's longest context
+  const int t0 = chunk * last.chunk_len;
+  const int t_end = std::min(last.n_ctx, t0 + last.chunk_len);
+  int first = 0;  // rows whose context reaches this chunk: positions ascend, so a suffix
+  while (rows[r0 + first].chunks <= chunk) ++first;
+  auto end_of = [&](int i) { return std::min(rows[r0 + i].n_ctx, t0 + last.chunk_len); };
+  const bool topn = last.keep > 0;  // a top-N row is alone in its group
+  int64_t lds = kChunk;
+  if (topn) {
+    lds = last.n_ctx;  // every score of the row, for the selection pass
   } else {
-    local.resize(static_cast<size_t>(s.n_heads) * kChunk);
-    sc = local.data();
-    lds = kChunk;
+    local.resize(static_cast<size_t>(nq) * s.n_heads * kChunk);
   }
-  for_tiles(s, k_cache, row.table, t0, t1, [&](int t, int n) {
-    for (int h = 0; h < s.n_heads; ++h)
-      c.k.dot_rows(sc + h * lds + (t - t0), qr + h * s.hd, s.at(k_cache, row.table, t, h / s.group), n, s.kv_dim, s.hd,
-                   s.scale);
+  auto scores_of = [&](int i) {
+    return topn ? scratch + last.scratch + t0 : local.data() + static_cast<int64_t>(i) * s.n_heads * kChunk;
+  };
+  const int32_t* table = last.table;
+  for_tiles(s, k_cache, table, t0, t_end, [&](int t, int n) {
+    for (int i = first; i < nq; ++i) {
+      const int ni = std::min(n, end_of(i) - t);
+      if (ni <= 0) continue;
+      const float* qr = q + static_cast<int64_t>(r0 + i) * s.q_dim;
+      float* sc = scores_of(i);
+      for (int h = 0; h < s.n_heads; ++h)
+        c.k.dot_rows(sc + h * lds + (t - t0), qr + h * s.hd, s.at(k_cache, table, t, h / s.group), ni, s.kv_dim, s.hd,
+                     s.scale);
+    }
   });
-  if (row.keep > 0) return;
+  if (topn) return;
 
   // Full attention: softmax partials of this chunk; a row of one chunk writes its output here.
-  const bool whole = row.chunks == 1;
-  auto acc_of = [&](int h) {
-    return whole ? out + static_cast<int64_t>(r) * s.q_dim + static_cast<int64_t>(h) * s.hd
-                 : scratch + row.scratch + (static_cast<int64_t>(h) * row.chunks + chunk) * s.partial_floats() + 2;
+  auto acc_of = [&](int i, int h) {
+    const Row& row = rows[r0 + i];
+    return row.chunks == 1
+               ? out + static_cast<int64_t>(r0 + i) * s.q_dim + static_cast<int64_t>(h) * s.hd
+               : scratch + row.scratch + (static_cast<int64_t>(h) * row.chunks + chunk) * s.partial_floats() + 2;
   };
-  thread_local std::vector<float> sums;
-  sums.resize(s.n_heads);
-  for (int h = 0; h < s.n_heads; ++h) {
-    float* sh = sc + h * lds;
-    const float m = c.k.max(sh, len);
-    sums[h] = c.k.exp_sum(sh, len, m);
-    float* acc = acc_of(h);
-    if (!whole) {
-      acc[-2] = m;
-      acc[-1] = sums[h];
-    }
-    std::fill(acc, acc + s.hd, 0.0f);
-  }
-  for_tiles(s, v_cache, row.table, t0, t1, [&](int t, int n) {
-    for (int h = 0; h < s.n_heads; ++h)
-      c.k.axpy_rows(acc_of(h), sc + h * lds + (t - t0), s.at(v_cache, row.table, t, h / s.group), n, s.kv_dim, s.hd);
-  });
-  if (whole) {
+  sums.resize(static_cast<size_t>(nq) * s.n_heads);
+  for (int i = first; i < nq; ++i) {
+    const int len = end_of(i) - t0;
     for (int h = 0; h < s.n_heads; ++h) {
-      float* o = acc_of(h);
-      const float inv = 1.0f / sums[h];
-      for (int i = 0; i < s.hd; ++i) o[i] *= inv;
+      float* sh = scores_of(i) + h * lds;
+      const float m = c.k.max(sh, len);
+      const float sum = c.k.exp_sum(sh, len, m);
+      sums[i * s.n_heads + h] = sum;
+      float* acc = acc_of(i, h);
+      if (rows[r0 + i].chunks > 1) {
+        acc[-2] = m;
+        acc[-1] = sum;
+      }
+      std::fill(acc, acc + s.hd, 0.0f);
+    }
+  }
+  for_tiles(s, v_cache, table, t0, t_end, [&](int t, int n) {
+    for (int i = first; i < nq; ++i) {
+      const int ni = std::min(n, end_of(i) - t);
+      if (ni <= 0) continue;
+      const float* sc = scores_of(i);
+      for (int h = 0; h < s.n_heads; ++h)
+        c.k.axpy_rows(acc_of(i, h), sc + h * lds + (t - t0), s.at(v_cache, table, t, h / s.group), ni, s.kv_dim, s.hd);
+    }
+  });
+  for (int i = first; i < nq; ++i) {
+    if (rows[r0 + i].chunks != 1) continue;
+    for (int h = 0; h < s.n_heads; ++h) {
+      float* o = acc_of(i, h);
+      const float inv = 1.0f / sums[i * s.n_heads + h];
+      for (int d = 0; d < s.hd; ++d) o[d] *= inv;
     }
   }
 }
@@ -242,10 +268,11 @@ void run(Ctx& c, float* out, const float* q, const float* k_cache, const float* 
   // The calling thread's buffers, reused across calls; the tasks see them through these references
   // (a lambda names a thread_local of the thread it runs on, not of the caller).
   thread_local std::vector<Row> rows_tls;
-  thread_local std::vector<int> first_tls, second_tls;
+  thread_local std::vector<int> first_tls, group_tls, second_tls;
   thread_local std::vector<float> scratch_tls;
   std::vector<Row>& rows = rows_tls;
-  std::vector<int>& first_task = first_tls;  // chunk tasks of row g0 + i: [first_task[i], first_task[i + 1])
+  std::vector<int>& first_task = first_tls;  // tasks of query group i: [first_task[i], first_task[i + 1])
+  std::vector<int>& group_row = group_tls;   // query group i: rows [group_row[i], group_row[i + 1])
   std::vector<int>& second = second_tls;     // rows with a second pass (top-N, or full over several chunks)
   std::vector<float>& scratch = scratch_tls;
   rows.resize(b.rows);
@@ -268,20 +295,34 @@ void run(Ctx& c, float* out, const float* q, const float* k_cache, const float* 
     int g1 = g0;
     int64_t floats = 0;
     first_task.assign(1, 0);
+    group_row.clear();
     second.clear();
     while (g1 < b.rows && (g1 == g0 || floats + scratch_of(rows[g1]) <= scratch_cap_floats())) {
       Row& row = rows[g1];
       row.scratch = floats;
       floats += scratch_of(row);
       if (row.keep > 0 || row.chunks > 1) second.push_back(g1);
-      first_task.push_back(first_task.back() + row.chunks);
+      // a prefill row joins the previous row's query group when it is the next position of the
+      // same sequence with the same chunk length
+      const int prev = group_row.empty() ? -1 : group_row.back();
+      const bool join = prev >= 0 && g1 - prev < kQueryRows && row.keep == 0 && rows[g1 - 1].keep == 0 &&
+                        b.row_seq[g1] == b.row_seq[g1 - 1] && b.row_pos[g1] == b.row_pos[g1 - 1] + 1 &&
+                        row.chunk_len == rows[g1 - 1].chunk_len;
+      if (join) {
+        first_task.back() = first_task[first_task.size() - 2] + row.chunks;  // the group's longest context
+      } else {
+        group_row.push_back(g1);
+        first_task.push_back(first_task.back() + row.chunks);
+      }
       ++g1;
     }
+    group_row.push_back(g1);
     if (static_cast<int64_t>(scratch.size()) < floats) scratch.resize(floats);
     float* sp = scratch.data();
     c.pool.parallel_for(first_task.back(), [&](int task, int) {
       const int i = static_cast<int>(std::upper_bound(first_task.begin(), first_task.end(), task) - first_task.begin()) - 1;
-      chunk_task(c, s, rows[g0 + i], g0 + i, task - first_task[i], q, k_cache, v_cache, out, sp);
+      chunk_task(c, s, rows.data(), group_row[i], group_row[i + 1] - group_row[i], task - first_task[i], q, k_cache,
+                 v_cache, out, sp);
     });
     if (!second.empty()) {
       c.pool.parallel_for(static_cast<int>(second.size()) * s.n_heads, [&](int task, int) {
