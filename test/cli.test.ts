@@ -93,6 +93,13 @@ describe('kcache generate', () => {
       1,
       /kcache fullLayers must be an integer in 0\.\.2, got 3/,
     ],
+    [['bench', 'kcache', '--parts', 'budget', '--budget-gib', 'abc'], 2, /--budget-gib: 'abc' is not a number of GiB/],
+    [
+      ['bench', 'kcache', '--parts', 'budget', '--model', 'dummy:tiny', '--budget-contexts', '0'],
+      2,
+      /--budget-contexts \/ --budget-gib: context 0 must be in 1\.\.2039/,
+    ],
+    [['bench', 'kcache', '--parts', 'fidelity,speed'], 2, /--parts: 'speed' is not one of fidelity, attention, decode, budget, capacity/],
     [['frobnicate'], 2, /unknown command 'frobnicate'/],
   ])('%j fails with one line', (args, code, message) => {
     const r = kcache(...(args as string[]));

@@ -19,7 +19,11 @@ describe('decode at a fixed device-tier budget', () => {
     expect(formatBudget('dummy:tiny', [row])).toContain(`| 256 | 0.0 GiB | 4 |`);
   });
 
-  test('a budget that holds no sequence is refused', async () => {
-    await expect(measureBudgetDecode(resolveModel('dummy:tiny'), 256, 1000, [4], 2, 8)).rejects.toThrow(/holds no sequence/);
+  test('a budget that holds no sequence, or too many, and contexts outside the model are refused', async () => {
+    const tiny = resolveModel('dummy:tiny');
+    await expect(measureBudgetDecode(tiny, 256, 1000, [4], 2, 8)).rejects.toThrow(/holds no sequence/);
+    await expect(measureBudgetDecode(tiny, 16, 2 ** 30, [4], 2, 8)).rejects.toThrow(/holds \d+ sequences .*at most 256/);
+    await expect(measureBudgetDecode(tiny, 0, 2 ** 20, [4], 2, 8)).rejects.toThrow(/context 0 must be in 1\.\.2039/);
+    await expect(measureBudgetDecode(tiny, 2040, 2 ** 20, [4], 2, 8)).rejects.toThrow(/context 2040/);
   });
 });

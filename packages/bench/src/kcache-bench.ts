@@ -250,6 +250,8 @@ export async function measureDecode(
   return rows;
 }
 
+const MAX_BUDGET_BATCH = 256;
+
 export interface BudgetRow {
   context: number;
   budgetBytes: number;
@@ -276,11 +278,20 @@ export async function measureBudgetDecode(
   log: (line: string) => void = () => {},
 ): Promise<BudgetRow> {
   const bs = 16;
+  const maxSeqLen = spec.config.maxSeqLen;
+  if (!Number.isInteger(context) || context < 1 || context + steps + 1 > maxSeqLen)
+    throw new RangeError(
+      `context ${context} must be in 1..${maxSeqLen - steps - 1} (${spec.config.maxSeqLen} positions, ${steps + 1} decoded)`,
+    );
   const blocksPerSeq = Math.ceil((context + steps + 1) / bs);
   const fits = (deviceBytesPerBlock: number) => Math.floor(budgetBytes / (deviceBytesPerBlock * blocksPerSeq));
   const fullBatch = fits(kvBytesPerBlock(spec.config, bs, 'full').device);
   const kvBatch = fits(kvBytesPerBlock(spec.config, bs, 'kcache', DEFAULT_KCACHE.fullLayers).device);
   if (fullBatch < 1) throw new RangeError(`a budget of ${budgetBytes} bytes holds no sequence of ${context} tokens`);
+  if (kvBatch > MAX_BUDGET_BATCH)
+    throw new RangeError(
+      `a budget of ${budgetBytes} bytes holds ${kvBatch} sequences of ${context} tokens (at most ${MAX_BUDGET_BATCH}): use a smaller budget or longer contexts`,
+    );
   const engine = await Engine.load(spec, { numBlocks: kvBatch * blocksPerSeq, threads, attention: 'kcache' });
   engine.fillKvRandom(1);
   const tables = (batch: number) =>

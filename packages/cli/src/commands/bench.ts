@@ -230,8 +230,14 @@ async function kcacheBench(argv: string[]): Promise<void> {
     const gib = Number(values['budget-gib'] ?? '2');
     if (!(gib > 0 && gib <= 64)) throw new UsageError(`--budget-gib: '${values['budget-gib']}' is not a number of GiB in (0, 64]`);
     const rows: BudgetRow[] = [];
-    for (const context of idsArg('budget-contexts', values['budget-contexts'] ?? '4096,8000'))
-      rows.push(await measureBudgetDecode(spec, context, gib * 2 ** 30, topNs, threads, 8, log));
+    for (const context of idsArg('budget-contexts', values['budget-contexts'] ?? '4096,8000')) {
+      try {
+        rows.push(await measureBudgetDecode(spec, context, gib * 2 ** 30, topNs, threads, 8, log));
+      } catch (e) {
+        if (e instanceof RangeError) throw new UsageError(`--budget-contexts / --budget-gib: ${e.message}`);
+        throw e;
+      }
+    }
     out.push('### decode at a fixed device-tier budget', '', formatBudget(model, rows), '');
   }
   if (parts.includes('capacity')) {
