@@ -27,8 +27,7 @@ struct Kernels {
   // Writes the indices i < n with x[i] >= t to idx, in order; returns how many (top-N's candidates).
   int (*indices_at_least)(int* idx, const float* x, int n, float t);
   // Softmax pieces over n scores: the largest, and x[i] = exp(x[i] - m) in place returning their
-  // sum (the SIMD variants use a vectorised polynomial exp, within 1.3 ulp of the exact value
-  // over [-87, 0] as measured against double-precision exp).
+  // sum (the SIMD variants use Cephes' polynomial expf, vectorised).
   float (*max)(const float* x, int n);
   float (*exp_sum)(float* x, int n, float m);
 };

@@ -5,16 +5,12 @@
 // which decodes every token, computes the same keys.
 import { Engine, resolveModel } from '@kcache/engine';
 import { expect } from 'vitest';
-import { type ReferenceKCache, referenceLogits, relError } from '../reference/forward.js';
+import { type ReferenceKCache, referenceLogits, worstRelError } from '../reference/forward.js';
 import { randomIds } from './ids.js';
 
 const ids = randomIds(1300, 512, 21);
 const prefix = 1200;
 const blockTable = Array.from({ length: Math.ceil(ids.length / 16) }, (_, i) => i);
-
-function worst(got: Float32Array[], ref: Float64Array[]): number {
-  return Math.max(...got.map((g, i) => relError(g, ref[i] as Float64Array)));
-}
 
 /** Decodes positions 1,200..1,299 after a prefill; `k` undefined is full attention. */
 export async function checkLongContext(k: ReferenceKCache | undefined, backend?: string): Promise<void> {
@@ -36,13 +32,13 @@ export async function checkLongContext(k: ReferenceKCache | undefined, backend?:
     const clear = ref.map((_, i) => !k || !((gaps[prefix + i] ?? Number.POSITIVE_INFINITY) < 1e-5));
     expect(clear.filter(Boolean).length).toBeGreaterThan(0.8 * ref.length);
     expect(
-      worst(
+      worstRelError(
         got.filter((_, i) => clear[i]),
         ref.filter((_, i) => clear[i]),
       ),
     ).toBeLessThan(1e-4);
     // and top-N really drops something here, so the comparison can fail
-    if (k) expect(worst(got, referenceLogits(tiny.config, W, ids).slice(prefix))).toBeGreaterThan(1e-3);
+    if (k) expect(worstRelError(got, referenceLogits(tiny.config, W, ids).slice(prefix))).toBeGreaterThan(1e-3);
   } finally {
     engine.dispose();
   }

@@ -165,3 +165,10 @@ export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   return num / den;
 }
+
+/** The largest relError over positions from..ref.length - 1 of per-position logits. */
+export function worstRelError(got: readonly ArrayLike<number>[], ref: readonly ArrayLike<number>[], from = 0): number {
+  let worst = 0;
+  for (let i = from; i < ref.length; i++) worst = Math.max(worst, relError(got[i] as ArrayLike<number>, ref[i] as ArrayLike<number>));
+  return worst;
+}
