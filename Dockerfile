@@ -1,5 +1,6 @@
 # kcache images. The native engine and the TypeScript packages are built once in a build stage;
-# the runtime stages copy the result.
+# then the dependencies are cut to what `kcache` needs at run time (no dev tools, no benchmarks:
+# @kcache/bench and node-llama-cpp stay out), and the runtime stages copy the result.
 #   docker build --target cpu  -t kcache:cpu  .   (CPU backend)
 #   docker build --target cuda -t kcache:cuda .   (CUDA backend, NVIDIA GPUs)
 ARG NODE_IMAGE=node:20-bookworm
@@ -12,7 +13,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends cmake g++ make 
     && rm -rf /var/lib/apt/lists/* && npm install -g pnpm@10
 WORKDIR /src
 COPY . .
-RUN pnpm install --frozen-lockfile && pnpm build
+RUN pnpm install --frozen-lockfile && pnpm build \
+    && pnpm install --prod --frozen-lockfile --prefer-offline --filter-prod '@kcache/cli...' && rm -rf packages/bench
 
 # ---- runtime (CPU) ---------------------------------------------------------------------------
 FROM ${NODE_IMAGE}-slim AS cpu
@@ -20,7 +22,6 @@ WORKDIR /app
 COPY --from=build-cpu /src/package.json /src/pnpm-workspace.yaml ./
 COPY --from=build-cpu /src/node_modules ./node_modules
 COPY --from=build-cpu /src/packages ./packages
-COPY --from=build-cpu /src/proto ./proto
 COPY --from=build-cpu /src/native/build/Release/kcache_engine.node ./native/build/Release/kcache_engine.node
 EXPOSE 50051 50061 9400
 ENTRYPOINT ["node", "packages/cli/dist/main.js"]
@@ -36,7 +37,8 @@ RUN ln -s /usr/local/lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
     && rm -rf /var/lib/apt/lists/* && npm install -g pnpm@10
 WORKDIR /src
 COPY . .
-RUN pnpm install --frozen-lockfile && pnpm build
+RUN pnpm install --frozen-lockfile && pnpm build \
+    && pnpm install --prod --frozen-lockfile --prefer-offline --filter-prod '@kcache/cli...' && rm -rf packages/bench
 
 # ---- runtime (CUDA) --------------------------------------------------------------------------
 FROM ${CUDA_RUNTIME_IMAGE} AS cuda
@@ -45,7 +47,6 @@ WORKDIR /app
 COPY --from=build-cuda /src/package.json /src/pnpm-workspace.yaml ./
 COPY --from=build-cuda /src/node_modules ./node_modules
 COPY --from=build-cuda /src/packages ./packages
-COPY --from=build-cuda /src/proto ./proto
 COPY --from=build-cuda /src/native/build/Release/kcache_engine.node ./native/build/Release/kcache_engine.node
 EXPOSE 50061 9400
 ENTRYPOINT ["node", "packages/cli/dist/main.js"]

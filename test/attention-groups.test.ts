@@ -3,7 +3,8 @@
 // reference and batched decode rows still equal the same rows alone.
 process.env.KCACHE_ATTENTION_SCRATCH_MB = '0';
 
-import { Engine, resolveModel } from '@kcache/engine';
+import { Engine } from '@kcache/engine';
+import { resolveModel } from '@kcache/models';
 import { expect, test } from 'vitest';
 import { randomIds } from './helpers/ids.js';
 import { checkLongContext } from './helpers/long-context.js';

@@ -5,7 +5,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Engine, resolveModel } from '@kcache/engine';
+import { Engine } from '@kcache/engine';
+import { resolveModel } from '@kcache/models';
 import { describe, expect, test } from 'vitest';
 import { REPO_ROOT } from './helpers/paths.js';
 

@@ -166,6 +166,9 @@ describe('kcache up and serve router refuse bad flags with one line', () => {
     [['up', '--policy', 'best'], /--policy must be one of/],
     [['up', '--attention', 'kcache', '--kcache-topn=-3'], /--kcache-topn must be a positive/],
     [['up', '--host-hit-credit', '2'], /--host-hit-credit must be in \[0, 1\], got 2/],
+    [['up', '--cache-threshold', '1.5'], /--cache-threshold must be in \[0, 1\], got 1.5/],
+    [['up', '--redis-url', 'localhost:6379'], /--redis-url: expected redis:\/\/host:port or redis-cluster:\/\/host:port,host:port/],
+    [['serve', 'router', '--port', '0', '--redis-url', 'redis-cluster://a:1,b'], /--redis-url: 'b' is not host:port/],
     [
       ['serve', 'router', '--port', '0', '--redis-url', 'redis://127.0.0.1:1', '--load-cost-tokens=-1'],
       /--load-cost-tokens must be >= 0, got -1/,

@@ -1,6 +1,7 @@
 // Batched, paged and chunked steps give the same logits as one sequence at a time, and
 // sequences can share prefix blocks read-only.
-import { Engine, resolveModel } from '@kcache/engine';
+import { Engine } from '@kcache/engine';
+import { resolveModel } from '@kcache/models';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { STORIES_260K } from './helpers/paths.js';
 

@@ -1,7 +1,8 @@
 // Engine logits against the independent float64 reference (test/reference/forward.ts):
 // within 1e-4 relative (max |diff| / max |ref| per logit vector) for f32 weights, and for
 // bf16/f16 weights against the same quantised values.
-import { Engine, loadHfDir, type ModelSpec, resolveModel } from '@kcache/engine';
+import { Engine } from '@kcache/engine';
+import { loadHfDir, type ModelSpec, resolveModel } from '@kcache/models';
 import { afterAll, describe, expect, test } from 'vitest';
 import { referenceConfig, type TinyHfConfig, weightSource, writeTinyHfModel } from './helpers/hf-model.js';
 import { randomIds } from './helpers/ids.js';

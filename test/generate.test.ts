@@ -1,4 +1,5 @@
-import { Engine, generate, resolveModel } from '@kcache/engine';
+import { Engine, generate } from '@kcache/engine';
+import { resolveModel } from '@kcache/models';
 import { expect, test } from 'vitest';
 import { STORIES_260K } from './helpers/paths.js';
 

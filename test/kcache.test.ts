@@ -1,6 +1,7 @@
 // KCache attention (V in the host tier, top-N at decode) against the float64 reference's top-N
 // attention, against the engine's full attention where it must be exact, and its accounting.
-import { Engine, type EngineOptions, type ModelSpec, resolveModel } from '@kcache/engine';
+import { Engine, type EngineOptions } from '@kcache/engine';
+import { type ModelSpec, resolveModel } from '@kcache/models';
 import { afterAll, describe, expect, test } from 'vitest';
 import { randomIds } from './helpers/ids.js';
 import { checkLongContext } from './helpers/long-context.js';

@@ -3,7 +3,8 @@
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Engine, encodeSafetensors, loadHfDir, ModelLoadError, resolveModel } from '@kcache/engine';
+import { Engine } from '@kcache/engine';
+import { encodeSafetensors, loadHfDir, ModelLoadError, resolveModel } from '@kcache/models';
 import { describe, expect, test } from 'vitest';
 import { SMALL_HF, writeTinyHfModel } from './helpers/hf-model.js';
 import { STORIES_260K } from './helpers/paths.js';

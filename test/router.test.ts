@@ -1,8 +1,8 @@
 // The router with three workers and a private Redis: cache affinity, spill, two routers agreeing,
 // eviction and dead workers leaving the index, failover, and a Redis restart mid-run.
 import * as grpc from '@grpc/grpc-js';
-import { hashBlocks } from '@kcache/block-hash';
-import { RedisBlockIndex } from '@kcache/block-index';
+import { liveWorkers, RedisBlockIndex } from '@kcache/block-index';
+import { type GenerateClient, promptBlockHashes, type WorkerLease } from '@kcache/protocol';
 import { type RunningRouter, startRouter } from '@kcache/router';
 import { type RunningWorker, startWorker } from '@kcache/worker';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -17,7 +17,7 @@ const ask = (ids: number[], max = 8) => ({ tokenIds: { ids }, sampling: { temper
 let redis: TestRedis;
 const workers: RunningWorker[] = [];
 let router: RunningRouter;
-let client: grpc.Client;
+let client: GenerateClient;
 
 async function settle(...routers: RunningRouter[]) {
   await new Promise((r) => setTimeout(r, 30));
@@ -97,11 +97,31 @@ describe('cache-aware routing', () => {
     await other.close();
   });
 
+  test("workers report their load per router in the lease: every router sees the others' requests", async () => {
+    // enough long requests to keep the workers busy past a lease rewrite (every 500 ms here)
+    const calls = Array.from({ length: 24 }, (_, i) => {
+      const call = client.Generate(ask(prompt(20, 200 + i), 480), { deadline: Date.now() + 30_000 });
+      call.on('error', () => {}); // cancelled below
+      call.on('data', () => {});
+      return call;
+    });
+    let seen: WorkerLease | null = null;
+    for (let i = 0; i < 100 && !seen; i++) {
+      const leases = await liveWorkers(redis.client);
+      seen = leases.find((l) => (l.load.byRouter.r1 ?? 0) > 0) ?? null;
+      if (!seen) await new Promise((r) => setTimeout(r, 20));
+    }
+    for (const c of calls) c.cancel();
+    const load = seen?.load;
+    expect(load?.byRouter.r1).toBeGreaterThan(0);
+    expect(load?.byRouter.r1).toBe((load?.running ?? 0) + (load?.waiting ?? 0)); // every request there came from r1
+  });
+
   test('evicted blocks leave the index', async () => {
     const index = new RedisBlockIndex(redis.client);
     const small = await startWorker({ model: STORIES_260K, port: 0, redisUrl: redis.url, workerId: 'w-small', numBlocks: 8, threads: 1 });
     const direct = prompt(64, 20);
-    const hashes = hashBlocks(direct.slice(0, 63), 16, { modelId: small.engine.model.id });
+    const hashes = promptBlockHashes(direct, 16, { modelId: small.engine.model.id });
     const { workerClient, generate } = await import('./helpers/worker-client.js');
     const wc = workerClient(small.address);
     await generate(wc, { requestId: 'e1', tokenIds: direct, sampling: { temperature: 0 }, stop: { maxTokens: 2, ignoreEos: true } });
@@ -114,7 +134,8 @@ describe('cache-aware routing', () => {
       stop: { maxTokens: 2, ignoreEos: true },
     });
     await settle(router);
-    expect((await index.findMatches(hashes, ['w-small'])).get('w-small')?.matchedBlocks).toBe(0);
+    // 3 of the 4 cached blocks were evicted, the prefix's tail first: its first block stays
+    expect((await index.findMatches(hashes, ['w-small'])).get('w-small')?.matchedBlocks).toBe(1);
     wc.close();
     await small.close();
   });

@@ -1,9 +1,10 @@
 // A KCache worker over real gRPC with a private Redis: both tiers in Info and /metrics, KV events
 // tagged with the host tier, per-request N checked and applied, outputs equal to the offline
 // engine in the same mode, and the prefix cache still hits.
-import type * as grpc from '@grpc/grpc-js';
-import { Engine, generate as offline, resolveModel } from '@kcache/engine';
-import { kvStreamKey, type RunningWorker, startWorker } from '@kcache/worker';
+import { Engine, generate as offline } from '@kcache/engine';
+import { resolveModel } from '@kcache/models';
+import { decodeKvEvent, kvStreamKey, type WorkerClient } from '@kcache/protocol';
+import { type RunningWorker, startWorker } from '@kcache/worker';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { STORIES_260K } from './helpers/paths.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
@@ -13,7 +14,7 @@ const GREEDY = { temperature: 0 };
 const KCACHE = { topN: 8, fullLayers: 1 };
 let redis: TestRedis;
 let w: RunningWorker;
-let client: grpc.Client;
+let client: WorkerClient;
 
 function prompt(n: number, seed: number): number[] {
   return Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 3 + ((i * 37 + seed * 101) % 500)));
@@ -96,8 +97,12 @@ describe('a KCache worker', () => {
 
   test('KV events carry the host tier; /metrics reports usage for both tiers', async () => {
     const entries = await redis.client.xrange(kvStreamKey('w-kc'), '-', '+');
-    const stored = entries.map(([, f]) => Object.fromEntries(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i], f[2 * i + 1]])));
-    const tiers = new Set(stored.filter((e) => e.type === 'stored').map((e) => e.tier));
+    const tiers = new Set(
+      entries.flatMap(([, f]) => {
+        const e = decodeKvEvent(f)?.event;
+        return e?.type === 'stored' ? [e.tier] : [];
+      }),
+    );
     expect([...tiers]).toEqual(['host']);
     const body = await (await fetch(`http://127.0.0.1:${w.metricsPort}/metrics`)).text();
     expect(body).toMatch(/kcache_kv_cache_usage_perc\{[^}]*tier="device"[^}]*\} /);

@@ -1,9 +1,10 @@
 // The worker over real gRPC on loopback, with a private Redis: prefix caching, continuous
 // batching equal to one-at-a-time, eviction, preemption, cancellation, KV events, health.
 import * as grpc from '@grpc/grpc-js';
-import { hashBlocks } from '@kcache/block-hash';
-import { Engine, generate as offline, resolveModel } from '@kcache/engine';
-import { kvStreamKey, leaseKey, type RunningWorker, startWorker } from '@kcache/worker';
+import { Engine, generate as offline } from '@kcache/engine';
+import { resolveModel } from '@kcache/models';
+import { decodeKvEvent, kvStreamKey, leaseKey, parseLease, promptBlockHashes, type WorkerClient } from '@kcache/protocol';
+import { type RunningWorker, startWorker } from '@kcache/worker';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { STORIES_260K } from './helpers/paths.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
@@ -39,7 +40,7 @@ afterAll(async () => {
 
 describe('a worker with room to spare', () => {
   let w: RunningWorker;
-  let client: grpc.Client;
+  let client: WorkerClient;
   beforeAll(async () => {
     w = await startWorker({
       model: STORIES_260K,
@@ -151,17 +152,34 @@ describe('a worker with room to spare', () => {
       expect(body).toContain(m);
     }
     expect(body).toMatch(/kcache_prefix_cache_hits_total\{[^}]*\} [1-9]/);
+    // the load gauges are the loop's state at scrape time: back to 0 once requests have ended
+    expect(body).toMatch(/kcache_num_requests_running\{[^}]*\} 0\n/);
+    expect(body).toMatch(/kcache_num_requests_waiting\{[^}]*\} 0\n/);
+    expect(body).toMatch(/kcache_kv_cache_usage_perc\{[^}]*tier="device"[^}]*\} 0\n/);
+    // long prefills have buckets, and the process metrics are there
+    expect(body).toMatch(/kcache_time_to_first_token_seconds_bucket\{le="2560"/);
+    expect(body).toMatch(/process_resident_memory_bytes\{[^}]*\} [1-9]/);
+    expect(body).toContain('nodejs_eventloop_lag_seconds');
   });
 
   test('the Redis stream has the announcement and every stored block, in order, without gaps', async () => {
     const entries = await redis.client.xrange(kvStreamKey('w-main'), '-', '+');
-    const events = entries.map(([, f]) => Object.fromEntries(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i], f[2 * i + 1]])));
-    expect(events[0]).toMatchObject({ seq: '1', type: 'cleared' });
-    expect(events.map((e) => Number(e.seq))).toEqual(events.map((_, i) => i + 1));
-    const stored = new Set(events.filter((e) => e.type === 'stored').flatMap((e) => (e.hashes as string).split(',')));
-    const prefixHashes = hashBlocks(prompt(64, 1), 16, { modelId: w.engine.model.id });
+    const events = entries.map(([, f]) => decodeKvEvent(f));
+    expect(events[0]).toMatchObject({ seq: 1, event: { type: 'cleared' } });
+    expect(events.map((e) => e?.seq)).toEqual(events.map((_, i) => i + 1));
+    const stored = new Set(events.flatMap((e) => (e?.event.type === 'stored' ? e.event.hashes : [])));
+    const prefixHashes = promptBlockHashes(prompt(64, 1), 16, { modelId: w.engine.model.id });
     for (const h of prefixHashes) expect(stored.has(h)).toBe(true);
-    expect(JSON.parse((await redis.client.get(leaseKey('w-main'))) as string)).toMatchObject({ workerId: 'w-main', address: w.address });
+    // the lease carries the worker's own load: what every router weighs (rewritten every 500 ms)
+    const readLease = async () => parseLease((await redis.client.get(leaseKey('w-main'))) as string);
+    for (let i = 0; i < 40 && !(await readLease())?.load.cachedBlocks; i++) await new Promise((r) => setTimeout(r, 50));
+    const lease = await readLease();
+    expect(lease).toMatchObject({
+      workerId: 'w-main',
+      address: w.address,
+      load: { running: 0, waiting: 0, numBlocks: w.blocks.numBlocks },
+    });
+    expect(lease?.load.cachedBlocks).toBeGreaterThan(0);
     expect(await redis.client.pttl(leaseKey('w-main'))).toBeGreaterThan(0);
   });
 });
@@ -189,7 +207,7 @@ describe('a worker under memory pressure', () => {
     const preemptions = (await w.metrics.preemptions.get()).values[0]?.value ?? 0;
     expect(preemptions).toBeGreaterThan(0);
     const entries = await redis.client.xrange(kvStreamKey('w-small'), '-', '+');
-    const types = entries.map(([, f]) => f[f.indexOf('type') + 1]);
+    const types = entries.map(([, f]) => decodeKvEvent(f)?.event.type);
     expect(types).toContain('removed');
     expect(w.blocks.available).toBe(12);
     client.close();
@@ -203,7 +221,10 @@ describe('a worker under memory pressure', () => {
     const long = { sampling: GREEDY, stop: { maxTokens: 100, ignoreEos: true } };
     const first = generate(client, { requestId: 'q1', tokenIds: prompt(10, 1), ...long });
     const second = generate(client, { requestId: 'q2', tokenIds: prompt(10, 2), ...long });
-    await new Promise((r) => setTimeout(r, 20));
+    // until q1 runs and q2 waits (the gauge reads the loop's state when asked)
+    const gauge = async (g: typeof w.metrics.running) => (await g.get()).values[0]?.value;
+    for (let i = 0; i < 500 && ((await gauge(w.metrics.running)) !== 1 || (await gauge(w.metrics.waiting)) !== 1); i++)
+      await new Promise((r) => setTimeout(r, 2));
     const third = await generate(client, { requestId: 'q3', tokenIds: prompt(10, 3), ...long }).catch((e) => e);
     expect(third).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
     expect(third.details).toMatch(/queue is full/);
@@ -215,7 +236,7 @@ describe('a worker under memory pressure', () => {
 
 describe('text, stop strings, logprobs and reflection (dummy:tiny, byte tokenizer)', () => {
   let w: RunningWorker;
-  let client: grpc.Client;
+  let client: WorkerClient;
   beforeAll(async () => {
     w = await startWorker({ model: 'dummy:tiny', port: 0, redisUrl: null, numBlocks: 64, threads: 1 });
     client = workerClient(w.address);
@@ -258,7 +279,7 @@ describe('text, stop strings, logprobs and reflection (dummy:tiny, byte tokenize
     for (const [i, lp] of r.logprobs.entries()) {
       expect(lp.tokenId).toBe(r.tokenIds[i]);
       expect(lp.top).toHaveLength(3);
-      expect(lp.top[0].tokenId).toBe(lp.tokenId); // greedy picks the most likely token
+      expect(lp.top?.[0]?.tokenId).toBe(lp.tokenId); // greedy picks the most likely token
       expect(lp.logprob).toBeLessThanOrEqual(0);
     }
   });

@@ -3,7 +3,8 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeSafetensors, type NativeModelConfig, Rng, type WeightDType } from '@kcache/engine';
+import { Rng } from '@kcache/engine';
+import { encodeSafetensors, type NativeModelConfig, type WeightDType } from '@kcache/models';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './half.js';
 
 export interface TinyHfConfig {

@@ -1,7 +1,8 @@
 // Checks one SIMD variant of the CPU kernels against the float64 reference. KCACHE_SIMD is read
 // when the addon first runs a kernel, so each variant's test file sets it before anything loads
 // (vitest runs each test file in its own process).
-import { Engine, loadHfDir, resolveModel } from '@kcache/engine';
+import { Engine } from '@kcache/engine';
+import { loadHfDir, resolveModel } from '@kcache/models';
 import { expect, test } from 'vitest';
 import { referenceLogits, relError } from '../reference/forward.js';
 import { llama2cWeights } from '../reference/llama2c-weights.js';

@@ -3,7 +3,8 @@
 // positions on, finds the top-N through a sampled threshold. The first 1,200 tokens are one
 // prefill chunk (full attention), so top-N cases keep layer 0 full (L >= 1): there the reference,
 // which decodes every token, computes the same keys.
-import { Engine, resolveModel } from '@kcache/engine';
+import { Engine } from '@kcache/engine';
+import { resolveModel } from '@kcache/models';
 import { expect } from 'vitest';
 import { type ReferenceKCache, referenceLogits, worstRelError } from '../reference/forward.js';
 import { randomIds } from './ids.js';

@@ -1,1 +1,1 @@
-export { freePort, startRedis, type TestRedis } from '../../packages/bench/src/redis-server.js';
+export { freePort, startRedis, type TestRedis } from '../../packages/block-index/src/redis-server.js';

@@ -1,8 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
-import { workerClientConstructor } from '@kcache/worker';
-
-// biome-ignore lint/suspicious/noExplicitAny: proto-loader messages are untyped objects
-type Msg = Record<string, any>;
+import {
+  type Logprobs__Output,
+  protos,
+  type WorkerClient,
+  type WorkerGenerateRequest,
+  type WorkerGenerateResponse__Output,
+} from '@kcache/protocol';
 
 export interface GenerateResult {
   tokenIds: number[];
@@ -11,16 +14,15 @@ export interface GenerateResult {
   finishReason: string;
   usage: { promptTokens: number; completionTokens: number; cachedTokens: number };
   workerId: string;
-  logprobs: Msg[];
+  logprobs: Logprobs__Output[];
 }
 
-export function workerClient(address: string): grpc.Client & Record<string, (...a: unknown[]) => unknown> {
-  const C = workerClientConstructor();
-  return new C(address, grpc.credentials.createInsecure()) as never;
+export function workerClient(address: string): WorkerClient {
+  return new (protos().v1.Worker)(address, grpc.credentials.createInsecure());
 }
 
 /** Collects a Generate stream (worker or router: the messages are the same). */
-export function collect(call: grpc.ClientReadableStream<Msg>): Promise<GenerateResult> {
+export function collect(call: grpc.ClientReadableStream<WorkerGenerateResponse__Output>): Promise<GenerateResult> {
   return new Promise((resolve, reject) => {
     const out: GenerateResult = {
       tokenIds: [],
@@ -31,7 +33,7 @@ export function collect(call: grpc.ClientReadableStream<Msg>): Promise<GenerateR
       workerId: '',
       logprobs: [],
     };
-    call.on('data', (m: Msg) => {
+    call.on('data', (m: WorkerGenerateResponse__Output) => {
       if (m.chunk) {
         out.chunks++;
         out.tokenIds.push(...(m.chunk.tokenIds ?? []));
@@ -39,10 +41,10 @@ export function collect(call: grpc.ClientReadableStream<Msg>): Promise<GenerateR
         out.logprobs.push(...(m.chunk.logprobs ?? []));
       }
       if (m.final) {
-        out.finishReason = m.final.finishReason;
+        out.finishReason = m.final.finishReason ?? '';
         out.text += m.final.text ?? '';
         out.usage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, ...m.final.usage };
-        out.workerId = m.final.workerId;
+        out.workerId = m.final.workerId ?? '';
       }
     });
     call.on('error', reject);
@@ -50,21 +52,24 @@ export function collect(call: grpc.ClientReadableStream<Msg>): Promise<GenerateR
   });
 }
 
-/** Calls a worker's Generate and collects the stream. */
-export function generate(
-  client: grpc.Client,
-  request: Msg,
-  opts: { deadlineMs?: number; onCall?: (c: grpc.ClientReadableStream<Msg>) => void } = {},
+type Streaming<R> = (r: R, o: grpc.CallOptions) => grpc.ClientReadableStream<WorkerGenerateResponse__Output>;
+
+/** Calls a worker's (or a router's) Generate and collects the stream. */
+export function generate<R = WorkerGenerateRequest>(
+  client: { Generate: Streaming<R> },
+  request: R,
+  opts: { deadlineMs?: number; onCall?: (c: grpc.ClientReadableStream<WorkerGenerateResponse__Output>) => void } = {},
 ): Promise<GenerateResult> {
   const callOpts: grpc.CallOptions = opts.deadlineMs ? { deadline: Date.now() + opts.deadlineMs } : {};
-  const call = (client as unknown as { Generate(r: Msg, o: grpc.CallOptions): grpc.ClientReadableStream<Msg> }).Generate(request, callOpts);
+  const call = client.Generate(request, callOpts);
   opts.onCall?.(call);
   return collect(call);
 }
 
-export function unary<T>(client: grpc.Client, method: string, req: Msg): Promise<T> {
+/** A unary call by method name (Info, Abort, Snapshot, ...). */
+export function unary<T>(client: grpc.Client, method: string, req: object): Promise<T> {
   return new Promise((resolve, reject) =>
-    (client as unknown as Record<string, (r: Msg, cb: (e: Error | null, v: T) => void) => void>)[method]?.(req, (e, v) =>
+    (client as unknown as Record<string, (r: object, cb: (e: Error | null, v: T) => void) => void>)[method]?.(req, (e, v) =>
       e ? reject(e) : resolve(v),
     ),
   );

@@ -1,7 +1,7 @@
 // An independent, plain forward pass in float64: the oracle the native engine is tested
 // against. No cache, no batching, no SIMD: every position recomputes attention over the
 // prefix, exactly as the equations read.
-import type { NativeModelConfig } from '@kcache/engine';
+import type { NativeModelConfig } from '@kcache/models';
 
 export type WeightSource = (name: string) => ArrayLike<number>;
 

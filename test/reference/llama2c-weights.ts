@@ -1,7 +1,7 @@
 // Reads a llama2.c checkpoint's tensors straight from the file, independently of the engine's
 // loader, so the reference forward pass also checks how the engine maps the file.
 import { readFileSync } from 'node:fs';
-import type { NativeModelConfig } from '@kcache/engine';
+import type { NativeModelConfig } from '@kcache/models';
 import type { WeightSource } from './forward.js';
 
 export function llama2cWeights(path: string): { source: WeightSource; config: NativeModelConfig } {

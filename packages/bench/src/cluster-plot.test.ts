@@ -5,7 +5,7 @@ describe('Prometheus text parsing for the cluster plot', () => {
   const text = `# HELP kcache_router_decisions_total Routing decisions
 # TYPE kcache_router_decisions_total counter
 kcache_router_decisions_total{policy="cache_aware",reason="cache_hit",router="r1"} 12
-kcache_router_decisions_total{policy="cache_aware",reason="least_cost",router="r1"} 3
+kcache_router_decisions_total{policy="cache_aware",reason="new_prefix",router="r1"} 3
 kcache_generation_tokens_total{worker="w1",model="m"} 40
 kcache_generation_tokens_total_extra 99
 `;

@@ -134,7 +134,7 @@ export async function renderClusterPlot(o: PlotOptions): Promise<{ requests: num
         return [s.t, q > 0 ? sumOf(s.workers[wi] as Sample, 'kcache_prefix_cache_hits_total') / q : 0];
       }),
     }));
-    const reasons = ['cache_hit', 'least_cost', 'balance_spill'];
+    const reasons = ['cache_hit', 'new_prefix', 'low_match', 'balance_spill'];
     const decisions: Series[] = reasons.map((reason, i) => ({
       label: reason,
       color: COLORS[i + 2] as string,

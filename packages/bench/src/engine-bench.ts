@@ -2,7 +2,8 @@
 // identical weights, in one run, plus the machine's measured read bandwidth as the roofline.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { argmax, Engine, type ModelSpec, measureReadBandwidth, resolveModel, type WeightDType } from '@kcache/engine';
+import { argmax, Engine, measureReadBandwidth } from '@kcache/engine';
+import { type ModelSpec, resolveModel, type WeightDType } from '@kcache/models';
 import { writeGguf } from './gguf.js';
 import { LlamaCppRunner } from './llamacpp.js';
 

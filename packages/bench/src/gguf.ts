@@ -1,7 +1,8 @@
 // A GGUF (v3) writer for the engine's own weights, so llama.cpp can run the exact same model in
 // the benchmark. Written by hand because the npm GGUF packages only read the format.
 import { closeSync, openSync, writeSync } from 'node:fs';
-import type { Engine, ModelSpec } from '@kcache/engine';
+import type { Engine } from '@kcache/engine';
+import type { ModelSpec } from '@kcache/models';
 
 const ALIGN = 32;
 enum T {

@@ -20,7 +20,6 @@ export {
   measureFidelity,
 } from './kcache-bench.js';
 export { type LocalCluster, startLocalCluster } from './local-cluster.js';
-export { freePort, startRedis, type TestRedis } from './redis-server.js';
 export { formatRoutingBench, type PolicyResult, type RoutingBenchOptions, runRoutingBench } from './routing-bench.js';
 export { formatWorkerBench, runWorkerBench, type WorkerBenchOptions, type WorkerBenchRow } from './worker-bench.js';
 export { type BenchRequest, mooncakeWorkload, oracleHitRate, sharedPrefixWorkload } from './workloads.js';

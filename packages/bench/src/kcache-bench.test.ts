@@ -1,4 +1,5 @@
-import { kvBytesPerBlock, resolveModel } from '@kcache/engine';
+import { kvBytesPerBlock } from '@kcache/engine';
+import { resolveModel } from '@kcache/models';
 import { describe, expect, test } from 'vitest';
 import { formatBudget, measureBudgetDecode } from './kcache-bench.js';
 

@@ -4,18 +4,8 @@
 //  - decode attention alone (every layer of one token) at long contexts, full vs. top-N;
 //  - end-to-end decode tokens/s on a model at long contexts, full vs. top-N, in one engine;
 //  - the most concurrent long sequences a fixed device-tier budget holds, full vs. KCache.
-import {
-  argmax,
-  benchDecodeAttention,
-  DEFAULT_KCACHE,
-  Engine,
-  type KCacheSettings,
-  kvBytesPerBlock,
-  type ModelSpec,
-  Rng,
-  resolveModel,
-  sample,
-} from '@kcache/engine';
+import { argmax, benchDecodeAttention, DEFAULT_KCACHE, Engine, type KCacheSettings, kvBytesPerBlock, Rng, sample } from '@kcache/engine';
+import { type ModelSpec, resolveModel } from '@kcache/models';
 
 export interface FidelityConfig {
   topN: number;

@@ -3,16 +3,13 @@
 // reports TTFT, throughput and prefix-cache hit rate against an oracle; then the latency the
 // router adds over calling a worker directly, and decisions per second with 1M indexed blocks.
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { RedisBlockIndex } from '@kcache/block-index';
+import { RedisBlockIndex, type RedisClient, startRedis, startRedisCluster } from '@kcache/block-index';
+import { type GenerateRequest, type GenerateResponse__Output, protos, type WorkerGenerateRequest } from '@kcache/protocol';
 import { type RunningRouter, startRouter } from '@kcache/router';
 import { type CacheAwareConfig, makePolicy, type PolicyName } from '@kcache/routing';
-import { LOADER_OPTIONS, protoDir, type RunningWorker, startWorker, workerClientConstructor } from '@kcache/worker';
-import { startRedis } from './redis-server.js';
+import { type RunningWorker, startWorker } from '@kcache/worker';
+import { Cluster } from 'ioredis';
 import { type BenchRequest, oracleHitRate } from './workloads.js';
-
-// biome-ignore lint/suspicious/noExplicitAny: proto-loader messages are untyped objects
-type Msg = Record<string, any>;
 
 export interface RoutingBenchOptions {
   model: string;
@@ -45,11 +42,13 @@ export interface PolicyResult {
   failed: number;
 }
 
-function generateClient(address: string): grpc.Client {
-  const def = protoLoader.loadSync('kcache/v1/generate.proto', { ...LOADER_OPTIONS, includeDirs: [protoDir()] });
-  const C = ((grpc.loadPackageDefinition(def).kcache as grpc.GrpcObject).v1 as grpc.GrpcObject).Generate as grpc.ServiceClientConstructor;
-  return new C(address, grpc.credentials.createInsecure());
-}
+/** The router's and the worker's Generate: the same stream messages, different requests. */
+type Generating = {
+  Generate(r: GenerateRequest | WorkerGenerateRequest): grpc.ClientReadableStream<GenerateResponse__Output>;
+} & grpc.Client;
+
+const generateClient = (address: string): Generating =>
+  new (protos().v1.Generate)(address, grpc.credentials.createInsecure()) as unknown as Generating;
 
 interface Outcome {
   ttft: number;
@@ -59,13 +58,13 @@ interface Outcome {
   ok: boolean;
 }
 
-function send(client: grpc.Client, req: Msg): Promise<Outcome> {
+function send(client: Generating, req: GenerateRequest | WorkerGenerateRequest): Promise<Outcome> {
   const t0 = performance.now();
   return new Promise((resolve) => {
-    const call = (client as unknown as { Generate(r: Msg): grpc.ClientReadableStream<Msg> }).Generate(req);
+    const call = client.Generate(req);
     let ttft = -1;
-    let usage: Msg = {};
-    call.on('data', (m: Msg) => {
+    let usage: { promptTokens?: number; cachedTokens?: number } = {};
+    call.on('data', (m: GenerateResponse__Output) => {
       if (m.chunk && ttft < 0) ttft = performance.now() - t0;
       if (m.final) usage = m.final.usage ?? {};
     });
@@ -129,9 +128,12 @@ async function replay(router: RunningRouter, requests: BenchRequest[]): Promise<
   return outcomes;
 }
 
-export async function runRoutingBench(
-  o: RoutingBenchOptions,
-): Promise<{ results: PolicyResult[]; overhead: Record<string, number>; decisions: Record<string, number> }> {
+export async function runRoutingBench(o: RoutingBenchOptions): Promise<{
+  results: PolicyResult[];
+  overhead: Record<string, number>;
+  decisions: Record<string, number>;
+  clusterDecisions: Record<string, number>;
+}> {
   const results: PolicyResult[] = [];
   const parts = o.parts ?? { workloads: true, overhead: true, decisions: true };
   for (const wl of parts.workloads ? o.workloads : []) {
@@ -170,8 +172,10 @@ export async function runRoutingBench(
   o.log('router overhead ...');
   const overhead = parts.overhead ? await routerOverhead(o) : {};
   o.log('decisions with 1M indexed blocks ...');
-  const decisions = parts.decisions ? await decisionRate() : {};
-  return { results, overhead, decisions };
+  const decisions = parts.decisions ? await decisionRate('single') : {};
+  o.log('decisions with 1M indexed blocks on a 3-master Redis Cluster ...');
+  const clusterDecisions = parts.decisions ? await decisionRate('cluster') : {};
+  return { results, overhead, decisions, clusterDecisions };
 }
 
 /**
@@ -182,8 +186,10 @@ async function routerOverhead(o: RoutingBenchOptions): Promise<Record<string, nu
   const c = await cluster({ ...o, workers: 1, model: o.overheadModel ?? 'dummy:tiny' }, 'cache_aware');
   const ids = [1, ...Array.from({ length: 63 }, (_, i) => 3 + ((i * 7) % 256))];
   const viaRouter = generateClient(c.router.address);
-  const Worker = workerClientConstructor();
-  const direct = new Worker((c.workers[0] as RunningWorker).address, grpc.credentials.createInsecure());
+  const direct = new (protos().v1.Worker)(
+    (c.workers[0] as RunningWorker).address,
+    grpc.credentials.createInsecure(),
+  ) as unknown as Generating;
   const req = { sampling: { temperature: 0 }, stop: { maxTokens: 1, ignoreEos: true } };
   await send(viaRouter, { tokenIds: { ids }, ...req });
   await c.router.syncIndex();
@@ -201,29 +207,33 @@ async function routerOverhead(o: RoutingBenchOptions): Promise<Record<string, nu
   return { routerP50: pct(r, 50), routerP99: pct(r, 99), directP50: pct(d, 50), directP99: pct(d, 99) };
 }
 
-/** Index lookups plus policy decisions per second over 1M indexed blocks and 4 workers. */
-async function decisionRate(): Promise<Record<string, number>> {
-  const redis = await startRedis();
-  const client = redis.client;
+/**
+ * Index lookups plus policy decisions per second over 1M indexed blocks and 4 workers, on one Redis
+ * or on a 3-master Redis Cluster (both private, started here).
+ */
+async function decisionRate(where: 'single' | 'cluster'): Promise<Record<string, number>> {
+  const server = where === 'single' ? await startRedis() : await startRedisCluster(3);
+  const client: RedisClient = server.client;
   const index = new RedisBlockIndex(client);
   const workers = ['m0', 'm1', 'm2', 'm3'];
   const hex = (n: number) => n.toString(16).padStart(16, '0');
   const N = 1_000_000;
-  for (const w of workers) await index.apply(w, { seq: '1', epoch: '1', type: 'cleared' });
+  const usedMemory = async () => {
+    const nodes = client instanceof Cluster ? client.nodes('master') : [client];
+    const infos = await Promise.all(nodes.map((n) => n.info('memory')));
+    return infos.reduce((sum, i) => sum + Number(i.match(/used_memory:(\d+)/)?.[1]), 0);
+  };
+  const before = await usedMemory();
+  for (const w of workers) await index.apply(w, { seq: 1, epoch: 1, event: { type: 'cleared' } });
   const seqs = new Map(workers.map((w) => [w, 1]));
   for (let start = 0; start < N; start += 2000) {
     const w = workers[(start / 2000) % 4] as string;
     const seq = (seqs.get(w) as number) + 1;
     seqs.set(w, seq);
-    await index.apply(w, {
-      seq: String(seq),
-      epoch: '1',
-      type: 'stored',
-      tier: 'device',
-      hashes: Array.from({ length: 2000 }, (_, i) => hex(start + i)).join(','),
-    });
+    const hashes = Array.from({ length: 2000 }, (_, i) => hex(start + i));
+    await index.apply(w, { seq, epoch: 1, event: { type: 'stored', hashes, parent: null, tier: 'device' } });
   }
-  const used = Number((await client.info('memory')).match(/used_memory:(\d+)/)?.[1]);
+  const used = (await usedMemory()) - before;
   const policy = makePolicy('cache_aware');
   const decide = async (i: number) => {
     const first = (i * 4001) % (N - 64);
@@ -244,7 +254,7 @@ async function decisionRate(): Promise<Record<string, number>> {
     }),
   );
   const concurrent = 4000 / ((performance.now() - t) / 1000);
-  await redis.stop();
+  await server.stop();
   return { blocks: N, bytesPerBlock: used / N, sequentialPerSec: sequential, concurrent16PerSec: concurrent };
 }
 
@@ -270,9 +280,13 @@ export function formatRoutingBench(r: Awaited<ReturnType<typeof runRoutingBench>
   lines.push(
     `router overhead (1-token requests, warm prefix): through the router p50 ${o.routerP50?.toFixed(2)} ms / p99 ${o.routerP99?.toFixed(2)} ms; direct p50 ${o.directP50?.toFixed(2)} ms / p99 ${o.directP99?.toFixed(2)} ms; added p50 ${((o.routerP50 ?? 0) - (o.directP50 ?? 0)).toFixed(2)} ms, p99 ${((o.routerP99 ?? 0) - (o.directP99 ?? 0)).toFixed(2)} ms`,
   );
-  const d = r.decisions;
-  lines.push(
-    `routing decisions (64-block lookup + cache_aware) with ${d.blocks} indexed blocks (${d.bytesPerBlock?.toFixed(0)} bytes/block in Redis): ${d.sequentialPerSec?.toFixed(0)}/s sequential, ${d.concurrent16PerSec?.toFixed(0)}/s with 16 in flight`,
-  );
+  for (const [where, d] of [
+    ['one Redis', r.decisions],
+    ['a 3-master Redis Cluster', r.clusterDecisions],
+  ] as const) {
+    lines.push(
+      `routing decisions (64-block lookup over 4 workers + cache_aware) with ${d.blocks} indexed blocks on ${where} (${d.bytesPerBlock?.toFixed(0)} bytes/block): ${d.sequentialPerSec?.toFixed(0)}/s sequential, ${d.concurrent16PerSec?.toFixed(0)}/s with 16 in flight`,
+    );
+  }
   return lines.join('\n');
 }

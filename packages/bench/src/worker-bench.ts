@@ -2,8 +2,10 @@
 // sampling, detokenization) against the engine's raw batched-step rate for the same batches,
 // measured in the same process and run.
 import * as grpc from '@grpc/grpc-js';
-import { argmax, Engine, resolveModel } from '@kcache/engine';
-import { startWorker, workerClientConstructor } from '@kcache/worker';
+import { argmax, Engine } from '@kcache/engine';
+import { resolveModel } from '@kcache/models';
+import { protos } from '@kcache/protocol';
+import { startWorker } from '@kcache/worker';
 import { benchPrompt } from './engine-bench.js';
 
 export interface WorkerBenchOptions {
@@ -37,8 +39,7 @@ async function rawEngine(engine: Engine, b: number, tokens: number): Promise<num
 
 /** Opens b streams at once; the decode rate counts from the moment every stream has its first token. */
 async function throughWorker(address: string, b: number, tokens: number): Promise<number> {
-  const Client = workerClientConstructor();
-  const client = new Client(address, grpc.credentials.createInsecure());
+  const client = new (protos().v1.Worker)(address, grpc.credentials.createInsecure());
   let firstTokens = 0;
   let t0 = 0;
   const ends = await Promise.all(
@@ -46,7 +47,7 @@ async function throughWorker(address: string, b: number, tokens: number): Promis
       { length: b },
       (_, s) =>
         new Promise<number>((resolve, reject) => {
-          const call = (client as unknown as { Generate(r: unknown): grpc.ClientReadableStream<{ chunk?: unknown }> }).Generate({
+          const call = client.Generate({
             requestId: `bench-${b}-${s}`,
             tokenIds: benchPrompt(PROMPT, 500 + s),
             sampling: { temperature: 0 },

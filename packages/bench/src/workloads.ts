@@ -1,8 +1,8 @@
 // Request workloads for the routing benchmark: a synthetic shared-prefix mix and a scaled-down
 // replay of the Mooncake conversation trace (shared/traces/README.md).
 import { readFileSync } from 'node:fs';
-import { hashBlocks } from '@kcache/block-hash';
 import { Rng } from '@kcache/engine';
+import { promptBlockHashes } from '@kcache/protocol';
 
 export interface BenchRequest {
   /** Send time, ms after the start. */
@@ -84,7 +84,7 @@ export function oracleHitRate(reqs: readonly BenchRequest[], blockSize: number):
   for (const r of reqs) {
     total += r.tokenIds.length;
     let hitting = true;
-    for (const h of hashBlocks(r.tokenIds.slice(0, r.tokenIds.length - 1), blockSize, { modelId: 'oracle' })) {
+    for (const h of promptBlockHashes(r.tokenIds, blockSize, { modelId: 'oracle' })) {
       if (hitting && seen.has(h)) hit += blockSize;
       else hitting = false;
       seen.add(h);

@@ -1,1 +1,8 @@
-export { IndexConsumer, type MatchResult, RedisBlockIndex, type WorkerLease, type WorkerSnapshot } from './redis-index.js';
+export { checkRedisUrl, connectRedis, type RedisClient } from './connect.js';
+export { IndexConsumer } from './consumer.js';
+export { liveWorkers } from './leases.js';
+export { MemoryBlockIndex } from './memory-index.js';
+export { RedisBlockIndex } from './redis-index.js';
+export { freePort, startRedis, startRedisCluster, type TestRedis, type TestRedisCluster } from './redis-server.js';
+export type { ApplyResult, BlockIndex, MatchResult, WorkerSnapshot } from './types.js';
+export { sequenceCheck } from './types.js';

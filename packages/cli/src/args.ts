@@ -1,3 +1,5 @@
+import { checkRedisUrl } from '@kcache/block-index';
+
 /** A command-line mistake: printed as one line, exit code 2. */
 export class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -8,6 +10,14 @@ export function intArg(name: string, v: string | undefined, dflt: number, min = 
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got '${v}'`);
   return n;
+}
+
+/** --redis-url (or REDIS_URL): redis://host:port or redis-cluster://host:port,host:port. */
+export function redisUrlArg(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  const problem = checkRedisUrl(v);
+  if (problem) throw new UsageError(`--redis-url: ${problem}, got '${v}'`);
+  return v;
 }
 
 export function numArg(name: string, v: string | undefined, dflt: number): number {
@@ -62,6 +72,7 @@ export const CACHE_AWARE_OPTIONS = {
   'balance-abs-threshold': { type: 'string' },
   'balance-rel-threshold': { type: 'string' },
   'host-hit-credit': { type: 'string' },
+  'cache-threshold': { type: 'string' },
 } as const;
 
 export function cacheAwareArgs(values: Record<string, string | boolean | undefined>): {
@@ -69,6 +80,7 @@ export function cacheAwareArgs(values: Record<string, string | boolean | undefin
   balanceAbsThreshold?: number;
   balanceRelThreshold?: number;
   hostHitCredit?: number;
+  cacheThreshold?: number;
 } {
   const v = (k: string) => values[k] as string | undefined;
   const out: ReturnType<typeof cacheAwareArgs> = {};
@@ -76,10 +88,13 @@ export function cacheAwareArgs(values: Record<string, string | boolean | undefin
   if (v('balance-abs-threshold') !== undefined) out.balanceAbsThreshold = numArg('balance-abs-threshold', v('balance-abs-threshold'), 0);
   if (v('balance-rel-threshold') !== undefined) out.balanceRelThreshold = numArg('balance-rel-threshold', v('balance-rel-threshold'), 0);
   if (v('host-hit-credit') !== undefined) out.hostHitCredit = numArg('host-hit-credit', v('host-hit-credit'), 0);
+  if (v('cache-threshold') !== undefined) out.cacheThreshold = numArg('cache-threshold', v('cache-threshold'), 0);
   for (const [k, x] of Object.entries(out))
     if (x < 0) throw new UsageError(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be >= 0, got ${x}`);
   if (out.hostHitCredit !== undefined && out.hostHitCredit > 1)
     throw new UsageError(`--host-hit-credit must be in [0, 1], got ${out.hostHitCredit}`);
+  if (out.cacheThreshold !== undefined && out.cacheThreshold > 1)
+    throw new UsageError(`--cache-threshold must be in [0, 1], got ${out.cacheThreshold}`);
   return out;
 }
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-import { ModelLoadError } from '@kcache/engine';
+import { ModelLoadError } from '@kcache/models';
 import { UsageError } from './args.js';
 import { ASK_USAGE, AskError, askCommand } from './commands/ask.js';
-import { BENCH_USAGE, benchCommand } from './commands/bench.js';
+import { BENCH_USAGE } from './commands/bench-usage.js';
 import { GENERATE_USAGE, generateCommand } from './commands/generate.js';
 import { HEALTH_USAGE, healthCommand } from './commands/health.js';
 import { SERVE_USAGE, serveCommand } from './commands/serve.js';
@@ -15,6 +15,19 @@ const USAGE = `usage:
   ${SERVE_USAGE}
   ${HEALTH_USAGE}
   ${BENCH_USAGE}`;
+
+/** Loaded only here: the benchmarks (and node-llama-cpp) are a development install, not part of serving. */
+async function benchCommand(argv: string[]): Promise<void> {
+  let bench: typeof import('./commands/bench.js');
+  try {
+    bench = await import('./commands/bench.js');
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_MODULE_NOT_FOUND')
+      throw new UsageError('kcache bench needs the development install (pnpm install in the repository); this install serves only');
+    throw e;
+  }
+  return bench.benchCommand(argv);
+}
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;

@@ -1,16 +1,13 @@
 /**
  * A typed client for a kcache cluster: the public kcache.v1.Generate service a router serves
- * (proto/kcache/v1/generate.proto) and grpc.health.v1.
+ * (@kcache/protocol's generate.proto) and grpc.health.v1.
  *
  *   const client = new KcacheClient('127.0.0.1:50051');
  *   for await (const e of client.stream({ text: 'Once upon a time', maxTokens: 32 })) ...
  *   const done = await client.generate({ text: 'Hello', maxTokens: 16 });
  */
-import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { type GenerateClient, type GenerateRequest, type GenerateResponse__Output, protos } from '@kcache/protocol';
 import { service as healthService } from 'grpc-health-check';
 
 /** Where `kcache up` puts its first router. */
@@ -78,46 +75,15 @@ export class KcacheError extends Error {
   }
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: proto-loader messages are untyped objects
-type Msg = Record<string, any>;
-type GenerateStub = grpc.Client & {
-  Generate(req: Msg, opts: grpc.CallOptions): grpc.ClientReadableStream<Msg>;
-  Tokenize(req: Msg, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: Msg) => void): void;
-  ListModels(req: Msg, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: Msg) => void): void;
-};
 type HealthStub = grpc.Client & {
-  check(req: Msg, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: Msg) => void): void;
+  check(req: { service: string }, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: { status?: string }) => void): void;
 };
-
-/** The repo's proto/ directory (packages/client/{src,dist} -> repo root). */
-function protoDir(): string {
-  const dir = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'proto');
-  if (!existsSync(dir)) throw new Error(`proto directory not found at ${dir}`);
-  return dir;
-}
-
-let ctor: grpc.ServiceClientConstructor | undefined;
-function generateConstructor(): grpc.ServiceClientConstructor {
-  if (!ctor) {
-    const def = protoLoader.loadSync('kcache/v1/generate.proto', {
-      keepCase: false,
-      longs: Number,
-      enums: String,
-      defaults: false,
-      oneofs: true,
-      includeDirs: [protoDir()],
-    });
-    const pkg = grpc.loadPackageDefinition(def);
-    ctor = ((pkg.kcache as grpc.GrpcObject).v1 as grpc.GrpcObject).Generate as grpc.ServiceClientConstructor;
-  }
-  return ctor;
-}
 
 function toError(e: grpc.ServiceError): KcacheError {
   return new KcacheError(grpc.status[e.code] ?? String(e.code), e.details || e.message);
 }
 
-function toRequest(o: GenerateOptions): Msg {
+function toRequest(o: GenerateOptions): GenerateRequest {
   if ((o.text === undefined) === (o.tokenIds === undefined))
     throw new KcacheError('INVALID_ARGUMENT', 'give exactly one of text and tokenIds');
   return {
@@ -147,11 +113,11 @@ function toRequest(o: GenerateOptions): Msg {
 }
 
 export class KcacheClient {
-  private readonly stub: GenerateStub;
+  private readonly stub: GenerateClient;
   private readonly health: HealthStub;
 
   constructor(readonly address: string = DEFAULT_ADDRESS) {
-    this.stub = new (generateConstructor())(address, grpc.credentials.createInsecure()) as unknown as GenerateStub;
+    this.stub = new (protos().v1.Generate)(address, grpc.credentials.createInsecure());
     const Health = grpc.makeGenericClientConstructor(healthService, 'Health');
     this.health = new Health(address, grpc.credentials.createInsecure()) as unknown as HealthStub;
   }
@@ -162,7 +128,7 @@ export class KcacheClient {
     const onAbort = () => call.cancel();
     o.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      for await (const m of call as AsyncIterable<Msg>) {
+      for await (const m of call as AsyncIterable<GenerateResponse__Output>) {
         if (m.chunk) yield { type: 'chunk', text: m.chunk.text ?? '', tokenIds: m.chunk.tokenIds ?? [] };
         if (m.final)
           yield {
@@ -207,14 +173,14 @@ export class KcacheClient {
 
   tokenize(text: string, model = ''): Promise<number[]> {
     return new Promise((res, rej) =>
-      this.stub.Tokenize({ text, model }, { deadline: Date.now() + 10_000 }, (e, v) => (e ? rej(toError(e)) : res(v.tokenIds ?? []))),
+      this.stub.Tokenize({ text, model }, { deadline: Date.now() + 10_000 }, (e, v) => (e ? rej(toError(e)) : res(v?.tokenIds ?? []))),
     );
   }
 
   listModels(): Promise<ModelInfo[]> {
     return new Promise((res, rej) =>
       this.stub.ListModels({}, { deadline: Date.now() + 10_000 }, (e, v) =>
-        e ? rej(toError(e)) : res((v.models ?? []).map((m: Msg) => ({ id: m.id, workers: m.workers ?? 0, blockSize: m.blockSize ?? 0 }))),
+        e ? rej(toError(e)) : res((v?.models ?? []).map((m) => ({ id: m.id ?? '', workers: m.workers ?? 0, blockSize: m.blockSize ?? 0 }))),
       ),
     );
   }

@@ -3,39 +3,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-
-export interface NativeRope {
-  style: 'interleaved' | 'half-split';
-  theta: number;
-  llama3Factor?: number;
-  llama3LowFreqFactor?: number;
-  llama3HighFreqFactor?: number;
-  llama3OriginalMaxPos?: number;
-}
-
-export interface NativeModelConfig {
-  dim: number;
-  hiddenDim: number;
-  nLayers: number;
-  nHeads: number;
-  nKvHeads: number;
-  headDim: number;
-  vocabSize: number;
-  maxSeqLen: number;
-  normEps: number;
-  qkvBias: boolean;
-  rope: NativeRope;
-}
-
-export type WeightDType = 'f32' | 'bf16' | 'f16';
-
-/** A weight tensor: a region of a file (memory-mapped) or deterministic random values. */
-export type NativeTensorSpec = {
-  name: string;
-  dtype: WeightDType;
-  rows: number;
-  cols: number;
-} & ({ file: string; offset: number } | { seed: number; scale: number; shift?: number });
+import type { NativeModelConfig, NativeTensorSpec } from '@kcache/models';
 
 export type AttentionMode = 'full' | 'kcache';
 

@@ -1,3 +1,5 @@
+import { ModelLoadError, type ModelSpec } from '@kcache/models';
+import { DEFAULT_BLOCK_SIZE } from '@kcache/protocol';
 import {
   type AttentionBenchOptions,
   type AttentionMode,
@@ -6,8 +8,7 @@ import {
   type NativeEngine,
   type NativeEngineInfo,
 } from './addon.js';
-import { InvalidStepError, ModelLoadError } from './errors.js';
-import type { ModelSpec } from './models/spec.js';
+import { InvalidStepError } from './errors.js';
 
 export interface EngineOptions {
   /** Tokens per KV block (default 16). */
@@ -46,8 +47,6 @@ export interface EngineInfo extends NativeEngineInfo {
   vocabSize: number;
   maxSeqLen: number;
 }
-
-export const DEFAULT_BLOCK_SIZE = 16;
 
 /**
  * The native engine for one model. `step` runs off the JavaScript thread; one step is in flight

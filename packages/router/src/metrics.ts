@@ -1,8 +1,12 @@
 /** The router's Prometheus metrics. */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { processRegistry, REQUEST_LATENCY_BUCKETS } from '@kcache/metrics';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { WorkerPool } from './pool.js';
 
 export class RouterMetrics {
-  readonly registry = new Registry();
+  readonly registry: Registry;
+  /** Read at every scrape, so per-worker gauges are current (a closed breaker reads 0). */
+  private pool: WorkerPool | null = null;
   readonly decisions: Counter;
   readonly lookupLatency: Histogram;
   readonly predictedCached: Counter;
@@ -17,8 +21,9 @@ export class RouterMetrics {
   readonly liveWorkers: Gauge;
 
   constructor(routerId: string) {
-    this.registry.setDefaultLabels({ router: routerId });
+    this.registry = processRegistry({ router: routerId });
     const r = [this.registry];
+    const metrics = this;
     this.decisions = new Counter({
       name: 'kcache_router_decisions_total',
       help: 'Routing decisions by policy and reason',
@@ -52,6 +57,10 @@ export class RouterMetrics {
       help: 'Requests this router has in flight per worker',
       labelNames: ['worker'],
       registers: r,
+      collect() {
+        this.reset();
+        for (const w of metrics.pool?.all() ?? []) this.set({ worker: w.lease.workerId }, w.inFlight);
+      },
     });
     this.retries = new Counter({
       name: 'kcache_router_retries_total',
@@ -64,6 +73,10 @@ export class RouterMetrics {
       help: '1 while a worker circuit breaker is open or half-open',
       labelNames: ['worker'],
       registers: r,
+      collect() {
+        this.reset();
+        for (const w of metrics.pool?.all() ?? []) this.set({ worker: w.lease.workerId }, w.breaker.state === 'closed' ? 0 : 1);
+      },
     });
     this.requests = new Counter({
       name: 'kcache_router_requests_total',
@@ -74,7 +87,7 @@ export class RouterMetrics {
     this.ttft = new Histogram({
       name: 'kcache_router_time_to_first_token_seconds',
       help: 'Time from the request reaching the router to its first token',
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      buckets: REQUEST_LATENCY_BUCKETS,
       registers: r,
     });
     this.redisUp = new Gauge({
@@ -83,5 +96,12 @@ export class RouterMetrics {
       registers: r,
     });
     this.liveWorkers = new Gauge({ name: 'kcache_router_live_workers', help: 'Workers with a live lease', registers: r });
+    this.redisUp.set(0);
+    this.liveWorkers.set(0);
+  }
+
+  /** The pool the per-worker gauges read. */
+  observe(pool: WorkerPool): void {
+    this.pool = pool;
   }
 }

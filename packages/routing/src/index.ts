@@ -8,6 +8,7 @@ export { consistentHash } from './policies/consistent-hash.js';
 export { leastLoadedPolicy, powerOfTwo, randomPolicy, roundRobin } from './policies/simple.js';
 export { RecentPrefixes } from './recent-prefixes.js';
 export type { Decision, RoutingPolicy, RoutingRequest, RoutingSnapshot, WorkerView } from './types.js';
+export { spreadPick } from './types.js';
 
 export const POLICIES = ['cache_aware', 'round_robin', 'least_loaded', 'power_of_two', 'random', 'consistent_hash'] as const;
 export type PolicyName = (typeof POLICIES)[number];

@@ -21,12 +21,40 @@ describe('cache_aware', () => {
     expect(p(snap([host, device]), req)?.worker).toBe('w2');
     // but a longer host-tier prefix still beats a shorter device-tier one: 64 x 0.8 > 16
     expect(p(snap([host, { ...w('w2', 0, 1), deviceBlocks: 1 }]), req)?.worker).toBe('w1');
-    // and with full credit the tiers tie, so the lower id wins
-    expect(cacheAware({ hostHitCredit: 1 })(snap([device, { ...host, id: 'w3' }]), req)?.worker).toBe('w2');
-    expect(cacheAware({ hostHitCredit: 1 })(snap([{ ...device, id: 'w3' }, host]), req)?.worker).toBe('w1');
+    // and with full credit the tiers tie: the same worker whatever the ids' order in the view
+    const full = cacheAware({ hostHitCredit: 1 });
+    const tie = full(snap([device, { ...host, id: 'w3' }]), req)?.worker;
+    expect(full(snap([{ ...host, id: 'w3' }, device]), req)?.worker).toBe(tie);
   });
-  test('no match anywhere: least cost (= least loaded), ties to the lower id', () => {
-    expect(p(snap([w('w2', 0), w('w1', 0), w('w3', 1)]), req)).toEqual({ worker: 'w1', reason: 'least_cost' });
+  test('no match anywhere: the least loaded, then the least occupied cache', () => {
+    expect(p(snap([w('w2', 1), w('w1', 0), w('w3', 1)]), req)).toEqual({ worker: 'w1', reason: 'new_prefix' });
+    const occ = (id: string, occupancy: number): WorkerView => ({ ...w(id, 0), occupancy });
+    expect(p(snap([occ('w1', 0.5), occ('w2', 0.1), occ('w3', 0.3)]), req)).toEqual({ worker: 'w2', reason: 'new_prefix' });
+  });
+  test('new prefixes on equal workers spread by their first block, not by worker id', () => {
+    const equal = snap([w('w1', 0), w('w2', 0), w('w3', 0)]);
+    const chosen = Array.from({ length: 60 }, (_, i) => p(equal, { blockHashes: [`prefix-${i}`, 'x'], promptTokens: 40 })?.worker);
+    const counts = ['w1', 'w2', 'w3'].map((id) => chosen.filter((c) => c === id).length);
+    expect(Math.min(...counts)).toBeGreaterThan(10); // 60 prefixes over 3 workers: none starved
+    // a decision depends on the view, not on the order the workers come in or on the router
+    const reversed = snap([w('w3', 0), w('w2', 0), w('w1', 0)]);
+    for (let i = 0; i < 20; i++) {
+      const r = { blockHashes: [`prefix-${i}`], promptTokens: 40 };
+      expect(cacheAware()(reversed, r)).toEqual(p(equal, r));
+    }
+  });
+  test("six prefixes one at a time, each raising its worker's occupancy, use all three workers", () => {
+    const occupancy = new Map([
+      ['w1', 0],
+      ['w2', 0],
+      ['w3', 0],
+    ]);
+    for (let i = 0; i < 6; i++) {
+      const view = [...occupancy].map(([id, o]): WorkerView => ({ ...w(id, 0), occupancy: o }));
+      const d = p(snap(view), { blockHashes: [`system-prompt-${i}`], promptTokens: 200 });
+      occupancy.set(d?.worker as string, (occupancy.get(d?.worker as string) as number) + 0.01);
+    }
+    expect([...occupancy.values()]).toEqual([0.02, 0.02, 0.02]);
   });
   test('a hot prefix spills past the balance threshold', () => {
     const hot = cacheAware({ loadCostTokens: 1 });
@@ -51,6 +79,18 @@ describe('baselines', () => {
     expect(randomPolicy(() => 0.99)(s, req)?.worker).toBe('w3');
     const seq = [0.0, 0.5]; // picks w1 and w2: w2 is less loaded
     expect(powerOfTwo(() => seq.shift() as number)(s, req)?.worker).toBe('w2');
+  });
+  test('consistent_hash keys on more than the first block', () => {
+    const p = consistentHash();
+    // every prompt shares its first block (a system prompt) and differs after it
+    const keys = Array.from(
+      { length: 60 },
+      (_, i) => p(s, { blockHashes: ['system', `user-${i}`, `more-${i}`], promptTokens: 48 })?.worker,
+    );
+    expect(new Set(keys).size).toBe(3);
+    // prompts that agree on their first four blocks stay together
+    const a = p(s, { blockHashes: ['b0', 'b1', 'b2', 'b3', 'tail-a'], promptTokens: 80 });
+    expect(p(s, { blockHashes: ['b0', 'b1', 'b2', 'b3', 'tail-b', 'tail-c'], promptTokens: 96 })).toEqual(a);
   });
   test('consistent_hash keeps a key on its worker and moves few keys when one leaves', () => {
     const p = consistentHash();

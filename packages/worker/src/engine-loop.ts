@@ -4,6 +4,7 @@
  * token, checks stop conditions and streams the new tokens to each request's sink.
  */
 import { type Engine, validateSampling } from '@kcache/engine';
+import type { WorkerLoad } from '@kcache/protocol';
 import { WorkerError } from './errors.js';
 import type { WorkerMetrics } from './metrics.js';
 import { StreamDetokenizer } from './output/detokenizer.js';
@@ -27,6 +28,8 @@ export interface GenerateInput {
   cacheSalt: string;
   /** KCache: a lower N for this request's decode steps (null: the worker's). */
   kcacheTopN?: number | null;
+  /** The router that sent it (its load report counts requests per router). */
+  origin?: string;
 }
 
 export type FinishReason = 'stop' | 'length' | 'abort';
@@ -145,7 +148,6 @@ export class EngineLoop {
       aborted: false,
     });
     this.scheduler.add(req);
-    this.metrics.waiting.set(this.scheduler.waiting.length);
     this.wake?.();
   }
 
@@ -197,6 +199,20 @@ export class EngineLoop {
     for (const write of this.pending.splice(0)) write();
   }
 
+  /** The load this worker reports (lease, metrics): read at any time, true between steps too. */
+  load(): WorkerLoad {
+    const byRouter: Record<string, number> = {};
+    for (const l of this.live.values()) if (l.input.origin) byRouter[l.input.origin] = (byRouter[l.input.origin] ?? 0) + 1;
+    return {
+      byRouter,
+      running: this.scheduler.running.length,
+      waiting: this.scheduler.waiting.length,
+      kvUsage: this.bm.usage,
+      cachedBlocks: this.bm.cachedBlocks,
+      numBlocks: this.bm.numBlocks,
+    };
+  }
+
   private async run(): Promise<void> {
     for (;;) {
       for (const l of [...this.live.values()]) if (l.aborted) this.finish(l, 'abort');
@@ -220,9 +236,6 @@ export class EngineLoop {
           this.metrics.prefixHits.inc(l.req.cachedTokens);
         }
       }
-      this.metrics.running.set(this.scheduler.running.length);
-      this.metrics.waiting.set(this.scheduler.waiting.length);
-      for (const tier of this.config.tiers) this.metrics.kvUsage.set({ tier }, this.bm.usage);
       if (plan.items.length === 0) {
         // Nothing fits although the pool was checked at admission: wait for a running request to end.
         this.flush();

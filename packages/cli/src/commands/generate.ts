@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { Engine, generate, resolveModel, validateSampling, type WeightDType } from '@kcache/engine';
+import { Engine, generate, validateSampling } from '@kcache/engine';
+import { resolveModel, type WeightDType } from '@kcache/models';
 import { ATTENTION_OPTIONS, attentionArgs, idsArg, intArg, numArg, UsageError } from '../args.js';
 
 export const GENERATE_USAGE = `kcache generate --model <dir | file.bin | dummy:preset[:dtype]> (--prompt TEXT | --prompt-ids 1,2,3)

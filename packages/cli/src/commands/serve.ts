@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { startRouter } from '@kcache/router';
 import { POLICIES, type PolicyName } from '@kcache/routing';
 import { startWorker } from '@kcache/worker';
-import { ATTENTION_OPTIONS, attentionArgs, CACHE_AWARE_OPTIONS, cacheAwareArgs, intArg, UsageError } from '../args.js';
+import { ATTENTION_OPTIONS, attentionArgs, CACHE_AWARE_OPTIONS, cacheAwareArgs, intArg, redisUrlArg, UsageError } from '../args.js';
 
 export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--advertise-host H] [--metrics-port N]
     [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-waiting N]
@@ -38,7 +38,8 @@ async function serveRouter(argv: string[]): Promise<void> {
     },
   });
   if (values.port === undefined) throw new UsageError('--port is required');
-  if (!values['redis-url']) throw new UsageError('--redis-url is required');
+  const redisUrl = redisUrlArg(values['redis-url']);
+  if (!redisUrl) throw new UsageError('--redis-url is required');
   const cacheAware = cacheAwareArgs(values);
   const policy = values.policy ?? 'cache_aware';
   if (!(POLICIES as readonly string[]).includes(policy))
@@ -46,7 +47,7 @@ async function serveRouter(argv: string[]): Promise<void> {
   const router = await startRouter({
     port: intArg('port', values.port, 0, 0),
     host: values.host,
-    redisUrl: values['redis-url'],
+    redisUrl,
     policy: policy as PolicyName,
     cacheAware,
     routerId: values.id,
@@ -96,7 +97,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     port: intArg('port', values.port, 0, 0),
     host: values.host,
     advertiseHost: values['advertise-host'],
-    redisUrl: values['redis-url'] ?? null,
+    redisUrl: redisUrlArg(values['redis-url']) ?? null,
     workerId: values.id,
     metricsPort: values['metrics-port'] === undefined ? null : intArg('metrics-port', values['metrics-port'], 0, 0),
     numBlocks: opt('num-blocks', values['num-blocks']),

@@ -9,10 +9,19 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { startRedis, type TestRedis } from '@kcache/bench';
+import { startRedis, type TestRedis } from '@kcache/block-index';
 import { DEFAULT_ADDRESS } from '@kcache/client';
 import { POLICIES } from '@kcache/routing';
-import { ATTENTION_OPTIONS, attentionArgs, CACHE_AWARE_OPTIONS, cacheAwareArgs, cacheAwareFlags, intArg, UsageError } from '../args.js';
+import {
+  ATTENTION_OPTIONS,
+  attentionArgs,
+  CACHE_AWARE_OPTIONS,
+  cacheAwareArgs,
+  cacheAwareFlags,
+  intArg,
+  redisUrlArg,
+  UsageError,
+} from '../args.js';
 
 export const UP_USAGE = `kcache up [--workers 2] [--routers 1] [--model dummy:smol135:bf16] [--redis-url URL] [--port 50051]
     [--worker-port 50061] [--metrics-port 9400] [--policy cache_aware] [--threads N] [--num-blocks N]
@@ -106,7 +115,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   if (attention.kcache.fullLayers !== undefined) attentionFlags.push('--kcache-full-layers', String(attention.kcache.fullLayers));
   const log = (line: string) => process.stderr.write(`${line}\n`);
 
-  const redisUrl = values['redis-url'] ?? process.env.REDIS_URL;
+  const redisUrl = redisUrlArg(values['redis-url'] ?? process.env.REDIS_URL);
   const redis = redisUrl ? null : await startRedisServer();
   const url = redisUrl ?? (redis?.url as string);
   const children: Child[] = [];

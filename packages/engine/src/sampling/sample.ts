@@ -11,8 +11,6 @@ export interface SamplingParams {
   minP: number;
 }
 
-export const DEFAULT_SAMPLING: SamplingParams = { temperature: 1, topK: 0, topP: 1, minP: 0 };
-
 /** Checks ranges; returns the name of the first bad field and why, or null. */
 export function validateSampling(p: SamplingParams): string | null {
   if (!Number.isFinite(p.temperature) || p.temperature < 0) return `temperature must be a finite number >= 0, got ${p.temperature}`;

@@ -3,21 +3,27 @@
  *
  *   cost(w) = (prompt tokens w would still prefill) + loadCostTokens × load(w)
  *
- * where a cached token in the host tier (a KCache worker's block, whose values its decode reads
- * from host memory) saves hostHitCredit of a prefill token and a device-tier one saves a whole one,
- * so at equal load the worker holding the prefix in device memory wins.
- *
  * so a long cached prefix wins unless that worker is much busier (Dynamo's KV router weighs
- * prefill blocks against active load the same way). Balance guard (SGLang's): when the chosen
+ * prefill blocks against active load the same way). A cached token in the host tier (a KCache
+ * worker's block, whose values its decode reads from host memory) saves hostHitCredit of a
+ * prefill token and a device-tier one a whole one, so at equal load the worker holding the prefix
+ * in device memory wins. Balance guard (SGLang's): when the chosen
  * worker's load exceeds the least loaded worker's by more than balanceAbsThreshold and by more
  * than balanceRelThreshold times, the request spills to the least loaded worker instead, so a
- * hot prefix cannot pile every request onto one worker. Ties go to the lower worker id, so every
- * router with the same view decides the same. Cost: O(workers).
+ * hot prefix cannot pile every request onto one worker.
  *
- * Reasons: "cache_hit" (the chosen worker holds part of the prompt), "least_cost" (no worker
- * holds any of it), "balance_spill" (the guard fired), "no_workers".
+ * A prompt no worker holds at least cacheThreshold of (SGLang's and vLLM's router rule: a new
+ * prefix, or one that shares only a short header such as a chat template's first block) goes to
+ * the least loaded worker; among equally loaded ones, to the least occupied cache, then by a
+ * rendezvous hash of its first block (spreadPick). New prefixes so spread over the cluster instead
+ * of piling onto one worker that then evicts them while the others sit empty. Cost ties between
+ * cache hits go the same way. Every router with the same view decides the same. Cost: O(workers).
+ *
+ * Reasons: "cache_hit" (the chosen worker holds part of the prompt), "new_prefix" (no worker
+ * holds any of it), "low_match" (none holds cacheThreshold of it), "balance_spill" (the guard
+ * fired).
  */
-import { candidates, leastLoaded, type RoutingPolicy } from '../types.js';
+import { candidates, leastLoaded, type RoutingPolicy, spreadPick, type WorkerView } from '../types.js';
 
 export interface CacheAwareConfig {
   /**
@@ -30,6 +36,11 @@ export interface CacheAwareConfig {
   balanceRelThreshold: number;
   /** What a host-tier cached token is worth against a device-tier one (0..1, default 0.8). */
   hostHitCredit: number;
+  /**
+   * Below this share of the prompt cached on any worker, the request is placed like a new prefix
+   * (0..1, default 0.3 as in SGLang's and vLLM's routers; 0 turns it off).
+   */
+  cacheThreshold: number;
 }
 
 export const DEFAULT_CACHE_AWARE: CacheAwareConfig = {
@@ -37,14 +48,20 @@ export const DEFAULT_CACHE_AWARE: CacheAwareConfig = {
   balanceAbsThreshold: 8,
   balanceRelThreshold: 1.5,
   hostHitCredit: 0.8,
+  cacheThreshold: 0.3,
 };
 
 export function cacheAware(config: Partial<CacheAwareConfig> = {}): RoutingPolicy {
   const c = { ...DEFAULT_CACHE_AWARE, ...config };
   return (snapshot, request, exclude) => {
     const ws = candidates(snapshot, exclude);
-    if (ws.length === 0) return null;
-    let best = ws[0] as (typeof ws)[number];
+    const key = request.blockHashes[0] ?? '';
+    const longest = Math.max(0, ...ws.map((w) => w.matchedBlocks));
+    if (longest * snapshot.blockSize < c.cacheThreshold * request.promptTokens || longest === 0) {
+      const w = spreadPick(ws, key);
+      return w ? { worker: w.id, reason: longest === 0 ? 'new_prefix' : 'low_match' } : null;
+    }
+    let cheapest: WorkerView[] = [];
     let bestCost = Number.POSITIVE_INFINITY;
     for (const w of ws) {
       const cached = Math.min(w.matchedBlocks * snapshot.blockSize, request.promptTokens);
@@ -52,14 +69,19 @@ export function cacheAware(config: Partial<CacheAwareConfig> = {}): RoutingPolic
       const credit = device + c.hostHitCredit * (cached - device);
       const cost = request.promptTokens - credit + c.loadCostTokens * w.load;
       if (cost < bestCost) {
-        best = w;
+        cheapest = [w];
         bestCost = cost;
-      }
+      } else if (cost === bestCost) cheapest.push(w);
     }
-    const idle = leastLoaded(ws) as (typeof ws)[number];
+    const best = spreadPick(cheapest, key) as WorkerView;
+    const idle = leastLoaded(ws) as WorkerView;
     if (best.load - idle.load > c.balanceAbsThreshold && best.load > c.balanceRelThreshold * idle.load) {
-      return { worker: idle.id, reason: 'balance_spill' };
+      const spill = spreadPick(
+        ws.filter((w) => w.load === idle.load),
+        key,
+      ) as WorkerView;
+      return { worker: spill.id, reason: 'balance_spill' };
     }
-    return { worker: best.id, reason: best.matchedBlocks > 0 ? 'cache_hit' : 'least_cost' };
+    return { worker: best.id, reason: best.matchedBlocks > 0 ? 'cache_hit' : 'new_prefix' };
   };
 }

@@ -1,51 +1,64 @@
 /**
- * Publishes a worker's KV events to its Redis Stream `kcache:kv:{workerId}` and keeps its lease
- * key `kcache:worker:{workerId}` alive (SET PX, refreshed at a third of the TTL).
+ * Publishes a worker's KV events to its Redis stream and keeps its lease alive, with the key
+ * names and encodings of @kcache/protocol (the one definition routers read them with).
  *
- * Each entry: seq (monotonic per epoch, from 1), epoch (this process's start), type
- * (stored | removed | cleared), hashes (comma-separated), parent, tier. On start the worker
- * announces itself: `cleared`, then `stored` for every block it holds. Entries are sent in order
- * on one connection; while Redis is away ioredis queues them, so a consumer sees no gap once it
- * returns (or a new epoch, after which it resyncs).
+ * Events: seq is monotonic per epoch (this process's start), from 1. On start the worker announces
+ * itself: `cleared`, then `stored` for every block it holds. Entries are sent in order on one
+ * connection; while Redis is away ioredis queues them, so a consumer sees no gap once it returns
+ * (or a new epoch, after which it resyncs).
+ *
+ * Lease: SET PX leaseTtlMs, rewritten every loadIntervalMs with the worker's current load
+ * (running, waiting, KV and cache usage), so every router weighs the same load, including the
+ * requests other routers sent.
  */
-import type { Redis } from 'ioredis';
-import type { BlockManager, KvEvent } from '../scheduler/block-manager.js';
 
-export const kvStreamKey = (workerId: string) => `kcache:kv:${workerId}`;
-export const leaseKey = (workerId: string) => `kcache:worker:${workerId}`;
-/** The set of worker ids routers look up leases for (no SCAN over the keyspace). */
-export const WORKERS_SET = 'kcache:workers';
+import type { RedisClient } from '@kcache/block-index';
+import {
+  encodeKvEvent,
+  encodeLease,
+  type KvEvent,
+  kvStreamKey,
+  leaseKey,
+  WORKERS_SET,
+  type WorkerLease,
+  type WorkerLoad,
+} from '@kcache/protocol';
+import type { BlockManager } from '../scheduler/block-manager.js';
 
-export interface LeaseInfo {
-  workerId: string;
-  address: string;
-  modelId: string;
-  blockSize: number;
-  epoch: number;
+export interface PublisherOptions {
+  leaseTtlMs?: number;
+  /** How often the lease (with the load) is rewritten; at most a third of the TTL. */
+  loadIntervalMs?: number;
+  maxLen?: number;
 }
 
 export class KvEventPublisher {
   private seq = 0;
   readonly epoch = Date.now();
   private timer: NodeJS.Timeout | null = null;
+  private readonly leaseTtlMs: number;
+  private readonly intervalMs: number;
+  private readonly maxLen: number;
 
   constructor(
-    private readonly redis: Redis,
-    private readonly lease: Omit<LeaseInfo, 'epoch'>,
-    private readonly leaseTtlMs = 10_000,
-    private readonly maxLen = 100_000,
-  ) {}
+    private readonly redis: RedisClient,
+    private readonly lease: Omit<WorkerLease, 'epoch' | 'load'>,
+    private readonly load: () => WorkerLoad,
+    o: PublisherOptions = {},
+  ) {
+    this.leaseTtlMs = o.leaseTtlMs ?? 10_000;
+    this.intervalMs = Math.max(50, Math.min(o.loadIntervalMs ?? 500, this.leaseTtlMs / 3));
+    this.maxLen = o.maxLen ?? 100_000;
+  }
 
   /** The sequence number of the last event published. */
   get lastSeq(): number {
     return this.seq;
   }
 
-  publish(e: KvEvent): void {
+  publish(event: KvEvent): void {
     this.seq += 1;
-    const fields: string[] = ['seq', String(this.seq), 'epoch', String(this.epoch), 'type', e.type];
-    if (e.type !== 'cleared') fields.push('hashes', e.hashes.join(','), 'tier', e.tier);
-    if (e.type === 'stored') fields.push('parent', e.parent ?? '');
+    const fields = encodeKvEvent({ seq: this.seq, epoch: this.epoch, event });
     this.redis.xadd(kvStreamKey(this.lease.workerId), 'MAXLEN', '~', String(this.maxLen), '*', ...fields).catch(() => {
       // ioredis retries while connecting; a command that still fails is lost, and the consumer
       // sees the gap in seq and resyncs from the worker.
@@ -57,28 +70,21 @@ export class KvEventPublisher {
     this.publish({ type: 'cleared' });
     for (const { hash, parent } of bm.snapshot()) this.publish({ type: 'stored', hashes: [hash], parent, tier: bm.tier });
     await this.renew();
-    this.timer = setInterval(() => void this.renew().catch(() => {}), Math.max(100, this.leaseTtlMs / 3));
+    this.timer = setInterval(() => void this.renew().catch(() => {}), this.intervalMs);
     this.timer.unref();
   }
 
   private async renew(): Promise<void> {
-    const info: LeaseInfo = { ...this.lease, epoch: this.epoch };
-    await this.redis
-      .multi()
-      .set(leaseKey(this.lease.workerId), JSON.stringify(info), 'PX', this.leaseTtlMs)
-      .sadd(WORKERS_SET, this.lease.workerId)
-      .exec();
+    const lease: WorkerLease = { ...this.lease, epoch: this.epoch, load: this.load() };
+    // two commands, not MULTI: the set and the lease are in different Redis Cluster slots
+    await this.redis.set(leaseKey(this.lease.workerId), encodeLease(lease), 'PX', this.leaseTtlMs);
+    await this.redis.sadd(WORKERS_SET, this.lease.workerId);
   }
 
   /** Stops renewing and deletes the lease (a clean shutdown). */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    await this.redis
-      .multi()
-      .del(leaseKey(this.lease.workerId))
-      .srem(WORKERS_SET, this.lease.workerId)
-      .exec()
-      .catch(() => {});
+    await Promise.all([this.redis.del(leaseKey(this.lease.workerId)), this.redis.srem(WORKERS_SET, this.lease.workerId)]).catch(() => {});
   }
 }

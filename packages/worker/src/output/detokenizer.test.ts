@@ -1,4 +1,4 @@
-import { ByteTokenizer } from '@kcache/engine';
+import { ByteTokenizer } from '@kcache/models';
 import { expect, test } from 'vitest';
 import { StreamDetokenizer } from './detokenizer.js';
 

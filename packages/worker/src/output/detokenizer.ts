@@ -3,7 +3,7 @@
  * change (no trailing partial UTF-8 character) and cannot be the start of a stop string. A stop
  * string ends the request and is not emitted, nor is anything after it.
  */
-import type { Tokenizer } from '@kcache/engine';
+import type { Tokenizer } from '@kcache/models';
 
 export class StreamDetokenizer {
   private readonly ids: number[] = [];

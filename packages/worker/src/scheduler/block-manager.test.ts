@@ -75,4 +75,19 @@ describe('BlockManager', () => {
     bm.register(b as number, 'B', 'A');
     expect(bm.snapshot().map((s) => s.hash)).toEqual(['A', 'B', 'C']);
   });
+
+  test("a released sequence's blocks are evicted tail first, so its prefix start outlives its end", () => {
+    const { bm, events } = make(4);
+    const seq = bm.allocate(3) as number[];
+    seq.forEach((b, i) => {
+      bm.register(b, `P${i}`, i === 0 ? null : `P${i - 1}`);
+    });
+    bm.release(seq);
+    events.length = 0;
+    bm.allocate(2); // one free block, then one eviction: the last block of the prefix
+    expect(events).toEqual([{ type: 'removed', hashes: ['P2'], tier: 'device' }]);
+    expect(bm.lookup(['P0', 'P1', 'P2'])).toHaveLength(2);
+    bm.allocate(1);
+    expect(bm.lookup(['P0', 'P1'])).toHaveLength(1);
+  });
 });

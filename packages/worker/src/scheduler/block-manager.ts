@@ -9,14 +9,9 @@
  * hashes is reported as a KV event (stored / removed / cleared) for the cluster's block index.
  * Pure: no I/O; the caller wires `onEvent` to Redis.
  */
-import type { BlockHash } from '@kcache/block-hash';
+import type { BlockHash, KvEvent, Tier } from '@kcache/protocol';
 
-export type Tier = 'device' | 'host';
-
-export type KvEvent =
-  | { type: 'stored'; hashes: BlockHash[]; parent: BlockHash | null; tier: Tier }
-  | { type: 'removed'; hashes: BlockHash[]; tier: Tier }
-  | { type: 'cleared' };
+export type { KvEvent, Tier };
 
 export class BlockManager {
   private readonly refs: Int32Array;
@@ -107,9 +102,15 @@ export class BlockManager {
     this.onEvent({ type: 'stored', hashes: [hash], parent, tier: this.tier });
   }
 
-  /** Drops one reference per block; unreferenced blocks become idle cached (if hashed) or free. */
+  /**
+   * Drops one reference per block of a sequence's block table; unreferenced blocks become idle
+   * cached (if hashed) or free. Released tail first (vLLM's order): the end of a prefix becomes
+   * least recently used before its start, so eviction never takes a block that the sequence's
+   * later cached blocks depend on while those stay.
+   */
   release(blocks: readonly number[]): void {
-    for (const b of blocks) {
+    for (let i = blocks.length - 1; i >= 0; i--) {
+      const b = blocks[i] as number;
       const r = (this.refs[b] as number) - 1;
       if (r < 0) throw new Error(`block ${b} released more often than acquired`);
       this.refs[b] = r;

@@ -11,7 +11,7 @@
  * recomputed (usually from the prefix cache). Pure: the engine loop calls schedule(), runs the
  * step, then commit().
  */
-import { type BlockHash, type HashExtra, hashBlock, hashBlocks, ROOT_PARENT } from '@kcache/block-hash';
+import { type BlockHash, type HashExtra, hashBlock, promptBlockHashes, ROOT_PARENT } from '@kcache/protocol';
 import type { BlockManager } from './block-manager.js';
 
 export interface SchedulerConfig {
@@ -152,8 +152,7 @@ export class Scheduler {
       let hit: number[] = [];
       let hitHashes: BlockHash[] = [];
       if (req.blockTable.length === 0) {
-        // never the block holding the last token: its logits must be computed
-        hitHashes = hashBlocks(req.tokens.slice(0, req.tokens.length - 1), this.blockSize, req.extra);
+        hitHashes = promptBlockHashes(req.tokens, this.blockSize, req.extra);
         hit = this.bm.lookup(hitHashes);
         this.bm.acquire(hit);
         req.blockTable = hit;

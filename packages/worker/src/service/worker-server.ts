@@ -7,17 +7,18 @@ import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { type AttentionMode, Engine, type KCacheSettings, type ModelSpec, resolveModel } from '@kcache/engine';
+import { connectRedis, type RedisClient } from '@kcache/block-index';
+import { type AttentionMode, Engine, type KCacheSettings } from '@kcache/engine';
 import { serveMetrics } from '@kcache/metrics';
+import { type ModelSpec, resolveModel } from '@kcache/models';
+import { protos, ROUTER_METADATA, WORKER_SERVICE, type WorkerGenerateRequest__Output, type WorkerHandlers } from '@kcache/protocol';
 import { HealthImplementation } from 'grpc-health-check';
-import { Redis } from 'ioredis';
 import { EngineLoop, type GenerateInput } from '../engine-loop.js';
 import { WorkerError } from '../errors.js';
 import { KvEventPublisher } from '../kv-events/publisher.js';
 import { WorkerMetrics } from '../metrics.js';
 import { BlockManager, type KvEvent } from '../scheduler/block-manager.js';
 import { Scheduler } from '../scheduler/scheduler.js';
-import { loadWorkerProto } from './proto.js';
 
 export interface WorkerOptions {
   model: string | ModelSpec;
@@ -58,7 +59,6 @@ export interface RunningWorker {
   close(): Promise<void>;
 }
 
-const SERVICE = 'kcache.v1.Worker';
 const STATUS: Record<WorkerError['code'], grpc.status> = {
   INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
   RESOURCE_EXHAUSTED: grpc.status.RESOURCE_EXHAUSTED,
@@ -66,12 +66,9 @@ const STATUS: Record<WorkerError['code'], grpc.status> = {
   UNAVAILABLE: grpc.status.UNAVAILABLE,
 };
 
-// biome-ignore lint/suspicious/noExplicitAny: proto-loader messages are untyped objects
-type Msg = Record<string, any>;
-
-function toInput(r: Msg): GenerateInput {
-  const s: Msg = r.sampling ?? {};
-  const st: Msg = r.stop ?? {};
+function toInput(r: WorkerGenerateRequest__Output): GenerateInput {
+  const s = r.sampling ?? {};
+  const st = r.stop ?? {};
   return {
     requestId: r.requestId || randomUUID(),
     tokenIds: r.tokenIds ?? [],
@@ -122,7 +119,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const workerId = o.workerId ?? `worker-${randomUUID().slice(0, 8)}`;
   const metrics = new WorkerMetrics(workerId, spec.id);
 
-  const redis = o.redisUrl ? new Redis(o.redisUrl, { lazyConnect: true, maxRetriesPerRequest: null }) : null;
+  const redis: RedisClient | null = o.redisUrl ? connectRedis(o.redisUrl, { lazyConnect: true, maxRetriesPerRequest: null }) : null;
   // Redis being away must not take the worker down: events queue until it is back.
   let redisError = '';
   redis?.on('error', (e: Error) => {
@@ -141,17 +138,22 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     maxWaiting: o.maxWaiting ?? 1024,
     overlapOutput: info.threads < availableParallelism(),
   });
+  metrics.observe(
+    () => loop.load(),
+    kvTiers(info).map((t) => t.tier),
+  );
   let draining = false;
 
-  const { definition, pkg } = loadWorkerProto();
-  const service = (((pkg.kcache as grpc.GrpcObject).v1 as grpc.GrpcObject).Worker as grpc.ServiceClientConstructor).service;
+  const { definition, v1 } = protos();
   const server = new grpc.Server();
-  const health = new HealthImplementation({ '': 'SERVING', [SERVICE]: 'SERVING' });
+  const health = new HealthImplementation({ '': 'SERVING', [WORKER_SERVICE]: 'SERVING' });
   health.addToServer(server);
-  new ReflectionService(definition).addToServer(server);
-  server.addService(service, {
-    Generate(call: grpc.ServerWritableStream<Msg, Msg>) {
+  new ReflectionService(definition, { services: [WORKER_SERVICE] }).addToServer(server);
+  const handlers: WorkerHandlers = {
+    Generate(call) {
       const input = toInput(call.request);
+      const origin = call.metadata.get(ROUTER_METADATA)[0];
+      if (typeof origin === 'string') input.origin = origin;
       let ended = false;
       try {
         if (draining) throw new WorkerError('UNAVAILABLE', 'the worker is draining');
@@ -177,17 +179,17 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
         loop.abort(input.requestId);
       });
     },
-    Abort(call: grpc.ServerUnaryCall<Msg, Msg>, cb: grpc.sendUnaryData<Msg>) {
+    Abort(call, cb) {
       cb(null, { found: loop.abort(call.request.requestId ?? '') });
     },
-    Snapshot(_call: grpc.ServerUnaryCall<Msg, Msg>, cb: grpc.sendUnaryData<Msg>) {
+    Snapshot(_call, cb) {
       if (!publisher) {
         cb({ code: grpc.status.FAILED_PRECONDITION, details: 'this worker publishes no KV events (no --redis-url)' });
         return;
       }
       cb(null, { epoch: publisher.epoch, seq: publisher.lastSeq, tier: blocks.tier, hashes: blocks.snapshot().map((b) => b.hash) });
     },
-    Info(_call: grpc.ServerUnaryCall<Msg, Msg>, cb: grpc.sendUnaryData<Msg>) {
+    Info(_call, cb) {
       cb(null, {
         workerId,
         modelId: spec.id,
@@ -201,7 +203,8 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
         maxModelLen: info.maxSeqLen,
       });
     },
-  });
+  };
+  server.addService(v1.Worker.service, handlers);
   const host = o.host ?? '127.0.0.1';
   const port = await new Promise<number>((res, rej) =>
     server.bindAsync(`${host}:${o.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
@@ -214,7 +217,9 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
 
   if (redis) {
     await redis.connect();
-    publisher = new KvEventPublisher(redis, { workerId, address, modelId: spec.id, blockSize: info.blockSize }, o.leaseTtlMs);
+    publisher = new KvEventPublisher(redis, { workerId, address, modelId: spec.id, blockSize: info.blockSize }, () => loop.load(), {
+      leaseTtlMs: o.leaseTtlMs,
+    });
     await publisher.start(blocks);
   }
 
@@ -223,7 +228,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     if (closed) return;
     closed = true;
     health.setStatus('', 'NOT_SERVING');
-    health.setStatus(SERVICE, 'NOT_SERVING');
+    health.setStatus(WORKER_SERVICE, 'NOT_SERVING');
     await loop.stop();
     await new Promise<void>((r) => server.tryShutdown(() => r()));
     await publisher?.stop();
@@ -234,7 +239,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const drain = async (graceMs: number) => {
     draining = true;
     health.setStatus('', 'NOT_SERVING');
-    health.setStatus(SERVICE, 'NOT_SERVING');
+    health.setStatus(WORKER_SERVICE, 'NOT_SERVING');
     await Promise.race([loop.idle(), new Promise((r) => setTimeout(r, graceMs).unref())]);
     await close();
   };

@@ -1,8 +1,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { NativeTensorSpec } from '../addon.js';
 import { ModelLoadError } from '../errors.js';
-import { layerTensor, type ModelSpec } from './spec.js';
+import { layerTensor, type ModelSpec, type NativeTensorSpec } from './spec.js';
 
 const HEADER_BYTES = 7 * 4;
 

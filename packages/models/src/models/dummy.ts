@@ -1,7 +1,6 @@
-import type { NativeModelConfig, NativeTensorSpec, WeightDType } from '../addon.js';
 import { ModelLoadError } from '../errors.js';
 import { BYTE_TOKENIZER_SPECIALS, ByteTokenizer } from '../tokenizer/byte.js';
-import { layerTensor, type ModelSpec } from './spec.js';
+import { layerTensor, type ModelSpec, type NativeModelConfig, type NativeTensorSpec, type WeightDType } from './spec.js';
 
 type Shape = Pick<NativeModelConfig, 'dim' | 'hiddenDim' | 'nLayers' | 'nHeads' | 'nKvHeads' | 'vocabSize' | 'maxSeqLen'> & {
   tied: boolean;

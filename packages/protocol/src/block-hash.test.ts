@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { hashBlock, hashBlocks, ROOT_PARENT } from './index.js';
+import { hashBlock, hashBlocks, ROOT_PARENT } from './block-hash.js';
 
 // Golden vectors. The first pair was also computed independently with Python's hashlib:
 //   h1 = sha256(bytes(8) + struct.pack('<2I', 1, 2) + b'm\0').hexdigest()[:16]

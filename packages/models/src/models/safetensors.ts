@@ -1,6 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import type { WeightDType } from '../addon.js';
 import { ModelLoadError } from '../errors.js';
+import type { WeightDType } from './spec.js';
 
 /** One tensor's place in a safetensors file. */
 export interface SafetensorsEntry {

@@ -1,10 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { NativeModelConfig, NativeTensorSpec } from '../addon.js';
 import { ModelLoadError } from '../errors.js';
 import { HfTokenizer } from '../tokenizer/hf.js';
 import { readSafetensorsHeader, type SafetensorsEntry } from './safetensors.js';
-import { layerTensor, type ModelSpec } from './spec.js';
+import { layerTensor, type ModelSpec, type NativeModelConfig, type NativeTensorSpec } from './spec.js';
 
 const ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'];
 

@@ -1,10 +1,9 @@
 import { existsSync, statSync } from 'node:fs';
-import type { WeightDType } from '../addon.js';
 import { ModelLoadError } from '../errors.js';
 import { loadDummy } from './dummy.js';
 import { loadHfDir } from './hf.js';
 import { loadLlama2c } from './llama2c.js';
-import type { ModelSpec } from './spec.js';
+import type { ModelSpec, WeightDType } from './spec.js';
 
 export interface ResolveOptions {
   /** Weight dtype for dummy models when the reference does not name one. */

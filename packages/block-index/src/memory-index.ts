@@ -1,0 +1,70 @@
+/** The block index in this process's memory: the Redis index's semantics, for tests and for reasoning. */
+import type { KvEventEntry, Tier } from '@kcache/protocol';
+import { type ApplyResult, type BlockIndex, type MatchResult, sequenceCheck, type WorkerSnapshot } from './types.js';
+
+interface WorkerState {
+  cursor: { epoch: number; seq: number } | null;
+  blocks: Map<string, Tier>;
+}
+
+export class MemoryBlockIndex implements BlockIndex {
+  private readonly workers = new Map<string, WorkerState>();
+
+  private state(worker: string): WorkerState {
+    let s = this.workers.get(worker);
+    if (!s) {
+      s = { cursor: null, blocks: new Map() };
+      this.workers.set(worker, s);
+    }
+    return s;
+  }
+
+  async findMatches(hashes: readonly string[], workers: readonly string[]): Promise<Map<string, MatchResult>> {
+    const out = new Map<string, MatchResult>();
+    for (const w of workers) {
+      const blocks = this.workers.get(w)?.blocks;
+      let matchedBlocks = 0;
+      let deviceBlocks = 0;
+      for (const h of hashes) {
+        const tier = blocks?.get(h);
+        if (tier === undefined) break;
+        matchedBlocks++;
+        if (tier === 'device') deviceBlocks++;
+      }
+      out.set(w, { matchedBlocks, deviceBlocks });
+    }
+    return out;
+  }
+
+  async apply(worker: string, entry: KvEventEntry): Promise<ApplyResult> {
+    const s = this.state(worker);
+    const r = sequenceCheck(s.cursor, entry);
+    if (r !== 'ok') return r;
+    const e = entry.event;
+    if (e.type === 'cleared') s.blocks.clear();
+    else if (e.type === 'stored') for (const h of e.hashes) s.blocks.set(h, e.tier);
+    else for (const h of e.hashes) s.blocks.delete(h);
+    s.cursor = { epoch: entry.epoch, seq: entry.seq };
+    return 'ok';
+  }
+
+  async resync(worker: string, snap: WorkerSnapshot): Promise<void> {
+    const s = this.state(worker);
+    s.blocks = new Map(snap.hashes.map((h) => [h, snap.tier]));
+    s.cursor = { epoch: snap.epoch, seq: snap.seq };
+  }
+
+  async removeWorker(worker: string): Promise<number> {
+    const n = this.workers.get(worker)?.blocks.size ?? 0;
+    this.workers.delete(worker);
+    return n;
+  }
+
+  async indexedWorkers(): Promise<string[]> {
+    return [...this.workers.keys()];
+  }
+
+  async workerBlockCount(worker: string): Promise<number> {
+    return this.workers.get(worker)?.blocks.size ?? 0;
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * The Redis contract between workers (writers) and routers (readers): key names, the worker lease,
+ * and the KV-event stream entries.
+ *
+ * Every key that belongs to one worker carries the hash tag `{<workerId>}`, so all of a worker's
+ * keys live in one slot of a Redis Cluster and each index script (which touches one worker's keys
+ * only) runs on one node. The only cross-worker keys are two small sets of worker ids.
+ *
+ *   kcache:workers              SET    worker ids that announced themselves (leases say which live)
+ *   kcache:indexed              SET    worker ids the index holds blocks or a cursor for
+ *   kcache:{w}:lease            STRING JSON WorkerLease, PX = lease TTL, renewed by the worker
+ *   kcache:{w}:kv               STREAM the worker's KV events (encodeKvEvent), MAXLEN ~
+ *   kcache:{w}:blocks           HASH   block hash -> "tier|lastAccessMs" (the index, per worker)
+ *   kcache:{w}:cursor           STRING "epoch:seq" of the last event applied to :blocks
+ */
+
+export type Tier = 'device' | 'host';
+
+export const WORKERS_SET = 'kcache:workers';
+export const INDEXED_SET = 'kcache:indexed';
+
+const tagged = (workerId: string, what: string) => `kcache:{${workerId}}:${what}`;
+export const leaseKey = (workerId: string) => tagged(workerId, 'lease');
+export const kvStreamKey = (workerId: string) => tagged(workerId, 'kv');
+export const blocksKey = (workerId: string) => tagged(workerId, 'blocks');
+export const cursorKey = (workerId: string) => tagged(workerId, 'cursor');
+
+/** What a worker reports of its own load, so every router sees the same figures. */
+export interface WorkerLoad {
+  /** Requests in the running batch. */
+  running: number;
+  /** Requests queued behind it. */
+  waiting: number;
+  /** Share of the KV pool in use by running requests, 0..1. */
+  kvUsage: number;
+  /** Blocks holding cached prefixes (in use or reusable): how full the prefix cache is. */
+  cachedBlocks: number;
+  /** The KV pool's size in blocks. */
+  numBlocks: number;
+  /**
+   * Of running + waiting, how many each router sent (by its id, from the ROUTER_METADATA of the
+   * call). A router counts its own requests itself, exactly and at once, and adds the others'.
+   */
+  byRouter: Record<string, number>;
+}
+
+export interface WorkerLease {
+  workerId: string;
+  /** host:port routers dial. */
+  address: string;
+  modelId: string;
+  blockSize: number;
+  /** The worker process's start (ms); a new epoch restarts its KV-event sequence. */
+  epoch: number;
+  load: WorkerLoad;
+}
+
+export const IDLE_LOAD: WorkerLoad = { running: 0, waiting: 0, kvUsage: 0, cachedBlocks: 0, numBlocks: 0, byRouter: {} };
+
+export function encodeLease(lease: WorkerLease): string {
+  return JSON.stringify(lease);
+}
+
+/** A lease as written by encodeLease; null for anything else (a foreign or older writer). */
+export function parseLease(raw: string): WorkerLease | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    return null;
+  }
+  const l = v as Partial<WorkerLease>;
+  if (typeof l?.workerId !== 'string' || typeof l.address !== 'string' || typeof l.modelId !== 'string') return null;
+  if (!Number.isInteger(l.blockSize) || (l.blockSize as number) < 1 || !Number.isFinite(l.epoch)) return null;
+  const load = l.load ?? IDLE_LOAD;
+  const num = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) && x >= 0 ? x : 0);
+  return {
+    workerId: l.workerId,
+    address: l.address,
+    modelId: l.modelId,
+    blockSize: l.blockSize as number,
+    epoch: l.epoch as number,
+    load: {
+      running: num(load.running),
+      waiting: num(load.waiting),
+      kvUsage: num(load.kvUsage),
+      cachedBlocks: num(load.cachedBlocks),
+      numBlocks: num(load.numBlocks),
+      byRouter: Object.fromEntries(Object.entries(load.byRouter ?? {}).map(([k, v]) => [k, num(v)])),
+    },
+  };
+}
+
+/** vLLM / Dynamo KV events: blocks stored in or removed from a tier, or the whole cache cleared. */
+export type KvEvent =
+  | { type: 'stored'; hashes: string[]; parent: string | null; tier: Tier }
+  | { type: 'removed'; hashes: string[]; tier: Tier }
+  | { type: 'cleared' };
+
+/** One stream entry: the event and its place in the worker's sequence. */
+export interface KvEventEntry {
+  /** Monotonic per epoch, from 1; a consumer that sees a jump resyncs from the worker's snapshot. */
+  seq: number;
+  epoch: number;
+  event: KvEvent;
+}
+
+/** XADD field/value pairs of an entry. */
+export function encodeKvEvent({ seq, epoch, event }: KvEventEntry): string[] {
+  const fields = ['seq', String(seq), 'epoch', String(epoch), 'type', event.type];
+  if (event.type !== 'cleared') fields.push('hashes', event.hashes.join(','), 'tier', event.tier);
+  if (event.type === 'stored') fields.push('parent', event.parent ?? '');
+  return fields;
+}
+
+/** The entry of XREAD's flat field list; null if it is not a well-formed KV event. */
+export function decodeKvEvent(flat: readonly string[]): KvEventEntry | null {
+  const f: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i] as string] = flat[i + 1] as string;
+  const seq = Number(f.seq);
+  const epoch = Number(f.epoch);
+  if (!Number.isInteger(seq) || seq < 1 || !Number.isFinite(epoch)) return null;
+  const hashes = f.hashes ? f.hashes.split(',') : [];
+  const tier: Tier = f.tier === 'host' ? 'host' : 'device';
+  switch (f.type) {
+    case 'cleared':
+      return { seq, epoch, event: { type: 'cleared' } };
+    case 'stored':
+      return { seq, epoch, event: { type: 'stored', hashes, parent: f.parent || null, tier } };
+    case 'removed':
+      return { seq, epoch, event: { type: 'removed', hashes, tier } };
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,57 @@
+import { IDLE_LOAD, type WorkerLease } from '@kcache/protocol';
+import { expect, test } from 'vitest';
+import { WorkerPool } from './pool.js';
+
+const lease = (workerId: string, load: Partial<WorkerLease['load']> = {}, epoch = 1, modelId = 'm'): WorkerLease => ({
+  workerId,
+  address: '127.0.0.1:1',
+  modelId,
+  blockSize: 16,
+  epoch,
+  load: { ...IDLE_LOAD, numBlocks: 100, ...load },
+});
+
+test("load: this router's own in-flight requests, plus the others' from the worker's report", () => {
+  const pool = new WorkerPool('r1');
+  pool.sync([
+    lease('w1', { running: 3, waiting: 2, byRouter: { r2: 4 } }),
+    // a stale report still counting 3 of r1's requests that have since finished
+    lease('w2', { running: 4, byRouter: { r1: 3, r2: 1 } }),
+    lease('x', {}, 1, 'other'),
+  ]);
+  const w2 = pool.get('w2');
+  if (!w2) throw new Error('w2 missing');
+  w2.inFlight = 1;
+  expect(pool.candidates('m', () => 0)).toEqual([
+    { id: 'w1', load: 5, cachedBlocks: 0, numBlocks: 100 },
+    { id: 'w2', load: 2, cachedBlocks: 0, numBlocks: 100 },
+  ]);
+  pool.close();
+});
+
+test('occupancy: the reported cached blocks, or what this router routed since, the larger', () => {
+  const pool = new WorkerPool('r1');
+  pool.sync([lease('w1', { cachedBlocks: 10 }), lease('w2', { cachedBlocks: 10 })]);
+  const c = pool.candidates('m', (id) => (id === 'w2' ? 25 : 3));
+  expect(c.map((x) => x.cachedBlocks)).toEqual([10, 25]);
+  pool.close();
+});
+
+test('sync follows the leases: fresh load kept, a restart keeps the breaker and in-flight count, a vanished worker is forgotten', () => {
+  const removed: string[] = [];
+  const pool = new WorkerPool('r1', 1, 60_000, { removed: (id) => removed.push(id) });
+  pool.sync([lease('w1'), lease('w2')]);
+  const w1 = pool.get('w1');
+  if (!w1) throw new Error('w1 missing');
+  w1.inFlight = 2;
+  w1.breaker.failure(); // threshold 1: open
+  pool.sync([lease('w1', { running: 7 }, 2)]);
+  const again = pool.get('w1');
+  expect(again?.client).not.toBe(w1.client); // a new epoch gets a new connection
+  expect(again?.inFlight).toBe(2);
+  expect(again?.breaker.state).toBe('open');
+  expect(pool.candidates('m', () => 0)).toEqual([]); // an open breaker takes no requests
+  expect(removed).toEqual(['w2']);
+  expect(pool.get('w2')).toBeUndefined();
+  pool.close();
+});

@@ -1,0 +1,92 @@
+/**
+ * The workers this router knows: their leases (from Redis), a gRPC client each, the requests this
+ * router has in flight on each, and a circuit breaker each. sync() follows the leases: new workers
+ * get a client, vanished ones are closed and forgotten, a restarted one (new epoch or address)
+ * gets a new client but keeps its breaker and in-flight count.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { protos, type WorkerClient, type WorkerLease } from '@kcache/protocol';
+import { CircuitBreaker } from './breaker.js';
+import type { Candidate } from './route.js';
+
+export interface PooledWorker {
+  lease: WorkerLease;
+  client: WorkerClient;
+  /** Requests this router has in flight on the worker. */
+  inFlight: number;
+  breaker: CircuitBreaker;
+}
+
+export interface PoolEvents {
+  /** A worker left (lease expired or removed): forget what was routed there. */
+  removed?(workerId: string): void;
+}
+
+export class WorkerPool {
+  private readonly workers = new Map<string, PooledWorker>();
+
+  constructor(
+    /** This router's id: its own requests in a worker's load report are counted from inFlight instead. */
+    private readonly routerId: string,
+    private readonly breakerThreshold?: number,
+    private readonly breakerOpenMs?: number,
+    private readonly events: PoolEvents = {},
+  ) {}
+
+  sync(leases: readonly WorkerLease[]): void {
+    const live = new Set(leases.map((l) => l.workerId));
+    for (const [id, w] of this.workers) {
+      if (live.has(id)) continue;
+      w.client.close();
+      this.workers.delete(id);
+      this.events.removed?.(id);
+    }
+    for (const lease of leases) {
+      const cur = this.workers.get(lease.workerId);
+      if (cur && cur.lease.address === lease.address && cur.lease.epoch === lease.epoch) {
+        cur.lease = lease; // fresh load figures
+        continue;
+      }
+      cur?.client.close();
+      this.workers.set(lease.workerId, {
+        lease,
+        client: new (protos().v1.Worker)(lease.address, grpc.credentials.createInsecure()),
+        inFlight: cur?.inFlight ?? 0,
+        breaker: cur?.breaker ?? new CircuitBreaker(this.breakerThreshold, this.breakerOpenMs),
+      });
+    }
+  }
+
+  get(id: string): PooledWorker | undefined {
+    return this.workers.get(id);
+  }
+
+  all(): PooledWorker[] {
+    return [...this.workers.values()];
+  }
+
+  models(): Set<string> {
+    return new Set(this.all().map((w) => w.lease.modelId));
+  }
+
+  /**
+   * The workers of a model that may take a request now (breaker not open), as the routing core
+   * sees them. Load is this router's own in-flight count (exact, current) plus what the worker's
+   * last report says the other routers and direct clients have there (up to one lease period old).
+   */
+  candidates(modelId: string, routedBlocks: (workerId: string) => number): Candidate[] {
+    return this.all()
+      .filter((w) => w.lease.modelId === modelId && w.breaker.state !== 'open')
+      .map((w) => ({
+        id: w.lease.workerId,
+        load: w.inFlight + Math.max(0, w.lease.load.running + w.lease.load.waiting - (w.lease.load.byRouter[this.routerId] ?? 0)),
+        cachedBlocks: Math.max(w.lease.load.cachedBlocks, routedBlocks(w.lease.workerId)),
+        numBlocks: w.lease.load.numBlocks,
+      }));
+  }
+
+  close(): void {
+    for (const w of this.workers.values()) w.client.close();
+    this.workers.clear();
+  }
+}

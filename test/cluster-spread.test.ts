@@ -1,0 +1,84 @@
+// `kcache up --workers 3 --model dummy:tiny` as a new user runs it: six distinct long system
+// prompts sent one at a time start on all three workers (not all on one), and follow-ups of each
+// stay on their worker with cache hits.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { KcacheClient } from '@kcache/client';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { REPO_ROOT } from './helpers/paths.js';
+
+let up: ChildProcess;
+let pids: number[] = [];
+let client: KcacheClient;
+
+beforeAll(async () => {
+  up = spawn(
+    process.execPath,
+    [
+      join(REPO_ROOT, 'packages/cli/dist/main.js'),
+      'up',
+      '--workers',
+      '3',
+      '--model',
+      'dummy:tiny',
+      '--port',
+      '0',
+      '--worker-port',
+      '0',
+      '--metrics-port',
+      '0',
+      '--threads',
+      '1',
+      '--json',
+    ],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  const ready = await new Promise<{ routers: { address: string }[]; pids: number[] }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('kcache up was not ready within 60 s')), 60_000);
+    createInterface({ input: up.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      const m = JSON.parse(line);
+      if (m.event !== 'ready') return;
+      clearTimeout(timer);
+      resolve(m);
+    });
+    up.once('exit', (code) => reject(new Error(`kcache up exited with ${code}`)));
+  });
+  pids = ready.pids;
+  client = new KcacheClient(ready.routers[0]?.address);
+  // the router lists workers from their leases: wait until it knows all three
+  for (let i = 0; i < 100; i++) {
+    if ((await client.listModels().catch(() => []))[0]?.workers === 3) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}, 90_000);
+
+afterAll(async () => {
+  client?.close();
+  if (up && up.exitCode === null) {
+    up.kill('SIGTERM');
+    await new Promise((r) => up.once('exit', r));
+  }
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
+test('six distinct prefixes one at a time use all three workers; follow-ups hit on their worker', async () => {
+  // a shared chat-template-like header (one block), then a distinct ~200-byte system prompt each
+  const system = (i: number) =>
+    `<|system|>\nAssistant ${i}: ${`you answer questions about subject number ${i} with care and detail; `.repeat(3)}`;
+  const ask = (text: string) => client.generate({ text, maxTokens: 2, temperature: 0, ignoreEos: true });
+  const home = new Map<number, string>();
+  for (let i = 0; i < 6; i++) home.set(i, (await ask(`${system(i)}Q: hello?`)).workerId);
+  expect(new Set(home.values())).toEqual(new Set(['w1', 'w2', 'w3']));
+  for (let i = 0; i < 6; i++) {
+    const r = await ask(`${system(i)}Q: and what else?`);
+    expect(r.workerId).toBe(home.get(i));
+    expect(r.usage.cachedTokens).toBeGreaterThanOrEqual(Math.floor(system(i).length / 16) * 16);
+  }
+}, 60_000);
