@@ -1,16 +1,16 @@
 // Model loading: Hugging Face directories (single and sharded safetensors, tokenizer.json),
 // llama2.c files, and one clear error naming the file for every broken input.
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine } from '@kcache/engine';
 import { encodeSafetensors, loadHfDir, ModelLoadError, resolveModel } from '@kcache/models';
 import { describe, expect, test } from 'vitest';
 import { SMALL_HF, writeTinyHfModel } from './helpers/hf-model.js';
 import { STORIES_260K } from './helpers/paths.js';
+import { tempDir } from './helpers/temp.js';
 import { TINY_BPE_TOKENIZER } from './helpers/tokenizer-json.js';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'kcache-models-'));
+const tmp = () => tempDir('kcache-models-');
 const base = SMALL_HF;
 
 function expectLoadError(fn: () => unknown, file: string, problem: RegExp) {

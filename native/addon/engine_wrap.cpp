@@ -1,6 +1,7 @@
 #include "engine_wrap.h"
 
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -98,43 +99,30 @@ EngineOptions parse_options(const Napi::Object& o) {
   return opts;
 }
 
-class LoadWorker : public Napi::AsyncWorker {
+// The one AsyncWorker of every slow call: `run` computes a Result on the libuv pool and never
+// touches a JavaScript value; `resolve` turns the Result into one on the main thread; `done` (if
+// any) runs on the main thread after either outcome. `keep` stays referenced until then (the
+// engine object a step runs on). A C++ InvalidInput rejects with code ERR_INVALID_INPUT, any other
+// exception with ERR_ENGINE.
+template <typename Result>
+class PromiseWorker : public Napi::AsyncWorker {
  public:
-  LoadWorker(Napi::Env env, EngineOptions opts)
-      : Napi::AsyncWorker(env), opts_(std::move(opts)), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
+  using Run = std::function<Result()>;
+  using Resolve = std::function<Napi::Value(Napi::Env, Result&)>;
 
-  void Execute() override {
-    try {
-      engine_ = Engine::create(opts_);
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::Object obj = g_constructor->New({Napi::External<Engine>::New(env, engine_.release())});
-    deferred_.Resolve(obj);
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  EngineOptions opts_;
-  std::unique_ptr<Engine> engine_;
-  Napi::Promise::Deferred deferred_;
-};
-
-class StepWorker : public Napi::AsyncWorker {
- public:
-  StepWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput in)
-      : Napi::AsyncWorker(env), wrap_(wrap), in_(std::move(in)), deferred_(Napi::Promise::Deferred::New(env)) {
-    self_ = Napi::Persistent(self);  // keeps the engine alive until the step finishes
+  PromiseWorker(Napi::Env env, Run run, Resolve resolve, std::function<void()> done, Napi::Object keep)
+      : Napi::AsyncWorker(env),
+        run_(std::move(run)),
+        resolve_(std::move(resolve)),
+        done_(std::move(done)),
+        deferred_(Napi::Promise::Deferred::New(env)) {
+    if (!keep.IsEmpty()) keep_ = Napi::Persistent(keep);
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
     try {
-      out_ = wrap_->engine()->step(in_);
+      result_ = run_();
     } catch (const InvalidInput& e) {
       invalid_ = true;
       SetError(e.what());
@@ -143,68 +131,34 @@ class StepWorker : public Napi::AsyncWorker {
     }
   }
   void OnOK() override {
-    wrap_->busy().store(false);
-    Napi::Env env = Env();
-    Napi::Float32Array logits = Napi::Float32Array::New(env, out_.logits.size());
-    std::copy(out_.logits.begin(), out_.logits.end(), logits.Data());
-    deferred_.Resolve(logits);
+    if (done_) done_();
+    deferred_.Resolve(resolve_(Env(), result_));
   }
   void OnError(const Napi::Error& e) override {
-    wrap_->busy().store(false);
+    if (done_) done_();
     Napi::Object err = e.Value();
     err.Set("code", invalid_ ? "ERR_INVALID_INPUT" : "ERR_ENGINE");
     deferred_.Reject(err);
   }
 
  private:
-  EngineWrap* wrap_;
-  Napi::ObjectReference self_;
-  StepInput in_;
-  StepOutput out_;
+  Run run_;
+  Resolve resolve_;
+  std::function<void()> done_;
+  Napi::ObjectReference keep_;
+  Result result_{};
   bool invalid_ = false;
   Napi::Promise::Deferred deferred_;
 };
 
-class BandwidthWorker : public Napi::AsyncWorker {
- public:
-  BandwidthWorker(Napi::Env env, size_t bytes, int threads)
-      : Napi::AsyncWorker(env), bytes_(bytes), threads_(threads), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
-  void Execute() override { result_ = measure_read_bandwidth(bytes_, threads_); }
-  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), result_)); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  size_t bytes_;
-  int threads_;
-  double result_ = 0;
-  Napi::Promise::Deferred deferred_;
-};
-
-class AttentionBenchWorker : public Napi::AsyncWorker {
- public:
-  AttentionBenchWorker(Napi::Env env, AttentionBenchOptions o)
-      : Napi::AsyncWorker(env), o_(std::move(o)), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
-  void Execute() override {
-    try {
-      result_ = bench_decode_attention(o_);
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
-  }
-  void OnOK() override {
-    Napi::Array a = Napi::Array::New(Env(), result_.size());
-    for (size_t i = 0; i < result_.size(); ++i) a.Set(static_cast<uint32_t>(i), result_[i]);
-    deferred_.Resolve(a);
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  AttentionBenchOptions o_;
-  std::vector<double> result_;
-  Napi::Promise::Deferred deferred_;
-};
+template <typename Result>
+Napi::Promise queue(Napi::Env env, typename PromiseWorker<Result>::Run run, typename PromiseWorker<Result>::Resolve resolve,
+                    std::function<void()> done = {}, Napi::Object keep = Napi::Object()) {
+  auto* w = new PromiseWorker<Result>(env, std::move(run), std::move(resolve), std::move(done), keep);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
 
 }  // namespace
 
@@ -225,21 +179,24 @@ Napi::Value BenchDecodeAttention(const Napi::CallbackInfo& info) {
   if (!o.Get("topNs").IsArray()) throw Napi::TypeError::New(env, "benchDecodeAttention: topNs must be an array");
   Napi::Array t = o.Get("topNs").As<Napi::Array>();
   for (uint32_t i = 0; i < t.Length(); ++i) b.topns.push_back(t.Get(i).As<Napi::Number>().Int32Value());
-  auto* w = new AttentionBenchWorker(env, std::move(b));
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return queue<std::vector<double>>(
+      env, [b]() { return bench_decode_attention(b); },
+      [](Napi::Env env, std::vector<double>& r) {
+        Napi::Array a = Napi::Array::New(env, r.size());
+        for (size_t i = 0; i < r.size(); ++i) a.Set(static_cast<uint32_t>(i), r[i]);
+        return a;
+      });
 }
 
 Napi::Value MeasureReadBandwidth(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber())
     throw Napi::TypeError::New(env, "measureReadBandwidth(bytes, threads): two numbers");
-  auto* w = new BandwidthWorker(env, static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue()),
-                                info[1].As<Napi::Number>().Int32Value());
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  const size_t bytes = static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue());
+  const int threads = info[1].As<Napi::Number>().Int32Value();
+  return queue<double>(
+      env, [bytes, threads]() { return measure_read_bandwidth(bytes, threads); },
+      [](Napi::Env env, double& r) { return Napi::Number::New(env, r); });
 }
 
 Napi::Function EngineWrap::Define(Napi::Env env) {
@@ -276,10 +233,15 @@ Napi::Value EngineWrap::Step(const Napi::CallbackInfo& info) {
   bool expected = false;
   if (!busy_.compare_exchange_strong(expected, true))
     throw Napi::Error::New(env, "engine step already in flight: one step at a time");
-  auto* w = new StepWorker(env, this, info.This().As<Napi::Object>(), std::move(in));
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  Engine* engine = engine_.get();
+  return queue<StepOutput>(
+      env, [engine, in = std::move(in)]() { return engine->step(in); },
+      [](Napi::Env env, StepOutput& out) {
+        Napi::Float32Array logits = Napi::Float32Array::New(env, out.logits.size());
+        std::copy(out.logits.begin(), out.logits.end(), logits.Data());
+        return logits;
+      },
+      [this]() { busy_.store(false); }, info.This().As<Napi::Object>());
 }
 
 Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
@@ -355,10 +317,11 @@ Napi::Value EngineWrap::Dispose(const Napi::CallbackInfo& info) {
 Napi::Value LoadEngine(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() != 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "loadEngine(options): options must be an object");
-  auto* w = new LoadWorker(env, parse_options(info[0].As<Napi::Object>()));
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return queue<std::unique_ptr<Engine>>(
+      env, [opts = parse_options(info[0].As<Napi::Object>())]() { return Engine::create(opts); },
+      [](Napi::Env env, std::unique_ptr<Engine>& engine) -> Napi::Value {
+        return g_constructor->New({Napi::External<Engine>::New(env, engine.release())});
+      });
 }
 
 }  // namespace kc::addon

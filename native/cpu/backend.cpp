@@ -19,7 +19,6 @@ class CpuBackend final : public Backend {
   }
 
   const char* name() const override { return name_.c_str(); }
-  bool supports_op(Op, DType) const override { return true; }
 
   void* alloc(size_t bytes) override {
     // 64-byte alignment for vector loads; pages are touched only when written.

@@ -71,7 +71,6 @@ class CudaBackend final : public Backend {
   }
 
   const char* name() const override { return name_.c_str(); }
-  bool supports_op(Op, DType) const override { return true; }
   bool supports_model(const ModelConfig& c, std::string* why) const override {
     try {
       cuda::check_attention_shape(c.head_dim, c.n_heads / c.n_kv_heads);

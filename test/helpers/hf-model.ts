@@ -1,11 +1,11 @@
 // Writes small Hugging Face model directories with random weights, and keeps the exact f32
 // values the file holds so the reference forward pass can use them.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from '@kcache/engine';
 import { encodeSafetensors, type NativeModelConfig, type WeightDType } from '@kcache/models';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './half.js';
+import { tempDir } from './temp.js';
 
 export interface TinyHfConfig {
   arch: 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM';
@@ -50,7 +50,7 @@ function rng(seed: number): () => number {
 }
 
 export function writeTinyHfModel(c: TinyHfConfig): TinyHfModel {
-  const dir = mkdtempSync(join(tmpdir(), 'kcache-hf-'));
+  const dir = tempDir('kcache-hf-');
   mkdirSync(dir, { recursive: true });
   const rand = rng(c.seed ?? 7);
   const hd = c.dim / c.heads;

@@ -1,7 +1,8 @@
-// The engine's op interface. Every backend (cpu/, later cuda/) implements this closed list
-// of ops over buffers it allocated itself; the forward pass (engine/forward.cpp) calls only
-// these, so a new backend changes no caller. Pointers passed to ops are backend memory
-// (host memory on the CPU backend, device memory on CUDA).
+// The engine's op interface. Every backend (cpu/, cuda/) implements this closed list of ops
+// over buffers it allocated itself; the forward pass (engine/forward.cpp) calls only these, so a
+// new backend changes no caller. Pointers passed to ops are backend memory (host memory on the
+// CPU backend, device memory on CUDA). A backend runs every op for every weight dtype; what it
+// cannot run is a whole model's shape, which supports_model() says before any weight is placed.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -58,7 +59,6 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
-  virtual bool supports_op(Op op, DType weight_dtype) const = 0;
   // Whether every op can run this model's shapes; `why` says what cannot.
   virtual bool supports_model(const ModelConfig&, std::string* why) const { return true; }
 

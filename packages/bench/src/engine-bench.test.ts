@@ -1,12 +1,14 @@
 // The benchmark's machinery, on a tiny model: the GGUF writer produces a file llama.cpp loads and
 // runs to the same greedy tokens as the engine (so the comparison is on identical weights).
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { formatEngineBench, runEngineBench } from './engine-bench.js';
 
-test('kcache and llama.cpp agree on greedy tokens of the same weights', async () => {
+test('kcache and llama.cpp agree on greedy tokens of the same weights', async ({ onTestFinished }) => {
+  const cacheDir = mkdtempSync(join(tmpdir(), 'kcache-bench-'));
+  onTestFinished(() => rmSync(cacheDir, { recursive: true, force: true }));
   const result = await runEngineBench({
     model: 'dummy:tiny',
     dtypes: ['f32', 'bf16'],
@@ -16,7 +18,7 @@ test('kcache and llama.cpp agree on greedy tokens of the same weights', async ()
     batches: [3],
     batchDecodeSteps: 4,
     llamaCpp: true,
-    cacheDir: mkdtempSync(join(tmpdir(), 'kcache-bench-')),
+    cacheDir,
     log: () => {},
   });
   expect(result.rows).toHaveLength(2);

@@ -1,0 +1,129 @@
+// Building an engine: the backend, every weight placed where the backend's ops read it (checked
+// against the config's shapes), the paged KV cache of each layer (V in host memory for KCache
+// layers), and reading weights back.
+#include <algorithm>
+#include <stdexcept>
+#include <thread>
+
+#include "engine_impl.h"
+
+namespace kc {
+
+EngineImpl::EngineImpl(const EngineOptions& o)
+    : cfg_(o.config), block_size_(o.block_size), num_blocks_(o.num_blocks), mode_(o.attention), kc_(o.kcache) {
+  validate_config(cfg_, block_size_, num_blocks_, mode_, kc_);
+  threads_ = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  backend_ = choose_backend(o.backend, cfg_, threads_, &note_);
+  std::map<std::string, const TensorSpec*> specs;
+  for (const auto& s : o.tensors) specs[s.name] = &s;
+
+  tok_embeddings_ = matrix(specs, "tok_embeddings", cfg_.vocab_size, cfg_.dim, Backend::WeightUse::Rows);
+  // a tied classifier reads the embedding table, placed a second time for matmul
+  output_ = specs.count("output") ? matrix(specs, "output", cfg_.vocab_size, cfg_.dim)
+                                  : backend_->place_weight(host_tensors_.at("tok_embeddings"), Backend::WeightUse::Matmul);
+  final_norm_ = vector(specs, "norm", cfg_.dim, true);
+  layers_.resize(cfg_.n_layers);
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    LayerWeights& L = layers_[l];
+    L.attn_norm = vector(specs, p + "attention_norm", cfg_.dim, true);
+    L.wq = matrix(specs, p + "wq", cfg_.q_dim(), cfg_.dim);
+    L.wk = matrix(specs, p + "wk", cfg_.kv_dim(), cfg_.dim);
+    L.wv = matrix(specs, p + "wv", cfg_.kv_dim(), cfg_.dim);
+    L.wo = matrix(specs, p + "wo", cfg_.dim, cfg_.q_dim());
+    L.bq = vector(specs, p + "bq", cfg_.q_dim(), cfg_.qkv_bias);
+    L.bk = vector(specs, p + "bk", cfg_.kv_dim(), cfg_.qkv_bias);
+    L.bv = vector(specs, p + "bv", cfg_.kv_dim(), cfg_.qkv_bias);
+    L.ffn_norm = vector(specs, p + "ffn_norm", cfg_.dim, true);
+    L.w1 = matrix(specs, p + "w1", cfg_.hidden_dim, cfg_.dim);
+    L.w2 = matrix(specs, p + "w2", cfg_.dim, cfg_.hidden_dim);
+    L.w3 = matrix(specs, p + "w3", cfg_.hidden_dim, cfg_.dim);
+    const size_t cache_bytes = static_cast<size_t>(num_blocks_) * block_size_ * cfg_.kv_dim() * sizeof(float);
+    L.kcache = mode_ == AttentionMode::KCache && l >= kc_.full_layers;
+    L.k_cache = static_cast<float*>(track(backend_->alloc(cache_bytes)));
+    if (L.kcache) {
+      L.v_cache = static_cast<float*>(backend_->alloc_host(cache_bytes));
+      host_allocations_.push_back(L.v_cache);
+    } else {
+      L.v_cache = static_cast<float*>(track(backend_->alloc(cache_bytes)));
+    }
+  }
+  for (const auto& s : o.tensors) {
+    if (!known_.count(s.name)) throw std::runtime_error("unexpected tensor " + s.name + " for this configuration");
+  }
+}
+
+EngineImpl::~EngineImpl() {
+  for (void* p : allocations_) backend_->release(p);
+  for (void* p : host_allocations_) backend_->release_host(p);
+  free_scratch();
+}
+
+Tensor EngineImpl::host_weight(const std::string& name) const {
+  auto it = host_tensors_.find(name);
+  if (it == host_tensors_.end()) throw std::runtime_error("no tensor named " + name);
+  return it->second;
+}
+
+std::vector<float> EngineImpl::read_weight(const std::string& name) const {
+  const Tensor t = host_weight(name);
+  const size_t n = static_cast<size_t>(t.rows * t.cols);
+  std::vector<float> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    switch (t.dtype) {
+      case DType::F32: out[i] = static_cast<const float*>(t.data)[i]; break;
+      case DType::BF16: out[i] = bf16_to_f32(static_cast<const uint16_t*>(t.data)[i]); break;
+      case DType::F16: out[i] = f16_to_f32(static_cast<const uint16_t*>(t.data)[i]); break;
+    }
+  }
+  return out;
+}
+
+void EngineImpl::fill_kv_random(uint64_t seed) {
+  const size_t n = static_cast<size_t>(num_blocks_) * block_size_ * cfg_.kv_dim();
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    backend_->fill_uniform(layers_[l].k_cache, n, seed + 2 * l, -1.0f, 1.0f);
+    backend_->fill_uniform(layers_[l].v_cache, n, seed + 2 * l + 1, -1.0f, 1.0f);
+  }
+  backend_->synchronize();
+}
+
+void* EngineImpl::track(void* p) {
+  allocations_.push_back(p);
+  return p;
+}
+
+Tensor EngineImpl::matrix(const std::map<std::string, const TensorSpec*>& specs, const std::string& name, int64_t rows, int64_t cols,
+                         Backend::WeightUse use) {
+  auto it = specs.find(name);
+  if (it == specs.end()) throw std::runtime_error("missing tensor " + name);
+  const TensorSpec& s = *it->second;
+  if (s.rows != rows || s.cols != cols) {
+    throw std::runtime_error("tensor " + name + ": expected shape [" + std::to_string(rows) + ", " + std::to_string(cols) +
+                             "], got [" + std::to_string(s.rows) + ", " + std::to_string(s.cols) + "]");
+  }
+  known_[name] = true;
+  Tensor host = store_.load(s);
+  host_tensors_[name] = host;
+  weight_bytes_ += host.bytes();
+  return backend_->place_weight(host, use);
+}
+
+// 1-D weights (norms, biases) are kept in f32 whatever their stored dtype.
+float* EngineImpl::vector(const std::map<std::string, const TensorSpec*>& specs, const std::string& name, int64_t n, bool required) {
+  if (!required) {
+    if (specs.count(name)) throw std::runtime_error("unexpected tensor " + name + " (the config has no q/k/v bias)");
+    return nullptr;
+  }
+  Tensor host = matrix(specs, name, 1, n, Backend::WeightUse::Rows);
+  weight_bytes_ -= host.bytes();
+  std::vector<float> f = read_weight(name);
+  weight_bytes_ += f.size() * sizeof(float);
+  float* dev = static_cast<float*>(track(backend_->alloc(f.size() * sizeof(float))));
+  backend_->upload(dev, f.data(), f.size() * sizeof(float));
+  return dev;
+}
+
+std::unique_ptr<Engine> Engine::create(const EngineOptions& opts) { return std::make_unique<EngineImpl>(opts); }
+
+}  // namespace kc
