@@ -1,49 +1,34 @@
 // `kcache up --workers 3 --model dummy:tiny` as a new user runs it: six distinct long system
 // prompts sent one at a time start on all three workers (not all on one), and follow-ups of each
 // stay on their worker with cache hits.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import type { ChildProcess } from 'node:child_process';
 import { KcacheClient } from '@kcache/client';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { REPO_ROOT } from './helpers/paths.js';
+import { spawnKcache } from './helpers/processes.js';
 
-let up: ChildProcess;
+let proc: ChildProcess;
 let pids: number[] = [];
 let client: KcacheClient;
 
 beforeAll(async () => {
-  up = spawn(
-    process.execPath,
-    [
-      join(REPO_ROOT, 'packages/cli/dist/main.js'),
-      'up',
-      '--workers',
-      '3',
-      '--model',
-      'dummy:tiny',
-      '--port',
-      '0',
-      '--worker-port',
-      '0',
-      '--metrics-port',
-      '0',
-      '--threads',
-      '1',
-      '--json',
-    ],
-    { stdio: ['ignore', 'pipe', 'ignore'] },
-  );
-  const ready = await new Promise<{ routers: { address: string }[]; pids: number[] }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('kcache up was not ready within 60 s')), 60_000);
-    createInterface({ input: up.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-      const m = JSON.parse(line);
-      if (m.event !== 'ready') return;
-      clearTimeout(timer);
-      resolve(m);
-    });
-    up.once('exit', (code) => reject(new Error(`kcache up exited with ${code}`)));
-  });
+  const up = spawnKcache([
+    'up',
+    '--workers',
+    '3',
+    '--model',
+    'dummy:tiny',
+    '--port',
+    '0',
+    '--worker-port',
+    '0',
+    '--metrics-port',
+    '0',
+    '--threads',
+    '1',
+    '--json',
+  ]);
+  proc = up.proc;
+  const ready = (await up.ready) as { routers: { address: string }[]; pids: number[] };
   pids = ready.pids;
   client = new KcacheClient(ready.routers[0]?.address);
   // the router lists workers from their leases: wait until it knows all three
@@ -55,9 +40,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   client?.close();
-  if (up && up.exitCode === null) {
-    up.kill('SIGTERM');
-    await new Promise((r) => up.once('exit', r));
+  if (proc && proc.exitCode === null) {
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGTERM');
+    await exited;
   }
   for (const pid of pids) {
     try {

@@ -18,6 +18,21 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Connects (again) and pings until the server answers; after 10 s, throws `failure`. */
+async function untilPong(client: Redis, failure: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      if (client.status === 'wait' || client.status === 'end') await client.connect();
+      await client.ping();
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(failure);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
 export interface TestRedis {
   url: string;
   port: number;
@@ -43,20 +58,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<TestRedis> {
   const url = `redis://127.0.0.1:${port}`;
   const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 50 });
   client.on('error', () => {}); // refused connections while the server starts
-  const waitReady = async () => {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      try {
-        if (client.status === 'wait' || client.status === 'end') await client.connect();
-        await client.ping();
-        return;
-      } catch {
-        if (Date.now() > deadline)
-          throw new Error(`redis-server did not start on port ${port} (is it installed? apt-get install redis-server)`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-  };
+  const waitReady = () => untilPong(client, `redis-server did not start on port ${port} (is it installed? apt-get install redis-server)`);
   await waitReady();
   const kill = async () => {
     const p = proc;
@@ -143,19 +145,8 @@ export async function startRedisCluster(masters = 3): Promise<TestRedisCluster> 
   try {
     for (const port of ports) {
       const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 50 });
-      probe.on('error', () => {});
-      const deadline = Date.now() + 10_000;
-      for (;;) {
-        try {
-          if (probe.status === 'wait' || probe.status === 'end') await probe.connect();
-          await probe.ping();
-          break;
-        } catch {
-          if (Date.now() > deadline) throw new Error(`redis-server (cluster node) did not start on port ${port}`);
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      }
-      probe.disconnect();
+      probe.on('error', () => {}); // refused connections while the node starts
+      await untilPong(probe, `redis-server (cluster node) did not start on port ${port}`).finally(() => probe.disconnect());
     }
     const create = spawnSync(
       'redis-cli',
