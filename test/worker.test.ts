@@ -172,7 +172,11 @@ describe('a worker with room to spare', () => {
     for (const h of prefixHashes) expect(stored.has(h)).toBe(true);
     // the lease carries the worker's own load: what every router weighs (rewritten every 500 ms)
     const readLease = async () => parseLease((await redis.client.get(leaseKey('w-main'))) as string);
-    for (let i = 0; i < 40 && !(await readLease())?.load.cachedBlocks; i++) await new Promise((r) => setTimeout(r, 50));
+    const settled = async () => {
+      const l = await readLease();
+      return (l?.load.cachedBlocks ?? 0) > 0 && l?.load.running === 0;
+    };
+    for (let i = 0; i < 40 && !(await settled()); i++) await new Promise((r) => setTimeout(r, 50));
     const lease = await readLease();
     expect(lease).toMatchObject({
       workerId: 'w-main',

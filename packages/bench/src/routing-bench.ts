@@ -14,6 +14,8 @@ import { type BenchRequest, oracleHitRate } from './workloads.js';
 export interface RoutingBenchOptions {
   model: string;
   workers: number;
+  /** Routers sharing the Redis (default 1); requests go to them in turn. */
+  routers?: number;
   numBlocks: number;
   threads: number;
   policies: PolicyName[];
@@ -40,6 +42,8 @@ export interface PolicyResult {
   hitRate: number;
   oracle: number;
   failed: number;
+  /** Requests served by each worker, w0 first. */
+  perWorker: number[];
 }
 
 /** The router's and the worker's Generate: the same stream messages, different requests. */
@@ -55,6 +59,7 @@ interface Outcome {
   end: number;
   promptTokens: number;
   cachedTokens: number;
+  workerId: string;
   ok: boolean;
 }
 
@@ -64,14 +69,25 @@ function send(client: Generating, req: GenerateRequest | WorkerGenerateRequest):
     const call = client.Generate(req);
     let ttft = -1;
     let usage: { promptTokens?: number; cachedTokens?: number } = {};
+    let workerId = '';
     call.on('data', (m: GenerateResponse__Output) => {
       if (m.chunk && ttft < 0) ttft = performance.now() - t0;
-      if (m.final) usage = m.final.usage ?? {};
+      if (m.final) {
+        usage = m.final.usage ?? {};
+        workerId = m.final.workerId ?? '';
+      }
     });
     call.on('end', () =>
-      resolve({ ttft, end: performance.now(), promptTokens: usage.promptTokens ?? 0, cachedTokens: usage.cachedTokens ?? 0, ok: true }),
+      resolve({
+        ttft,
+        end: performance.now(),
+        promptTokens: usage.promptTokens ?? 0,
+        cachedTokens: usage.cachedTokens ?? 0,
+        workerId,
+        ok: true,
+      }),
     );
-    call.on('error', () => resolve({ ttft, end: performance.now(), promptTokens: 0, cachedTokens: 0, ok: false }));
+    call.on('error', () => resolve({ ttft, end: performance.now(), promptTokens: 0, cachedTokens: 0, workerId, ok: false }));
   });
 }
 
@@ -96,35 +112,41 @@ async function cluster(o: RoutingBenchOptions, policy: PolicyName) {
       }),
     );
   }
-  const router = await startRouter({ port: 0, redisUrl: redis.url, policy, refreshMs: 100, cacheAware: o.cacheAware });
-  await router.refresh();
+  const routers: RunningRouter[] = [];
+  for (let i = 0; i < (o.routers ?? 1); i++) {
+    const router = await startRouter({ port: 0, redisUrl: redis.url, policy, refreshMs: 100, cacheAware: o.cacheAware, routerId: `r${i}` });
+    await router.refresh();
+    routers.push(router);
+  }
   return {
     redis,
     workers,
-    router,
+    router: routers[0] as RunningRouter,
+    routers,
     async close() {
-      await router.close();
+      for (const router of routers) await router.close();
       for (const w of workers) await w.close();
       await redis.stop();
     },
   };
 }
 
-async function replay(router: RunningRouter, requests: BenchRequest[]): Promise<Outcome[]> {
-  const client = generateClient(router.address);
+/** Sends each request at its time, to the routers in turn. */
+async function replay(routers: RunningRouter[], requests: BenchRequest[]): Promise<Outcome[]> {
+  const clients = routers.map((r) => generateClient(r.address));
   const start = performance.now();
   const outcomes = await Promise.all(
-    requests.map(async (r) => {
+    requests.map(async (r, i) => {
       const wait = start + r.at - performance.now();
       if (wait > 0) await new Promise((res) => setTimeout(res, wait));
-      return send(client, {
+      return send(clients[i % clients.length] as Generating, {
         tokenIds: { ids: r.tokenIds },
         sampling: { temperature: 0 },
         stop: { maxTokens: r.maxTokens, ignoreEos: true },
       });
     }),
   );
-  client.close();
+  for (const c of clients) c.close();
   return outcomes;
 }
 
@@ -142,7 +164,7 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<{
       o.log(`${wl.name}: ${policy} ...`);
       const c = await cluster(o, policy);
       const t0 = performance.now();
-      const out = await replay(c.router, wl.requests);
+      const out = await replay(c.routers, wl.requests);
       const wall = (Math.max(...out.map((x) => x.end)) - t0) / 1000;
       await c.close();
       const ok = out.filter((x) => x.ok);
@@ -166,6 +188,7 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<{
           ),
         oracle,
         failed: out.length - ok.length,
+        perWorker: c.workers.map((w) => ok.filter((x) => x.workerId === w.workerId).length),
       });
     }
   }
@@ -266,24 +289,26 @@ export function formatRoutingBench(r: Awaited<ReturnType<typeof runRoutingBench>
     lines.push(
       `### ${wl}`,
       '',
-      '| policy | TTFT p50 ms | TTFT p99 ms | requests/s | cache hit rate | hit / oracle | TTFT p50 vs round_robin | throughput vs round_robin | failed |',
-      '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+      '| policy | TTFT p50 ms | TTFT p99 ms | requests/s | cache hit rate | hit / oracle | TTFT p50 vs round_robin | throughput vs round_robin | failed | requests per worker |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
     );
     for (const x of rows) {
       lines.push(
-        `| ${x.policy} | ${x.ttftP50.toFixed(0)} | ${x.ttftP99.toFixed(0)} | ${x.throughputReqs.toFixed(2)} | ${(100 * x.hitRate).toFixed(1)}% | ${((100 * x.hitRate) / x.oracle).toFixed(0)}% | ${rr ? `${(rr.ttftP50 / x.ttftP50).toFixed(2)}×` : ''} | ${rr ? `${(x.throughputReqs / rr.throughputReqs).toFixed(2)}×` : ''} | ${x.failed} |`,
+        `| ${x.policy} | ${x.ttftP50.toFixed(0)} | ${x.ttftP99.toFixed(0)} | ${x.throughputReqs.toFixed(2)} | ${(100 * x.hitRate).toFixed(1)}% | ${((100 * x.hitRate) / x.oracle).toFixed(0)}% | ${rr ? `${(rr.ttftP50 / x.ttftP50).toFixed(2)}×` : ''} | ${rr ? `${(x.throughputReqs / rr.throughputReqs).toFixed(2)}×` : ''} | ${x.failed} | ${x.perWorker.join(' / ')} |`,
       );
     }
     lines.push('', `oracle hit rate (one unbounded cache): ${(100 * (rows[0]?.oracle ?? 0)).toFixed(1)}%`, '');
   }
   const o = r.overhead;
-  lines.push(
-    `router overhead (1-token requests, warm prefix): through the router p50 ${o.routerP50?.toFixed(2)} ms / p99 ${o.routerP99?.toFixed(2)} ms; direct p50 ${o.directP50?.toFixed(2)} ms / p99 ${o.directP99?.toFixed(2)} ms; added p50 ${((o.routerP50 ?? 0) - (o.directP50 ?? 0)).toFixed(2)} ms, p99 ${((o.routerP99 ?? 0) - (o.directP99 ?? 0)).toFixed(2)} ms`,
-  );
+  if (o.routerP50 !== undefined)
+    lines.push(
+      `router overhead (1-token requests, warm prefix): through the router p50 ${o.routerP50?.toFixed(2)} ms / p99 ${o.routerP99?.toFixed(2)} ms; direct p50 ${o.directP50?.toFixed(2)} ms / p99 ${o.directP99?.toFixed(2)} ms; added p50 ${((o.routerP50 ?? 0) - (o.directP50 ?? 0)).toFixed(2)} ms, p99 ${((o.routerP99 ?? 0) - (o.directP99 ?? 0)).toFixed(2)} ms`,
+    );
   for (const [where, d] of [
     ['one Redis', r.decisions],
     ['a 3-master Redis Cluster', r.clusterDecisions],
   ] as const) {
+    if (d.blocks === undefined) continue;
     lines.push(
       `routing decisions (64-block lookup over 4 workers + cache_aware) with ${d.blocks} indexed blocks on ${where} (${d.bytesPerBlock?.toFixed(0)} bytes/block): ${d.sequentialPerSec?.toFixed(0)}/s sequential, ${d.concurrent16PerSec?.toFixed(0)}/s with 16 in flight`,
     );

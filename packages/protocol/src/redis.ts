@@ -52,6 +52,8 @@ export interface WorkerLease {
   blockSize: number;
   /** The worker process's start (ms); a new epoch restarts its KV-event sequence. */
   epoch: number;
+  /** When the worker wrote this lease and its load (its clock, ms). */
+  writtenAt: number;
   load: WorkerLoad;
 }
 
@@ -80,6 +82,7 @@ export function parseLease(raw: string): WorkerLease | null {
     modelId: l.modelId,
     blockSize: l.blockSize as number,
     epoch: l.epoch as number,
+    writtenAt: Number.isFinite(l.writtenAt) ? (l.writtenAt as number) : 0,
     load: {
       running: num(load.running),
       waiting: num(load.waiting),

@@ -2,12 +2,13 @@ import { IDLE_LOAD, type WorkerLease } from '@kcache/protocol';
 import { expect, test } from 'vitest';
 import { WorkerPool } from './pool.js';
 
-const lease = (workerId: string, load: Partial<WorkerLease['load']> = {}, epoch = 1, modelId = 'm'): WorkerLease => ({
+const lease = (workerId: string, load: Partial<WorkerLease['load']> = {}, epoch = 1, modelId = 'm', writtenAt = 1): WorkerLease => ({
   workerId,
   address: '127.0.0.1:1',
   modelId,
   blockSize: 16,
   epoch,
+  writtenAt,
   load: { ...IDLE_LOAD, numBlocks: 100, ...load },
 });
 
@@ -22,18 +23,22 @@ test("load: this router's own in-flight requests, plus the others' from the work
   const w2 = pool.get('w2');
   if (!w2) throw new Error('w2 missing');
   w2.inFlight = 1;
-  expect(pool.candidates('m', () => 0)).toEqual([
+  expect(pool.candidates('m')).toEqual([
     { id: 'w1', load: 5, cachedBlocks: 0, numBlocks: 100 },
     { id: 'w2', load: 2, cachedBlocks: 0, numBlocks: 100 },
   ]);
   pool.close();
 });
 
-test('occupancy: the reported cached blocks, or what this router routed since, the larger', () => {
+test('occupancy: the reported cached blocks plus what this router sent since the report, at most the pool', () => {
   const pool = new WorkerPool('r1');
   pool.sync([lease('w1', { cachedBlocks: 10 }), lease('w2', { cachedBlocks: 10 })]);
-  const c = pool.candidates('m', (id) => (id === 'w2' ? 25 : 3));
-  expect(c.map((x) => x.cachedBlocks)).toEqual([10, 25]);
+  (pool.get('w1') as { routedBlocks: number }).routedBlocks = 5;
+  (pool.get('w2') as { routedBlocks: number }).routedBlocks = 500;
+  expect(pool.candidates('m').map((x) => x.cachedBlocks)).toEqual([15, 100]);
+  // the same report again changes nothing; a newer one already counts what was sent
+  pool.sync([lease('w1', { cachedBlocks: 10 }), lease('w2', { cachedBlocks: 60 }, 1, 'm', 2)]);
+  expect(pool.candidates('m').map((x) => x.cachedBlocks)).toEqual([15, 60]);
   pool.close();
 });
 
@@ -50,7 +55,7 @@ test('sync follows the leases: fresh load kept, a restart keeps the breaker and 
   expect(again?.client).not.toBe(w1.client); // a new epoch gets a new connection
   expect(again?.inFlight).toBe(2);
   expect(again?.breaker.state).toBe('open');
-  expect(pool.candidates('m', () => 0)).toEqual([]); // an open breaker takes no requests
+  expect(pool.candidates('m')).toEqual([]); // an open breaker takes no requests
   expect(removed).toEqual(['w2']);
   expect(pool.get('w2')).toBeUndefined();
   pool.close();

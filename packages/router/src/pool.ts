@@ -14,6 +14,8 @@ export interface PooledWorker {
   client: WorkerClient;
   /** Requests this router has in flight on the worker. */
   inFlight: number;
+  /** Prompt blocks this router sent there that the worker did not hold, since its last load report. */
+  routedBlocks: number;
   breaker: CircuitBreaker;
 }
 
@@ -44,7 +46,8 @@ export class WorkerPool {
     for (const lease of leases) {
       const cur = this.workers.get(lease.workerId);
       if (cur && cur.lease.address === lease.address && cur.lease.epoch === lease.epoch) {
-        cur.lease = lease; // fresh load figures
+        if (lease.writtenAt !== cur.lease.writtenAt) cur.routedBlocks = 0; // the new report counts them
+        cur.lease = lease;
         continue;
       }
       cur?.client.close();
@@ -52,6 +55,7 @@ export class WorkerPool {
         lease,
         client: new (protos().v1.Worker)(lease.address, grpc.credentials.createInsecure()),
         inFlight: cur?.inFlight ?? 0,
+        routedBlocks: 0,
         breaker: cur?.breaker ?? new CircuitBreaker(this.breakerThreshold, this.breakerOpenMs),
       });
     }
@@ -73,14 +77,15 @@ export class WorkerPool {
    * The workers of a model that may take a request now (breaker not open), as the routing core
    * sees them. Load is this router's own in-flight count (exact, current) plus what the worker's
    * last report says the other routers and direct clients have there (up to one lease period old).
+   * Cached blocks: the last report plus the new blocks this router has sent there since.
    */
-  candidates(modelId: string, routedBlocks: (workerId: string) => number): Candidate[] {
+  candidates(modelId: string): Candidate[] {
     return this.all()
       .filter((w) => w.lease.modelId === modelId && w.breaker.state !== 'open')
       .map((w) => ({
         id: w.lease.workerId,
         load: w.inFlight + Math.max(0, w.lease.load.running + w.lease.load.waiting - (w.lease.load.byRouter[this.routerId] ?? 0)),
-        cachedBlocks: Math.max(w.lease.load.cachedBlocks, routedBlocks(w.lease.workerId)),
+        cachedBlocks: Math.min(w.lease.load.numBlocks, w.lease.load.cachedBlocks + w.routedBlocks),
         numBlocks: w.lease.load.numBlocks,
       }));
   }

@@ -175,7 +175,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
         const modelId = pickModel(r.model ?? '');
         const ids = toIds(r, modelId);
         if (ids.length === 0) throw new RouteError(grpc.status.INVALID_ARGUMENT, 'input: the prompt is empty');
-        const candidates = () => pool.candidates(modelId, (id) => recent.blocksOf(id));
+        const candidates = () => pool.candidates(modelId);
         const blockSize = pool.all().find((w) => w.lease.modelId === modelId)?.lease.blockSize as number;
         const hashes = promptBlockHashes(ids, blockSize, { modelId, cacheSalt: r.cacheSalt ?? '' });
         const matches = await lookup(
@@ -200,6 +200,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
             if (!w?.breaker.allow()) return 'skip';
             metrics.decisions.inc({ policy: choice.policy, reason: choice.reason });
             recent.record(hashes, choice.worker);
+            w.routedBlocks += hashes.length - choice.predictedCachedTokens / blockSize;
             return forward(w, { call, request, metadata, metrics, t0, predictedCachedTokens: choice.predictedCachedTokens });
           },
         );

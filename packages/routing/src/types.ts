@@ -57,7 +57,7 @@ function rendezvousScore(key: string, worker: string): bigint {
 /**
  * The worker a new prefix should start on, among `ws`: the least loaded, then the least occupied
  * cache (SGLang's "smallest tree" for a low-match request), then the highest rendezvous hash of
- * the prompt's first block with the worker id. Every router with the same view picks the same
+ * `key` (a block hash of the prompt) with the worker id. Every router with the same view picks the same
  * worker, distinct prefixes spread over equal workers, and no worker id is favoured.
  */
 export function spreadPick(ws: readonly WorkerView[], key: string): WorkerView | undefined {

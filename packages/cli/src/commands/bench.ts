@@ -103,9 +103,14 @@ async function routingBench(argv: string[]): Promise<void> {
       parts: { type: 'string' },
       'overhead-model': { type: 'string' },
       'load-cost-tokens': { type: 'string' },
+      routers: { type: 'string' },
+      workloads: { type: 'string' },
     },
   });
   const parts = (values.parts ?? 'workloads,overhead,decisions').split(',');
+  const chosen = (values.workloads ?? 'poisson,saturation,trace').split(',');
+  const badWorkload = chosen.find((w) => !['poisson', 'saturation', 'trace'].includes(w));
+  if (badWorkload !== undefined) throw new UsageError(`--workloads: '${badWorkload}' is not one of poisson, saturation, trace`);
   const badPart = parts.find((p) => !['workloads', 'overhead', 'decisions'].includes(p));
   if (badPart !== undefined) throw new UsageError(`--parts: '${badPart}' is not one of workloads, overhead, decisions`);
   const policies = (values.policies ?? POLICIES.join(',')).split(',');
@@ -126,11 +131,13 @@ async function routingBench(argv: string[]): Promise<void> {
   const rate = Number(values.rate ?? 1);
   const workloads = [
     {
+      key: 'poisson',
       name: `shared prefixes (6 system prompts of 1024 tokens, 16-token suffixes, 4 output tokens), Poisson arrivals at ${rate}/s`,
       requests: shared(rate),
     },
-    { name: 'the same requests all at once (throughput at saturation)', requests: shared(0) },
+    { key: 'saturation', name: 'the same requests all at once (throughput at saturation)', requests: shared(0) },
     {
+      key: 'trace',
       name: 'Mooncake conversation trace, first requests, 512-token blocks scaled to 16 tokens, outputs scaled likewise (max 8), time x2',
       requests: mooncakeWorkload({
         path: trace,
@@ -140,10 +147,11 @@ async function routingBench(argv: string[]): Promise<void> {
         timeScale: Number(values['time-scale'] ?? 0.5),
       }),
     },
-  ];
+  ].filter((w) => chosen.includes(w.key));
   const result = await runRoutingBench({
     model: values.model ?? 'dummy:smol135:bf16',
     workers: intArg('workers', values.workers, 3, 1),
+    routers: intArg('routers', values.routers, 1, 1),
     numBlocks: intArg('num-blocks', values['num-blocks'], 160, 8),
     threads: intArg('threads', values.threads, 1, 1),
     policies: policies as PolicyName[],

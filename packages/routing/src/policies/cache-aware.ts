@@ -15,7 +15,7 @@
  * A prompt no worker holds at least cacheThreshold of (SGLang's and vLLM's router rule: a new
  * prefix, or one that shares only a short header such as a chat template's first block) goes to
  * the least loaded worker; among equally loaded ones, to the least occupied cache, then by a
- * rendezvous hash of its first block (spreadPick). New prefixes so spread over the cluster instead
+ * rendezvous hash of the first block no worker holds (spreadPick). New prefixes so spread over the cluster instead
  * of piling onto one worker that then evicts them while the others sit empty. Cost ties between
  * cache hits go the same way. Every router with the same view decides the same. Cost: O(workers).
  *
@@ -55,8 +55,11 @@ export function cacheAware(config: Partial<CacheAwareConfig> = {}): RoutingPolic
   const c = { ...DEFAULT_CACHE_AWARE, ...config };
   return (snapshot, request, exclude) => {
     const ws = candidates(snapshot, exclude);
-    const key = request.blockHashes[0] ?? '';
     const longest = Math.max(0, ...ws.map((w) => w.matchedBlocks));
+    // the first block no worker holds: where this prompt's new prefix starts (a shared header
+    // before it, such as a chat template's first block, would send every new prefix to one worker)
+    const hashes = request.blockHashes;
+    const key = hashes[Math.min(longest, hashes.length - 1)] ?? '';
     if (longest * snapshot.blockSize < c.cacheThreshold * request.promptTokens || longest === 0) {
       const w = spreadPick(ws, key);
       return w ? { worker: w.id, reason: longest === 0 ? 'new_prefix' : 'low_match' } : null;

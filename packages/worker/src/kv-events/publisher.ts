@@ -42,7 +42,7 @@ export class KvEventPublisher {
 
   constructor(
     private readonly redis: RedisClient,
-    private readonly lease: Omit<WorkerLease, 'epoch' | 'load'>,
+    private readonly lease: Omit<WorkerLease, 'epoch' | 'writtenAt' | 'load'>,
     private readonly load: () => WorkerLoad,
     o: PublisherOptions = {},
   ) {
@@ -75,7 +75,7 @@ export class KvEventPublisher {
   }
 
   private async renew(): Promise<void> {
-    const lease: WorkerLease = { ...this.lease, epoch: this.epoch, load: this.load() };
+    const lease: WorkerLease = { ...this.lease, epoch: this.epoch, writtenAt: Date.now(), load: this.load() };
     // two commands, not MULTI: the set and the lease are in different Redis Cluster slots
     await this.redis.set(leaseKey(this.lease.workerId), encodeLease(lease), 'PX', this.leaseTtlMs);
     await this.redis.sadd(WORKERS_SET, this.lease.workerId);
