@@ -1,5 +1,5 @@
 // The CUDA backend: device memory for weights, the K cache and activations; pinned, mapped host
-// memory for KCache's V tier; every op a kernel on one stream (ops/*.cu, one file per op).
+// memory for KCache's V tier; every op a kernel on one stream (one .cu per op beside this file).
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>

@@ -20,7 +20,7 @@ describe('route()', () => {
   test('a cache hit goes to the worker holding the longest prefix, with its predicted cached tokens', async () => {
     const s = state([cand('w1'), cand('w2'), cand('w3')], { w1: [1], w2: [4], w3: [0] });
     const out = await route(router(), req, () => s, served);
-    expect(out.served).toEqual({ worker: 'w2', policy: 'cache_aware', reason: 'cache_hit', predictedCachedTokens: 64 });
+    expect(out.served).toEqual({ worker: 'w2', policy: 'cache_aware', reason: 'cache_hit', predictedCachedTokens: 64, newBlocks: 0 });
     expect(out.tried).toEqual([]);
   });
 
@@ -37,7 +37,15 @@ describe('route()', () => {
     expect(decide(router(), req, s, new Set())?.worker).toBe('w2');
     // the index knows nothing yet, but this router just sent the prefix to w1
     const recent = state([cand('w1'), cand('w2')], { w1: [0], w2: [0] }, { w1: 4 });
-    expect(decide(router(), req, recent, new Set())).toMatchObject({ worker: 'w1', reason: 'cache_hit', predictedCachedTokens: 0 });
+    // and it adds no block there (occupancy counts each new block once, not once per request)
+    expect(decide(router(), req, recent, new Set())).toMatchObject({
+      worker: 'w1',
+      reason: 'cache_hit',
+      predictedCachedTokens: 0,
+      newBlocks: 0,
+    });
+    const partial = state([cand('w1'), cand('w2')], { w1: [1], w2: [0] }, { w1: 3 });
+    expect(decide(router(), req, partial, new Set())).toMatchObject({ worker: 'w1', newBlocks: 1 });
   });
 
   test('failover: a worker failing before its first token is retried on the next choice, in cost order, never twice', async () => {
@@ -102,6 +110,7 @@ describe('route()', () => {
       policy: 'least_loaded_fallback',
       reason: 'index_unavailable',
       predictedCachedTokens: 0,
+      newBlocks: 4,
     });
   });
 });

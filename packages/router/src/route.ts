@@ -39,6 +39,8 @@ export interface RouteChoice {
   reason: string;
   /** Prompt tokens the index expects the worker to serve from cache. */
   predictedCachedTokens: number;
+  /** The prompt's blocks the worker holds neither by the index nor by what this router sent it: what it will add. */
+  newBlocks: number;
 }
 
 /**
@@ -83,11 +85,13 @@ export function decide(router: Router, req: RouteRequest, state: RouteState, exc
   const d: Decision | null = state.matches ? router.policy(snapshot, request, exclude) : fallback(snapshot, request, exclude);
   if (!d) return null;
   const matched = state.matches?.get(d.worker)?.matchedBlocks ?? 0;
+  const held = Math.max(matched, state.recent.get(d.worker) ?? 0);
   return {
     worker: d.worker,
     policy: state.matches ? router.policyName : 'least_loaded_fallback',
     reason: state.matches ? d.reason : 'index_unavailable',
     predictedCachedTokens: Math.min(matched * req.blockSize, cacheableTokens(req.promptTokens)),
+    newBlocks: Math.max(0, req.hashes.length - held),
   };
 }
 

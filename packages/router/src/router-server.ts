@@ -199,8 +199,8 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
             const w = pool.get(choice.worker);
             if (!w?.breaker.allow()) return 'skip';
             metrics.decisions.inc({ policy: choice.policy, reason: choice.reason });
+            w.routedBlocks += choice.newBlocks;
             recent.record(hashes, choice.worker);
-            w.routedBlocks += hashes.length - choice.predictedCachedTokens / blockSize;
             return forward(w, { call, request, metadata, metrics, t0, predictedCachedTokens: choice.predictedCachedTokens });
           },
         );
