@@ -115,7 +115,16 @@ describe.each([
     const lease = async (w: string) => {
       await r.set(
         leaseKey(w),
-        encodeLease({ workerId: w, address: 'x', modelId: 'm', blockSize: 16, epoch: 7, writtenAt: Date.now(), load: IDLE_LOAD }),
+        encodeLease({
+          workerId: w,
+          address: 'x',
+          modelId: 'm',
+          blockSize: 16,
+          epoch: 7,
+          instance: 'i7',
+          writtenAt: Date.now(),
+          load: IDLE_LOAD,
+        }),
         'PX',
         5000,
       );

@@ -58,6 +58,17 @@ describe('a worker with room to spare', () => {
     await w.close();
   });
 
+  test('a second worker started with the same id is refused and leaves the first one untouched', async () => {
+    const before = parseLease((await redis.client.get(leaseKey('w-main'))) as string);
+    await expect(
+      startWorker({ model: STORIES_260K, port: 0, redisUrl: redis.url, workerId: 'w-main', numBlocks: 16, threads: 1 }),
+    ).rejects.toThrow(/^worker id w-main is in use by another worker at 127\.0\.0\.1:\d+/);
+    const after = parseLease((await redis.client.get(leaseKey('w-main'))) as string);
+    expect(after?.instance).toBe(before?.instance);
+    expect(after?.address).toBe(w.address);
+    expect(await redis.client.exists(kvStreamKey('w-main'))).toBe(1);
+  });
+
   test('a shared 64-token prefix is served from the prefix cache with the cold output', async () => {
     const prefix = prompt(64, 1);
     const a = [...prefix, 40, 41, 42];

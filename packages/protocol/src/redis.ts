@@ -52,6 +52,8 @@ export interface WorkerLease {
   blockSize: number;
   /** The worker process's start (ms); a new epoch restarts its KV-event sequence. */
   epoch: number;
+  /** Unique per worker process: a second process started with the same worker id is refused. */
+  instance: string;
   /** When the worker wrote this lease and its load (its clock, ms). */
   writtenAt: number;
   load: WorkerLoad;
@@ -82,6 +84,7 @@ export function parseLease(raw: string): WorkerLease | null {
     modelId: l.modelId,
     blockSize: l.blockSize as number,
     epoch: l.epoch as number,
+    instance: typeof l.instance === 'string' ? l.instance : '',
     writtenAt: Number.isFinite(l.writtenAt) ? (l.writtenAt as number) : 0,
     load: {
       running: num(load.running),

@@ -1,21 +1,16 @@
 /**
  * Streams one attempt of a request to one worker and relays its messages to the client. A failure
- * before the first token with a status another worker may not share resolves "retry" (the routing
- * core tries the next choice); anything after the first token is the client's to see.
+ * before the first token that another worker may not share resolves "retry" with the worker's
+ * status (the routing core tries the next choice); anything after the first token is the client's
+ * to see. Only the worker's own faults count against its breaker (faults.ts).
  */
 import * as grpc from '@grpc/grpc-js';
 import type { GenerateRequest__Output, GenerateResponse, WorkerGenerateRequest, WorkerGenerateResponse__Output } from '@kcache/protocol';
+import { classifyFailure } from './faults.js';
 import type { RouterMetrics } from './metrics.js';
 import type { PooledWorker } from './pool.js';
 
-// Failures before the first token that another worker may not have.
-const RETRYABLE = new Set([
-  grpc.status.UNAVAILABLE,
-  grpc.status.RESOURCE_EXHAUSTED,
-  grpc.status.INTERNAL,
-  grpc.status.UNKNOWN,
-  grpc.status.ABORTED,
-]);
+export type AttemptResult = { outcome: 'done' } | { outcome: 'retry'; code: grpc.status; details: string };
 
 export interface ForwardContext {
   call: grpc.ServerWritableStream<GenerateRequest__Output, GenerateResponse>;
@@ -28,7 +23,7 @@ export interface ForwardContext {
   predictedCachedTokens: number;
 }
 
-export function forward(w: PooledWorker, ctx: ForwardContext): Promise<'done' | 'retry'> {
+export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptResult> {
   const { call, metrics } = ctx;
   return new Promise((resolve) => {
     let started = false;
@@ -37,12 +32,12 @@ export function forward(w: PooledWorker, ctx: ForwardContext): Promise<'done' | 
     const upstream = w.client.Generate(ctx.request, ctx.metadata, { deadline: call.getDeadline() });
     const onCancel = () => upstream.cancel();
     call.once('cancelled', onCancel);
-    const end = (outcome: 'done' | 'retry') => {
+    const end = (result: AttemptResult) => {
       if (finished) return;
       finished = true;
       w.inFlight--;
       call.removeListener('cancelled', onCancel);
-      resolve(outcome);
+      resolve(result);
     };
     upstream.on('data', (m: WorkerGenerateResponse__Output) => {
       if (!started) {
@@ -63,24 +58,27 @@ export function forward(w: PooledWorker, ctx: ForwardContext): Promise<'done' | 
       if (!started) w.breaker.success();
       metrics.requests.inc({ outcome: 'ok' });
       call.end();
-      end('done');
+      end({ outcome: 'done' });
     });
     upstream.on('error', (e: grpc.ServiceError) => {
       if (finished) return;
       if (call.cancelled) {
         metrics.requests.inc({ outcome: 'cancelled' });
-        end('done');
+        end({ outcome: 'done' });
         return;
       }
-      if (!started && RETRYABLE.has(e.code)) {
-        w.breaker.failure();
+      const deadline = call.getDeadline();
+      const clientOutOfTime = e.code === grpc.status.DEADLINE_EXCEEDED && deadline !== Number.POSITIVE_INFINITY && +deadline <= Date.now();
+      const handling = classifyFailure(e.code, clientOutOfTime);
+      if (handling.breaker) w.breaker.failure();
+      if (!started && handling.retry) {
         metrics.retries.inc({ cause: grpc.status[e.code] ?? String(e.code) });
-        end('retry');
+        end({ outcome: 'retry', code: e.code, details: e.details });
         return;
       }
       metrics.requests.inc({ outcome: 'error' });
       call.emit('error', { code: e.code, details: e.details });
-      end('done');
+      end({ outcome: 'done' });
     });
   });
 }

@@ -9,6 +9,7 @@ const lease = (workerId: string) => ({
   modelId: 'm',
   blockSize: 16,
   epoch: 1,
+  instance: 'i1',
   writtenAt: 1,
   load: IDLE_LOAD,
 });

@@ -8,6 +8,7 @@ const lease = (workerId: string, load: Partial<WorkerLease['load']> = {}, epoch 
   modelId,
   blockSize: 16,
   epoch,
+  instance: 'i1',
   writtenAt,
   load: { ...IDLE_LOAD, numBlocks: 100, ...load },
 });

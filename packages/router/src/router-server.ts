@@ -63,10 +63,14 @@ class RouteError extends Error {
   constructor(
     readonly code: grpc.status,
     message: string,
+    readonly metadata?: grpc.Metadata,
   ) {
     super(message);
   }
 }
+
+/** How long a client told RESOURCE_EXHAUSTED should wait before trying again (trailing metadata `retry-after-ms`). */
+const OVERLOAD_RETRY_AFTER_MS = 500;
 
 export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   const routerId = o.routerId ?? `router-${randomUUID().slice(0, 8)}`;
@@ -90,6 +94,9 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   metrics.observe(pool);
   const tokenizers = new Tokenizers();
 
+  // NOT_SERVING until the router knows a worker: a load balancer must not send it traffic it can only fail
+  const health = new HealthImplementation({ '': 'NOT_SERVING', [PUBLIC_SERVICE]: 'NOT_SERVING' });
+  let closing = false;
   const refresh = async () => {
     let leases: WorkerLease[];
     try {
@@ -101,6 +108,10 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
     }
     metrics.liveWorkers.set(leases.length);
     pool.sync(leases);
+    if (closing) return;
+    const status = pool.all().length > 0 ? 'SERVING' : 'NOT_SERVING';
+    health.setStatus('', status);
+    health.setStatus(PUBLIC_SERVICE, status);
   };
   await refresh();
   const refreshTimer = setInterval(() => void refresh(), o.refreshMs ?? 500);
@@ -163,7 +174,6 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
 
   const { definition, v1 } = protos();
   const server = new grpc.Server();
-  const health = new HealthImplementation({ '': 'SERVING', [PUBLIC_SERVICE]: 'SERVING' });
   health.addToServer(server);
   new ReflectionService(definition, { services: [PUBLIC_SERVICE] }).addToServer(server);
 
@@ -172,6 +182,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
       const t0 = performance.now();
       const r = call.request;
       try {
+        if (pool.all().length === 0) await refresh(); // knows no worker yet: look now, not at the next poll
         const modelId = pickModel(r.model ?? '');
         const ids = toIds(r, modelId);
         if (ids.length === 0) throw new RouteError(grpc.status.INVALID_ARGUMENT, 'input: the prompt is empty');
@@ -183,6 +194,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
           candidates().map((c) => c.id),
         );
         const routedHere = recent.match(hashes);
+        const failures: { code: grpc.status; details: string }[] = [];
         const request = {
           requestId: r.requestId || randomUUID(),
           tokenIds: ids,
@@ -201,15 +213,29 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
             metrics.decisions.inc({ policy: choice.policy, reason: choice.reason });
             w.routedBlocks += choice.newBlocks;
             recent.record(hashes, choice.worker);
-            return forward(w, { call, request, metadata, metrics, t0, predictedCachedTokens: choice.predictedCachedTokens });
+            const r = await forward(w, { call, request, metadata, metrics, t0, predictedCachedTokens: choice.predictedCachedTokens });
+            if (r.outcome === 'done') return 'done';
+            failures.push(r);
+            return 'retry';
           },
         );
-        if (!outcome.served)
+        if (!outcome.served) {
+          // every worker tried was full: backpressure the client must see, not an outage
+          if (failures.length > 0 && failures.every((f) => f.code === grpc.status.RESOURCE_EXHAUSTED)) {
+            const trailer = new grpc.Metadata();
+            trailer.set('retry-after-ms', String(OVERLOAD_RETRY_AFTER_MS));
+            throw new RouteError(
+              grpc.status.RESOURCE_EXHAUSTED,
+              `no worker can take the request now (tried ${outcome.tried.join(', ')}): ${failures.at(-1)?.details}`,
+              trailer,
+            );
+          }
           throw new RouteError(grpc.status.UNAVAILABLE, `no worker could take the request (tried ${outcome.tried.join(', ') || 'none'})`);
+        }
       } catch (e) {
         const err = e instanceof RouteError ? e : new RouteError(grpc.status.INTERNAL, (e as Error).message);
         metrics.requests.inc({ outcome: 'rejected' });
-        call.emit('error', { code: err.code, details: err.message });
+        call.emit('error', { code: err.code, details: err.message, metadata: err.metadata });
       }
     },
     Tokenize(call, cb) {
@@ -251,8 +277,10 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
     refresh,
     syncIndex: () => consumer.poll(),
     async close() {
+      closing = true;
       clearInterval(refreshTimer);
       health.setStatus('', 'NOT_SERVING');
+      health.setStatus(PUBLIC_SERVICE, 'NOT_SERVING');
       await new Promise<void>((r) => server.tryShutdown(() => r()));
       await consumer.stop();
       pool.close();

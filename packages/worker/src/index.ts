@@ -1,6 +1,6 @@
 export { EngineLoop, type FinishReason, type GenerateInput, type StreamSink, type Usage } from './engine-loop.js';
 export { WorkerError } from './errors.js';
-export { KvEventPublisher, type PublisherOptions } from './kv-events/publisher.js';
+export { KvEventPublisher, type PublisherOptions, WorkerIdInUseError } from './kv-events/publisher.js';
 export { WorkerMetrics } from './metrics.js';
 export { BlockManager, type KvEvent, type Tier } from './scheduler/block-manager.js';
 export { SchedRequest, Scheduler, type SchedulerConfig } from './scheduler/scheduler.js';

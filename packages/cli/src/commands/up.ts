@@ -10,7 +10,7 @@ import { cpus } from 'node:os';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { startRedis, type TestRedis } from '@kcache/block-index';
-import { DEFAULT_ADDRESS } from '@kcache/client';
+import { DEFAULT_ADDRESS, KcacheClient } from '@kcache/client';
 import { POLICIES } from '@kcache/routing';
 import {
   ATTENTION_OPTIONS,
@@ -67,6 +67,32 @@ async function startRedisServer(): Promise<TestRedis> {
     throw new UsageError('redis-server is not installed: install it (apt-get install redis-server) or pass --redis-url');
   // the block index must never lose keys to eviction
   return startRedis(['--maxmemory-policy', 'noeviction']);
+}
+
+/**
+ * Ready means usable: every router lists every worker (a router learns workers from their leases,
+ * a moment after both have started). Gives up after 30 s with the counts it saw.
+ */
+async function untilRoutersSeeWorkers(routers: string[], workers: number): Promise<void> {
+  const clients = routers.map((a) => new KcacheClient(a));
+  try {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const seen = await Promise.all(
+        clients.map((c) =>
+          c
+            .listModels()
+            .then((ms) => ms.reduce((n, m) => n + m.workers, 0))
+            .catch(() => 0),
+        ),
+      );
+      if (seen.every((n) => n >= workers)) return;
+      if (Date.now() > deadline) throw new Error(`routers see ${seen.join(', ')} of ${workers} workers after 30 s`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    for (const c of clients) c.close();
+  }
 }
 
 function stopped(p: ChildProcess): Promise<void> {
@@ -191,6 +217,10 @@ export async function upCommand(argv: string[]): Promise<void> {
       });
     const routers = ready.filter((r) => r.routerId).map((r) => ({ id: r.routerId, address: r.address, metricsPort: r.metricsPort }));
     const workers = ready.filter((r) => r.workerId).map((r) => ({ id: r.workerId, address: r.address, metricsPort: r.metricsPort }));
+    await untilRoutersSeeWorkers(
+      routers.map((r) => String(r.address)),
+      workers.length,
+    );
     const addr = routers[0]?.address as string;
     const ask = `pnpm -s kcache ask${addr === DEFAULT_ADDRESS ? '' : ` --addr ${addr}`} "Once upon a time"`;
     if (values.json) {

@@ -9,9 +9,12 @@
  *
  * Lease: SET PX leaseTtlMs, rewritten every loadIntervalMs with the worker's current load
  * (running, waiting, KV and cache usage), so every router weighs the same load, including the
- * requests other routers sent.
+ * requests other routers sent. The lease names this process (`instance`): a lease held by another
+ * live process with the same worker id is never overwritten, so a second worker started with an
+ * id in use is refused at start instead of corrupting the index.
  */
 
+import { randomUUID } from 'node:crypto';
 import type { RedisClient } from '@kcache/block-index';
 import {
   encodeKvEvent,
@@ -19,11 +22,29 @@ import {
   type KvEvent,
   kvStreamKey,
   leaseKey,
+  parseLease,
   WORKERS_SET,
   type WorkerLease,
   type WorkerLoad,
 } from '@kcache/protocol';
 import type { BlockManager } from '../scheduler/block-manager.js';
+
+/** KEYS[1]=lease; ARGV = lease JSON, instance, ttlMs. Writes unless another instance holds it; returns that lease then. */
+const CLAIM_LEASE = `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, l = pcall(cjson.decode, cur)
+  if ok and type(l) == 'table' and l.instance and l.instance ~= '' and l.instance ~= ARGV[2] then return cur end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return false
+`;
+
+type LeaseRedis = RedisClient & { kcClaimLease(key: string, lease: string, instance: string, ttlMs: string): Promise<string | null> };
+
+export class WorkerIdInUseError extends Error {
+  override readonly name = 'WorkerIdInUseError';
+}
 
 export interface PublisherOptions {
   leaseTtlMs?: number;
@@ -35,17 +56,22 @@ export interface PublisherOptions {
 export class KvEventPublisher {
   private seq = 0;
   readonly epoch = Date.now();
+  readonly instance = randomUUID();
+  private readonly redis: LeaseRedis;
+  private conflictWarned = false;
   private timer: NodeJS.Timeout | null = null;
   private readonly leaseTtlMs: number;
   private readonly intervalMs: number;
   private readonly maxLen: number;
 
   constructor(
-    private readonly redis: RedisClient,
-    private readonly lease: Omit<WorkerLease, 'epoch' | 'writtenAt' | 'load'>,
+    redis: RedisClient,
+    private readonly lease: Omit<WorkerLease, 'epoch' | 'instance' | 'writtenAt' | 'load'>,
     private readonly load: () => WorkerLoad,
     o: PublisherOptions = {},
   ) {
+    if (!('kcClaimLease' in redis)) redis.defineCommand('kcClaimLease', { numberOfKeys: 1, lua: CLAIM_LEASE });
+    this.redis = redis as LeaseRedis;
     this.leaseTtlMs = o.leaseTtlMs ?? 10_000;
     this.intervalMs = Math.max(50, Math.min(o.loadIntervalMs ?? 500, this.leaseTtlMs / 3));
     this.maxLen = o.maxLen ?? 100_000;
@@ -65,26 +91,41 @@ export class KvEventPublisher {
     });
   }
 
-  /** Announces the worker (clear + current contents) and starts the lease. */
+  /** Claims the worker id (WorkerIdInUseError if another live process holds it), announces the worker and keeps the lease. */
   async start(bm: BlockManager): Promise<void> {
+    const other = await this.renew();
+    if (other) {
+      const held = parseLease(other);
+      throw new WorkerIdInUseError(
+        `worker id ${this.lease.workerId} is in use by another worker${held ? ` at ${held.address}` : ''} (its lease expires within ${this.leaseTtlMs} ms of its last renewal)`,
+      );
+    }
     this.publish({ type: 'cleared' });
     for (const { hash, parent } of bm.snapshot()) this.publish({ type: 'stored', hashes: [hash], parent, tier: bm.tier });
-    await this.renew();
     this.timer = setInterval(() => void this.renew().catch(() => {}), this.intervalMs);
     this.timer.unref();
   }
 
-  private async renew(): Promise<void> {
-    const lease: WorkerLease = { ...this.lease, epoch: this.epoch, writtenAt: Date.now(), load: this.load() };
-    // two commands, not MULTI: the set and the lease are in different Redis Cluster slots
-    await this.redis.set(leaseKey(this.lease.workerId), encodeLease(lease), 'PX', this.leaseTtlMs);
+  /** Writes the lease; returns the lease of another process holding this worker id instead, if one does. */
+  private async renew(): Promise<string | null> {
+    const lease: WorkerLease = { ...this.lease, epoch: this.epoch, instance: this.instance, writtenAt: Date.now(), load: this.load() };
+    const other = await this.redis.kcClaimLease(leaseKey(this.lease.workerId), encodeLease(lease), this.instance, String(this.leaseTtlMs));
+    if (other) {
+      if (this.timer && !this.conflictWarned) process.emitWarning(`worker id ${this.lease.workerId}: another process holds its lease`);
+      this.conflictWarned = true;
+      return other;
+    }
+    // a separate command, not MULTI: the set and the lease are in different Redis Cluster slots
     await this.redis.sadd(WORKERS_SET, this.lease.workerId);
+    return null;
   }
 
   /** Stops renewing and deletes the lease (a clean shutdown). */
   async stop(): Promise<void> {
+    const started = this.timer !== null;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    if (!started || this.conflictWarned) return; // the lease is not ours to delete
     await Promise.all([this.redis.del(leaseKey(this.lease.workerId)), this.redis.srem(WORKERS_SET, this.lease.workerId)]).catch(() => {});
   }
 }

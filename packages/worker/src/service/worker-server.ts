@@ -215,14 +215,6 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     o.metricsPort !== null && o.metricsPort !== undefined ? await serveMetrics(metrics.registry, host, o.metricsPort) : null;
   const metricsPort = metricsServer?.port ?? null;
 
-  if (redis) {
-    await redis.connect();
-    publisher = new KvEventPublisher(redis, { workerId, address, modelId: spec.id, blockSize: info.blockSize }, () => loop.load(), {
-      leaseTtlMs: o.leaseTtlMs,
-    });
-    await publisher.start(blocks);
-  }
-
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -236,6 +228,19 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     await metricsServer?.close();
     engine.dispose();
   };
+  if (redis) {
+    try {
+      await redis.connect();
+      publisher = new KvEventPublisher(redis, { workerId, address, modelId: spec.id, blockSize: info.blockSize }, () => loop.load(), {
+        leaseTtlMs: o.leaseTtlMs,
+      });
+      await publisher.start(blocks);
+    } catch (e) {
+      publisher = null; // it never held the lease: nothing of it to remove
+      await close();
+      throw e;
+    }
+  }
   const drain = async (graceMs: number) => {
     draining = true;
     health.setStatus('', 'NOT_SERVING');

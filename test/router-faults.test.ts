@@ -1,0 +1,100 @@
+// Faults that are not the worker's: a router with no worker yet, requests no worker can hold, and
+// a cluster whose every queue is full. Real router, real workers (stories260K), private Redis.
+import * as grpc from '@grpc/grpc-js';
+import { KcacheClient } from '@kcache/client';
+import type { GenerateClient } from '@kcache/protocol';
+import { type RunningRouter, startRouter } from '@kcache/router';
+import { type RunningWorker, startWorker } from '@kcache/worker';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { STORIES_260K } from './helpers/paths.js';
+import { startRedis, type TestRedis } from './helpers/redis.js';
+import { routed, routerClient } from './helpers/router-client.js';
+
+const prompt = (n: number, seed: number) => Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 3 + ((i * 37 + seed * 101) % 500)));
+const ask = (ids: number[], max: number) => ({
+  tokenIds: { ids },
+  sampling: { temperature: 0 },
+  stop: { maxTokens: max, ignoreEos: true },
+});
+
+let redis: TestRedis;
+let router: RunningRouter;
+let client: GenerateClient;
+const workers: RunningWorker[] = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+  // a breaker that opens on the first failure it counts: any miscounted failure would show
+  router = await startRouter({ port: 0, redisUrl: redis.url, refreshMs: 60_000, breakerThreshold: 1, metricsPort: 0 });
+  client = routerClient(router.address);
+});
+afterAll(async () => {
+  client?.close();
+  await router?.close();
+  for (const w of workers) await w.close();
+  await redis?.stop();
+});
+
+describe('a router before and after it knows workers', () => {
+  test('NOT_SERVING with no worker; the first request looks the leases up at once instead of waiting for the next poll', async () => {
+    const health = new KcacheClient(router.address);
+    expect(await health.checkHealth()).toBe('NOT_SERVING');
+    for (const id of ['f1', 'f2'])
+      workers.push(
+        await startWorker({
+          model: STORIES_260K,
+          port: 0,
+          redisUrl: redis.url,
+          workerId: id,
+          numBlocks: 8,
+          maxNumSeqs: 1,
+          maxWaiting: 1,
+          threads: 1,
+        }),
+      );
+    // the router polls leases once a minute here: only the lookup on demand can find the workers
+    const r = await routed(client, ask(prompt(20, 1), 4));
+    expect(r.finishReason).toBe('length');
+    expect(await health.checkHealth()).toBe('SERVING');
+    health.close();
+  });
+});
+
+describe('failures that are the request’s, not the worker’s', () => {
+  const breakersOpen = async () => {
+    const body = await (await fetch(`http://127.0.0.1:${router.metricsPort}/metrics`)).text();
+    return [...body.matchAll(/kcache_router_breaker_open\{[^}]*\} (\d+)/g)].map((m) => Number(m[1]));
+  };
+
+  test('a request no worker can hold gets RESOURCE_EXHAUSTED naming why, and opens no breaker', async () => {
+    for (let i = 0; i < 3; i++) {
+      const err = await routed(client, ask(prompt(100, 2 + i), 200)).catch((e) => e);
+      expect(err).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
+      expect(err.details).toMatch(/^no worker can take the request now \(tried f[12], f[12]\): max_tokens: .* needs \d+ KV blocks/);
+    }
+    expect(await breakersOpen()).toEqual([0, 0]);
+    expect((await routed(client, ask(prompt(20, 9), 4))).finishReason).toBe('length');
+  });
+
+  test('every queue full: RESOURCE_EXHAUSTED with a retry-after hint, never UNAVAILABLE; the accepted requests finish', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        routed(client, ask(prompt(10, 20 + i), 60)).then(
+          (r) => ({ ok: true as const, r }),
+          (e: grpc.ServiceError) => ({ ok: false as const, e }),
+        ),
+      ),
+    );
+    const refused = results.flatMap((x) => (x.ok ? [] : [x.e]));
+    const served = results.flatMap((x) => (x.ok ? [x.r] : []));
+    expect(refused.length).toBeGreaterThan(0);
+    expect(served.length).toBeGreaterThan(0);
+    for (const e of refused) {
+      expect(e.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(e.details).toMatch(/queue is full/);
+      expect(e.metadata.get('retry-after-ms')).toEqual(['500']);
+    }
+    for (const r of served) expect(r.finishReason).toBe('length');
+    expect(await breakersOpen()).toEqual([0, 0]);
+  });
+});
