@@ -283,6 +283,54 @@ describe('text, stop strings, logprobs and reflection (dummy:tiny, byte tokenize
     expect(cut.text).toBe(full.text.slice(0, at));
   });
 
+  test('a resumed request continues exactly: seeded sampling, max_tokens, text and a stop string across the resume point', async () => {
+    const ids = [1, ...Buffer.from('Once upon a time').map((b) => b + 3)];
+    const sampling = { temperature: 0.9, seed: 11, frequencyPenalty: 0.5 };
+    const full = await generate(client, { requestId: 'r-full', tokenIds: ids, sampling, stop: { maxTokens: 50, ignoreEos: true } });
+    // the chunks the client had after 17 tokens, as a router relays them
+    const call = client.Generate({ requestId: 'r-head', tokenIds: ids, sampling, stop: { maxTokens: 50, ignoreEos: true } });
+    const head = { tokens: [] as number[], text: '' };
+    await new Promise<void>((resolve) => {
+      call.on('data', (m) => {
+        if (!m.chunk || head.tokens.length >= 17) return;
+        head.tokens.push(...(m.chunk.tokenIds ?? []));
+        head.text += m.chunk.text ?? '';
+        if (head.tokens.length === 17) resolve();
+      });
+    });
+    call.cancel();
+    call.on('error', () => {});
+    const rest = await generate(client, {
+      requestId: 'r-rest',
+      tokenIds: [...ids, ...head.tokens],
+      resumeGenerated: 17,
+      resumeTextLen: head.text.length,
+      sampling,
+      stop: { maxTokens: 50, ignoreEos: true },
+    });
+    expect([...head.tokens, ...rest.tokenIds]).toEqual(full.tokenIds);
+    expect(head.text + rest.text).toBe(full.text);
+    expect(rest.usage).toMatchObject({ promptTokens: ids.length, completionTokens: 50 });
+    // a stop string that begins before the resume point and ends after it still stops the stream
+    const stop = full.text.slice(head.text.length - 2, head.text.length + 3);
+    const at = full.text.indexOf(stop);
+    if (at >= head.text.length - 2) {
+      const cut = await generate(client, {
+        requestId: 'r-stop',
+        tokenIds: [...ids, ...head.tokens],
+        resumeGenerated: 17,
+        resumeTextLen: head.text.length,
+        sampling,
+        stop: { maxTokens: 50, ignoreEos: true, stop: [stop] },
+      });
+      expect(cut.finishReason).toBe('stop');
+      expect(head.text + cut.text).toBe(full.text.slice(0, at));
+    }
+    await expect(
+      generate(client, { requestId: 'r-bad', tokenIds: ids, resumeGenerated: ids.length, sampling, stop: { maxTokens: 50 } }),
+    ).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^resume_generated: /) });
+  });
+
   test('top-n logprobs come with every token', async () => {
     const r = await generate(client, {
       requestId: 'lp',

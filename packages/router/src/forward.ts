@@ -10,7 +10,20 @@ import { classifyFailure } from './faults.js';
 import type { RouterMetrics } from './metrics.js';
 import type { PooledWorker } from './pool.js';
 
-export type AttemptResult = { outcome: 'done' } | { outcome: 'retry'; code: grpc.status; details: string };
+export type AttemptResult =
+  | { outcome: 'done' }
+  | { outcome: 'retry'; code: grpc.status; details: string }
+  /** The worker failed, froze or gave up (abort) after streaming some tokens: resume elsewhere. */
+  | { outcome: 'migrate'; code: grpc.status; details: string };
+
+/** What the client has received of a request so far, across workers. */
+export interface StreamProgress {
+  tokens: number[];
+  /** Characters of text sent (JavaScript string length). */
+  textLen: number;
+  /** How many times the stream has moved to another worker. */
+  migrations: number;
+}
 
 export interface ForwardContext {
   call: grpc.ServerWritableStream<GenerateRequest__Output, GenerateResponse>;
@@ -21,6 +34,15 @@ export interface ForwardContext {
   /** performance.now() when the request reached the router. */
   t0: number;
   predictedCachedTokens: number;
+  progress: StreamProgress;
+  /** Whether a failure after the first token may resume on another worker (else the client sees it). */
+  mayMigrate: boolean;
+  /**
+   * Silence after which the worker is taken for frozen (its breaker counts it; the attempt is
+   * retried or migrated): before the first message (it may be queued or prefilling a long prompt)
+   * and between messages.
+   */
+  timeouts: { firstMs: number; betweenMs: number };
 }
 
 export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptResult> {
@@ -32,24 +54,58 @@ export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptRe
     const upstream = w.client.Generate(ctx.request, ctx.metadata, { deadline: call.getDeadline() });
     const onCancel = () => upstream.cancel();
     call.once('cancelled', onCancel);
+    let silence: NodeJS.Timeout | undefined;
     const end = (result: AttemptResult) => {
       if (finished) return;
       finished = true;
+      clearTimeout(silence);
       w.inFlight--;
       call.removeListener('cancelled', onCancel);
       resolve(result);
     };
+    const watch = (ms: number) => {
+      clearTimeout(silence);
+      silence = setTimeout(() => {
+        if (finished) return;
+        // a frozen or unreachable worker: its fault, like a dropped connection
+        const details = `worker ${w.lease.workerId} sent nothing for ${ms} ms`;
+        upstream.cancel();
+        w.breaker.failure();
+        metrics.timeouts.inc({ phase: started ? 'between_tokens' : 'first_token' });
+        if (!started) end({ outcome: 'retry', code: grpc.status.UNAVAILABLE, details });
+        else if (ctx.mayMigrate) end({ outcome: 'migrate', code: grpc.status.DEADLINE_EXCEEDED, details });
+        else {
+          metrics.requests.inc({ outcome: 'error' });
+          call.emit('error', { code: grpc.status.UNAVAILABLE, details });
+          end({ outcome: 'done' });
+        }
+      }, ms);
+    };
+    watch(ctx.timeouts.firstMs);
     upstream.on('data', (m: WorkerGenerateResponse__Output) => {
+      if (finished) return;
+      watch(ctx.timeouts.betweenMs);
       if (!started) {
         started = true;
         w.breaker.success();
-        metrics.ttft.observe((performance.now() - ctx.t0) / 1000);
+        if (ctx.progress.tokens.length === 0) metrics.ttft.observe((performance.now() - ctx.t0) / 1000);
+      }
+      if (m.chunk) {
+        ctx.progress.tokens.push(...(m.chunk.tokenIds ?? []));
+        ctx.progress.textLen += (m.chunk.text ?? '').length;
       }
       if (m.final) {
+        // the worker gave the request up (it is draining, or its engine failed), not the client
+        if (m.final.finishReason === 'abort' && !call.cancelled && ctx.mayMigrate) {
+          upstream.cancel();
+          end({ outcome: 'migrate', code: grpc.status.ABORTED, details: `worker ${w.lease.workerId} aborted the request` });
+          return;
+        }
         const actual = m.final.usage?.cachedTokens ?? 0;
         metrics.actualCached.inc(actual);
         metrics.predictedCached.inc(ctx.predictedCachedTokens);
         metrics.cacheMisprediction.observe(actual - ctx.predictedCachedTokens);
+        m.final.migrations = ctx.progress.migrations;
       }
       call.write(m);
     });
@@ -74,6 +130,10 @@ export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptRe
       if (!started && handling.retry) {
         metrics.retries.inc({ cause: grpc.status[e.code] ?? String(e.code) });
         end({ outcome: 'retry', code: e.code, details: e.details });
+        return;
+      }
+      if (started && handling.breaker && ctx.mayMigrate) {
+        end({ outcome: 'migrate', code: e.code, details: e.details });
         return;
       }
       metrics.requests.inc({ outcome: 'error' });

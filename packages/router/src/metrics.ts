@@ -14,6 +14,8 @@ export class RouterMetrics {
   readonly cacheMisprediction: Histogram;
   readonly workerLoad: Gauge;
   readonly retries: Counter;
+  readonly migrations: Counter;
+  readonly timeouts: Counter;
   readonly breakerState: Gauge;
   readonly requests: Counter;
   readonly ttft: Histogram;
@@ -66,6 +68,18 @@ export class RouterMetrics {
       name: 'kcache_router_retries_total',
       help: 'Requests retried on another worker',
       labelNames: ['cause'],
+      registers: r,
+    });
+    this.migrations = new Counter({
+      name: 'kcache_router_migrations_total',
+      help: 'Streams resumed on another worker after theirs failed mid-stream',
+      labelNames: ['cause'],
+      registers: r,
+    });
+    this.timeouts = new Counter({
+      name: 'kcache_router_worker_timeouts_total',
+      help: 'Attempts given up because the worker sent nothing for too long, by phase',
+      labelNames: ['phase'],
       registers: r,
     });
     this.breakerState = new Gauge({

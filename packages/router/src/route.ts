@@ -99,8 +99,15 @@ export function decide(router: Router, req: RouteRequest, state: RouteState, exc
  * Decides, attempts, and on failure before the first token decides again without the workers
  * tried. `state` is read before each decision: loads change while requests are in flight.
  */
-export async function route(router: Router, req: RouteRequest, state: () => RouteState, attempt: Attempt): Promise<RouteOutcome> {
-  const exclude = new Set<string>();
+export async function route(
+  router: Router,
+  req: RouteRequest,
+  state: () => RouteState,
+  attempt: Attempt,
+  /** Workers not to choose at all (those a migrating stream just left). */
+  avoid: Iterable<string> = [],
+): Promise<RouteOutcome> {
+  const exclude = new Set<string>(avoid);
   const tried: string[] = [];
   for (let i = 0; i < router.maxAttempts; i++) {
     const choice = decide(router, req, state(), exclude);

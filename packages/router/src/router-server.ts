@@ -22,8 +22,9 @@ import {
 } from '@kcache/protocol';
 import { type CacheAwareConfig, makePolicy, type PolicyName, RecentPrefixes } from '@kcache/routing';
 import { HealthImplementation } from 'grpc-health-check';
-import { forward } from './forward.js';
+import { forward, type StreamProgress } from './forward.js';
 import { RouterMetrics } from './metrics.js';
+import { continuation } from './migrate.js';
 import { WorkerPool } from './pool.js';
 import { type Router, route } from './route.js';
 import { Tokenizers } from './tokenizers.js';
@@ -42,6 +43,12 @@ export interface RouterOptions {
   /** Longest the router waits for the index before routing least-loaded (ms). */
   lookupTimeoutMs?: number;
   maxAttempts?: number;
+  /** How many times one stream may move to another worker after its worker failed mid-stream (default 3; 0: never). */
+  maxMigrations?: number;
+  /** A worker silent this long before its first message (queued, prefilling) is taken for frozen (default 120 s). */
+  firstTokenTimeoutMs?: number;
+  /** ... or this long between two messages of a stream (default 5 s). */
+  interTokenTimeoutMs?: number;
   breakerThreshold?: number;
   breakerOpenMs?: number;
 }
@@ -78,6 +85,8 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   const router: Router = { policy: makePolicy(policyName, o.cacheAware), policyName, maxAttempts: o.maxAttempts ?? 3 };
   const metrics = new RouterMetrics(routerId);
   const lookupTimeoutMs = o.lookupTimeoutMs ?? 50;
+  const maxMigrations = o.maxMigrations ?? 3;
+  const timeouts = { firstMs: o.firstTokenTimeoutMs ?? 120_000, betweenMs: o.interTokenTimeoutMs ?? 5_000 };
 
   const redisOpts = { maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: () => 200, lazyConnect: true };
   const redis = connectRedis(o.redisUrl, redisOpts);
@@ -188,14 +197,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
         if (ids.length === 0) throw new RouteError(grpc.status.INVALID_ARGUMENT, 'input: the prompt is empty');
         const candidates = () => pool.candidates(modelId);
         const blockSize = pool.all().find((w) => w.lease.modelId === modelId)?.lease.blockSize as number;
-        const hashes = promptBlockHashes(ids, blockSize, { modelId, cacheSalt: r.cacheSalt ?? '' });
-        const matches = await lookup(
-          hashes,
-          candidates().map((c) => c.id),
-        );
-        const routedHere = recent.match(hashes);
-        const failures: { code: grpc.status; details: string }[] = [];
-        const request = {
+        const original = {
           requestId: r.requestId || randomUUID(),
           tokenIds: ids,
           sampling: r.sampling,
@@ -203,34 +205,72 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
           cacheSalt: r.cacheSalt ?? '',
           kcacheTopn: r.kcacheTopn,
         };
-        const outcome = await route(
-          router,
-          { hashes, promptTokens: ids.length, blockSize },
-          () => ({ candidates: candidates(), matches, recent: routedHere }),
-          async (choice) => {
-            const w = pool.get(choice.worker);
-            if (!w?.breaker.allow()) return 'skip';
-            metrics.decisions.inc({ policy: choice.policy, reason: choice.reason });
-            w.routedBlocks += choice.newBlocks;
-            recent.record(hashes, choice.worker);
-            const r = await forward(w, { call, request, metadata, metrics, t0, predictedCachedTokens: choice.predictedCachedTokens });
-            if (r.outcome === 'done') return 'done';
-            failures.push(r);
-            return 'retry';
-          },
-        );
-        if (!outcome.served) {
+        const progress: StreamProgress = { tokens: [], textLen: 0, migrations: 0 };
+        const left: string[] = []; // workers this stream failed on mid-stream
+        for (;;) {
+          const request = continuation(original, progress);
+          const hashes = promptBlockHashes(request.tokenIds, blockSize, { modelId, cacheSalt: r.cacheSalt ?? '' });
+          const matches = await lookup(
+            hashes,
+            candidates().map((c) => c.id),
+          );
+          const routedHere = recent.match(hashes);
+          const failures: { code: grpc.status; details: string }[] = [];
+          let migrate: { code: grpc.status; details: string } | null = null;
+          const outcome = await route(
+            router,
+            { hashes, promptTokens: request.tokenIds.length, blockSize },
+            () => ({ candidates: candidates(), matches, recent: routedHere }),
+            async (choice) => {
+              const w = pool.get(choice.worker);
+              if (!w?.breaker.allow()) return 'skip';
+              metrics.decisions.inc({ policy: choice.policy, reason: choice.reason });
+              w.routedBlocks += choice.newBlocks;
+              recent.record(hashes, choice.worker);
+              const mayMigrate = progress.migrations < maxMigrations;
+              const res = await forward(w, {
+                call,
+                request,
+                metadata,
+                metrics,
+                t0,
+                predictedCachedTokens: choice.predictedCachedTokens,
+                progress,
+                mayMigrate,
+                timeouts,
+              });
+              if (res.outcome === 'retry') {
+                failures.push(res);
+                return 'retry';
+              }
+              if (res.outcome === 'migrate') {
+                migrate = res;
+                left.push(choice.worker);
+              }
+              return 'done';
+            },
+            left,
+          );
+          if (migrate) {
+            const { code } = migrate as { code: grpc.status };
+            progress.migrations++;
+            metrics.migrations.inc({ cause: grpc.status[code] ?? String(code) });
+            continue;
+          }
+          if (outcome.served) return;
+          const tried = [...left, ...outcome.tried].join(', ') || 'none';
           // every worker tried was full: backpressure the client must see, not an outage
           if (failures.length > 0 && failures.every((f) => f.code === grpc.status.RESOURCE_EXHAUSTED)) {
             const trailer = new grpc.Metadata();
             trailer.set('retry-after-ms', String(OVERLOAD_RETRY_AFTER_MS));
             throw new RouteError(
               grpc.status.RESOURCE_EXHAUSTED,
-              `no worker can take the request now (tried ${outcome.tried.join(', ')}): ${failures.at(-1)?.details}`,
+              `no worker can take the request now (tried ${tried}): ${failures.at(-1)?.details}`,
               trailer,
             );
           }
-          throw new RouteError(grpc.status.UNAVAILABLE, `no worker could take the request (tried ${outcome.tried.join(', ') || 'none'})`);
+          const sent = progress.tokens.length > 0 ? ` after ${progress.tokens.length} tokens` : '';
+          throw new RouteError(grpc.status.UNAVAILABLE, `no worker could take the request${sent} (tried ${tried})`);
         }
       } catch (e) {
         const err = e instanceof RouteError ? e : new RouteError(grpc.status.INTERNAL, (e as Error).message);

@@ -30,6 +30,11 @@ export interface GenerateInput {
   kcacheTopN?: number | null;
   /** The router that sent it (its load report counts requests per router). */
   origin?: string;
+  /**
+   * A request another worker started: the last `generated` of tokenIds are output already sent to
+   * the client as `textLen` characters. Generation continues exactly as that worker's would have.
+   */
+  resume?: { generated: number; textLen: number };
 }
 
 export type FinishReason = 'stop' | 'length' | 'abort';
@@ -106,7 +111,11 @@ export class EngineLoop {
     const outside = ids.findIndex((t) => !Number.isInteger(t) || t < 0 || t >= vocabSize);
     if (outside >= 0) throw bad(`token_ids[${outside}] = ${ids[outside]} is outside the vocabulary (size ${vocabSize})`);
     if (ids.length >= maxSeqLen) throw bad(`token_ids: a prompt of ${ids.length} tokens leaves no room in the context length ${maxSeqLen}`);
-    const room = maxSeqLen - ids.length;
+    const resumed = input.resume?.generated ?? 0;
+    if (!Number.isInteger(resumed) || resumed < 0 || resumed >= ids.length)
+      throw bad(`resume_generated: ${resumed} must leave at least one prompt token of the ${ids.length} token_ids`);
+    const promptLen = ids.length - resumed;
+    const room = maxSeqLen - promptLen;
     const { maxTokens: asked, minTokens } = input.stop;
     if (asked !== null && asked > room) {
       throw bad(`max_tokens: ${asked} exceeds the ${room} tokens left in the context length ${maxSeqLen} after the prompt`);
@@ -114,13 +123,14 @@ export class EngineLoop {
     if (asked === 0) throw bad('max_tokens must be at least 1');
     const maxTokens = asked ?? room;
     if (minTokens > maxTokens) throw bad(`min_tokens: ${minTokens} exceeds max_tokens ${maxTokens}`);
+    if (resumed >= maxTokens) throw bad(`resume_generated: ${resumed} tokens already reach max_tokens ${maxTokens}`);
     const samplingError = validateSampling(input.sampling) ?? validatePenalties(input.sampling);
     if (samplingError) throw bad(samplingError);
     const maxN = this.config.kcacheTopN;
     const topN = input.kcacheTopN;
     if (topN !== null && topN !== undefined && maxN !== null && (!Number.isInteger(topN) || topN < 1 || topN > maxN))
       throw bad(`kcache_topn: ${topN} must be in 1..${maxN} (a request may lower this worker's N, not raise it)`);
-    const blocks = Math.ceil((ids.length + maxTokens) / this.bm.blockSize);
+    const blocks = Math.ceil((promptLen + maxTokens) / this.bm.blockSize);
     if (blocks > this.bm.numBlocks) {
       throw new WorkerError(
         'RESOURCE_EXHAUSTED',
@@ -133,13 +143,23 @@ export class EngineLoop {
     }
     const eos = new Set(input.stop.stopTokenIds);
     if (!input.stop.ignoreEos) for (const e of this.engine.model.eosTokenIds) eos.add(e);
-    const req = new SchedRequest(input.requestId, ids, { modelId: this.engine.model.id, cacheSalt: input.cacheSalt }, performance.now());
+    const req = new SchedRequest(
+      input.requestId,
+      ids,
+      { modelId: this.engine.model.id, cacheSalt: input.cacheSalt },
+      performance.now(),
+      promptLen,
+    );
+    const sampler = new RequestSampler(input.sampling, [...eos], minTokens);
+    sampler.skipDraws(resumed);
+    const detok = new StreamDetokenizer(this.engine.model.tokenizer, input.stop.stop);
+    if (resumed > 0) detok.resume(ids.slice(promptLen), input.resume?.textLen ?? 0);
     this.live.set(input.requestId, {
       req,
       input,
       sink,
-      sampler: new RequestSampler(input.sampling, [...eos], minTokens),
-      detok: new StreamDetokenizer(this.engine.model.tokenizer, input.stop.stop),
+      sampler,
+      detok,
       maxTokens,
       eos,
       arrival: performance.now(),

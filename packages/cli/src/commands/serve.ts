@@ -8,7 +8,8 @@ export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url 
     [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-waiting N]
     [--drain-grace-ms N] [--lease-ttl-ms N] [--kv-cache-bytes N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
   kcache serve router --port P --redis-url URL [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N]
-    [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]`;
+    [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
+    [--max-migrations 3] [--first-token-timeout-ms 120000] [--inter-token-timeout-ms 5000]`;
 
 /** Waits for SIGTERM/SIGINT, runs `stop`, prints the lifecycle as JSON lines. */
 async function untilSignal(stop: () => Promise<void>, graceMs: number): Promise<void> {
@@ -34,10 +35,14 @@ async function serveRouter(argv: string[]): Promise<void> {
       id: { type: 'string' },
       host: { type: 'string' },
       'metrics-port': { type: 'string' },
+      'max-migrations': { type: 'string' },
+      'first-token-timeout-ms': { type: 'string' },
+      'inter-token-timeout-ms': { type: 'string' },
       ...CACHE_AWARE_OPTIONS,
     },
   });
   if (values.port === undefined) throw new UsageError('--port is required');
+  const maxMigrations = intArg('max-migrations', values['max-migrations'], 3, 0);
   const redisUrl = redisUrlArg(values['redis-url']);
   if (!redisUrl) throw new UsageError('--redis-url is required');
   const cacheAware = cacheAwareArgs(values);
@@ -52,6 +57,9 @@ async function serveRouter(argv: string[]): Promise<void> {
     cacheAware,
     routerId: values.id,
     metricsPort: values['metrics-port'] === undefined ? null : intArg('metrics-port', values['metrics-port'], 0, 0),
+    maxMigrations,
+    firstTokenTimeoutMs: intArg('first-token-timeout-ms', values['first-token-timeout-ms'], 120_000, 1),
+    interTokenTimeoutMs: intArg('inter-token-timeout-ms', values['inter-token-timeout-ms'], 5_000, 1),
   });
   process.stdout.write(
     `${JSON.stringify({ event: 'ready', routerId: router.routerId, address: router.address, metricsPort: router.metricsPort, policy })}\n`,

@@ -15,6 +15,12 @@ export class StreamDetokenizer {
     private readonly stop: readonly string[],
   ) {}
 
+  /** Continues after `tokens` whose first `textLen` characters of text were already emitted (elsewhere). */
+  resume(tokens: readonly number[], textLen: number): void {
+    this.ids.push(...tokens);
+    this.emitted = textLen;
+  }
+
   /** Adds tokens; returns the text now safe to emit and whether a stop string was found. */
   push(tokens: readonly number[]): { text: string; stopped: boolean } {
     if (!this.tokenizer) return { text: '', stopped: false };

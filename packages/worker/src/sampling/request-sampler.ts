@@ -42,6 +42,12 @@ export class RequestSampler {
     this.rng = new Rng(params.seed ?? Math.floor(Math.random() * 2 ** 32));
   }
 
+  /** Advances the RNG past `n` tokens sampled elsewhere (a resumed request): one draw per sampled token. */
+  skipDraws(n: number): void {
+    if (this.params.temperature === 0) return;
+    for (let i = 0; i < n; i++) this.rng.next();
+  }
+
   /** Chooses the next token from `logits` (modified in place) given the prompt and output so far. */
   next(logits: Float32Array, promptLen: number, tokens: readonly number[]): { token: number; logprobs: TokenLogprobs | null } {
     const raw = this.params.logprobs > 0 ? logSoftmax(logits) : null;

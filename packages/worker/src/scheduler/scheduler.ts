@@ -34,16 +34,16 @@ export class SchedRequest {
   admitted = false;
   preemptions = 0;
 
+  /** `promptLen` < tokens.length: the rest was generated already (a resumed request). */
   constructor(
     readonly id: string,
-    prompt: readonly number[],
+    tokens: readonly number[],
     readonly extra: HashExtra,
     readonly arrival: number,
+    readonly promptLen: number = tokens.length,
   ) {
-    this.tokens = [...prompt];
-    this.promptLen = prompt.length;
+    this.tokens = [...tokens];
   }
-  readonly promptLen: number;
 
   get outputLen(): number {
     return this.tokens.length - this.promptLen;

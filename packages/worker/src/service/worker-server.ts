@@ -74,6 +74,7 @@ function toInput(r: WorkerGenerateRequest__Output): GenerateInput {
     tokenIds: r.tokenIds ?? [],
     cacheSalt: r.cacheSalt ?? '',
     kcacheTopN: r.kcacheTopn ?? null,
+    resume: r.resumeGenerated ? { generated: r.resumeGenerated, textLen: r.resumeTextLen ?? 0 } : undefined,
     sampling: {
       temperature: s.temperature ?? 1,
       topK: s.topK ?? 0,
