@@ -123,6 +123,7 @@ describe.each([
           epoch: 7,
           instance: 'i7',
           writtenAt: Date.now(),
+          ttlMs: 5000,
           load: IDLE_LOAD,
         }),
         'PX',

@@ -1,6 +1,7 @@
 // `kcache serve worker` as a process: it announces itself, serves, and on SIGTERM drains —
 // health NOT_SERVING, new requests refused, in-flight requests finish — then exits 0.
 import * as grpc from '@grpc/grpc-js';
+import { leaseKey } from '@kcache/protocol';
 import { expect, test } from 'vitest';
 import { STORIES_260K } from './helpers/paths.js';
 import { spawnKcache } from './helpers/processes.js';
@@ -26,6 +27,7 @@ test('SIGTERM drains in-flight requests and exits 0', async () => {
     '1',
   ]);
   const { address } = (await ready) as { address: string };
+  expect(await redis.client.exists(leaseKey('cli-w'))).toBe(1);
   const client = workerClient(address);
   const inflight = generate(client, {
     requestId: 'long',
@@ -43,7 +45,35 @@ test('SIGTERM drains in-flight requests and exits 0', async () => {
   expect(done.tokenIds).toHaveLength(300);
   expect(await exited).toBe(0);
   expect(events.map((e) => e.event)).toEqual(['ready', 'draining', 'stopped']);
-  expect(await redis.client.exists('kcache:worker:cli-w')).toBe(0);
+  expect(await redis.client.exists(leaseKey('cli-w'))).toBe(0);
   client.close();
+  await redis.stop();
+}, 60_000);
+
+test('a second worker with an id in use exits 1 and leaves the first alone', async () => {
+  const redis: TestRedis = await startRedis();
+  const args = [
+    'serve',
+    'worker',
+    '--model',
+    STORIES_260K,
+    '--port',
+    '0',
+    '--redis-url',
+    redis.url,
+    '--id',
+    'twin',
+    '--num-blocks',
+    '16',
+    '--threads',
+    '1',
+  ];
+  const first = spawnKcache(args);
+  await first.ready;
+  const second = spawnKcache(args);
+  expect(await second.exited).toBe(1);
+  expect(first.proc.exitCode).toBeNull();
+  first.proc.kill('SIGTERM');
+  expect(await first.exited).toBe(0);
   await redis.stop();
 }, 60_000);

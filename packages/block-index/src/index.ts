@@ -1,6 +1,6 @@
 export { checkRedisUrl, connectRedis, type RedisClient } from './connect.js';
 export { IndexConsumer } from './consumer.js';
-export { liveWorkers } from './leases.js';
+export { liveWorkers, redisInstance } from './leases.js';
 export { MemoryBlockIndex } from './memory-index.js';
 export { RedisBlockIndex } from './redis-index.js';
 export { freePort, startRedis, startRedisCluster, type TestRedis, type TestRedisCluster } from './redis-server.js';

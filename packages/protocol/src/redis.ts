@@ -56,6 +56,8 @@ export interface WorkerLease {
   instance: string;
   /** When the worker wrote this lease and its load (its clock, ms). */
   writtenAt: number;
+  /** How long the lease lives unless renewed (ms): how long a router may trust it without seeing it again. */
+  ttlMs: number;
   load: WorkerLoad;
 }
 
@@ -86,6 +88,7 @@ export function parseLease(raw: string): WorkerLease | null {
     epoch: l.epoch as number,
     instance: typeof l.instance === 'string' ? l.instance : '',
     writtenAt: Number.isFinite(l.writtenAt) ? (l.writtenAt as number) : 0,
+    ttlMs: Number.isFinite(l.ttlMs) && (l.ttlMs as number) > 0 ? (l.ttlMs as number) : 10_000,
     load: {
       running: num(load.running),
       waiting: num(load.waiting),

@@ -11,6 +11,8 @@ const lease = (workerId: string) => ({
   epoch: 1,
   instance: 'i1',
   writtenAt: 1,
+  ttlMs: 0, // gone from Redis means gone
+
   load: IDLE_LOAD,
 });
 const sample = (text: string, name: string, worker: string) =>

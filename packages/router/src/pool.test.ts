@@ -10,6 +10,7 @@ const lease = (workerId: string, load: Partial<WorkerLease['load']> = {}, epoch 
   epoch,
   instance: 'i1',
   writtenAt,
+  ttlMs: 0, // gone from Redis means gone, unless a test says otherwise
   load: { ...IDLE_LOAD, numBlocks: 100, ...load },
 });
 
@@ -59,5 +60,24 @@ test('sync follows the leases: fresh load kept, a restart keeps the breaker and 
   expect(pool.candidates('m')).toEqual([]); // an open breaker takes no requests
   expect(removed).toEqual(['w2']);
   expect(pool.get('w2')).toBeUndefined();
+  pool.close();
+});
+
+test('after a Redis restart a missing worker stays until its lease could really have expired; otherwise it goes at once', () => {
+  let now = 1_000;
+  const removed: string[] = [];
+  const pool = new WorkerPool('r1', 3, 5_000, { removed: (id) => removed.push(id) }, () => now);
+  const l = (id: string) => ({ ...lease(id), ttlMs: 2_000 });
+  pool.sync([l('w1'), l('w2'), l('w3')], 'redis-a');
+  now += 100;
+  pool.sync([l('w1'), l('w2')], 'redis-a'); // w3's lease is gone from the same Redis: expired or deleted
+  expect(removed).toEqual(['w3']);
+  now += 1_400;
+  pool.sync([l('w2')], 'redis-b'); // Redis restarted empty; only w2 has re-registered so far
+  expect(pool.candidates('m').map((c) => c.id)).toEqual(['w1', 'w2']);
+  now += 600; // 2.1 s since w1's lease was last seen: it could have expired
+  pool.sync([l('w2')], 'redis-b');
+  expect(pool.candidates('m').map((c) => c.id)).toEqual(['w2']);
+  expect(removed).toEqual(['w3', 'w1']);
   pool.close();
 });

@@ -1,8 +1,11 @@
 /**
  * The workers this router knows: their leases (from Redis), a gRPC client each, the requests this
  * router has in flight on each, and a circuit breaker each. sync() follows the leases: new workers
- * get a client, vanished ones are closed and forgotten, a restarted one (new epoch or address)
- * gets a new client but keeps its breaker and in-flight count.
+ * get a client, a restarted one (new epoch or address) gets a new client but keeps its breaker and
+ * in-flight count, and one whose lease is missing is forgotten at once, unless Redis restarted
+ * since the lease was last seen: a Redis that restarted empty is no proof that the workers died
+ * (they re-register within a renewal period), so then it stays until its lease could really have
+ * expired (its TTL after this router last saw it).
  */
 import * as grpc from '@grpc/grpc-js';
 import { protos, type WorkerClient, type WorkerLease } from '@kcache/protocol';
@@ -16,6 +19,8 @@ export interface PooledWorker {
   inFlight: number;
   /** Prompt blocks this router sent there that the worker did not hold, since its last load report. */
   routedBlocks: number;
+  /** When this router last read the worker's lease (its clock, ms). */
+  seenAt: number;
   breaker: CircuitBreaker;
 }
 
@@ -26,6 +31,8 @@ export interface PoolEvents {
 
 export class WorkerPool {
   private readonly workers = new Map<string, PooledWorker>();
+  private redis = '';
+  private redisRestartedAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     /** This router's id: its own requests in a worker's load report are counted from inFlight instead. */
@@ -33,12 +40,20 @@ export class WorkerPool {
     private readonly breakerThreshold?: number,
     private readonly breakerOpenMs?: number,
     private readonly events: PoolEvents = {},
+    private readonly now: () => number = Date.now,
   ) {}
 
-  sync(leases: readonly WorkerLease[]): void {
+  /** `redisInstance`: which Redis the leases came from (redisInstance()); a change is a restart. */
+  sync(leases: readonly WorkerLease[], redisInstance = ''): void {
     const live = new Set(leases.map((l) => l.workerId));
+    const now = this.now();
+    if (redisInstance !== this.redis) {
+      if (this.redis !== '') this.redisRestartedAt = now;
+      this.redis = redisInstance;
+    }
     for (const [id, w] of this.workers) {
       if (live.has(id)) continue;
+      if (this.redisRestartedAt >= w.seenAt && now - w.seenAt < w.lease.ttlMs) continue;
       w.client.close();
       this.workers.delete(id);
       this.events.removed?.(id);
@@ -48,6 +63,7 @@ export class WorkerPool {
       if (cur && cur.lease.address === lease.address && cur.lease.epoch === lease.epoch) {
         if (lease.writtenAt !== cur.lease.writtenAt) cur.routedBlocks = 0; // the new report counts them
         cur.lease = lease;
+        cur.seenAt = now;
         continue;
       }
       cur?.client.close();
@@ -56,6 +72,7 @@ export class WorkerPool {
         client: new (protos().v1.Worker)(lease.address, grpc.credentials.createInsecure()),
         inFlight: cur?.inFlight ?? 0,
         routedBlocks: 0,
+        seenAt: now,
         breaker: cur?.breaker ?? new CircuitBreaker(this.breakerThreshold, this.breakerOpenMs),
       });
     }

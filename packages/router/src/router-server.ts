@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { connectRedis, IndexConsumer, liveWorkers, type MatchResult, RedisBlockIndex } from '@kcache/block-index';
+import { connectRedis, IndexConsumer, liveWorkers, type MatchResult, RedisBlockIndex, redisInstance } from '@kcache/block-index';
 import { serveMetrics } from '@kcache/metrics';
 import {
   type GenerateHandlers,
@@ -108,15 +108,16 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   let closing = false;
   const refresh = async () => {
     let leases: WorkerLease[];
+    let instance: string;
     try {
-      leases = await liveWorkers(redis);
+      [instance, leases] = await Promise.all([redisInstance(redis), liveWorkers(redis)]);
       metrics.redisUp.set(1);
     } catch {
       metrics.redisUp.set(0);
       return; // Redis away: keep the workers we know
     }
     metrics.liveWorkers.set(leases.length);
-    pool.sync(leases);
+    pool.sync(leases, instance);
     if (closing) return;
     const status = pool.all().length > 0 ? 'SERVING' : 'NOT_SERVING';
     health.setStatus('', status);

@@ -66,7 +66,7 @@ export class KvEventPublisher {
 
   constructor(
     redis: RedisClient,
-    private readonly lease: Omit<WorkerLease, 'epoch' | 'instance' | 'writtenAt' | 'load'>,
+    private readonly lease: Omit<WorkerLease, 'epoch' | 'instance' | 'writtenAt' | 'ttlMs' | 'load'>,
     private readonly load: () => WorkerLoad,
     o: PublisherOptions = {},
   ) {
@@ -108,7 +108,14 @@ export class KvEventPublisher {
 
   /** Writes the lease; returns the lease of another process holding this worker id instead, if one does. */
   private async renew(): Promise<string | null> {
-    const lease: WorkerLease = { ...this.lease, epoch: this.epoch, instance: this.instance, writtenAt: Date.now(), load: this.load() };
+    const lease: WorkerLease = {
+      ...this.lease,
+      epoch: this.epoch,
+      instance: this.instance,
+      writtenAt: Date.now(),
+      ttlMs: this.leaseTtlMs,
+      load: this.load(),
+    };
     const other = await this.redis.kcClaimLease(leaseKey(this.lease.workerId), encodeLease(lease), this.instance, String(this.leaseTtlMs));
     if (other) {
       if (this.timer && !this.conflictWarned) process.emitWarning(`worker id ${this.lease.workerId}: another process holds its lease`);
