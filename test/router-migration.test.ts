@@ -154,3 +154,64 @@ test('SIGSTOP of the serving worker mid-stream: after the inter-token timeout th
     await quick.close();
   }
 }, 90_000);
+
+test('a worker drained with a short grace gives its stream up; the router resumes it elsewhere: nothing is truncated', async () => {
+  const own = await startRedis();
+  const drained: KcacheProcess[] = [];
+  const r = await startRouter({ port: 0, redisUrl: own.url, refreshMs: 100 });
+  const c = routerClient(r.address);
+  try {
+    for (const id of ['dA', 'dB']) {
+      const p = spawnKcache([
+        'serve',
+        'worker',
+        '--model',
+        'dummy:smol135:bf16',
+        '--port',
+        '0',
+        '--redis-url',
+        own.url,
+        '--id',
+        id,
+        '--num-blocks',
+        '64',
+        '--threads',
+        '1',
+        '--drain-grace-ms',
+        '50',
+      ]);
+      await p.ready;
+      drained.push(p);
+    }
+    await r.refresh();
+    const ids = Array.from({ length: 40 }, (_, i) => (i === 0 ? 1 : 3 + ((i * 71) % 500)));
+    const request = { tokenIds: { ids }, sampling: { temperature: 0 }, stop: { maxTokens: 40, ignoreEos: true } };
+    const reference = await routed(c, request, 60_000);
+    await new Promise((res) => setTimeout(res, 200));
+    await r.syncIndex();
+    const serving = drained[reference.workerId === 'dA' ? 0 : 1] as KcacheProcess;
+    const tokens: number[] = [];
+    let final: GenerateResponse__Output['final'] | undefined;
+    await new Promise<void>((resolve, reject) => {
+      const call = c.Generate(request, { deadline: Date.now() + 60_000 });
+      call.on('data', (m: GenerateResponse__Output) => {
+        if (m.chunk) {
+          if (tokens.length === 0) serving.proc.kill('SIGTERM');
+          tokens.push(...(m.chunk.tokenIds ?? []));
+        }
+        if (m.final) final = m.final;
+      });
+      call.on('end', resolve);
+      call.on('error', reject);
+    });
+    expect(await serving.exited).toBe(0);
+    expect(tokens).toEqual(reference.tokenIds);
+    expect(final).toMatchObject({ finishReason: 'length', migrations: 1, usage: { completionTokens: 40 } });
+  } finally {
+    c.close();
+    await r.close();
+    for (const p of drained) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
+    await Promise.all(drained.map((p) => p.exited));
+    await own.stop();
+  }
+}, 90_000);
