@@ -1,13 +1,17 @@
 // `kcache up --workers 3 --model dummy:tiny` as a new user runs it: six distinct long system
 // prompts sent one at a time start on all three workers (not all on one), and follow-ups of each
-// stay on their worker with cache hits.
+// stay on their worker with cache hits; a worker killed under it is restarted, and the cluster
+// serves throughout.
 import type { ChildProcess } from 'node:child_process';
 import { KcacheClient } from '@kcache/client';
+import { leaseKey, parseLease } from '@kcache/protocol';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { spawnKcache } from './helpers/processes.js';
 
 let proc: ChildProcess;
 let pids: number[] = [];
+let redisUrl = '';
 let client: KcacheClient;
 
 beforeAll(async () => {
@@ -28,8 +32,9 @@ beforeAll(async () => {
     '--json',
   ]);
   proc = up.proc;
-  const ready = (await up.ready) as { routers: { address: string }[]; pids: number[] };
+  const ready = (await up.ready) as { routers: { address: string }[]; pids: number[]; redisUrl: string };
   pids = ready.pids;
+  redisUrl = ready.redisUrl;
   client = new KcacheClient(ready.routers[0]?.address);
   // the router lists workers from their leases: wait until it knows all three
   for (let i = 0; i < 100; i++) {
@@ -67,4 +72,30 @@ test('six distinct prefixes one at a time use all three workers; follow-ups hit 
     expect(r.workerId).toBe(home.get(i));
     expect(r.usage.cachedTokens).toBeGreaterThanOrEqual(Math.floor(system(i).length / 16) * 16);
   }
+}, 60_000);
+
+test('a worker killed under kcache up is restarted; requests are served meanwhile', async () => {
+  const redis = new Redis(redisUrl);
+  const instanceOf = async () => parseLease((await redis.get(leaseKey('w2'))) ?? '')?.instance;
+  const before = await instanceOf();
+  expect(before).toBeTruthy();
+  const w2 = pids[1] as number; // the workers come first in the ready line's pids
+  process.kill(w2, 'SIGKILL');
+  const during = await Promise.all(
+    Array.from({ length: 6 }, (_, i) => client.generate({ text: `request ${i} while a worker is down`, maxTokens: 2, ignoreEos: true })),
+  );
+  expect(during.every((r) => r.finishReason === 'length')).toBe(true);
+  expect(proc.exitCode).toBeNull();
+  // back: its old lease lapses within 3 s, then a new process claims w2
+  let now = before;
+  for (let i = 0; i < 200 && (now === before || now === undefined); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    now = await instanceOf();
+  }
+  redis.disconnect();
+  expect(now).toBeTruthy();
+  expect(now).not.toBe(before);
+  expect((await client.listModels())[0]?.workers).toBe(3);
+  const after = await client.generate({ text: 'and after', maxTokens: 2, ignoreEos: true });
+  expect(after.finishReason).toBe('length');
 }, 60_000);

@@ -31,9 +31,13 @@ export const DEFAULT_UP_MODEL = 'dummy:smol135:bf16';
 
 interface Child {
   name: string;
+  args: string[];
   proc: ChildProcess;
   ready: Promise<Record<string, unknown>>;
 }
+
+/** A worker that dies is started again, this many times at most; then the cluster stops. */
+const MAX_WORKER_RESTARTS = 3;
 
 const MAIN = process.argv[1] as string; // this CLI's entry point
 
@@ -59,7 +63,7 @@ function spawnChild(name: string, args: string[]): Child {
     });
   });
   ready.catch(() => {}); // observed by the caller; avoids an unhandled rejection after shutdown
-  return { name, proc, ready };
+  return { name, args, proc, ready };
 }
 
 async function startRedisServer(): Promise<TestRedis> {
@@ -184,6 +188,9 @@ export async function upCommand(argv: string[]): Promise<void> {
           String(threads),
           '--drain-grace-ms',
           '5000',
+          // a dead worker's lease lapses (and its restart can claim the id) within 3 s
+          '--lease-ttl-ms',
+          '3000',
           ...(values['num-blocks'] ? ['--num-blocks', values['num-blocks']] : []),
           ...attentionFlags,
         ]),
@@ -209,12 +216,26 @@ export async function upCommand(argv: string[]): Promise<void> {
       );
     }
     const ready = await Promise.all(children.map((c) => c.ready));
-    for (const c of children)
+    // a worker that dies is restarted (the routers move its streams meanwhile); a router is not
+    const supervise = (c: Child, restarts: number) =>
       c.proc.once('exit', (code, signal) => {
         if (stopping) return;
-        log(`kcache up: ${c.name} exited (${signal ?? `code ${code}`}); stopping the cluster`);
-        void shutdown(1);
+        const why = signal ?? `code ${code}`;
+        if (!c.name.startsWith('worker') || restarts >= MAX_WORKER_RESTARTS) {
+          log(`kcache up: ${c.name} exited (${why}); stopping the cluster`);
+          void shutdown(1);
+          return;
+        }
+        log(`kcache up: ${c.name} exited (${why}); restarting it (${restarts + 1} of ${MAX_WORKER_RESTARTS})`);
+        const next = spawnChild(c.name, c.args);
+        children[children.indexOf(c)] = next;
+        supervise(next, restarts + 1);
+        next.ready.then(
+          () => log(`kcache up: ${c.name} is back`),
+          () => {},
+        );
       });
+    for (const c of children) supervise(c, 0);
     const routers = ready.filter((r) => r.routerId).map((r) => ({ id: r.routerId, address: r.address, metricsPort: r.metricsPort }));
     const workers = ready.filter((r) => r.workerId).map((r) => ({ id: r.workerId, address: r.address, metricsPort: r.metricsPort }));
     await untilRoutersSeeWorkers(

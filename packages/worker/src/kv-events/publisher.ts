@@ -91,14 +91,24 @@ export class KvEventPublisher {
     });
   }
 
-  /** Claims the worker id (WorkerIdInUseError if another live process holds it), announces the worker and keeps the lease. */
+  /**
+   * Claims the worker id, announces the worker and keeps the lease. If another process's lease
+   * holds the id, waits while that lease stays as it is: a dead process's lease expires (the id is
+   * then claimed: a worker restarted after a crash), a live one renews it (WorkerIdInUseError).
+   */
   async start(bm: BlockManager): Promise<void> {
-    const other = await this.renew();
-    if (other) {
+    let other = await this.renew();
+    let seen = other;
+    while (other) {
       const held = parseLease(other);
-      throw new WorkerIdInUseError(
-        `worker id ${this.lease.workerId} is in use by another worker${held ? ` at ${held.address}` : ''} (its lease expires within ${this.leaseTtlMs} ms of its last renewal)`,
-      );
+      await new Promise((r) => setTimeout(r, 100));
+      other = await this.renew();
+      if (other && other !== seen && parseLease(other)?.writtenAt !== held?.writtenAt) {
+        throw new WorkerIdInUseError(
+          `worker id ${this.lease.workerId} is in use by another worker${held ? ` at ${held.address}` : ''} that is alive (it renews its lease)`,
+        );
+      }
+      seen = other;
     }
     this.publish({ type: 'cleared' });
     for (const { hash, parent } of bm.snapshot()) this.publish({ type: 'stored', hashes: [hash], parent, tier: bm.tier });
