@@ -120,6 +120,7 @@ describe.each([
           address: 'x',
           modelId: 'm',
           blockSize: 16,
+          maxModelLen: 512,
           epoch: 7,
           instance: 'i7',
           writtenAt: Date.now(),

@@ -76,6 +76,16 @@ describe('failures that are the request’s, not the worker’s', () => {
     expect((await routed(client, ask(prompt(20, 9), 4))).finishReason).toBe('length');
   });
 
+  test('prompts beyond the model are refused at the router, naming the field, before any tokenizing or routing', async () => {
+    const huge = await routed(client, { text: 'x'.repeat(2_000_000) }).catch((e) => e);
+    expect(huge).toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    expect(huge.details).toBe('text: 2000000 bytes exceeds the limit of 8192 bytes for this model (context 512 tokens)');
+    const long = await routed(client, ask(prompt(600, 3), 4)).catch((e) => e);
+    expect(long).toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    expect(long.details).toBe('token_ids: a prompt of 600 tokens leaves no room in the context length 512');
+    expect(await breakersOpen()).toEqual([0, 0]);
+  });
+
   test('every queue full: RESOURCE_EXHAUSTED with a retry-after hint, never UNAVAILABLE; the accepted requests finish', async () => {
     const results = await Promise.all(
       Array.from({ length: 12 }, (_, i) =>

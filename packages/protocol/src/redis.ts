@@ -50,6 +50,8 @@ export interface WorkerLease {
   address: string;
   modelId: string;
   blockSize: number;
+  /** The model's context length: the longest prompt plus output the worker accepts. */
+  maxModelLen: number;
   /** The worker process's start (ms); a new epoch restarts its KV-event sequence. */
   epoch: number;
   /** Unique per worker process: a second process started with the same worker id is refused. */
@@ -85,6 +87,7 @@ export function parseLease(raw: string): WorkerLease | null {
     address: l.address,
     modelId: l.modelId,
     blockSize: l.blockSize as number,
+    maxModelLen: Number.isInteger(l.maxModelLen) && (l.maxModelLen as number) > 0 ? (l.maxModelLen as number) : 0,
     epoch: l.epoch as number,
     instance: typeof l.instance === 'string' ? l.instance : '',
     writtenAt: Number.isFinite(l.writtenAt) ? (l.writtenAt as number) : 0,

@@ -8,6 +8,7 @@ const lease = (workerId: string) => ({
   address: '127.0.0.1:1',
   modelId: 'm',
   blockSize: 16,
+  maxModelLen: 512,
   epoch: 1,
   instance: 'i1',
   writtenAt: 1,

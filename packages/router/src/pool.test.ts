@@ -7,6 +7,7 @@ const lease = (workerId: string, load: Partial<WorkerLease['load']> = {}, epoch 
   address: '127.0.0.1:1',
   modelId,
   blockSize: 16,
+  maxModelLen: 512,
   epoch,
   instance: 'i1',
   writtenAt,

@@ -86,6 +86,12 @@ export class WorkerPool {
     return [...this.workers.values()];
   }
 
+  /** The shortest context among a model's workers (0: none reported). */
+  maxModelLen(modelId: string): number {
+    const lens = this.all().flatMap((w) => (w.lease.modelId === modelId && w.lease.maxModelLen > 0 ? [w.lease.maxModelLen] : []));
+    return lens.length > 0 ? Math.min(...lens) : 0;
+  }
+
   models(): Set<string> {
     return new Set(this.all().map((w) => w.lease.modelId));
   }

@@ -49,6 +49,11 @@ export interface RouterOptions {
   firstTokenTimeoutMs?: number;
   /** ... or this long between two messages of a stream (default 5 s). */
   interTokenTimeoutMs?: number;
+  /**
+   * Longest text prompt in UTF-8 bytes, refused before it is tokenized (default: 16 bytes per token
+   * of the model's context, which no tokenizer's average exceeds).
+   */
+  maxPromptBytes?: number;
   breakerThreshold?: number;
   breakerOpenMs?: number;
 }
@@ -152,12 +157,33 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
     return [...models][0] as string;
   };
 
+  /**
+   * The prompt's token ids. Limits come first: a text longer than any prompt the model's context
+   * could hold is refused before tokenizing (which runs on this event loop), and a prompt that
+   * leaves no room in the context before it reaches a worker.
+   */
   const toIds = (r: Partial<Pick<GenerateRequest__Output, 'text' | 'tokenIds'>>, modelId: string): number[] => {
-    if (r.tokenIds) return r.tokenIds.ids ?? [];
+    const maxModelLen = pool.maxModelLen(modelId);
+    const check = (ids: number[], field: string) => {
+      if (maxModelLen > 0 && ids.length >= maxModelLen)
+        throw new RouteError(
+          grpc.status.INVALID_ARGUMENT,
+          `${field}: a prompt of ${ids.length} tokens leaves no room in the context length ${maxModelLen}`,
+        );
+      return ids;
+    };
+    if (r.tokenIds) return check(r.tokenIds.ids ?? [], 'token_ids');
     if (typeof r.text === 'string') {
+      const limit = o.maxPromptBytes ?? (maxModelLen > 0 ? maxModelLen * 16 : Number.POSITIVE_INFINITY);
+      const bytes = Buffer.byteLength(r.text, 'utf8');
+      if (bytes > limit)
+        throw new RouteError(
+          grpc.status.INVALID_ARGUMENT,
+          `text: ${bytes} bytes exceeds the limit of ${limit} bytes for this model (context ${maxModelLen} tokens)`,
+        );
       const tok = tokenizers.get(modelId);
       if (!tok) throw new RouteError(grpc.status.INVALID_ARGUMENT, `text: model ${modelId} has no tokenizer; send token_ids`);
-      return tok.encode(r.text, { addBos: true });
+      return check(tok.encode(r.text, { addBos: true }), 'text');
     }
     throw new RouteError(grpc.status.INVALID_ARGUMENT, 'input: one of text or token_ids is required');
   };

@@ -232,9 +232,14 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   if (redis) {
     try {
       await redis.connect();
-      publisher = new KvEventPublisher(redis, { workerId, address, modelId: spec.id, blockSize: info.blockSize }, () => loop.load(), {
-        leaseTtlMs: o.leaseTtlMs,
-      });
+      publisher = new KvEventPublisher(
+        redis,
+        { workerId, address, modelId: spec.id, blockSize: info.blockSize, maxModelLen: info.maxSeqLen },
+        () => loop.load(),
+        {
+          leaseTtlMs: o.leaseTtlMs,
+        },
+      );
       await publisher.start(blocks);
     } catch (e) {
       publisher = null; // it never held the lease: nothing of it to remove
