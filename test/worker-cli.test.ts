@@ -1,11 +1,15 @@
 // `kcache serve worker` as a process: it announces itself, serves, and on SIGTERM drains —
 // health NOT_SERVING, new requests refused, in-flight requests finish — then exits 0.
+import { spawn, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { leaseKey } from '@kcache/protocol';
+import { Redis } from 'ioredis';
 import { expect, test } from 'vitest';
-import { STORIES_260K } from './helpers/paths.js';
+import { REPO_ROOT, STORIES_260K } from './helpers/paths.js';
 import { spawnKcache } from './helpers/processes.js';
-import { startRedis, type TestRedis } from './helpers/redis.js';
+import { freePort, startRedis, type TestRedis } from './helpers/redis.js';
+import { tempDir } from './helpers/temp.js';
 import { generate, workerClient } from './helpers/worker-client.js';
 
 test('SIGTERM drains in-flight requests and exits 0', async () => {
@@ -76,4 +80,40 @@ test('a second worker with an id in use exits 1 and leaves the first alone', asy
   first.proc.kill('SIGTERM');
   expect(await first.exited).toBe(0);
   await redis.stop();
+}, 60_000);
+
+test('a worker whose Redis is down at start waits for it, then registers; with no Redis in time it exits 1', async () => {
+  const port = await freePort();
+  const url = `redis://127.0.0.1:${port}`;
+  const args = ['serve', 'worker', '--model', STORIES_260K, '--port', '0', '--redis-url', url, '--num-blocks', '16', '--threads', '1'];
+  // nobody ever listens: one line, exit 1, after --redis-wait-ms
+  const gaveUp = spawnSync(
+    process.execPath,
+    [join(REPO_ROOT, 'packages/cli/dist/main.js'), ...args, '--id', 'late-0', '--redis-wait-ms', '800'],
+    {
+      encoding: 'utf8',
+      timeout: 30_000,
+    },
+  );
+  expect(gaveUp.status).toBe(1);
+  expect(gaveUp.stderr).toMatch(new RegExp(`^kcache: redis: ${url} was not reachable within 800 ms`, 'm'));
+  expect(gaveUp.stderr).not.toMatch(/\n\s+at /); // no stack
+  // Redis comes up a moment after the worker: it registers then, and only then says ready
+  const w = spawnKcache([...args, '--id', 'late-1']);
+  await new Promise((r) => setTimeout(r, 700));
+  expect(w.events).toEqual([]);
+  const dir = tempDir('kcache-redis-late-');
+  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', ''], { stdio: 'ignore' });
+  try {
+    await w.ready;
+    const client = new Redis(url);
+    expect(await client.exists(leaseKey('late-1'))).toBe(1);
+    client.disconnect();
+    w.proc.kill('SIGTERM');
+    expect(await w.exited).toBe(0);
+  } finally {
+    if (w.proc.exitCode === null && w.proc.signalCode === null) w.proc.kill('SIGKILL');
+    server.kill('SIGKILL');
+    await new Promise((r) => server.once('exit', r));
+  }
 }, 60_000);

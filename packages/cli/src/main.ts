@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { ModelLoadError } from '@kcache/models';
-import { WorkerIdInUseError } from '@kcache/worker';
+import { WorkerIdInUseError, WorkerStartError } from '@kcache/worker';
 import { UsageError } from './args.js';
 import { ASK_USAGE, AskError, askCommand } from './commands/ask.js';
 import { BENCH_USAGE } from './commands/bench-usage.js';
@@ -65,6 +65,7 @@ main(process.argv.slice(2)).catch((e: unknown) => {
     e instanceof RangeError ||
     e instanceof AskError ||
     e instanceof WorkerIdInUseError ||
+    e instanceof WorkerStartError ||
     err.code?.startsWith('ERR_PARSE_ARGS');
   process.stderr.write(oneLine ? `kcache: ${err.message.split('\n')[0]}\n` : `kcache: ${err.stack ?? err.message}\n`);
   process.exitCode = e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1;

@@ -4,4 +4,4 @@ export { KvEventPublisher, type PublisherOptions, WorkerIdInUseError } from './k
 export { WorkerMetrics } from './metrics.js';
 export { BlockManager, type KvEvent, type Tier } from './scheduler/block-manager.js';
 export { SchedRequest, Scheduler, type SchedulerConfig } from './scheduler/scheduler.js';
-export { type RunningWorker, startWorker, type WorkerOptions } from './service/worker-server.js';
+export { type RunningWorker, startWorker, type WorkerOptions, WorkerStartError } from './service/worker-server.js';

@@ -6,7 +6,7 @@ import { ATTENTION_OPTIONS, attentionArgs, CACHE_AWARE_OPTIONS, cacheAwareArgs, 
 
 export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--advertise-host H] [--metrics-port N]
     [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-waiting N]
-    [--drain-grace-ms N] [--lease-ttl-ms N] [--kv-cache-bytes N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
+    [--drain-grace-ms N] [--lease-ttl-ms N] [--redis-wait-ms 30000] [--kv-cache-bytes N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
   kcache serve router --port P --redis-url URL [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N]
     [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
     [--max-migrations 3] [--first-token-timeout-ms 120000] [--inter-token-timeout-ms 5000]
@@ -94,6 +94,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       'max-waiting': { type: 'string' },
       'drain-grace-ms': { type: 'string' },
       'lease-ttl-ms': { type: 'string' },
+      'redis-wait-ms': { type: 'string' },
       'kv-cache-bytes': { type: 'string' },
       ...ATTENTION_OPTIONS,
     },
@@ -118,6 +119,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     maxBatchedTokens: opt('max-batched-tokens', values['max-batched-tokens']),
     maxWaiting: opt('max-waiting', values['max-waiting'], 0),
     leaseTtlMs: opt('lease-ttl-ms', values['lease-ttl-ms'], 100),
+    redisWaitMs: opt('redis-wait-ms', values['redis-wait-ms'], 0),
     kvCacheBytes: opt('kv-cache-bytes', values['kv-cache-bytes']),
     ...attention,
   });

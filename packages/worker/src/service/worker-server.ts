@@ -44,6 +44,13 @@ export interface WorkerOptions {
   /** HTTP port for /metrics; 0 picks a free one, null disables. */
   metricsPort?: number | null;
   leaseTtlMs?: number;
+  /** How long to keep trying to reach Redis at start before giving up (default 30 s). */
+  redisWaitMs?: number;
+}
+
+/** The worker could not start (Redis unreachable): one line for the operator. */
+export class WorkerStartError extends Error {
+  override readonly name = 'WorkerStartError';
 }
 
 export interface RunningWorker {
@@ -147,7 +154,9 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
 
   const { definition, v1 } = protos();
   const server = new grpc.Server();
-  const health = new HealthImplementation({ '': 'SERVING', [WORKER_SERVICE]: 'SERVING' });
+  // NOT_SERVING until registered in Redis: routers could not find it, so neither should probes
+  const initial = redis ? 'NOT_SERVING' : 'SERVING';
+  const health = new HealthImplementation({ '': initial, [WORKER_SERVICE]: initial });
   health.addToServer(server);
   new ReflectionService(definition, { services: [WORKER_SERVICE] }).addToServer(server);
   const handlers: WorkerHandlers = {
@@ -231,7 +240,22 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   };
   if (redis) {
     try {
-      await redis.connect();
+      // ioredis reconnects with backoff by itself; a PING waits in its queue until one succeeds
+      redis.connect().catch(() => {});
+      const waitMs = o.redisWaitMs ?? 30_000;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        redis.ping(),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new WorkerStartError(`redis: ${o.redisUrl} was not reachable within ${waitMs} ms${redisError ? ` (${redisError})` : ''}`),
+              ),
+            waitMs,
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
       publisher = new KvEventPublisher(
         redis,
         { workerId, address, modelId: spec.id, blockSize: info.blockSize, maxModelLen: info.maxSeqLen },
@@ -241,6 +265,8 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
         },
       );
       await publisher.start(blocks);
+      health.setStatus('', 'SERVING');
+      health.setStatus(WORKER_SERVICE, 'SERVING');
     } catch (e) {
       publisher = null; // it never held the lease: nothing of it to remove
       await close();
