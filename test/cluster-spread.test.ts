@@ -95,7 +95,13 @@ test('a worker killed under kcache up is restarted; requests are served meanwhil
   redis.disconnect();
   expect(now).toBeTruthy();
   expect(now).not.toBe(before);
-  expect((await client.listModels())[0]?.workers).toBe(3);
+  // and the router lists it again at its next read of the leases
+  let listed = 0;
+  for (let i = 0; i < 50 && listed !== 3; i++) {
+    listed = (await client.listModels())[0]?.workers ?? 0;
+    if (listed !== 3) await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(listed).toBe(3);
   const after = await client.generate({ text: 'and after', maxTokens: 2, ignoreEos: true });
   expect(after.finishReason).toBe('length');
 }, 60_000);
