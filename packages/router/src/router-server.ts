@@ -235,6 +235,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
         const progress: StreamProgress = { tokens: [], textLen: 0, migrations: 0 };
         const left: string[] = []; // workers this stream failed on mid-stream
         for (;;) {
+          if (call.cancelled) return; // the client left while its stream was moving
           const request = continuation(original, progress);
           const hashes = promptBlockHashes(request.tokenIds, blockSize, { modelId, cacheSalt: r.cacheSalt ?? '' });
           const matches = await lookup(
