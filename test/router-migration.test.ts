@@ -123,6 +123,10 @@ test('SIGSTOP of the serving worker mid-stream: after the inter-token timeout th
     // timeout plus a prefill of 41 tokens elsewhere, far from the SIGSTOP's unbounded wait)
     expect(longestGapMs).toBeLessThan(10_000);
     expect((await quick.metrics.timeouts.get()).values.some((v) => v.labels.phase === 'between_tokens' && v.value > 0)).toBe(true);
+    // its breaker is open: a new request with the same (cached there) prefix goes elsewhere at once
+    const next = await routed(c, request, 10_000);
+    expect(next.workerId).not.toBe(reference.workerId);
+    expect(next.tokenIds).toEqual(reference.tokenIds);
   } finally {
     for (const p of workers.values()) p.proc.kill('SIGCONT');
     c.close();

@@ -40,4 +40,11 @@ export class CircuitBreaker {
     this.failures++;
     if (this.failures >= this.threshold) this.openedAt = this.now();
   }
+
+  /** Opens at once, whatever the count: for a worker that went silent (frozen, not flaky). */
+  trip(): void {
+    this.trial = false;
+    this.failures = Math.max(this.failures, this.threshold);
+    this.openedAt = this.now();
+  }
 }

@@ -70,7 +70,7 @@ export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptRe
         // a frozen or unreachable worker: its fault, like a dropped connection
         const details = `worker ${w.lease.workerId} sent nothing for ${ms} ms`;
         upstream.cancel();
-        w.breaker.failure();
+        w.breaker.trip(); // new requests avoid it now, not after two more of them have waited this long
         metrics.timeouts.inc({ phase: started ? 'between_tokens' : 'first_token' });
         if (!started) end({ outcome: 'retry', code: grpc.status.UNAVAILABLE, details });
         else if (ctx.mayMigrate) end({ outcome: 'migrate', code: grpc.status.DEADLINE_EXCEEDED, details });
