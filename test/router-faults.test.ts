@@ -108,3 +108,30 @@ describe('failures that are the request’s, not the worker’s', () => {
     expect(await breakersOpen()).toEqual([0, 0]);
   });
 });
+
+test('an admission limit on the router: past it, RESOURCE_EXHAUSTED with the retry hint; the admitted request finishes', async () => {
+  const limited = await startRouter({ port: 0, redisUrl: redis.url, refreshMs: 100, maxInFlight: 1 });
+  const c = routerClient(limited.address);
+  try {
+    await limited.refresh();
+    const first = c.Generate(ask(prompt(10, 40), 100), { deadline: Date.now() + 30_000 }); // fits the workers' 8 blocks
+    const firstDone = new Promise<string>((resolve, reject) => {
+      let reason = '';
+      first.on('data', (m) => {
+        if (m.final) reason = m.final.finishReason ?? '';
+      });
+      first.on('end', () => resolve(reason));
+      first.on('error', reject);
+    });
+    await Promise.race([new Promise((r) => first.once('data', r)), firstDone]);
+    const second = await routed(c, ask(prompt(10, 41), 4)).catch((e) => e);
+    expect(second).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
+    expect(second.details).toMatch(/limit of 1 requests \(--max-inflight\)/);
+    expect(second.metadata.get('retry-after-ms')).toEqual(['500']);
+    expect(await firstDone).toBe('length');
+    expect((await routed(c, ask(prompt(10, 42), 4))).finishReason).toBe('length'); // admitted again
+  } finally {
+    c.close();
+    await limited.close();
+  }
+});

@@ -54,6 +54,8 @@ export interface RouterOptions {
    * of the model's context, which no tokenizer's average exceeds).
    */
   maxPromptBytes?: number;
+  /** Admission limit: requests this router serves at once; more get RESOURCE_EXHAUSTED (default 0: no limit). */
+  maxInFlight?: number;
   breakerThreshold?: number;
   breakerOpenMs?: number;
 }
@@ -83,6 +85,12 @@ class RouteError extends Error {
 
 /** How long a client told RESOURCE_EXHAUSTED should wait before trying again (trailing metadata `retry-after-ms`). */
 const OVERLOAD_RETRY_AFTER_MS = 500;
+
+function retryAfter(): grpc.Metadata {
+  const trailer = new grpc.Metadata();
+  trailer.set('retry-after-ms', String(OVERLOAD_RETRY_AFTER_MS));
+  return trailer;
+}
 
 export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   const routerId = o.routerId ?? `router-${randomUUID().slice(0, 8)}`;
@@ -213,11 +221,19 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   health.addToServer(server);
   new ReflectionService(definition, { services: [PUBLIC_SERVICE] }).addToServer(server);
 
+  let inFlight = 0;
   const handlers: GenerateHandlers = {
     async Generate(call) {
       const t0 = performance.now();
       const r = call.request;
+      inFlight++;
       try {
+        if (o.maxInFlight && inFlight > o.maxInFlight)
+          throw new RouteError(
+            grpc.status.RESOURCE_EXHAUSTED,
+            `the router is serving its limit of ${o.maxInFlight} requests (--max-inflight)`,
+            retryAfter(),
+          );
         if (pool.all().length === 0) await refresh(); // knows no worker yet: look now, not at the next poll
         const modelId = pickModel(r.model ?? '');
         const ids = toIds(r, modelId);
@@ -304,6 +320,8 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
         const err = e instanceof RouteError ? e : new RouteError(grpc.status.INTERNAL, (e as Error).message);
         metrics.requests.inc({ outcome: 'rejected' });
         call.emit('error', { code: err.code, details: err.message, metadata: err.metadata });
+      } finally {
+        inFlight--;
       }
     },
     Tokenize(call, cb) {
