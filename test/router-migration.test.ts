@@ -5,29 +5,13 @@
 import type { GenerateClient, GenerateRequest, GenerateResponse__Output } from '@kcache/protocol';
 import { type RunningRouter, startRouter } from '@kcache/router';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { type KcacheProcess, spawnKcache } from './helpers/processes.js';
+import { type KcacheProcess, spawnKcache, workerArgs } from './helpers/processes.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 import { routed, routerClient } from './helpers/router-client.js';
 
 /** A worker on a model slow enough on one thread that a stream is still running when its worker dies. */
 function slowWorker(redisUrl: string, id: string, extra: string[] = []): KcacheProcess {
-  return spawnKcache([
-    'serve',
-    'worker',
-    '--model',
-    'dummy:smol135:bf16',
-    '--port',
-    '0',
-    '--redis-url',
-    redisUrl,
-    '--id',
-    id,
-    '--num-blocks',
-    '64',
-    '--threads',
-    '1',
-    ...extra,
-  ]);
+  return spawnKcache([...workerArgs('dummy:smol135:bf16', redisUrl, id, 64), ...extra]);
 }
 
 /**

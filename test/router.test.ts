@@ -7,7 +7,7 @@ import { type RunningRouter, startRouter } from '@kcache/router';
 import { type RunningWorker, startWorker } from '@kcache/worker';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { STORIES_260K } from './helpers/paths.js';
-import { spawnKcache } from './helpers/processes.js';
+import { spawnKcache, workerArgs } from './helpers/processes.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 import { routed, routerClient } from './helpers/router-client.js';
 
@@ -143,24 +143,7 @@ describe('cache-aware routing', () => {
 
 describe('failures', () => {
   test('a killed worker: requests fail over at once, and its blocks leave the index when its lease expires', async () => {
-    const { proc, ready, exited } = spawnKcache([
-      'serve',
-      'worker',
-      '--model',
-      STORIES_260K,
-      '--port',
-      '0',
-      '--redis-url',
-      redis.url,
-      '--id',
-      'w-doomed',
-      '--num-blocks',
-      '64',
-      '--threads',
-      '1',
-      '--lease-ttl-ms',
-      '600',
-    ]);
+    const { proc, ready, exited } = spawnKcache([...workerArgs(STORIES_260K, redis.url, 'w-doomed', 64), '--lease-ttl-ms', '600']);
     await ready;
     const only = await startRouter({ port: 0, redisUrl: redis.url, refreshMs: 100, policy: 'round_robin' });
     const c = routerClient(only.address);

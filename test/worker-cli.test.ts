@@ -7,29 +7,14 @@ import { leaseKey } from '@kcache/protocol';
 import { Redis } from 'ioredis';
 import { expect, test } from 'vitest';
 import { REPO_ROOT, STORIES_260K } from './helpers/paths.js';
-import { spawnKcache } from './helpers/processes.js';
+import { spawnKcache, workerArgs } from './helpers/processes.js';
 import { freePort, startRedis, type TestRedis } from './helpers/redis.js';
 import { tempDir } from './helpers/temp.js';
 import { generate, workerClient } from './helpers/worker-client.js';
 
 test('SIGTERM drains in-flight requests and exits 0', async () => {
   const redis: TestRedis = await startRedis();
-  const { proc, events, ready, exited } = spawnKcache([
-    'serve',
-    'worker',
-    '--model',
-    STORIES_260K,
-    '--port',
-    '0',
-    '--redis-url',
-    redis.url,
-    '--id',
-    'cli-w',
-    '--num-blocks',
-    '64',
-    '--threads',
-    '1',
-  ]);
+  const { proc, events, ready, exited } = spawnKcache([...workerArgs(STORIES_260K, redis.url, 'cli-w', 64)]);
   const { address } = (await ready) as { address: string };
   expect(await redis.client.exists(leaseKey('cli-w'))).toBe(1);
   const client = workerClient(address);
@@ -56,22 +41,7 @@ test('SIGTERM drains in-flight requests and exits 0', async () => {
 
 test('a second worker with an id in use exits 1 and leaves the first alone', async () => {
   const redis: TestRedis = await startRedis();
-  const args = [
-    'serve',
-    'worker',
-    '--model',
-    STORIES_260K,
-    '--port',
-    '0',
-    '--redis-url',
-    redis.url,
-    '--id',
-    'twin',
-    '--num-blocks',
-    '16',
-    '--threads',
-    '1',
-  ];
+  const args = [...workerArgs(STORIES_260K, redis.url, 'twin', 16)];
   const first = spawnKcache(args);
   await first.ready;
   const second = spawnKcache(args);

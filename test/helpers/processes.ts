@@ -26,3 +26,23 @@ export function spawnKcache(args: string[]): KcacheProcess {
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   return { proc, events, ready, exited };
 }
+
+/** `kcache serve worker` on a free port with one compute thread; append any other flags. */
+export function workerArgs(model: string, redisUrl: string, id: string, numBlocks: number): string[] {
+  return [
+    'serve',
+    'worker',
+    '--model',
+    model,
+    '--port',
+    '0',
+    '--redis-url',
+    redisUrl,
+    '--id',
+    id,
+    '--num-blocks',
+    String(numBlocks),
+    '--threads',
+    '1',
+  ];
+}
