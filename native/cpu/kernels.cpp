@@ -32,8 +32,9 @@ const Kernels& active_kernels() {
     const char* cap = std::getenv("KCACHE_SIMD");
     const bool allow512 = !cap || std::strcmp(cap, "avx512") == 0;
     const bool allow2 = allow512 || std::strcmp(cap, "avx2") == 0;
-    if (allow512 && avx512_kernels() && cpu_has("avx512")) return avx512_kernels();
-    if (allow2 && avx2_kernels() && cpu_has("avx2")) return avx2_kernels();
+    // The CPU check comes first: building a variant's table runs code compiled for that variant.
+    if (allow512 && cpu_has("avx512") && avx512_kernels()) return avx512_kernels();
+    if (allow2 && cpu_has("avx2") && avx2_kernels()) return avx2_kernels();
     return &generic_kernels();
   }();
   return *chosen;
