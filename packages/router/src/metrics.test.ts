@@ -21,7 +21,7 @@ const sample = (text: string, name: string, worker: string) =>
 
 test('per-worker gauges are read from the pool at scrape time: a closed breaker reads 0, a gone worker has no sample', async () => {
   const metrics = new RouterMetrics('r1');
-  const pool = new WorkerPool('r1', 1, 60_000);
+  const pool = new WorkerPool('r1', { breakerThreshold: 1, breakerOpenMs: 60_000 });
   metrics.observe(pool);
   // every gauge has a sample from the start, and the process metrics are there
   let text = await metrics.registry.metrics();

@@ -16,6 +16,7 @@ export class RouterMetrics {
   readonly retries: Counter;
   readonly migrations: Counter;
   readonly timeouts: Counter;
+  readonly connectionsLost: Counter;
   readonly breakerState: Gauge;
   readonly requests: Counter;
   readonly ttft: Histogram;
@@ -80,6 +81,12 @@ export class RouterMetrics {
       name: 'kcache_router_worker_timeouts_total',
       help: 'Attempts given up because the worker sent nothing for too long, by phase',
       labelNames: ['phase'],
+      registers: r,
+    });
+    this.connectionsLost = new Counter({
+      name: 'kcache_router_worker_connections_lost_total',
+      help: 'Ready worker connections that dropped (the worker died, froze past the keepalive timeout, or went away)',
+      labelNames: ['worker'],
       registers: r,
     });
     this.breakerState = new Gauge({

@@ -47,7 +47,7 @@ test('occupancy: the reported cached blocks plus what this router sent since the
 
 test('sync follows the leases: fresh load kept, a restart keeps the breaker and in-flight count, a vanished worker is forgotten', () => {
   const removed: string[] = [];
-  const pool = new WorkerPool('r1', 1, 60_000, { removed: (id) => removed.push(id) });
+  const pool = new WorkerPool('r1', { breakerThreshold: 1, breakerOpenMs: 60_000, events: { removed: (id) => removed.push(id) } });
   pool.sync([lease('w1'), lease('w2')]);
   const w1 = pool.get('w1');
   if (!w1) throw new Error('w1 missing');
@@ -67,7 +67,12 @@ test('sync follows the leases: fresh load kept, a restart keeps the breaker and 
 test('after a Redis restart a missing worker stays until its lease could really have expired; otherwise it goes at once', () => {
   let now = 1_000;
   const removed: string[] = [];
-  const pool = new WorkerPool('r1', 3, 5_000, { removed: (id) => removed.push(id) }, () => now);
+  const pool = new WorkerPool('r1', {
+    breakerThreshold: 3,
+    breakerOpenMs: 5_000,
+    events: { removed: (id) => removed.push(id) },
+    now: () => now,
+  });
   const l = (id: string) => ({ ...lease(id), ttlMs: 2_000 });
   pool.sync([l('w1'), l('w2'), l('w3')], 'redis-a');
   now += 100;

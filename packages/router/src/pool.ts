@@ -6,6 +6,12 @@
  * since the lease was last seen: a Redis that restarted empty is no proof that the workers died
  * (they re-register within a renewal period), so then it stays until its lease could really have
  * expired (its TTL after this router last saw it).
+ *
+ * Liveness: each connection to a worker carries gRPC keepalive (a ping every keepaliveMs, dropped
+ * when one goes unanswered for keepaliveMs), with or without calls on it. A worker that freezes
+ * (SIGSTOP, a hung host, a partition) loses its connection within 2 × keepaliveMs: its streams fail
+ * and migrate, its breaker trips, and it takes no new request until its connection is ready again,
+ * which needs the worker to answer an HTTP/2 handshake.
  */
 import * as grpc from '@grpc/grpc-js';
 import { protos, type WorkerClient, type WorkerLease } from '@kcache/protocol';
@@ -22,26 +28,52 @@ export interface PooledWorker {
   /** When this router last read the worker's lease (its clock, ms). */
   seenAt: number;
   breaker: CircuitBreaker;
+  /** False from the moment its ready connection dropped until it is ready again. */
+  reachable: boolean;
+}
+
+export interface PoolOptions {
+  breakerThreshold?: number;
+  breakerOpenMs?: number;
+  /** Keepalive ping interval and timeout on each worker connection (ms; default 1000, 0: no keepalive). */
+  keepaliveMs?: number;
+  events?: PoolEvents;
+  now?: () => number;
 }
 
 export interface PoolEvents {
   /** A worker left (lease expired or removed): forget what was routed there. */
   removed?(workerId: string): void;
+  /** A worker's ready connection dropped (it died, froze, or went away). */
+  unreachable?(workerId: string): void;
 }
+
+/** Longest idle time grpc-js accepts: the channel never idles a worker connection on its own (keepalive watches it). */
+const NEVER_IDLE_MS = 2 ** 31 - 1;
 
 export class WorkerPool {
   private readonly workers = new Map<string, PooledWorker>();
   private redis = '';
   private redisRestartedAt = Number.NEGATIVE_INFINITY;
+  private readonly events: PoolEvents;
+  private readonly now: () => number;
+  private readonly channelOptions: grpc.ChannelOptions;
 
   constructor(
     /** This router's id: its own requests in a worker's load report are counted from inFlight instead. */
     private readonly routerId: string,
-    private readonly breakerThreshold?: number,
-    private readonly breakerOpenMs?: number,
-    private readonly events: PoolEvents = {},
-    private readonly now: () => number = Date.now,
-  ) {}
+    private readonly o: PoolOptions = {},
+  ) {
+    this.events = o.events ?? {};
+    this.now = o.now ?? Date.now;
+    const keepaliveMs = o.keepaliveMs ?? 1000;
+    this.channelOptions = {
+      'grpc.client_idle_timeout_ms': NEVER_IDLE_MS,
+      ...(keepaliveMs > 0
+        ? { 'grpc.keepalive_time_ms': keepaliveMs, 'grpc.keepalive_timeout_ms': keepaliveMs, 'grpc.keepalive_permit_without_calls': 1 }
+        : {}),
+    };
+  }
 
   /** `redisInstance`: which Redis the leases came from (redisInstance()); a change is a restart. */
   sync(leases: readonly WorkerLease[], redisInstance = ''): void {
@@ -67,15 +99,42 @@ export class WorkerPool {
         continue;
       }
       cur?.client.close();
-      this.workers.set(lease.workerId, {
+      const w: PooledWorker = {
         lease,
-        client: new (protos().v1.Worker)(lease.address, grpc.credentials.createInsecure()),
+        client: new (protos().v1.Worker)(lease.address, grpc.credentials.createInsecure(), this.channelOptions),
         inFlight: cur?.inFlight ?? 0,
         routedBlocks: 0,
         seenAt: now,
-        breaker: cur?.breaker ?? new CircuitBreaker(this.breakerThreshold, this.breakerOpenMs),
-      });
+        breaker: cur?.breaker ?? new CircuitBreaker(this.o.breakerThreshold, this.o.breakerOpenMs),
+        reachable: true,
+      };
+      this.workers.set(lease.workerId, w);
+      this.watch(w);
     }
+  }
+
+  /**
+   * Connects to the worker now (the first request finds the connection ready, and keepalive
+   * watches it from the start) and follows the connection's state until the client is closed.
+   */
+  private watch(w: PooledWorker): void {
+    const channel = w.client.getChannel();
+    let state = channel.getConnectivityState(true);
+    const next = () =>
+      channel.watchConnectivityState(state, Number.POSITIVE_INFINITY, () => {
+        const before = state;
+        state = channel.getConnectivityState(false);
+        if (state === grpc.connectivityState.SHUTDOWN) return; // closed by this pool
+        if (state === grpc.connectivityState.READY) w.reachable = true;
+        else if (before === grpc.connectivityState.READY) {
+          w.reachable = false;
+          w.breaker.trip();
+          this.events.unreachable?.(w.lease.workerId);
+        }
+        if (state === grpc.connectivityState.IDLE) state = channel.getConnectivityState(true); // reconnect
+        next();
+      });
+    next();
   }
 
   get(id: string): PooledWorker | undefined {
@@ -104,7 +163,7 @@ export class WorkerPool {
    */
   candidates(modelId: string): Candidate[] {
     return this.all()
-      .filter((w) => w.lease.modelId === modelId && w.breaker.state !== 'open')
+      .filter((w) => w.lease.modelId === modelId && w.reachable && w.breaker.state !== 'open')
       .map((w) => ({
         id: w.lease.workerId,
         load: w.inFlight + Math.max(0, w.lease.load.running + w.lease.load.waiting - (w.lease.load.byRouter[this.routerId] ?? 0)),

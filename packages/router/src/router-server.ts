@@ -58,6 +58,8 @@ export interface RouterOptions {
   maxInFlight?: number;
   breakerThreshold?: number;
   breakerOpenMs?: number;
+  /** gRPC keepalive to workers: ping interval and timeout (ms; default 1000, 0: off). A frozen worker is cut off within twice this. */
+  workerKeepaliveMs?: number;
 }
 
 export interface RunningRouter {
@@ -110,7 +112,15 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   const index = new RedisBlockIndex(redis);
 
   const recent = new RecentPrefixes();
-  const pool = new WorkerPool(routerId, o.breakerThreshold, o.breakerOpenMs, { removed: (id) => recent.forgetWorker(id) });
+  const pool = new WorkerPool(routerId, {
+    breakerThreshold: o.breakerThreshold,
+    breakerOpenMs: o.breakerOpenMs,
+    keepaliveMs: o.workerKeepaliveMs,
+    events: {
+      removed: (id) => recent.forgetWorker(id),
+      unreachable: (id) => metrics.connectionsLost.inc({ worker: id }),
+    },
+  });
   const metadata = new grpc.Metadata();
   metadata.set(ROUTER_METADATA, routerId);
   metrics.observe(pool);

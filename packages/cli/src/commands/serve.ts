@@ -10,7 +10,7 @@ export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url 
   kcache serve router --port P --redis-url URL [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N]
     [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
     [--max-migrations 3] [--first-token-timeout-ms 120000] [--inter-token-timeout-ms 5000]
-    [--max-prompt-bytes N] [--max-inflight N]`;
+    [--max-prompt-bytes N] [--max-inflight N] [--worker-keepalive-ms 1000]`;
 
 /** Waits for SIGTERM/SIGINT, runs `stop`, prints the lifecycle as JSON lines. */
 async function untilSignal(stop: () => Promise<void>, graceMs: number): Promise<void> {
@@ -41,6 +41,7 @@ async function serveRouter(argv: string[]): Promise<void> {
       'inter-token-timeout-ms': { type: 'string' },
       'max-prompt-bytes': { type: 'string' },
       'max-inflight': { type: 'string' },
+      'worker-keepalive-ms': { type: 'string' },
       ...CACHE_AWARE_OPTIONS,
     },
   });
@@ -65,6 +66,7 @@ async function serveRouter(argv: string[]): Promise<void> {
     interTokenTimeoutMs: intArg('inter-token-timeout-ms', values['inter-token-timeout-ms'], 5_000, 1),
     maxPromptBytes: values['max-prompt-bytes'] === undefined ? undefined : intArg('max-prompt-bytes', values['max-prompt-bytes'], 0, 1),
     maxInFlight: intArg('max-inflight', values['max-inflight'], 0, 0),
+    workerKeepaliveMs: intArg('worker-keepalive-ms', values['worker-keepalive-ms'], 1000, 0),
   });
   process.stdout.write(
     `${JSON.stringify({ event: 'ready', routerId: router.routerId, address: router.address, metricsPort: router.metricsPort, policy })}\n`,
