@@ -177,10 +177,10 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
 
   /**
    * The prompt's token ids. Limits come first: a text longer than any prompt the model's context
-   * could hold is refused before tokenizing (which runs on this event loop), and a prompt that
-   * leaves no room in the context before it reaches a worker.
+   * could hold is refused before tokenizing (long texts are tokenized on threads, but still cost
+   * CPU), and a prompt that leaves no room in the context before it reaches a worker.
    */
-  const toIds = (r: Partial<Pick<GenerateRequest__Output, 'text' | 'tokenIds'>>, modelId: string): number[] => {
+  const toIds = async (r: Partial<Pick<GenerateRequest__Output, 'text' | 'tokenIds'>>, modelId: string): Promise<number[]> => {
     const maxModelLen = pool.maxModelLen(modelId);
     const check = (ids: number[], field: string) => {
       if (maxModelLen > 0 && ids.length >= maxModelLen)
@@ -199,9 +199,9 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
           grpc.status.INVALID_ARGUMENT,
           `text: ${bytes} bytes exceeds the limit of ${limit} bytes for this model (context ${maxModelLen} tokens)`,
         );
-      const tok = tokenizers.get(modelId);
-      if (!tok) throw new RouteError(grpc.status.INVALID_ARGUMENT, `text: model ${modelId} has no tokenizer; send token_ids`);
-      return check(tok.encode(r.text, { addBos: true }), 'text');
+      const ids = await tokenizers.encode(modelId, r.text);
+      if (!ids) throw new RouteError(grpc.status.INVALID_ARGUMENT, `text: model ${modelId} has no tokenizer; send token_ids`);
+      return check(ids, 'text');
     }
     throw new RouteError(grpc.status.INVALID_ARGUMENT, 'input: one of text or token_ids is required');
   };
@@ -246,7 +246,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
           );
         if (pool.all().length === 0) await refresh(); // knows no worker yet: look now, not at the next poll
         const modelId = pickModel(r.model ?? '');
-        const ids = toIds(r, modelId);
+        const ids = await toIds(r, modelId);
         if (ids.length === 0) throw new RouteError(grpc.status.INVALID_ARGUMENT, 'input: the prompt is empty');
         const candidates = () => pool.candidates(modelId);
         const blockSize = pool.all().find((w) => w.lease.modelId === modelId)?.lease.blockSize as number;
@@ -334,10 +334,10 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
         inFlight--;
       }
     },
-    Tokenize(call, cb) {
+    async Tokenize(call, cb) {
       try {
         const modelId = pickModel(call.request.model ?? '');
-        cb(null, { tokenIds: toIds({ text: call.request.text ?? '' }, modelId) });
+        cb(null, { tokenIds: await toIds({ text: call.request.text ?? '' }, modelId) });
       } catch (e) {
         const err = e as RouteError;
         cb({ code: err.code ?? grpc.status.INTERNAL, details: err.message });
@@ -380,6 +380,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
       await new Promise<void>((r) => server.tryShutdown(() => r()));
       await consumer.stop();
       pool.close();
+      await tokenizers.close();
       redis.disconnect();
       reader.disconnect();
       await metricsServer?.close();
