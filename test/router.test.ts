@@ -1,8 +1,8 @@
 // The router with three workers and a private Redis: cache affinity, spill, two routers agreeing,
 // eviction and dead workers leaving the index, failover, and a Redis restart mid-run.
 import * as grpc from '@grpc/grpc-js';
-import { liveWorkers, RedisBlockIndex } from '@kcache/block-index';
-import { type GenerateClient, promptBlockHashes, type WorkerLease } from '@kcache/protocol';
+import { freePort, liveWorkers, RedisBlockIndex } from '@kcache/block-index';
+import { encodeLease, type GenerateClient, leaseKey, promptBlockHashes, WORKERS_SET, type WorkerLease } from '@kcache/protocol';
 import { type RunningRouter, startRouter } from '@kcache/router';
 import { type RunningWorker, startWorker } from '@kcache/worker';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -156,10 +156,14 @@ describe('failures', () => {
     expect(await index.workerBlockCount('w-doomed')).toBeGreaterThan(0);
     proc.kill('SIGKILL');
     await exited;
-    // before the lease expires the router still lists the worker: every request must fail over
+    // before the lease expires the router still lists the worker, but its dropped connection keeps
+    // it out of routing: every request goes elsewhere, none even tried there
+    const lost = async () => (await only.metrics.connectionsLost.get()).values.find((v) => v.labels.worker === 'w-doomed')?.value ?? 0;
+    for (let i = 0; i < 100 && (await lost()) === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await lost()).toBe(1);
     const during = await Promise.all(Array.from({ length: 6 }, (_, i) => routed(c, ask(prompt(40, 60 + i), 2))));
     expect(during.every((r) => r.finishReason === 'length' && r.workerId !== 'w-doomed')).toBe(true);
-    expect((await only.metrics.retries.get()).values.reduce((n, v) => n + v.value, 0)).toBeGreaterThan(0);
+    expect((await only.metrics.retries.get()).values.reduce((n, v) => n + v.value, 0)).toBe(0);
     await new Promise((r) => setTimeout(r, 800));
     await settle(only);
     expect(await index.workerBlockCount('w-doomed')).toBe(0);
@@ -167,6 +171,32 @@ describe('failures', () => {
     expect(after.every((r) => r.workerId !== 'w-doomed')).toBe(true);
     c.close();
     await only.close();
+  });
+
+  test('a leased worker nobody answers at: its requests fail over to the next choice and its breaker opens', async () => {
+    const [real] = await liveWorkers(redis.client);
+    if (!real) throw new Error('no lease');
+    const port = await freePort(); // nothing listens there
+    const ghost: WorkerLease = { ...real, workerId: 'w-ghost', address: `127.0.0.1:${port}`, instance: 'ghost', writtenAt: Date.now() };
+    await redis.client.set(leaseKey('w-ghost'), encodeLease(ghost), 'PX', 60_000);
+    await redis.client.sadd(WORKERS_SET, 'w-ghost');
+    const rr = await startRouter({ port: 0, redisUrl: redis.url, refreshMs: 100, policy: 'round_robin', breakerThreshold: 2 });
+    const c = routerClient(rr.address);
+    try {
+      await settle(rr);
+      const served = [];
+      for (let i = 0; i < 8; i++) served.push(await routed(c, ask(prompt(20, 120 + i), 2)));
+      expect(served.every((r) => r.finishReason === 'length' && r.workerId !== 'w-ghost')).toBe(true);
+      const retries = (await rr.metrics.retries.get()).values.reduce((n, v) => n + v.value, 0);
+      expect(retries).toBe(2); // tried twice, then its breaker kept it out
+      const open = (await rr.metrics.breakerState.get()).values.find((v) => v.labels.worker === 'w-ghost');
+      expect(open?.value).toBe(1);
+    } finally {
+      c.close();
+      await rr.close();
+      await redis.client.del(leaseKey('w-ghost'));
+      await redis.client.srem(WORKERS_SET, 'w-ghost');
+    }
   });
 
   test('a Redis restart mid-run loses no request, and affinity comes back', async () => {
