@@ -121,6 +121,7 @@ describe.each([
           modelId: 'm',
           blockSize: 16,
           maxModelLen: 512,
+          maxRequests: 0,
           epoch: 7,
           instance: 'i7',
           writtenAt: Date.now(),

@@ -1,5 +1,18 @@
 export { parseMetrics, renderClusterPlot, sumOf } from './cluster-plot.js';
 export { decodeWeightBytes, type EngineBenchOptions, type EngineBenchResult, formatEngineBench, runEngineBench } from './engine-bench.js';
+export {
+  FAULT_CASES,
+  type FaultCase,
+  type FaultRow,
+  type FaultsBenchOptions,
+  formatFaultsBench,
+  percentile,
+  runFaultsBench,
+  STALL_MS,
+  type StreamResult,
+  stream,
+  tally,
+} from './faults-bench.js';
 export { writeGguf } from './gguf.js';
 export {
   type AttentionRow,

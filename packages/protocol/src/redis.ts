@@ -52,6 +52,8 @@ export interface WorkerLease {
   blockSize: number;
   /** The model's context length: the longest prompt plus output the worker accepts. */
   maxModelLen: number;
+  /** Requests it holds at once, running plus queued (0: no limit known); past it, it answers RESOURCE_EXHAUSTED. */
+  maxRequests: number;
   /** The worker process's start (ms); a new epoch restarts its KV-event sequence. */
   epoch: number;
   /** Unique per worker process: a second process started with the same worker id is refused. */
@@ -88,6 +90,7 @@ export function parseLease(raw: string): WorkerLease | null {
     modelId: l.modelId,
     blockSize: l.blockSize as number,
     maxModelLen: Number.isInteger(l.maxModelLen) && (l.maxModelLen as number) > 0 ? (l.maxModelLen as number) : 0,
+    maxRequests: Number.isInteger(l.maxRequests) && (l.maxRequests as number) > 0 ? (l.maxRequests as number) : 0,
     epoch: l.epoch as number,
     instance: typeof l.instance === 'string' ? l.instance : '',
     writtenAt: Number.isFinite(l.writtenAt) ? (l.writtenAt as number) : 0,

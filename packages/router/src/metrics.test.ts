@@ -9,6 +9,7 @@ const lease = (workerId: string) => ({
   modelId: 'm',
   blockSize: 16,
   maxModelLen: 512,
+  maxRequests: 0,
   epoch: 1,
   instance: 'i1',
   writtenAt: 1,

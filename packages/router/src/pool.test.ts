@@ -8,6 +8,7 @@ const lease = (workerId: string, load: Partial<WorkerLease['load']> = {}, epoch 
   modelId,
   blockSize: 16,
   maxModelLen: 512,
+  maxRequests: 0,
   epoch,
   instance: 'i1',
   writtenAt,
@@ -85,5 +86,18 @@ test('after a Redis restart a missing worker stays until its lease could really 
   pool.sync([l('w2')], 'redis-b');
   expect(pool.candidates('m').map((c) => c.id)).toEqual(['w2']);
   expect(removed).toEqual(['w3', 'w1']);
+  pool.close();
+});
+
+test('saturated: every candidate at its lease limit by the routing load; an unknown limit or a free worker is not', () => {
+  const pool = new WorkerPool('r1');
+  const limited = (id: string, load: Partial<WorkerLease['load']>, maxRequests: number) => ({ ...lease(id, load), maxRequests });
+  pool.sync([limited('w1', { running: 4, waiting: 16, byRouter: { r2: 20 } }, 20), limited('w2', { running: 3 }, 4)]);
+  expect(pool.saturated('m')).toBe(false); // w2 holds 3 of 4
+  (pool.get('w2') as { inFlight: number }).inFlight = 1; // this router's own request there
+  expect(pool.saturated('m')).toBe(true);
+  expect(pool.saturated('other')).toBe(false); // no worker at all: not "full"
+  pool.sync([limited('w1', { running: 4, waiting: 16, byRouter: { r2: 20 } }, 20), limited('w2', { running: 3 }, 0)]);
+  expect(pool.saturated('m')).toBe(false); // w2's limit unknown
   pool.close();
 });

@@ -166,10 +166,31 @@ export class WorkerPool {
       .filter((w) => w.lease.modelId === modelId && w.reachable && w.breaker.state !== 'open')
       .map((w) => ({
         id: w.lease.workerId,
-        load: w.inFlight + Math.max(0, w.lease.load.running + w.lease.load.waiting - (w.lease.load.byRouter[this.routerId] ?? 0)),
+        load: this.load(w),
         cachedBlocks: Math.min(w.lease.load.numBlocks, w.lease.load.cachedBlocks + w.routedBlocks),
         numBlocks: w.lease.load.numBlocks,
       }));
+  }
+
+  /** Whether a worker is at its limit (lease `maxRequests`) by the load figure routing uses; false when its limit is unknown. */
+  atLimit(workerId: string): boolean {
+    const w = this.workers.get(workerId);
+    if (!w || w.lease.maxRequests <= 0) return false;
+    return this.load(w) >= w.lease.maxRequests;
+  }
+
+  /**
+   * Whether every worker that may take a request of this model is at its limit: a new request can
+   * only be refused there, so the router refuses it itself, at once.
+   */
+  saturated(modelId: string): boolean {
+    const c = this.candidates(modelId);
+    return c.length > 0 && c.every((x) => this.atLimit(x.id));
+  }
+
+  /** This router's own in-flight requests there (exact, current) plus the others' from the worker's last report. */
+  private load(w: PooledWorker): number {
+    return w.inFlight + Math.max(0, w.lease.load.running + w.lease.load.waiting - (w.lease.load.byRouter[this.routerId] ?? 0));
   }
 
   close(): void {

@@ -248,6 +248,12 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
         const modelId = pickModel(r.model ?? '');
         const ids = await toIds(r, modelId);
         if (ids.length === 0) throw new RouteError(grpc.status.INVALID_ARGUMENT, 'input: the prompt is empty');
+        if (pool.saturated(modelId))
+          throw new RouteError(
+            grpc.status.RESOURCE_EXHAUSTED,
+            `every worker serving ${modelId} is at its limit of running and queued requests`,
+            retryAfter(),
+          );
         const candidates = () => pool.candidates(modelId);
         const blockSize = pool.all().find((w) => w.lease.modelId === modelId)?.lease.blockSize as number;
         const original = {
@@ -277,6 +283,11 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
             () => ({ candidates: candidates(), matches, recent: routedHere }),
             async (choice) => {
               const w = pool.get(choice.worker);
+              if (pool.atLimit(choice.worker)) {
+                // it could only refuse: answer for it, without the round trip
+                failures.push({ code: grpc.status.RESOURCE_EXHAUSTED, details: `worker ${choice.worker} is at its request limit` });
+                return 'retry';
+              }
               if (!w?.breaker.allow()) return 'skip';
               metrics.decisions.inc({ policy: choice.policy, reason: choice.reason });
               w.routedBlocks += choice.newBlocks;
@@ -314,15 +325,12 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
           if (outcome.served) return;
           const tried = [...left, ...outcome.tried].join(', ') || 'none';
           // every worker tried was full: backpressure the client must see, not an outage
-          if (failures.length > 0 && failures.every((f) => f.code === grpc.status.RESOURCE_EXHAUSTED)) {
-            const trailer = new grpc.Metadata();
-            trailer.set('retry-after-ms', String(OVERLOAD_RETRY_AFTER_MS));
+          if (failures.length > 0 && failures.every((f) => f.code === grpc.status.RESOURCE_EXHAUSTED))
             throw new RouteError(
               grpc.status.RESOURCE_EXHAUSTED,
               `no worker can take the request now (tried ${tried}): ${failures.at(-1)?.details}`,
-              trailer,
+              retryAfter(),
             );
-          }
           const sent = progress.tokens.length > 0 ? ` after ${progress.tokens.length} tokens` : '';
           throw new RouteError(grpc.status.UNAVAILABLE, `no worker could take the request${sent} (tried ${tried})`);
         }

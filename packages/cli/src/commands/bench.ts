@@ -5,12 +5,15 @@ import { parseArgs } from 'node:util';
 import {
   type BudgetRow,
   capacity,
+  FAULT_CASES,
+  type FaultCase,
   type FidelityConfig,
   formatAttention,
   formatBudget,
   formatCapacity,
   formatDecode,
   formatEngineBench,
+  formatFaultsBench,
   formatFidelity,
   formatRoutingBench,
   formatWorkerBench,
@@ -21,6 +24,7 @@ import {
   mooncakeWorkload,
   renderClusterPlot,
   runEngineBench,
+  runFaultsBench,
   runRoutingBench,
   runWorkerBench,
   sharedPrefixWorkload,
@@ -35,7 +39,9 @@ export async function benchCommand(argv: string[]): Promise<void> {
   if (what === 'routing') return routingBench(rest);
   if (what === 'kcache') return kcacheBench(rest);
   if (what === 'plot') return plotCommand(rest);
-  if (what !== 'engine') throw new UsageError(`unknown benchmark '${what ?? ''}' (available: engine, worker, routing, kcache, plot)`);
+  if (what === 'faults') return faultsBench(rest);
+  if (what !== 'engine')
+    throw new UsageError(`unknown benchmark '${what ?? ''}' (available: engine, worker, routing, kcache, plot, faults)`);
   const { values } = parseArgs({
     args: rest,
     strict: true,
@@ -260,4 +266,23 @@ async function plotCommand(argv: string[]): Promise<void> {
   process.stdout.write(
     `wrote ${out}: ${r.requests} requests (${r.failed} failed), cluster prefix cache hit rate ${(100 * r.hitRate).toFixed(1)}%\n`,
   );
+}
+
+async function faultsBench(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: { model: { type: 'string' }, cases: { type: 'string' }, json: { type: 'boolean' } },
+  });
+  const cases = (values.cases ?? FAULT_CASES.join(',')).split(',');
+  const bad = cases.find((c) => !(FAULT_CASES as readonly string[]).includes(c));
+  if (bad !== undefined) throw new UsageError(`--cases: '${bad}' is not one of ${FAULT_CASES.join(', ')}`);
+  const rows = await runFaultsBench({
+    cli: process.argv[1] as string,
+    model: values.model ?? 'dummy:tiny',
+    cases: cases as FaultCase[],
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  process.stdout.write(values.json ? `${JSON.stringify(rows)}\n` : `${formatFaultsBench(rows)}\n`);
+  if (rows.some((r) => !r.met)) process.exitCode = 1;
 }

@@ -138,12 +138,14 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const onEvent = (e: KvEvent) => publisher?.publish(e);
   // A block's tier is where its values live: with KCache, V of (most) layers is in host memory.
   const blocks = new BlockManager(info.numBlocks, info.blockSize, onEvent, info.attention === 'kcache' ? 'host' : 'device');
-  const scheduler = new Scheduler(blocks, { maxNumSeqs: o.maxNumSeqs ?? 64, maxBatchedTokens: o.maxBatchedTokens ?? 512 });
+  const maxNumSeqs = o.maxNumSeqs ?? 64;
+  const maxWaiting = o.maxWaiting ?? 1024;
+  const scheduler = new Scheduler(blocks, { maxNumSeqs, maxBatchedTokens: o.maxBatchedTokens ?? 512 });
   const loop = new EngineLoop(engine, blocks, scheduler, metrics, {
     tiers: kvTiers(info).map((t) => t.tier),
     // with a fractional N the per-request cap is the context; with an absolute one, that N
     kcacheTopN: info.kcache ? (info.kcache.topNFraction > 0 ? info.maxSeqLen : info.kcache.topN) : null,
-    maxWaiting: o.maxWaiting ?? 1024,
+    maxWaiting,
     overlapOutput: info.threads < availableParallelism(),
   });
   metrics.observe(
@@ -258,7 +260,14 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
       ]).finally(() => clearTimeout(timer));
       publisher = new KvEventPublisher(
         redis,
-        { workerId, address, modelId: spec.id, blockSize: info.blockSize, maxModelLen: info.maxSeqLen },
+        {
+          workerId,
+          address,
+          modelId: spec.id,
+          blockSize: info.blockSize,
+          maxModelLen: info.maxSeqLen,
+          maxRequests: maxNumSeqs + maxWaiting,
+        },
         () => loop.load(),
         {
           leaseTtlMs: o.leaseTtlMs,
