@@ -100,6 +100,11 @@ describe('kcache generate', () => {
       /--budget-contexts \/ --budget-gib: context 0 must be in 1\.\.2039/,
     ],
     [['bench', 'kcache', '--parts', 'fidelity,speed'], 2, /--parts: 'speed' is not one of fidelity, attention, decode, budget, capacity/],
+    [
+      ['bench', 'faults', '--cases', 'sigkill,meteor'],
+      2,
+      /--cases: 'meteor' is not one of sigkill, sigstop, redis-restart, poison, overload, drain/,
+    ],
     [['frobnicate'], 2, /unknown command 'frobnicate'/],
   ])('%j fails with one line', (args, code, message) => {
     const r = kcache(...(args as string[]));
