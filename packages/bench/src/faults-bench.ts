@@ -393,8 +393,13 @@ async function overload(o: FaultsBenchOptions): Promise<FaultRow> {
   const floorRouter = serve(o.cli, ['router', '--port', '0', '--redis-url', c.redis.url, '--max-inflight', '1']);
   const floorClient = new (protos().v1.Generate)((await floorRouter.ready).address as string, grpc.credentials.createInsecure());
   try {
-    const fill = greedy(20, 16, 1900, 900).map((r) => stream(c.client, r, 300_000));
-    await sleep(500);
+    // full = at its limit: 4 running first, then 16 queued behind them (sent together, some of the
+    // 20 could find the queue full before the first 4 are scheduled)
+    const fillRequests = greedy(20, 16, 1900, 900);
+    const fill = fillRequests.slice(0, 4).map((r) => stream(c.client, r, 300_000));
+    await sleep(300);
+    fill.push(...fillRequests.slice(4).map((r) => stream(c.client, r, 300_000)));
+    await sleep(300);
     const paced = greedy(200, 32, 64, 11);
     const pacedResults = await Promise.all(paced.map((r, i) => sleep(i * 10).then(() => stream(c.client, r, 120_000))));
     const burst = await Promise.all(greedy(200, 32, 64, 13).map((r) => stream(c.client, r, 120_000)));

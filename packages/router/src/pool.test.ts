@@ -89,15 +89,19 @@ test('after a Redis restart a missing worker stays until its lease could really 
   pool.close();
 });
 
-test('saturated: every candidate at its lease limit by the routing load; an unknown limit or a free worker is not', () => {
+test("saturated: every candidate has as many of this router's requests in flight as its lease limit; reports of others do not count", () => {
   const pool = new WorkerPool('r1');
   const limited = (id: string, load: Partial<WorkerLease['load']>, maxRequests: number) => ({ ...lease(id, load), maxRequests });
-  pool.sync([limited('w1', { running: 4, waiting: 16, byRouter: { r2: 20 } }, 20), limited('w2', { running: 3 }, 4)]);
-  expect(pool.saturated('m')).toBe(false); // w2 holds 3 of 4
-  (pool.get('w2') as { inFlight: number }).inFlight = 1; // this router's own request there
+  // w1 reports itself full with another router's requests: that report may be stale, the worker decides
+  pool.sync([limited('w1', { running: 4, waiting: 16, byRouter: { r2: 20 } }, 20), limited('w2', {}, 4)]);
+  (pool.get('w2') as { inFlight: number }).inFlight = 4;
+  expect(pool.atLimit('w1')).toBe(false);
+  expect(pool.atLimit('w2')).toBe(true);
+  expect(pool.saturated('m')).toBe(false);
+  (pool.get('w1') as { inFlight: number }).inFlight = 20;
   expect(pool.saturated('m')).toBe(true);
   expect(pool.saturated('other')).toBe(false); // no worker at all: not "full"
-  pool.sync([limited('w1', { running: 4, waiting: 16, byRouter: { r2: 20 } }, 20), limited('w2', { running: 3 }, 0)]);
+  pool.sync([limited('w1', {}, 20), limited('w2', {}, 0)]);
   expect(pool.saturated('m')).toBe(false); // w2's limit unknown
   pool.close();
 });

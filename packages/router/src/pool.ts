@@ -172,11 +172,15 @@ export class WorkerPool {
       }));
   }
 
-  /** Whether a worker is at its limit (lease `maxRequests`) by the load figure routing uses; false when its limit is unknown. */
+  /**
+   * Whether a worker must refuse another request: this router alone has as many in flight there as
+   * its lease's `maxRequests` (running plus queued). Only this router's own count is used: it is
+   * exact, while the other routers' share comes from a report up to one renewal old, and a stale
+   * report must not turn requests away from a worker that has room (the worker then answers itself).
+   */
   atLimit(workerId: string): boolean {
     const w = this.workers.get(workerId);
-    if (!w || w.lease.maxRequests <= 0) return false;
-    return this.load(w) >= w.lease.maxRequests;
+    return !!w && w.lease.maxRequests > 0 && w.inFlight >= w.lease.maxRequests;
   }
 
   /**
@@ -188,7 +192,7 @@ export class WorkerPool {
     return c.length > 0 && c.every((x) => this.atLimit(x.id));
   }
 
-  /** This router's own in-flight requests there (exact, current) plus the others' from the worker's last report. */
+  /** Routing load: this router's own in-flight requests there (exact, current) plus the others' from the worker's last report. */
   private load(w: PooledWorker): number {
     return w.inFlight + Math.max(0, w.lease.load.running + w.lease.load.waiting - (w.lease.load.byRouter[this.routerId] ?? 0));
   }
