@@ -173,6 +173,19 @@ describe('kcache up and serve router refuse bad flags with one line', () => {
       ['serve', 'router', '--port', '0', '--redis-url', 'redis://127.0.0.1:1', '--load-cost-tokens=-1'],
       /--load-cost-tokens must be >= 0, got -1/,
     ],
+    [
+      ['serve', 'router', '--port', '0', '--redis-url', 'redis://127.0.0.1:1'],
+      /^kcache: --api-keys-file FILE \(or KCACHE_API_KEYS_FILE\) is required; --no-auth serves without authentication$/m,
+    ],
+    [
+      ['serve', 'router', '--port', '0', '--redis-url', 'redis://127.0.0.1:1', '--api-keys-file', '/no/such'],
+      /--api-keys-file: \/no\/such: no such file/,
+    ],
+    [
+      ['serve', 'router', '--port', '0', '--redis-url', 'redis://127.0.0.1:1', '--api-keys-file', '/no/such', '--no-auth'],
+      /give --api-keys-file or --no-auth, not both/,
+    ],
+    [['up', '--api-keys-file', '/no/such'], /--api-keys-file: \/no\/such: no such file/],
   ])('%j', (args, message) => {
     const r = kcache(...(args as string[]));
     expect(r.code).toBe(2);

@@ -44,6 +44,10 @@ describe('docker-compose.yml', () => {
     // workers publish the address the router reaches them at
     expect(s.worker1.command.join(' ')).toMatch(/--advertise-host worker1 --port 50061/);
     expect(s.worker2.command.join(' ')).toMatch(/--advertise-host worker2 --port 50061/);
+    // the router authenticates clients with the API keys of a Compose secret
+    expect(s.router.command.join(' ')).toMatch(/--api-keys-file \/run\/secrets\/api_keys/);
+    expect(s.router.secrets.map((x: Doc) => x.source)).toEqual(['api_keys']);
+    expect(c.secrets.api_keys.file).toMatch(/api-keys$/);
     const published = (svc: Doc) => (svc.ports ?? []).map((p: Doc) => Number(p.published));
     expect(published(s.router)).toEqual([50051]);
     expect(published(s.prometheus)).toEqual([9090]);
@@ -101,6 +105,14 @@ describe('Kubernetes (kustomize)', () => {
     const worker = container(find(docs, 'StatefulSet', 'worker'));
     expect(router.readinessProbe.grpc.port).toBe(50051);
     expect(router.livenessProbe.grpc.port).toBe(50051);
+    // API keys from a Secret, mounted read-only where --api-keys-file reads them
+    const keysMount = router.volumeMounts.find((m: Doc) => m.name === 'api-keys');
+    expect(router.args.join(' ')).toContain(`--api-keys-file ${keysMount.mountPath}/api-keys`);
+    expect(keysMount.readOnly).toBe(true);
+    expect(find(docs, 'Deployment', 'router').spec.template.spec.volumes).toContainEqual({
+      name: 'api-keys',
+      secret: { secretName: 'kcache-api-keys' },
+    });
     expect(worker.readinessProbe.grpc.port).toBe(50061);
     expect(worker.livenessProbe.grpc.port).toBe(50061);
     expect(worker.lifecycle.preStop.exec.command).toEqual(['sleep', '5']);

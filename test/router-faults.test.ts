@@ -25,7 +25,7 @@ const workers: RunningWorker[] = [];
 beforeAll(async () => {
   redis = await startRedis();
   // a breaker that opens on the first failure it counts: any miscounted failure would show
-  router = await startRouter({ port: 0, redisUrl: redis.url, refreshMs: 60_000, breakerThreshold: 1, metricsPort: 0 });
+  router = await startRouter({ apiKeys: null, port: 0, redisUrl: redis.url, refreshMs: 60_000, breakerThreshold: 1, metricsPort: 0 });
   client = routerClient(router.address);
 });
 afterAll(async () => {
@@ -111,7 +111,7 @@ describe('failures that are the request’s, not the worker’s', () => {
 });
 
 test('an admission limit on the router: past it, RESOURCE_EXHAUSTED with the retry hint; the admitted request finishes', async () => {
-  const limited = await startRouter({ port: 0, redisUrl: redis.url, refreshMs: 100, maxInFlight: 1 });
+  const limited = await startRouter({ apiKeys: null, port: 0, redisUrl: redis.url, refreshMs: 100, maxInFlight: 1 });
   const c = routerClient(limited.address);
   try {
     await limited.refresh();

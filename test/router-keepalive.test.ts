@@ -22,6 +22,7 @@ beforeAll(async () => {
     workers.set(id, p);
   }
   router = await startRouter({
+    apiKeys: null,
     port: 0,
     redisUrl: redis.url,
     refreshMs: 100,

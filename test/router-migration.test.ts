@@ -62,7 +62,7 @@ beforeAll(async () => {
     await p.ready;
     workers.set(id, p);
   }
-  router = await startRouter({ port: 0, redisUrl: redis.url, refreshMs: 100 });
+  router = await startRouter({ apiKeys: null, port: 0, redisUrl: redis.url, refreshMs: 100 });
   client = routerClient(router.address);
   await router.refresh();
 }, 60_000);
@@ -93,7 +93,7 @@ test('SIGSTOP of the serving worker mid-stream: after the inter-token timeout th
   const third = slowWorker(redis.url, 'mC', ['--lease-ttl-ms', '1500']);
   await third.ready;
   workers.set('mC', third);
-  const quick = await startRouter({ port: 0, redisUrl: redis.url, refreshMs: 100, interTokenTimeoutMs: 800 });
+  const quick = await startRouter({ apiKeys: null, port: 0, redisUrl: redis.url, refreshMs: 100, interTokenTimeoutMs: 800 });
   const c = routerClient(quick.address);
   try {
     await quick.refresh();
@@ -121,7 +121,7 @@ test('SIGSTOP of the serving worker mid-stream: after the inter-token timeout th
 test('a worker drained with a short grace gives its stream up; the router resumes it elsewhere: nothing is truncated', async () => {
   const own = await startRedis();
   const drained: KcacheProcess[] = [];
-  const r = await startRouter({ port: 0, redisUrl: own.url, refreshMs: 100 });
+  const r = await startRouter({ apiKeys: null, port: 0, redisUrl: own.url, refreshMs: 100 });
   const c = routerClient(r.address);
   try {
     for (const id of ['dA', 'dB']) {

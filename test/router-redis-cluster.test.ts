@@ -23,7 +23,7 @@ beforeAll(async () => {
     workers.push(
       await startWorker({ model: STORIES_260K, port: 0, redisUrl: cluster.url, workerId: id, numBlocks: 64, threads: 1, leaseTtlMs: 3000 }),
     );
-  router = await startRouter({ port: 0, redisUrl: cluster.url, refreshMs: 100 });
+  router = await startRouter({ apiKeys: null, port: 0, redisUrl: cluster.url, refreshMs: 100 });
   client = routerClient(router.address);
   await router.refresh();
 }, 60_000);

@@ -34,7 +34,16 @@ beforeAll(async () => {
       await startWorker({ model: STORIES_260K, port: 0, redisUrl: redis.url, workerId: id, numBlocks: 96, threads: 1, leaseTtlMs: 2000 }),
     );
   }
-  router = await startRouter({ port: 0, redisUrl: redis.url, routerId: 'r1', refreshMs: 100, metricsPort: 0 });
+  // affinity is what these tests check: give the index time to answer on a loaded machine (the default 50 ms falls back to least-loaded)
+  router = await startRouter({
+    apiKeys: null,
+    port: 0,
+    redisUrl: redis.url,
+    routerId: 'r1',
+    refreshMs: 100,
+    metricsPort: 0,
+    lookupTimeoutMs: 2000,
+  });
   client = routerClient(router.address);
 });
 afterAll(async () => {
@@ -63,6 +72,7 @@ describe('cache-aware routing', () => {
 
   test('a hot prefix spills to other workers past the balance threshold', async () => {
     const spill = await startRouter({
+      apiKeys: null,
       port: 0,
       redisUrl: redis.url,
       refreshMs: 100,
@@ -82,7 +92,7 @@ describe('cache-aware routing', () => {
   });
 
   test('two routers on one Redis send the same prefix to the same worker', async () => {
-    const other = await startRouter({ port: 0, redisUrl: redis.url, refreshMs: 100 });
+    const other = await startRouter({ apiKeys: null, port: 0, redisUrl: redis.url, refreshMs: 100, lookupTimeoutMs: 2000 });
     const c2 = routerClient(other.address);
     await settle(other);
     for (let s = 10; s < 13; s++) {
@@ -145,7 +155,7 @@ describe('failures', () => {
   test('a killed worker: requests fail over at once, and its blocks leave the index when its lease expires', async () => {
     const { proc, ready, exited } = spawnKcache([...workerArgs(STORIES_260K, redis.url, 'w-doomed', 64), '--lease-ttl-ms', '600']);
     await ready;
-    const only = await startRouter({ port: 0, redisUrl: redis.url, refreshMs: 100, policy: 'round_robin' });
+    const only = await startRouter({ apiKeys: null, port: 0, redisUrl: redis.url, refreshMs: 100, policy: 'round_robin' });
     const c = routerClient(only.address);
     await settle(only);
     const seen = new Set<string>();
@@ -180,7 +190,14 @@ describe('failures', () => {
     const ghost: WorkerLease = { ...real, workerId: 'w-ghost', address: `127.0.0.1:${port}`, instance: 'ghost', writtenAt: Date.now() };
     await redis.client.set(leaseKey('w-ghost'), encodeLease(ghost), 'PX', 60_000);
     await redis.client.sadd(WORKERS_SET, 'w-ghost');
-    const rr = await startRouter({ port: 0, redisUrl: redis.url, refreshMs: 100, policy: 'round_robin', breakerThreshold: 2 });
+    const rr = await startRouter({
+      apiKeys: null,
+      port: 0,
+      redisUrl: redis.url,
+      refreshMs: 100,
+      policy: 'round_robin',
+      breakerThreshold: 2,
+    });
     const c = routerClient(rr.address);
     try {
       await settle(rr);

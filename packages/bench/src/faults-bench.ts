@@ -161,7 +161,7 @@ class FaultCluster {
         c.workers.set(`w${i}`, w);
       }
       await Promise.all([...c.workers.values()].map((w) => w.ready));
-      c.router = serve(c.cli, ['router', '--port', '0', '--redis-url', c.redis.url, ...(flags.router ?? [])]);
+      c.router = serve(c.cli, ['router', '--port', '0', '--redis-url', c.redis.url, '--no-auth', ...(flags.router ?? [])]);
       const { address } = await c.router.ready;
       c.client = new (protos().v1.Generate)(address as string, grpc.credentials.createInsecure());
       await c.untilRouterSees(workers);
@@ -390,7 +390,7 @@ async function poison(o: FaultsBenchOptions): Promise<FaultRow> {
  */
 async function overload(o: FaultsBenchOptions): Promise<FaultRow> {
   const c = await FaultCluster.start(o, 1, { worker: ['--max-num-seqs', '4', '--max-waiting', '16'] });
-  const floorRouter = serve(o.cli, ['router', '--port', '0', '--redis-url', c.redis.url, '--max-inflight', '1']);
+  const floorRouter = serve(o.cli, ['router', '--port', '0', '--redis-url', c.redis.url, '--no-auth', '--max-inflight', '1']);
   const floorClient = new (protos().v1.Generate)((await floorRouter.ready).address as string, grpc.credentials.createInsecure());
   try {
     // full = at its limit: 4 running first, then 16 queued behind them (sent together, some of the

@@ -114,7 +114,15 @@ async function cluster(o: RoutingBenchOptions, policy: PolicyName) {
   }
   const routers: RunningRouter[] = [];
   for (let i = 0; i < (o.routers ?? 1); i++) {
-    const router = await startRouter({ port: 0, redisUrl: redis.url, policy, refreshMs: 100, cacheAware: o.cacheAware, routerId: `r${i}` });
+    const router = await startRouter({
+      apiKeys: null,
+      port: 0,
+      redisUrl: redis.url,
+      policy,
+      refreshMs: 100,
+      cacheAware: o.cacheAware,
+      routerId: `r${i}`,
+    });
     await router.refresh();
     routers.push(router);
   }

@@ -1,4 +1,5 @@
 import { checkRedisUrl } from '@kcache/block-index';
+import { ApiKeys, ApiKeysError, parseApiKeyLines, readApiKeysFile } from '@kcache/router';
 
 /** A command-line mistake: printed as one line, exit code 2. */
 export class UsageError extends Error {
@@ -101,4 +102,38 @@ export function cacheAwareArgs(values: Record<string, string | boolean | undefin
 /** The same knobs back as flags (for `up` to hand to its routers). */
 export function cacheAwareFlags(values: Record<string, string | boolean | undefined>): string[] {
   return Object.keys(CACHE_AWARE_OPTIONS).flatMap((k) => (values[k] === undefined ? [] : [`--${k}`, String(values[k])]));
+}
+
+/** Client authentication flags of `serve router` and `up`. */
+export const AUTH_OPTIONS = {
+  'api-keys-file': { type: 'string' },
+  'no-auth': { type: 'boolean' },
+} as const;
+
+export const NO_AUTH_WARNING =
+  'WARNING: authentication is off (--no-auth): anyone who can reach the router port can generate, and every caller shares one prefix cache';
+
+/** --api-keys-file FILE (or KCACHE_API_KEYS_FILE), read and checked now; null with --no-auth. */
+export function apiKeysArg(
+  values: { 'api-keys-file'?: string; 'no-auth'?: boolean },
+  required: boolean,
+): { path: string; keys: ApiKeys } | null {
+  const path = values['api-keys-file'] ?? process.env.KCACHE_API_KEYS_FILE;
+  if (path !== undefined && values['no-auth']) throw new UsageError('give --api-keys-file or --no-auth, not both');
+  if (path === undefined) {
+    if (required && !values['no-auth'])
+      throw new UsageError('--api-keys-file FILE (or KCACHE_API_KEYS_FILE) is required; --no-auth serves without authentication');
+    return null;
+  }
+  try {
+    return { path, keys: ApiKeys.load(path) };
+  } catch (e) {
+    if (e instanceof ApiKeysError) throw new UsageError(`--api-keys-file: ${e.message}`);
+    throw e;
+  }
+}
+
+/** One key of a keys file (for `up`'s own readiness calls). */
+export function someApiKey(path: string): string {
+  return (parseApiKeyLines(readApiKeysFile(path), path)[0] as { key: string }).key;
 }

@@ -112,11 +112,23 @@ function toRequest(o: GenerateOptions): GenerateRequest {
   };
 }
 
+export interface ClientOptions {
+  /** Sent as `authorization: Bearer <key>` on every call (a router started with API keys wants one). */
+  apiKey?: string;
+}
+
 export class KcacheClient {
   private readonly stub: GenerateClient;
   private readonly health: HealthStub;
+  private readonly metadata = new grpc.Metadata();
 
-  constructor(readonly address: string = DEFAULT_ADDRESS) {
+  constructor(
+    readonly address: string = DEFAULT_ADDRESS,
+    o: ClientOptions = {},
+  ) {
+    // per-call metadata rather than call credentials: grpc-js sends those only over TLS, and a
+    // router on loopback is plaintext
+    if (o.apiKey) this.metadata.set('authorization', `Bearer ${o.apiKey}`);
     this.stub = new (protos().v1.Generate)(address, grpc.credentials.createInsecure());
     const Health = grpc.makeGenericClientConstructor(healthService, 'Health');
     this.health = new Health(address, grpc.credentials.createInsecure()) as unknown as HealthStub;
@@ -124,7 +136,7 @@ export class KcacheClient {
 
   /** Streams a generation: chunks as the worker produces them, then one final event. */
   async *stream(o: GenerateOptions): AsyncGenerator<GenerateEvent> {
-    const call = this.stub.Generate(toRequest(o), o.deadlineMs ? { deadline: Date.now() + o.deadlineMs } : {});
+    const call = this.stub.Generate(toRequest(o), this.metadata, o.deadlineMs ? { deadline: Date.now() + o.deadlineMs } : {});
     const onAbort = () => call.cancel();
     o.signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -173,13 +185,15 @@ export class KcacheClient {
 
   tokenize(text: string, model = ''): Promise<number[]> {
     return new Promise((res, rej) =>
-      this.stub.Tokenize({ text, model }, { deadline: Date.now() + 10_000 }, (e, v) => (e ? rej(toError(e)) : res(v?.tokenIds ?? []))),
+      this.stub.Tokenize({ text, model }, this.metadata, { deadline: Date.now() + 10_000 }, (e, v) =>
+        e ? rej(toError(e)) : res(v?.tokenIds ?? []),
+      ),
     );
   }
 
   listModels(): Promise<ModelInfo[]> {
     return new Promise((res, rej) =>
-      this.stub.ListModels({}, { deadline: Date.now() + 10_000 }, (e, v) =>
+      this.stub.ListModels({}, this.metadata, { deadline: Date.now() + 10_000 }, (e, v) =>
         e ? rej(toError(e)) : res((v?.models ?? []).map((m) => ({ id: m.id ?? '', workers: m.workers ?? 0, blockSize: m.blockSize ?? 0 }))),
       ),
     );

@@ -1,4 +1,5 @@
 export {
+  type ClientOptions,
   type Completion,
   DEFAULT_ADDRESS,
   type GenerateEvent,

@@ -14,3 +14,15 @@ export {
   route,
 } from './route.js';
 export { type RouterOptions, type RunningRouter, startRouter } from './router-server.js';
+export {
+  type ApiKeyLine,
+  ApiKeys,
+  ApiKeysError,
+  parseApiKeyLines,
+  readApiKeysFile,
+  type Tenant,
+  TenantLimits,
+  TokenBucket,
+  tenantCacheSalt,
+  tenantRequestId,
+} from './tenancy/index.js';

@@ -10,8 +10,8 @@
  * Liveness: each connection to a worker carries gRPC keepalive (a ping every keepaliveMs, dropped
  * when one goes unanswered for keepaliveMs), with or without calls on it. A worker that freezes
  * (SIGSTOP, a hung host, a partition) loses its connection within 2 × keepaliveMs: its streams fail
- * and migrate, its breaker trips, and it takes no new request until its connection is ready again,
- * which needs the worker to answer an HTTP/2 handshake.
+ * and migrate, and it takes no new request until its connection is ready again, which needs the
+ * worker to answer an HTTP/2 handshake.
  */
 import * as grpc from '@grpc/grpc-js';
 import { protos, type WorkerClient, type WorkerLease } from '@kcache/protocol';
@@ -127,8 +127,11 @@ export class WorkerPool {
         if (state === grpc.connectivityState.SHUTDOWN) return; // closed by this pool
         if (state === grpc.connectivityState.READY) w.reachable = true;
         else if (before === grpc.connectivityState.READY) {
+          // no breaker trip: the connection itself is the test. A new one is ready only once the
+          // worker has answered the HTTP/2 handshake, which a frozen or dead worker never does,
+          // while a drop this router caused itself (its own event loop stalled past the keepalive
+          // timeout) heals in the milliseconds a reconnect takes.
           w.reachable = false;
-          w.breaker.trip();
           this.events.unreachable?.(w.lease.workerId);
         }
         if (state === grpc.connectivityState.IDLE) state = channel.getConnectivityState(true); // reconnect

@@ -27,6 +27,7 @@ import { RouterMetrics } from './metrics.js';
 import { continuation } from './migrate.js';
 import { WorkerPool } from './pool.js';
 import { type Router, route } from './route.js';
+import { type ApiKeys, bearerToken, type Limits, type Tenant, TenantLimits, tenantCacheSalt, tenantRequestId } from './tenancy/index.js';
 import { Tokenizers } from './tokenizers.js';
 
 export interface RouterOptions {
@@ -60,6 +61,13 @@ export interface RouterOptions {
   breakerOpenMs?: number;
   /** gRPC keepalive to workers: ping interval and timeout (ms; default 1000, 0: off). A frozen worker is cut off within twice this. */
   workerKeepaliveMs?: number;
+  /**
+   * Client API keys (`authorization: Bearer <key>` on every call of the Generate service), each
+   * naming a tenant; null: authentication off, every caller is one anonymous tenant.
+   */
+  apiKeys: ApiKeys | null;
+  /** Rate limits of a tenant whose key names none (0 or unset: unlimited). */
+  tenantLimits?: Limits;
 }
 
 export interface RunningRouter {
@@ -125,6 +133,20 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   metadata.set(ROUTER_METADATA, routerId);
   metrics.observe(pool);
   const tokenizers = new Tokenizers();
+  const limits = new TenantLimits(o.tenantLimits);
+  const ANONYMOUS: Tenant = { id: '' };
+  /** The caller's tenant, from its API key (the anonymous tenant when authentication is off). */
+  const authenticate = (md: grpc.Metadata): Tenant => {
+    if (!o.apiKeys) return ANONYMOUS;
+    const key = bearerToken(md.get('authorization'));
+    const tenant = key === null ? null : o.apiKeys.tenant(key);
+    if (!tenant)
+      throw new RouteError(
+        grpc.status.UNAUTHENTICATED,
+        key === null ? 'authorization: send "Bearer <API key>" metadata' : 'authorization: unknown API key',
+      );
+    return tenant;
+  };
 
   // NOT_SERVING until the router knows a worker: a load balancer must not send it traffic it can only fail
   const health = new HealthImplementation({ '': 'NOT_SERVING', [PUBLIC_SERVICE]: 'NOT_SERVING' });
@@ -237,7 +259,10 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
       const t0 = performance.now();
       const r = call.request;
       inFlight++;
+      let tenant = ANONYMOUS;
+      const progress: StreamProgress = { tokens: [], textLen: 0, migrations: 0 };
       try {
+        tenant = authenticate(call.metadata);
         if (o.maxInFlight && inFlight > o.maxInFlight)
           throw new RouteError(
             grpc.status.RESOURCE_EXHAUSTED,
@@ -248,6 +273,12 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
         const modelId = pickModel(r.model ?? '');
         const ids = await toIds(r, modelId);
         if (ids.length === 0) throw new RouteError(grpc.status.INVALID_ARGUMENT, 'input: the prompt is empty');
+        const admission = limits.admit(tenant.id, tenant, ids.length);
+        if (!admission.ok) {
+          const trailer = new grpc.Metadata();
+          trailer.set('retry-after-ms', String(admission.retryAfterMs));
+          throw new RouteError(grpc.status.RESOURCE_EXHAUSTED, `tenant ${tenant.id}: over its ${admission.what} per second limit`, trailer);
+        }
         if (pool.saturated(modelId))
           throw new RouteError(
             grpc.status.RESOURCE_EXHAUSTED,
@@ -256,20 +287,20 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
           );
         const candidates = () => pool.candidates(modelId);
         const blockSize = pool.all().find((w) => w.lease.modelId === modelId)?.lease.blockSize as number;
+        const cacheSalt = tenantCacheSalt(tenant.id, r.cacheSalt ?? '');
         const original = {
-          requestId: r.requestId || randomUUID(),
+          requestId: tenantRequestId(tenant.id, r.requestId || randomUUID()),
           tokenIds: ids,
           sampling: r.sampling,
           stop: r.stop,
-          cacheSalt: r.cacheSalt ?? '',
+          cacheSalt,
           kcacheTopn: r.kcacheTopn,
         };
-        const progress: StreamProgress = { tokens: [], textLen: 0, migrations: 0 };
         const left: string[] = []; // workers this stream failed on mid-stream
         for (;;) {
           if (call.cancelled) return; // the client left while its stream was moving
           const request = continuation(original, progress);
-          const hashes = promptBlockHashes(request.tokenIds, blockSize, { modelId, cacheSalt: r.cacheSalt ?? '' });
+          const hashes = promptBlockHashes(request.tokenIds, blockSize, { modelId, cacheSalt });
           const matches = await lookup(
             hashes,
             candidates().map((c) => c.id),
@@ -340,10 +371,12 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
         call.emit('error', { code: err.code, details: err.message, metadata: err.metadata });
       } finally {
         inFlight--;
+        if (progress.tokens.length > 0) limits.charge(tenant.id, tenant, progress.tokens.length);
       }
     },
     async Tokenize(call, cb) {
       try {
+        authenticate(call.metadata);
         const modelId = pickModel(call.request.model ?? '');
         cb(null, { tokenIds: await toIds({ text: call.request.text ?? '' }, modelId) });
       } catch (e) {
@@ -351,7 +384,14 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
         cb({ code: err.code ?? grpc.status.INTERNAL, details: err.message });
       }
     },
-    ListModels(_call, cb) {
+    ListModels(call, cb) {
+      try {
+        authenticate(call.metadata);
+      } catch (e) {
+        const err = e as RouteError;
+        cb({ code: err.code, details: err.message });
+        return;
+      }
       const byModel = new Map<string, { id: string; workers: number; blockSize: number }>();
       for (const { lease } of pool.all()) {
         const m = byModel.get(lease.modelId) ?? { id: lease.modelId, workers: 0, blockSize: lease.blockSize };

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_ADDRESS, KcacheClient, KcacheError } from '@kcache/client';
 import { intArg, numArg, UsageError } from '../args.js';
 
-export const ASK_USAGE = `kcache ask [--addr ${DEFAULT_ADDRESS}] [--max-tokens 32] [--temperature T] [--seed S] [--model M]
+export const ASK_USAGE = `kcache ask [--addr ${DEFAULT_ADDRESS}] [--api-key KEY] [--max-tokens 32] [--temperature T] [--seed S] [--model M]
     [--ignore-eos] [--kcache-topn N] [--timeout-ms 60000] [--json] "prompt"`;
 
 export async function askCommand(argv: string[]): Promise<void> {
@@ -16,6 +16,7 @@ export async function askCommand(argv: string[]): Promise<void> {
     allowPositionals: true,
     options: {
       addr: { type: 'string' },
+      'api-key': { type: 'string' },
       'max-tokens': { type: 'string' },
       temperature: { type: 'string' },
       seed: { type: 'string' },
@@ -27,7 +28,7 @@ export async function askCommand(argv: string[]): Promise<void> {
     },
   });
   if (positionals.length !== 1) throw new UsageError('give the prompt as one argument (quote it)');
-  const client = new KcacheClient(values.addr ?? DEFAULT_ADDRESS);
+  const client = new KcacheClient(values.addr ?? DEFAULT_ADDRESS, { apiKey: values['api-key'] ?? process.env.KCACHE_API_KEY });
   const started = performance.now();
   let firstText: number | null = null;
   try {
@@ -61,7 +62,12 @@ export async function askCommand(argv: string[]): Promise<void> {
     }
   } catch (e) {
     if (e instanceof KcacheError) {
-      const hint = e.code === 'UNAVAILABLE' ? ` (is a cluster running at ${client.address}? start one with: pnpm -s kcache up)` : '';
+      const hint =
+        e.code === 'UNAVAILABLE'
+          ? ` (is a cluster running at ${client.address}? start one with: pnpm -s kcache up)`
+          : e.code === 'UNAUTHENTICATED'
+            ? ' (give the key with --api-key or KCACHE_API_KEY)'
+            : '';
       throw new AskError(`${e.code}: ${e.details}${hint}`);
     }
     throw e;

@@ -2,12 +2,25 @@ import { parseArgs } from 'node:util';
 import { startRouter } from '@kcache/router';
 import { POLICIES, type PolicyName } from '@kcache/routing';
 import { startWorker } from '@kcache/worker';
-import { ATTENTION_OPTIONS, attentionArgs, CACHE_AWARE_OPTIONS, cacheAwareArgs, intArg, redisUrlArg, UsageError } from '../args.js';
+import {
+  ATTENTION_OPTIONS,
+  AUTH_OPTIONS,
+  apiKeysArg,
+  attentionArgs,
+  CACHE_AWARE_OPTIONS,
+  cacheAwareArgs,
+  intArg,
+  NO_AUTH_WARNING,
+  numArg,
+  redisUrlArg,
+  UsageError,
+} from '../args.js';
 
 export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--advertise-host H] [--metrics-port N]
     [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-waiting N]
     [--drain-grace-ms N] [--lease-ttl-ms N] [--redis-wait-ms 30000] [--kv-cache-bytes N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
-  kcache serve router --port P --redis-url URL [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N]
+  kcache serve router --port P --redis-url URL (--api-keys-file FILE | --no-auth) [--tenant-requests-per-s N] [--tenant-tokens-per-s N]
+    [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N]
     [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
     [--max-migrations 3] [--first-token-timeout-ms 120000] [--inter-token-timeout-ms 5000]
     [--max-prompt-bytes N] [--max-inflight N] [--worker-keepalive-ms 1000]`;
@@ -42,6 +55,9 @@ async function serveRouter(argv: string[]): Promise<void> {
       'max-prompt-bytes': { type: 'string' },
       'max-inflight': { type: 'string' },
       'worker-keepalive-ms': { type: 'string' },
+      'tenant-requests-per-s': { type: 'string' },
+      'tenant-tokens-per-s': { type: 'string' },
+      ...AUTH_OPTIONS,
       ...CACHE_AWARE_OPTIONS,
     },
   });
@@ -50,10 +66,20 @@ async function serveRouter(argv: string[]): Promise<void> {
   const redisUrl = redisUrlArg(values['redis-url']);
   if (!redisUrl) throw new UsageError('--redis-url is required');
   const cacheAware = cacheAwareArgs(values);
+  const auth = apiKeysArg(values, true);
+  const rate = (name: 'tenant-requests-per-s' | 'tenant-tokens-per-s') => {
+    const n = numArg(name, values[name], 0);
+    if (n < 0) throw new UsageError(`--${name} must be a number >= 0, got '${values[name]}'`);
+    return n;
+  };
+  const tenantLimits = { requestsPerS: rate('tenant-requests-per-s'), tokensPerS: rate('tenant-tokens-per-s') };
   const policy = values.policy ?? 'cache_aware';
   if (!(POLICIES as readonly string[]).includes(policy))
     throw new UsageError(`--policy must be one of ${POLICIES.join(', ')}, got '${policy}'`);
+  if (!auth) process.stderr.write(`${NO_AUTH_WARNING}\n`);
   const router = await startRouter({
+    apiKeys: auth?.keys ?? null,
+    tenantLimits,
     port: intArg('port', values.port, 0, 0),
     host: values.host,
     redisUrl,
@@ -69,7 +95,7 @@ async function serveRouter(argv: string[]): Promise<void> {
     workerKeepaliveMs: intArg('worker-keepalive-ms', values['worker-keepalive-ms'], 1000, 0),
   });
   process.stdout.write(
-    `${JSON.stringify({ event: 'ready', routerId: router.routerId, address: router.address, metricsPort: router.metricsPort, policy })}\n`,
+    `${JSON.stringify({ event: 'ready', routerId: router.routerId, address: router.address, metricsPort: router.metricsPort, policy, auth: auth ? 'api-keys' : 'off' })}\n`,
   );
   await untilSignal(() => router.close(), 0);
 }

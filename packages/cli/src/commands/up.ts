@@ -14,16 +14,19 @@ import { DEFAULT_ADDRESS, KcacheClient } from '@kcache/client';
 import { POLICIES } from '@kcache/routing';
 import {
   ATTENTION_OPTIONS,
+  AUTH_OPTIONS,
+  apiKeysArg,
   attentionArgs,
   CACHE_AWARE_OPTIONS,
   cacheAwareArgs,
   cacheAwareFlags,
   intArg,
   redisUrlArg,
+  someApiKey,
   UsageError,
 } from '../args.js';
 
-export const UP_USAGE = `kcache up [--workers 2] [--routers 1] [--model dummy:smol135:bf16] [--redis-url URL] [--port 50051]
+export const UP_USAGE = `kcache up [--workers 2] [--routers 1] [--model dummy:smol135:bf16] [--redis-url URL] [--port 50051] [--api-keys-file FILE]
     [--worker-port 50061] [--metrics-port 9400] [--policy cache_aware] [--threads N] [--num-blocks N]
     [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L] [--load-cost-tokens N] [--cache-threshold F] [--json]`;
 
@@ -77,8 +80,8 @@ async function startRedisServer(): Promise<TestRedis> {
  * Ready means usable: every router lists every worker (a router learns workers from their leases,
  * a moment after both have started). Gives up after 30 s with the counts it saw.
  */
-async function untilRoutersSeeWorkers(routers: string[], workers: number): Promise<void> {
-  const clients = routers.map((a) => new KcacheClient(a));
+async function untilRoutersSeeWorkers(routers: string[], workers: number, apiKey: string | undefined): Promise<void> {
+  const clients = routers.map((a) => new KcacheClient(a, { apiKey }));
   try {
     const deadline = Date.now() + 30_000;
     for (;;) {
@@ -120,11 +123,15 @@ export async function upCommand(argv: string[]): Promise<void> {
       threads: { type: 'string' },
       'num-blocks': { type: 'string' },
       json: { type: 'boolean' },
+      ...AUTH_OPTIONS,
       ...ATTENTION_OPTIONS,
       ...CACHE_AWARE_OPTIONS,
     },
   });
   cacheAwareArgs(values); // checked here so a bad value is one line before anything starts
+  // a laptop cluster may run without keys, with the router's warning; --api-keys-file turns them on
+  const auth = apiKeysArg(values, false);
+  const authFlags = auth ? ['--api-keys-file', auth.path] : ['--no-auth'];
   const nWorkers = intArg('workers', values.workers, 2, 1);
   const nRouters = intArg('routers', values.routers, 1, 1);
   const model = values.model ?? DEFAULT_UP_MODEL;
@@ -211,6 +218,7 @@ export async function upCommand(argv: string[]): Promise<void> {
           policy,
           '--metrics-port',
           nth(metricsPort, i),
+          ...authFlags,
           ...cacheAwareFlags(values),
         ]),
       );
@@ -241,9 +249,10 @@ export async function upCommand(argv: string[]): Promise<void> {
     await untilRoutersSeeWorkers(
       routers.map((r) => String(r.address)),
       workers.length,
+      auth ? someApiKey(auth.path) : undefined,
     );
     const addr = routers[0]?.address as string;
-    const ask = `pnpm -s kcache ask${addr === DEFAULT_ADDRESS ? '' : ` --addr ${addr}`} "Once upon a time"`;
+    const ask = `pnpm -s kcache ask${addr === DEFAULT_ADDRESS ? '' : ` --addr ${addr}`}${auth ? ' --api-key <key>' : ''} "Once upon a time"`;
     if (values.json) {
       const pids = [...children.map((c) => c.proc.pid), ...(redis ? [redis.pid] : [])];
       process.stdout.write(`${JSON.stringify({ event: 'ready', redisUrl: url, model, routers, workers, pids, client: ask })}\n`);
