@@ -1,4 +1,4 @@
-export { checkRedisUrl, connectRedis, type RedisClient } from './connect.js';
+export { checkRedisUrl, connectRedis, type RedisClient, redactRedisUrl } from './connect.js';
 export { IndexConsumer } from './consumer.js';
 export { liveWorkers, redisInstance } from './leases.js';
 export { MemoryBlockIndex } from './memory-index.js';

@@ -46,16 +46,22 @@ export interface TestRedis {
   stop(): Promise<void>;
 }
 
-/** `extraArgs` are appended to the server's command line (e.g. a maxmemory policy). */
-export async function startRedis(extraArgs: string[] = []): Promise<TestRedis> {
+/**
+ * `extraArgs` are appended to the server's command line (e.g. a maxmemory policy); with
+ * `password`, the server requires it (`requirepass`) and `url` carries it.
+ */
+export async function startRedis(extraArgs: string[] = [], password?: string): Promise<TestRedis> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'kcache-redis-'));
+  const auth = password === undefined ? [] : ['--requirepass', password];
   const spawnServer = () =>
-    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', ...extraArgs], {
-      stdio: 'ignore',
-    });
+    spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', ...auth, ...extraArgs],
+      { stdio: 'ignore' },
+    );
   let proc: ChildProcess | null = spawnServer();
-  const url = `redis://127.0.0.1:${port}`;
+  const url = `redis://${password === undefined ? '' : `:${encodeURIComponent(password)}@`}127.0.0.1:${port}`;
   const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 50 });
   client.on('error', () => {}); // refused connections while the server starts
   const waitReady = () => untilPong(client, `redis-server did not start on port ${port} (is it installed? apt-get install redis-server)`);

@@ -9,7 +9,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { startRedis, type TestRedis } from '@kcache/block-index';
+import { redactRedisUrl, startRedis, type TestRedis } from '@kcache/block-index';
 import { DEFAULT_ADDRESS, KcacheClient } from '@kcache/client';
 import { POLICIES } from '@kcache/routing';
 import {
@@ -255,10 +255,12 @@ export async function upCommand(argv: string[]): Promise<void> {
     const ask = `pnpm -s kcache ask${addr === DEFAULT_ADDRESS ? '' : ` --addr ${addr}`}${auth ? ' --api-key <key>' : ''} "Once upon a time"`;
     if (values.json) {
       const pids = [...children.map((c) => c.proc.pid), ...(redis ? [redis.pid] : [])];
-      process.stdout.write(`${JSON.stringify({ event: 'ready', redisUrl: url, model, routers, workers, pids, client: ask })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ event: 'ready', redisUrl: redactRedisUrl(url), model, routers, workers, pids, client: ask })}\n`,
+      );
     } else {
       const lines = [
-        `kcache up: ${nWorkers} worker(s) and ${nRouters} router(s) on ${model} (${attention.attention} attention), Redis at ${url}`,
+        `kcache up: ${nWorkers} worker(s) and ${nRouters} router(s) on ${model} (${attention.attention} attention), Redis at ${redactRedisUrl(url)}`,
         ...routers.map((r) => `  router ${r.id}  grpc ${r.address}  metrics http://127.0.0.1:${r.metricsPort}/metrics`),
         ...workers.map((w) => `  worker ${w.id}  grpc ${w.address}  metrics http://127.0.0.1:${w.metricsPort}/metrics`),
         '',

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { connectRedis, type RedisClient } from '@kcache/block-index';
+import { connectRedis, type RedisClient, redactRedisUrl } from '@kcache/block-index';
 import { type AttentionMode, Engine, type KCacheSettings } from '@kcache/engine';
 import { serveMetrics } from '@kcache/metrics';
 import { type ModelSpec, resolveModel } from '@kcache/models';
@@ -129,9 +129,11 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
 
   const redis: RedisClient | null = o.redisUrl ? connectRedis(o.redisUrl, { lazyConnect: true, maxRetriesPerRequest: null }) : null;
   // Redis being away must not take the worker down: events queue until it is back.
+  // Before the worker registered, errors are summed up in the one line a failed start prints.
   let redisError = '';
+  let registered = false;
   redis?.on('error', (e: Error) => {
-    if (e.message !== redisError) process.emitWarning(`redis: ${e.message}`);
+    if (registered && e.message !== redisError) process.emitWarning(`redis: ${e.message}`);
     redisError = e.message;
   });
   let publisher: KvEventPublisher | null = null;
@@ -247,12 +249,17 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
       const waitMs = o.redisWaitMs ?? 30_000;
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
-        redis.ping(),
+        redis.ping().catch((e: Error) => {
+          // reachable but refusing (NOAUTH, WRONGPASS, NOPERM): waiting will not help
+          throw e.name === 'ReplyError' ? new WorkerStartError(`redis: ${redactRedisUrl(o.redisUrl ?? '')}: ${e.message}`) : e;
+        }),
         new Promise((_, reject) => {
           timer = setTimeout(
             () =>
               reject(
-                new WorkerStartError(`redis: ${o.redisUrl} was not reachable within ${waitMs} ms${redisError ? ` (${redisError})` : ''}`),
+                new WorkerStartError(
+                  `redis: ${redactRedisUrl(o.redisUrl ?? '')} was not reachable within ${waitMs} ms${redisError ? ` (${redisError})` : ''}`,
+                ),
               ),
             waitMs,
           );
@@ -274,6 +281,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
         },
       );
       await publisher.start(blocks);
+      registered = true;
       health.setStatus('', 'SERVING');
       health.setStatus(WORKER_SERVICE, 'SERVING');
     } catch (e) {
