@@ -1,4 +1,5 @@
 import { checkRedisUrl } from '@kcache/block-index';
+import { type ClusterTls, ClusterTlsError, loadClusterTls } from '@kcache/protocol';
 import { ApiKeys, ApiKeysError, parseApiKeyLines, readApiKeysFile } from '@kcache/router';
 
 /** A command-line mistake: printed as one line, exit code 2. */
@@ -136,4 +137,20 @@ export function apiKeysArg(
 /** One key of a keys file (for `up`'s own readiness calls). */
 export function someApiKey(path: string): string {
   return (parseApiKeyLines(readApiKeysFile(path), path)[0] as { key: string }).key;
+}
+
+/** Mutual TLS between routers and workers (`kcache certs` makes the files). */
+export const TLS_OPTIONS = {
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-ca': { type: 'string' },
+} as const;
+
+export function tlsArg(values: { 'tls-cert'?: string; 'tls-key'?: string; 'tls-ca'?: string }): ClusterTls | null {
+  try {
+    return loadClusterTls({ cert: values['tls-cert'], key: values['tls-key'], ca: values['tls-ca'] });
+  } catch (e) {
+    if (e instanceof ClusterTlsError) throw new UsageError(e.message);
+    throw e;
+  }
 }

@@ -4,6 +4,7 @@ import { WorkerIdInUseError, WorkerStartError } from '@kcache/worker';
 import { UsageError } from './args.js';
 import { ASK_USAGE, AskError, askCommand } from './commands/ask.js';
 import { BENCH_USAGE } from './commands/bench-usage.js';
+import { CERTS_USAGE, CertsError, certsCommand } from './commands/certs.js';
 import { GENERATE_USAGE, generateCommand } from './commands/generate.js';
 import { HEALTH_USAGE, healthCommand } from './commands/health.js';
 import { SERVE_USAGE, serveCommand } from './commands/serve.js';
@@ -15,6 +16,7 @@ const USAGE = `usage:
   ${GENERATE_USAGE}
   ${SERVE_USAGE}
   ${HEALTH_USAGE}
+  ${CERTS_USAGE}
   ${BENCH_USAGE}`;
 
 /** Loaded only here: the benchmarks (and node-llama-cpp) are a development install, not part of serving. */
@@ -45,6 +47,8 @@ async function main(argv: string[]): Promise<void> {
       return askCommand(rest);
     case 'health':
       return healthCommand(rest);
+    case 'certs':
+      return certsCommand(rest);
     case undefined:
     case 'help':
     case '--help':
@@ -66,6 +70,7 @@ main(process.argv.slice(2)).catch((e: unknown) => {
     e instanceof AskError ||
     e instanceof WorkerIdInUseError ||
     e instanceof WorkerStartError ||
+    e instanceof CertsError ||
     err.code?.startsWith('ERR_PARSE_ARGS');
   process.stderr.write(oneLine ? `kcache: ${err.message.split('\n')[0]}\n` : `kcache: ${err.stack ?? err.message}\n`);
   process.exitCode = e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1;

@@ -35,3 +35,4 @@ export {
   type WorkerLease,
   type WorkerLoad,
 } from './redis.js';
+export { type ClusterTls, ClusterTlsError, loadClusterTls, workerChannelCredentials, workerServerCredentials } from './tls.js';

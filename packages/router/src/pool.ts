@@ -14,7 +14,7 @@
  * worker to answer an HTTP/2 handshake.
  */
 import * as grpc from '@grpc/grpc-js';
-import { protos, type WorkerClient, type WorkerLease } from '@kcache/protocol';
+import { type ClusterTls, protos, type WorkerClient, type WorkerLease, workerChannelCredentials } from '@kcache/protocol';
 import { CircuitBreaker } from './breaker.js';
 import type { Candidate } from './route.js';
 
@@ -37,6 +37,8 @@ export interface PoolOptions {
   breakerOpenMs?: number;
   /** Keepalive ping interval and timeout on each worker connection (ms; default 1000, 0: no keepalive). */
   keepaliveMs?: number;
+  /** Mutual TLS to workers: each connection checks that the worker's certificate names its lease's worker id. */
+  tls?: ClusterTls | null;
   events?: PoolEvents;
   now?: () => number;
 }
@@ -101,7 +103,7 @@ export class WorkerPool {
       cur?.client.close();
       const w: PooledWorker = {
         lease,
-        client: new (protos().v1.Worker)(lease.address, grpc.credentials.createInsecure(), this.channelOptions),
+        client: new (protos().v1.Worker)(lease.address, workerChannelCredentials(this.o.tls ?? null, lease.workerId), this.channelOptions),
         inFlight: cur?.inFlight ?? 0,
         routedBlocks: 0,
         seenAt: now,

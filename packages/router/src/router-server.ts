@@ -12,6 +12,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { connectRedis, IndexConsumer, liveWorkers, type MatchResult, RedisBlockIndex, redisInstance } from '@kcache/block-index';
 import { serveMetrics } from '@kcache/metrics';
 import {
+  type ClusterTls,
   type GenerateHandlers,
   type GenerateRequest__Output,
   PUBLIC_SERVICE,
@@ -68,6 +69,8 @@ export interface RouterOptions {
   apiKeys: ApiKeys | null;
   /** Rate limits of a tenant whose key names none (0 or unset: unlimited). */
   tenantLimits?: Limits;
+  /** Mutual TLS to the workers (this router's certificate and the cluster CA); null: plaintext. */
+  workerTls?: ClusterTls | null;
 }
 
 export interface RunningRouter {
@@ -124,6 +127,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
     breakerThreshold: o.breakerThreshold,
     breakerOpenMs: o.breakerOpenMs,
     keepaliveMs: o.workerKeepaliveMs,
+    tls: o.workerTls,
     events: {
       removed: (id) => recent.forgetWorker(id),
       unreachable: (id) => metrics.connectionsLost.inc({ worker: id }),

@@ -13,17 +13,19 @@ import {
   NO_AUTH_WARNING,
   numArg,
   redisUrlArg,
+  TLS_OPTIONS,
+  tlsArg,
   UsageError,
 } from '../args.js';
 
 export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--advertise-host H] [--metrics-port N]
     [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-waiting N]
-    [--drain-grace-ms N] [--lease-ttl-ms N] [--redis-wait-ms 30000] [--kv-cache-bytes N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
+    [--drain-grace-ms N] [--lease-ttl-ms N] [--redis-wait-ms 30000] [--tls-cert F --tls-key F --tls-ca F] [--kv-cache-bytes N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
   kcache serve router --port P --redis-url URL (--api-keys-file FILE | --no-auth) [--tenant-requests-per-s N] [--tenant-tokens-per-s N]
     [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N]
     [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
     [--max-migrations 3] [--first-token-timeout-ms 120000] [--inter-token-timeout-ms 5000]
-    [--max-prompt-bytes N] [--max-inflight N] [--worker-keepalive-ms 1000]`;
+    [--max-prompt-bytes N] [--max-inflight N] [--worker-keepalive-ms 1000] [--tls-cert F --tls-key F --tls-ca F]`;
 
 /** Waits for SIGTERM/SIGINT, runs `stop`, prints the lifecycle as JSON lines. */
 async function untilSignal(stop: () => Promise<void>, graceMs: number): Promise<void> {
@@ -58,6 +60,7 @@ async function serveRouter(argv: string[]): Promise<void> {
       'tenant-requests-per-s': { type: 'string' },
       'tenant-tokens-per-s': { type: 'string' },
       ...AUTH_OPTIONS,
+      ...TLS_OPTIONS,
       ...CACHE_AWARE_OPTIONS,
     },
   });
@@ -67,6 +70,7 @@ async function serveRouter(argv: string[]): Promise<void> {
   if (!redisUrl) throw new UsageError('--redis-url is required');
   const cacheAware = cacheAwareArgs(values);
   const auth = apiKeysArg(values, true);
+  const workerTls = tlsArg(values);
   const rate = (name: 'tenant-requests-per-s' | 'tenant-tokens-per-s') => {
     const n = numArg(name, values[name], 0);
     if (n < 0) throw new UsageError(`--${name} must be a number >= 0, got '${values[name]}'`);
@@ -80,6 +84,7 @@ async function serveRouter(argv: string[]): Promise<void> {
   const router = await startRouter({
     apiKeys: auth?.keys ?? null,
     tenantLimits,
+    workerTls,
     port: intArg('port', values.port, 0, 0),
     host: values.host,
     redisUrl,
@@ -126,6 +131,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       'lease-ttl-ms': { type: 'string' },
       'redis-wait-ms': { type: 'string' },
       'kv-cache-bytes': { type: 'string' },
+      ...TLS_OPTIONS,
       ...ATTENTION_OPTIONS,
     },
   });
@@ -134,7 +140,9 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const opt = (name: string, v: string | undefined, min = 1) => (v === undefined ? undefined : intArg(name, v, 0, min));
   const grace = intArg('drain-grace-ms', values['drain-grace-ms'], 30_000, 0);
   const attention = attentionArgs(values);
+  const tls = tlsArg(values);
   const worker = await startWorker({
+    tls,
     model: values.model,
     port: intArg('port', values.port, 0, 0),
     host: values.host,

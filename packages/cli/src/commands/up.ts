@@ -6,7 +6,9 @@
  * and exits with nothing left running. A child that dies early takes the cluster down (exit 1).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { cpus } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { redactRedisUrl, startRedis, type TestRedis } from '@kcache/block-index';
@@ -25,8 +27,9 @@ import {
   someApiKey,
   UsageError,
 } from '../args.js';
+import { type CertPaths, makeClusterCerts } from './certs.js';
 
-export const UP_USAGE = `kcache up [--workers 2] [--routers 1] [--model dummy:smol135:bf16] [--redis-url URL] [--port 50051] [--api-keys-file FILE]
+export const UP_USAGE = `kcache up [--workers 2] [--routers 1] [--model dummy:smol135:bf16] [--redis-url URL] [--port 50051] [--api-keys-file FILE] [--tls]
     [--worker-port 50061] [--metrics-port 9400] [--policy cache_aware] [--threads N] [--num-blocks N]
     [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L] [--load-cost-tokens N] [--cache-threshold F] [--json]`;
 
@@ -123,6 +126,7 @@ export async function upCommand(argv: string[]): Promise<void> {
       threads: { type: 'string' },
       'num-blocks': { type: 'string' },
       json: { type: 'boolean' },
+      tls: { type: 'boolean' },
       ...AUTH_OPTIONS,
       ...ATTENTION_OPTIONS,
       ...CACHE_AWARE_OPTIONS,
@@ -152,6 +156,16 @@ export async function upCommand(argv: string[]): Promise<void> {
   if (attention.kcache.fullLayers !== undefined) attentionFlags.push('--kcache-full-layers', String(attention.kcache.fullLayers));
   const log = (line: string) => process.stderr.write(`${line}\n`);
 
+  // --tls: a throwaway cluster CA and one certificate per process (kcache certs), mutual TLS between routers and workers
+  const certDir = values.tls ? mkdtempSync(join(tmpdir(), 'kcache-up-certs-')) : null;
+  const certs = certDir
+    ? makeClusterCerts(certDir, {
+        workers: Array.from({ length: nWorkers }, (_, i) => `w${i + 1}`),
+        routers: Array.from({ length: nRouters }, (_, i) => `r${i + 1}`),
+        days: 30,
+      })
+    : null;
+  const tlsFlags = (p: CertPaths | undefined) => (p ? ['--tls-cert', p.cert, '--tls-key', p.key, '--tls-ca', p.ca] : []);
   const redisUrl = redisUrlArg(values['redis-url'] ?? process.env.REDIS_URL);
   const redis = redisUrl ? null : await startRedisServer();
   const url = redisUrl ?? (redis?.url as string);
@@ -168,6 +182,7 @@ export async function upCommand(argv: string[]): Promise<void> {
     await Promise.all(children.map((c) => stopped(c.proc)));
     clearTimeout(killTimer);
     await redis?.stop();
+    if (certDir) rmSync(certDir, { recursive: true, force: true });
     if (values.json) process.stdout.write(`${JSON.stringify({ event: 'stopped' })}\n`);
     else log('kcache up: stopped');
     process.exit(code);
@@ -199,6 +214,7 @@ export async function upCommand(argv: string[]): Promise<void> {
           '--lease-ttl-ms',
           '3000',
           ...(values['num-blocks'] ? ['--num-blocks', values['num-blocks']] : []),
+          ...tlsFlags(certs?.workers.get(`w${i + 1}`)),
           ...attentionFlags,
         ]),
       );
@@ -219,6 +235,7 @@ export async function upCommand(argv: string[]): Promise<void> {
           '--metrics-port',
           nth(metricsPort, i),
           ...authFlags,
+          ...tlsFlags(certs?.routers.get(`r${i + 1}`)),
           ...cacheAwareFlags(values),
         ]),
       );

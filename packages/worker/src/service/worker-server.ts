@@ -11,7 +11,15 @@ import { connectRedis, type RedisClient, redactRedisUrl } from '@kcache/block-in
 import { type AttentionMode, Engine, type KCacheSettings } from '@kcache/engine';
 import { serveMetrics } from '@kcache/metrics';
 import { type ModelSpec, resolveModel } from '@kcache/models';
-import { protos, ROUTER_METADATA, WORKER_SERVICE, type WorkerGenerateRequest__Output, type WorkerHandlers } from '@kcache/protocol';
+import {
+  type ClusterTls,
+  protos,
+  ROUTER_METADATA,
+  WORKER_SERVICE,
+  type WorkerGenerateRequest__Output,
+  type WorkerHandlers,
+  workerServerCredentials,
+} from '@kcache/protocol';
 import { HealthImplementation } from 'grpc-health-check';
 import { EngineLoop, type GenerateInput } from '../engine-loop.js';
 import { WorkerError } from '../errors.js';
@@ -46,6 +54,8 @@ export interface WorkerOptions {
   leaseTtlMs?: number;
   /** How long to keep trying to reach Redis at start before giving up (default 30 s). */
   redisWaitMs?: number;
+  /** Mutual TLS: serve only callers with a certificate of the cluster CA (the routers). */
+  tls?: ClusterTls | null;
 }
 
 /** The worker could not start (Redis unreachable): one line for the operator. */
@@ -221,7 +231,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   server.addService(v1.Worker.service, handlers);
   const host = o.host ?? '127.0.0.1';
   const port = await new Promise<number>((res, rej) =>
-    server.bindAsync(`${host}:${o.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
+    server.bindAsync(`${host}:${o.port}`, workerServerCredentials(o.tls ?? null), (err, p) => (err ? rej(err) : res(p))),
   );
   const address = `${o.advertiseHost ?? host}:${port}`;
 
