@@ -23,6 +23,12 @@ export interface StreamProgress {
   textLen: number;
   /** How many times the stream has moved to another worker. */
   migrations: number;
+  /** ms from the request's arrival to its first token (undefined until then). */
+  ttftMs?: number;
+  /** The final message's worker and usage, once it came. */
+  final?: { workerId: string; promptTokens: number; cachedTokens: number };
+  /** How the client's stream ended: 'OK' or a status name (undefined while it runs). */
+  status?: string;
 }
 
 export interface ForwardContext {
@@ -76,6 +82,7 @@ export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptRe
         else if (ctx.mayMigrate) end({ outcome: 'migrate', code: grpc.status.DEADLINE_EXCEEDED, details });
         else {
           metrics.requests.inc({ outcome: 'error' });
+          ctx.progress.status = 'UNAVAILABLE';
           call.emit('error', { code: grpc.status.UNAVAILABLE, details });
           end({ outcome: 'done' });
         }
@@ -88,7 +95,10 @@ export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptRe
       if (!started) {
         started = true;
         w.breaker.success();
-        if (ctx.progress.tokens.length === 0) metrics.ttft.observe((performance.now() - ctx.t0) / 1000);
+        if (ctx.progress.tokens.length === 0) {
+          ctx.progress.ttftMs = performance.now() - ctx.t0;
+          metrics.ttft.observe(ctx.progress.ttftMs / 1000);
+        }
       }
       if (m.chunk) {
         ctx.progress.tokens.push(...(m.chunk.tokenIds ?? []));
@@ -106,6 +116,11 @@ export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptRe
         metrics.predictedCached.inc(ctx.predictedCachedTokens);
         metrics.cacheMisprediction.observe(actual - ctx.predictedCachedTokens);
         m.final.migrations = ctx.progress.migrations;
+        ctx.progress.final = {
+          workerId: m.final.workerId ?? '',
+          promptTokens: m.final.usage?.promptTokens ?? 0,
+          cachedTokens: m.final.usage?.cachedTokens ?? 0,
+        };
       }
       call.write(m);
     });
@@ -113,6 +128,7 @@ export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptRe
       if (finished) return; // grpc-js may end a stream after its error
       if (!started) w.breaker.success();
       metrics.requests.inc({ outcome: 'ok' });
+      ctx.progress.status = 'OK';
       call.end();
       end({ outcome: 'done' });
     });
@@ -120,6 +136,7 @@ export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptRe
       if (finished) return;
       if (call.cancelled) {
         metrics.requests.inc({ outcome: 'cancelled' });
+        ctx.progress.status = 'CANCELLED';
         end({ outcome: 'done' });
         return;
       }
@@ -137,6 +154,7 @@ export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptRe
         return;
       }
       metrics.requests.inc({ outcome: 'error' });
+      ctx.progress.status = grpc.status[e.code] ?? String(e.code);
       call.emit('error', { code: e.code, details: e.details });
       end({ outcome: 'done' });
     });

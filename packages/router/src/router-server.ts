@@ -23,6 +23,7 @@ import {
 } from '@kcache/protocol';
 import { type CacheAwareConfig, makePolicy, type PolicyName, RecentPrefixes } from '@kcache/routing';
 import { HealthImplementation } from 'grpc-health-check';
+import { type Logger, pino } from 'pino';
 import { forward, type StreamProgress } from './forward.js';
 import { RouterMetrics } from './metrics.js';
 import { continuation } from './migrate.js';
@@ -71,6 +72,8 @@ export interface RouterOptions {
   tenantLimits?: Limits;
   /** Mutual TLS to the workers (this router's certificate and the cluster CA); null: plaintext. */
   workerTls?: ClusterTls | null;
+  /** One JSON line per request (pino); default: none. Never the prompt or output text. */
+  log?: Logger;
 }
 
 export interface RunningRouter {
@@ -137,6 +140,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   metadata.set(ROUTER_METADATA, routerId);
   metrics.observe(pool);
   const tokenizers = new Tokenizers();
+  const log = o.log ?? pino({ level: 'silent' });
   const limits = new TenantLimits(o.tenantLimits);
   const ANONYMOUS: Tenant = { id: '' };
   /** The caller's tenant, from its API key (the anonymous tenant when authentication is off). */
@@ -265,6 +269,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
       inFlight++;
       let tenant = ANONYMOUS;
       const progress: StreamProgress = { tokens: [], textLen: 0, migrations: 0 };
+      const requestId = r.requestId || randomUUID();
       try {
         tenant = authenticate(call.metadata);
         if (o.maxInFlight && inFlight > o.maxInFlight)
@@ -293,7 +298,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
         const blockSize = pool.all().find((w) => w.lease.modelId === modelId)?.lease.blockSize as number;
         const cacheSalt = tenantCacheSalt(tenant.id, r.cacheSalt ?? '');
         const original = {
-          requestId: tenantRequestId(tenant.id, r.requestId || randomUUID()),
+          requestId: tenantRequestId(tenant.id, requestId),
           tokenIds: ids,
           sampling: r.sampling,
           stop: r.stop,
@@ -372,10 +377,28 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
       } catch (e) {
         const err = e instanceof RouteError ? e : new RouteError(grpc.status.INTERNAL, (e as Error).message);
         metrics.requests.inc({ outcome: 'rejected' });
+        progress.status = grpc.status[err.code] ?? String(err.code);
         call.emit('error', { code: err.code, details: err.message, metadata: err.metadata });
       } finally {
         inFlight--;
         if (progress.tokens.length > 0) limits.charge(tenant.id, tenant, progress.tokens.length);
+        const status = progress.status ?? (call.cancelled ? 'CANCELLED' : 'UNKNOWN');
+        log[status === 'OK' || status === 'CANCELLED' ? 'info' : 'warn'](
+          {
+            requestId,
+            tenant: tenant.id || undefined,
+            model: r.model || undefined,
+            worker: progress.final?.workerId,
+            promptTokens: progress.final?.promptTokens,
+            cachedTokens: progress.final?.cachedTokens,
+            completionTokens: progress.tokens.length,
+            ttftMs: progress.ttftMs === undefined ? undefined : Math.round(progress.ttftMs),
+            durationMs: Math.round(performance.now() - t0),
+            migrations: progress.migrations || undefined,
+            status,
+          },
+          'request',
+        );
       }
     },
     async Tokenize(call, cb) {

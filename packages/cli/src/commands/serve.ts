@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { startRouter } from '@kcache/router';
 import { POLICIES, type PolicyName } from '@kcache/routing';
 import { startWorker } from '@kcache/worker';
+import { pino } from 'pino';
 import {
   ATTENTION_OPTIONS,
   AUTH_OPTIONS,
@@ -25,7 +26,9 @@ export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url 
     [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N]
     [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
     [--max-migrations 3] [--first-token-timeout-ms 120000] [--inter-token-timeout-ms 5000]
-    [--max-prompt-bytes N] [--max-inflight N] [--worker-keepalive-ms 1000] [--tls-cert F --tls-key F --tls-ca F]`;
+    [--max-prompt-bytes N] [--max-inflight N] [--worker-keepalive-ms 1000] [--tls-cert F --tls-key F --tls-ca F] [--log-level info]`;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** Waits for SIGTERM/SIGINT, runs `stop`, prints the lifecycle as JSON lines. */
 async function untilSignal(stop: () => Promise<void>, graceMs: number): Promise<void> {
@@ -59,6 +62,7 @@ async function serveRouter(argv: string[]): Promise<void> {
       'worker-keepalive-ms': { type: 'string' },
       'tenant-requests-per-s': { type: 'string' },
       'tenant-tokens-per-s': { type: 'string' },
+      'log-level': { type: 'string' },
       ...AUTH_OPTIONS,
       ...TLS_OPTIONS,
       ...CACHE_AWARE_OPTIONS,
@@ -71,6 +75,8 @@ async function serveRouter(argv: string[]): Promise<void> {
   const cacheAware = cacheAwareArgs(values);
   const auth = apiKeysArg(values, true);
   const workerTls = tlsArg(values);
+  const level = values['log-level'] ?? 'info';
+  if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got '${level}'`);
   const rate = (name: 'tenant-requests-per-s' | 'tenant-tokens-per-s') => {
     const n = numArg(name, values[name], 0);
     if (n < 0) throw new UsageError(`--${name} must be a number >= 0, got '${values[name]}'`);
@@ -85,6 +91,8 @@ async function serveRouter(argv: string[]): Promise<void> {
     apiKeys: auth?.keys ?? null,
     tenantLimits,
     workerTls,
+    // one JSON line per request on stdout, beside the lifecycle events
+    log: pino({ level, base: values.id ? { router: values.id } : {} }),
     port: intArg('port', values.port, 0, 0),
     host: values.host,
     redisUrl,
