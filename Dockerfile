@@ -23,6 +23,8 @@ COPY --from=build-cpu /src/package.json /src/pnpm-workspace.yaml ./
 COPY --from=build-cpu /src/node_modules ./node_modules
 COPY --from=build-cpu /src/packages ./packages
 COPY --from=build-cpu /src/native/build/Release/kcache_engine.node ./native/build/Release/kcache_engine.node
+# not root; the files are root's and read-only to it (the root filesystem may be mounted read-only)
+USER 10001:10001
 EXPOSE 50051 50061 9400
 ENTRYPOINT ["node", "packages/cli/dist/main.js"]
 CMD ["help"]
@@ -48,6 +50,7 @@ COPY --from=build-cuda /src/package.json /src/pnpm-workspace.yaml ./
 COPY --from=build-cuda /src/node_modules ./node_modules
 COPY --from=build-cuda /src/packages ./packages
 COPY --from=build-cuda /src/native/build/Release/kcache_engine.node ./native/build/Release/kcache_engine.node
+USER 10001:10001
 EXPOSE 50061 9400
 ENTRYPOINT ["node", "packages/cli/dist/main.js"]
 CMD ["help"]

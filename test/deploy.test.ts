@@ -15,8 +15,8 @@ import { REPO_ROOT } from './helpers/paths.js';
 // biome-ignore lint/suspicious/noExplicitAny: parsed YAML documents are walked untyped
 type Doc = Record<string, any>;
 
-function run(cmd: string, args: string[], cwd = REPO_ROOT): string {
-  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', timeout: 60_000 });
+function run(cmd: string, args: string[], env: Record<string, string> = {}): string {
+  const r = spawnSync(cmd, args, { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } });
   if (r.error) throw new Error(`${cmd} is not installed (.ci/run installs it): ${r.error.message}`);
   expect(r.stderr.split('\n').filter((l) => /error|invalid/i.test(l))).toEqual([]);
   expect(r.status).toBe(0);
@@ -24,13 +24,25 @@ function run(cmd: string, args: string[], cwd = REPO_ROOT): string {
 }
 
 describe('docker-compose.yml', () => {
-  const config = (...files: string[]) => parse(run('docker-compose', [...files.flatMap((f) => ['-f', f]), 'config'])) as Doc;
+  const secrets = { REDIS_PASSWORD: 'redis-pw-0123', GRAFANA_ADMIN_PASSWORD: 'grafana-pw-0123' };
+  const config = (...files: string[]) => parse(run('docker-compose', [...files.flatMap((f) => ['-f', f]), 'config'], secrets)) as Doc;
+
+  test('it will not start without a Redis password and a Grafana admin password', () => {
+    for (const missing of Object.keys(secrets)) {
+      const env: Record<string, string | undefined> = { ...process.env, ...secrets };
+      delete env[missing];
+      const r = spawnSync('docker-compose', ['config'], { cwd: REPO_ROOT, encoding: 'utf8', env });
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toContain(`set ${missing}`);
+    }
+  });
 
   test('Redis (noeviction, AOF), a router, two CPU workers, Prometheus and Grafana, with health checks and volumes', () => {
     const c = config('docker-compose.yml');
     expect(Object.keys(c.services).sort()).toEqual(['grafana', 'prometheus', 'redis', 'router', 'worker1', 'worker2']);
     const s = c.services;
-    expect(s.redis.command.join(' ')).toMatch(/--appendonly yes --maxmemory-policy noeviction/);
+    expect(s.redis.command.join(' ')).toMatch(/--appendonly yes --maxmemory-policy noeviction --maxmemory 1gb --requirepass redis-pw-0123/);
+    for (const name of ['router', 'worker1', 'worker2']) expect(s[name].command).toContain('redis://:redis-pw-0123@redis:6379');
     expect(s.redis.volumes.map((v: Doc | string) => (typeof v === 'string' ? v : `${v.source}:${v.target}`))).toContainEqual(
       expect.stringMatching(/^redis-data:\/data/),
     );
@@ -48,10 +60,14 @@ describe('docker-compose.yml', () => {
     expect(s.router.command.join(' ')).toMatch(/--api-keys-file \/run\/secrets\/api_keys/);
     expect(s.router.secrets.map((x: Doc) => x.source)).toEqual(['api_keys']);
     expect(c.secrets.api_keys.file).toMatch(/api-keys$/);
-    const published = (svc: Doc) => (svc.ports ?? []).map((p: Doc) => Number(p.published));
-    expect(published(s.router)).toEqual([50051]);
-    expect(published(s.prometheus)).toEqual([9090]);
-    expect(published(s.grafana)).toEqual([3000]);
+    // only loopback by default: nothing is reachable from the network unless KCACHE_BIND says so
+    const published = (svc: Doc) =>
+      (svc.ports ?? []).map((p: Doc | string) => (typeof p === 'string' ? p.replace(/:\d+\/tcp$/, '') : `${p.host_ip}:${p.published}`));
+    expect(published(s.router)).toEqual(['127.0.0.1:50051']);
+    expect(published(s.prometheus)).toEqual(['127.0.0.1:9090']);
+    expect(published(s.grafana)).toEqual(['127.0.0.1:3000']);
+    for (const name of ['redis', 'worker1', 'worker2']) expect(s[name].ports).toBeUndefined();
+    expect(s.grafana.environment).toMatchObject({ GF_AUTH_ANONYMOUS_ENABLED: 'false', GF_SECURITY_ADMIN_PASSWORD: 'grafana-pw-0123' });
     expect(Object.keys(c.volumes).sort()).toEqual(['grafana-data', 'prometheus-data', 'redis-data']);
     expect(JSON.stringify(s.grafana.volumes)).toMatch(/deploy\/grafana\/provisioning/);
     expect(JSON.stringify(s.prometheus.volumes)).toMatch(/deploy\/prometheus/);
@@ -146,8 +162,8 @@ describe('Kubernetes (kustomize)', () => {
 
 describe('Prometheus and Grafana', () => {
   test('promtool accepts the scrape config and the alert rules', () => {
-    expect(run('promtool', ['check', 'config', 'prometheus.yml'], join(REPO_ROOT, 'deploy/prometheus'))).toMatch(/SUCCESS/);
-    expect(run('promtool', ['check', 'rules', 'alerts.yml'], join(REPO_ROOT, 'deploy/prometheus'))).toMatch(/SUCCESS: 6 rules found/);
+    expect(run('promtool', ['check', 'config', 'deploy/prometheus/prometheus.yml'])).toMatch(/SUCCESS/);
+    expect(run('promtool', ['check', 'rules', 'deploy/prometheus/alerts.yml'])).toMatch(/SUCCESS: 6 rules found/);
   });
 
   test('the alerts cover worker down, TTFT p99, falling hit rate, Redis down and KV near full', () => {
