@@ -83,8 +83,10 @@ describe('docker-compose.yml', () => {
     expect(c.services.router.deploy).toBeUndefined();
   });
 
-  test('the Dockerfile builds the engine once per image kind, in a build stage', () => {
+  test('the Dockerfile builds the engine once per image kind, in a build stage; the images run as a non-root user', () => {
     const df = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
+    const runtime = (stage: string) => df.slice(df.indexOf(`AS ${stage}\n`)).split(/\nFROM /)[0] as string;
+    for (const stage of ['cpu', 'cuda']) expect(runtime(stage)).toMatch(/^USER 10001:10001$/m);
     const stages = [...df.matchAll(/^FROM \S+ AS (\S+)/gm)].map((m) => m[1]);
     expect(stages).toEqual(['build-cpu', 'cpu', 'node', 'build-cuda', 'cuda']);
     expect(df.match(/pnpm build/g)).toHaveLength(2);
@@ -107,6 +109,12 @@ describe('Kubernetes (kustomize)', () => {
       'Deployment/router',
       'HorizontalPodAutoscaler/router',
       'Namespace/kcache',
+      'NetworkPolicy/default-deny-ingress',
+      'NetworkPolicy/redis',
+      'NetworkPolicy/router',
+      'NetworkPolicy/worker',
+      'PodDisruptionBudget/router',
+      'PodDisruptionBudget/worker',
       'PodMonitor/kcache-router',
       'PodMonitor/kcache-worker',
       'PrometheusRule/kcache',
@@ -138,9 +146,48 @@ describe('Kubernetes (kustomize)', () => {
     expect(find(docs, 'StatefulSet', 'worker').spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(5 + 45);
     expect(worker.image).toBe('kcache:cpu');
     expect(JSON.stringify(worker.resources)).not.toContain('nvidia.com/gpu');
+  });
+
+  test('hardened: non-root pods with read-only root filesystems, a Redis password and ceiling, network policies, disruption budgets', () => {
+    const docs = build('cpu');
+    for (const [kind, name] of [
+      ['Deployment', 'router'],
+      ['StatefulSet', 'worker'],
+      ['StatefulSet', 'redis'],
+    ] as const) {
+      const pod = find(docs, kind, name).spec.template.spec;
+      expect(pod.securityContext, name).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+      expect(pod.securityContext.runAsUser).toBeGreaterThan(0);
+      expect(container(find(docs, kind, name)).securityContext, name).toEqual({
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ['ALL'] },
+      });
+    }
+    const redis = container(find(docs, 'StatefulSet', 'redis'));
+    expect(redis.args.join(' ')).toMatch(/--maxmemory-policy noeviction --maxmemory \S+ --requirepass \$\(REDIS_PASSWORD\)/);
+    const fromSecret = { valueFrom: { secretKeyRef: { name: 'kcache-redis', key: 'password' } } };
+    for (const c of [redis, container(find(docs, 'Deployment', 'router')), container(find(docs, 'StatefulSet', 'worker'))])
+      expect(c.env).toContainEqual({ name: 'REDIS_PASSWORD', ...fromSecret });
+    for (const [kind, name] of [
+      ['Deployment', 'router'],
+      ['StatefulSet', 'worker'],
+    ] as const)
+      expect(container(find(docs, kind, name)).args).toContain('redis://:$(REDIS_PASSWORD)@redis:6379');
+    // only routers reach workers; only routers and workers reach Redis; everything else is denied
+    expect(find(docs, 'NetworkPolicy', 'default-deny-ingress').spec).toEqual({ podSelector: {}, policyTypes: ['Ingress'] });
+    const from = (name: string) => find(docs, 'NetworkPolicy', name).spec.ingress.map((r: Doc) => ({ from: r.from, ports: r.ports }));
+    const pods = (name: string) => ({
+      podSelector: { matchLabels: { 'app.kubernetes.io/name': name, 'app.kubernetes.io/part-of': 'kcache' } },
+    });
+    expect(from('worker')).toContainEqual({ from: [pods('kcache-router')], ports: [{ port: 50061 }] });
+    expect(from('worker').every((r: Doc) => r.from !== undefined)).toBe(true);
+    expect(from('redis')).toEqual([{ from: [pods('kcache-router'), pods('kcache-worker')], ports: [{ port: 6379 }] }]);
+    expect(find(docs, 'PodDisruptionBudget', 'router').spec.minAvailable).toBe(1);
+    expect(find(docs, 'PodDisruptionBudget', 'worker').spec.maxUnavailable).toBe(1);
     const hpa = find(docs, 'HorizontalPodAutoscaler', 'router');
     expect(hpa.spec.scaleTargetRef).toMatchObject({ kind: 'Deployment', name: 'router' });
-    expect(container(find(docs, 'StatefulSet', 'redis')).args).toEqual(['--appendonly', 'yes', '--maxmemory-policy', 'noeviction']);
+    expect(container(find(docs, 'StatefulSet', 'redis')).args.slice(0, 4)).toEqual(['--appendonly', 'yes', '--maxmemory-policy', 'noeviction']);
     expect(find(docs, 'PodMonitor', 'kcache-worker').spec.podMetricsEndpoints[0].port).toBe('metrics');
     // the operator's rules are the promtool-checked ones
     const alerts = parse(readFileSync(join(REPO_ROOT, 'deploy/prometheus/alerts.yml'), 'utf8')) as Doc;
