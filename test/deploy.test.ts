@@ -187,7 +187,12 @@ describe('Kubernetes (kustomize)', () => {
     expect(find(docs, 'PodDisruptionBudget', 'worker').spec.maxUnavailable).toBe(1);
     const hpa = find(docs, 'HorizontalPodAutoscaler', 'router');
     expect(hpa.spec.scaleTargetRef).toMatchObject({ kind: 'Deployment', name: 'router' });
-    expect(container(find(docs, 'StatefulSet', 'redis')).args.slice(0, 4)).toEqual(['--appendonly', 'yes', '--maxmemory-policy', 'noeviction']);
+    expect(container(find(docs, 'StatefulSet', 'redis')).args.slice(0, 4)).toEqual([
+      '--appendonly',
+      'yes',
+      '--maxmemory-policy',
+      'noeviction',
+    ]);
     expect(find(docs, 'PodMonitor', 'kcache-worker').spec.podMetricsEndpoints[0].port).toBe('metrics');
     // the operator's rules are the promtool-checked ones
     const alerts = parse(readFileSync(join(REPO_ROOT, 'deploy/prometheus/alerts.yml'), 'utf8')) as Doc;

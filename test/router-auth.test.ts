@@ -145,3 +145,13 @@ test('kcache ask: a wrong key exits 1 with one line naming UNAUTHENTICATED; KCAC
   expect(right.status).toBe(1);
   expect(right.stderr).toMatch(/INVALID_ARGUMENT: text: model .* has no tokenizer/);
 });
+
+test('the metrics endpoint can listen on an interface of its own (--metrics-host), apart from the public gRPC port', async () => {
+  const r = await startRouter({ apiKeys: null, port: 0, host: '127.0.0.1', redisUrl: redis.url, metricsPort: 0, metricsHost: '127.0.0.2' });
+  try {
+    expect((await fetch(`http://127.0.0.2:${r.metricsPort}/metrics`)).status).toBe(200);
+    await expect(fetch(`http://127.0.0.1:${r.metricsPort}/metrics`)).rejects.toThrow();
+  } finally {
+    await r.close();
+  }
+});

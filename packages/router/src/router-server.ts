@@ -41,6 +41,8 @@ export interface RouterOptions {
   cacheAware?: Partial<CacheAwareConfig>;
   routerId?: string;
   metricsPort?: number | null;
+  /** Interface of the metrics endpoint (default: host); e.g. an internal address while gRPC faces clients. */
+  metricsHost?: string;
   /** How often the worker list is refreshed from the leases (ms). */
   refreshMs?: number;
   /** Longest the router waits for the index before routing least-loaded (ms). */
@@ -436,7 +438,9 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   );
 
   const metricsServer =
-    o.metricsPort !== null && o.metricsPort !== undefined ? await serveMetrics(metrics.registry, host, o.metricsPort) : null;
+    o.metricsPort !== null && o.metricsPort !== undefined
+      ? await serveMetrics(metrics.registry, o.metricsHost ?? host, o.metricsPort)
+      : null;
   const metricsPort = metricsServer?.port ?? null;
 
   return {

@@ -19,11 +19,11 @@ import {
   UsageError,
 } from '../args.js';
 
-export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--advertise-host H] [--metrics-port N]
+export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--advertise-host H] [--metrics-port N] [--metrics-host H]
     [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-waiting N]
     [--drain-grace-ms N] [--lease-ttl-ms N] [--redis-wait-ms 30000] [--tls-cert F --tls-key F --tls-ca F] [--kv-cache-bytes N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
   kcache serve router --port P --redis-url URL (--api-keys-file FILE | --no-auth) [--tenant-requests-per-s N] [--tenant-tokens-per-s N]
-    [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N]
+    [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N] [--metrics-host H]
     [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
     [--max-migrations 3] [--first-token-timeout-ms 120000] [--inter-token-timeout-ms 5000]
     [--max-prompt-bytes N] [--max-inflight N] [--worker-keepalive-ms 1000] [--tls-cert F --tls-key F --tls-ca F] [--log-level info]`;
@@ -54,6 +54,7 @@ async function serveRouter(argv: string[]): Promise<void> {
       id: { type: 'string' },
       host: { type: 'string' },
       'metrics-port': { type: 'string' },
+      'metrics-host': { type: 'string' },
       'max-migrations': { type: 'string' },
       'first-token-timeout-ms': { type: 'string' },
       'inter-token-timeout-ms': { type: 'string' },
@@ -100,6 +101,7 @@ async function serveRouter(argv: string[]): Promise<void> {
     cacheAware,
     routerId: values.id,
     metricsPort: values['metrics-port'] === undefined ? null : intArg('metrics-port', values['metrics-port'], 0, 0),
+    metricsHost: values['metrics-host'],
     maxMigrations,
     firstTokenTimeoutMs: intArg('first-token-timeout-ms', values['first-token-timeout-ms'], 120_000, 1),
     interTokenTimeoutMs: intArg('inter-token-timeout-ms', values['inter-token-timeout-ms'], 5_000, 1),
@@ -129,6 +131,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       host: { type: 'string' },
       'advertise-host': { type: 'string' },
       'metrics-port': { type: 'string' },
+      'metrics-host': { type: 'string' },
       'num-blocks': { type: 'string' },
       'block-size': { type: 'string' },
       threads: { type: 'string' },
@@ -158,6 +161,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     redisUrl: redisUrlArg(values['redis-url']) ?? null,
     workerId: values.id,
     metricsPort: values['metrics-port'] === undefined ? null : intArg('metrics-port', values['metrics-port'], 0, 0),
+    metricsHost: values['metrics-host'],
     numBlocks: opt('num-blocks', values['num-blocks']),
     blockSize: opt('block-size', values['block-size']),
     threads: opt('threads', values.threads),

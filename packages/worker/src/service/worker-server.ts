@@ -51,6 +51,8 @@ export interface WorkerOptions {
   maxWaiting?: number;
   /** HTTP port for /metrics; 0 picks a free one, null disables. */
   metricsPort?: number | null;
+  /** Interface of the metrics endpoint (default: host); e.g. an internal address while gRPC faces clients. */
+  metricsHost?: string;
   leaseTtlMs?: number;
   /** How long to keep trying to reach Redis at start before giving up (default 30 s). */
   redisWaitMs?: number;
@@ -236,7 +238,9 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const address = `${o.advertiseHost ?? host}:${port}`;
 
   const metricsServer =
-    o.metricsPort !== null && o.metricsPort !== undefined ? await serveMetrics(metrics.registry, host, o.metricsPort) : null;
+    o.metricsPort !== null && o.metricsPort !== undefined
+      ? await serveMetrics(metrics.registry, o.metricsHost ?? host, o.metricsPort)
+      : null;
   const metricsPort = metricsServer?.port ?? null;
 
   let closed = false;
