@@ -11,6 +11,7 @@ import { type RunningWorker, startWorker } from '@kcache/worker';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { REPO_ROOT, STORIES_260K } from './helpers/paths.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
+import { listServices } from './helpers/reflection.js';
 import { routerClient } from './helpers/router-client.js';
 import { tempDir } from './helpers/temp.js';
 import { collect, type GenerateResult } from './helpers/worker-client.js';
@@ -80,6 +81,12 @@ describe('authentication', () => {
     expect((await as(KEY_A, ask(prompt(1)))).finishReason).toBe('length');
     expect(await unary('ListModels', {}, auth(KEY_B))).toMatchObject({ models: [{ workers: 1 }] });
   });
+});
+
+test("the router's reflection lists the public service and never the workers' internal one; it stays open, like health", async () => {
+  const body = await listServices(router.address);
+  expect(body).toContain('kcache.v1.Generate');
+  expect(body).not.toContain('kcache.v1.Worker');
 });
 
 describe('tenant isolation', () => {

@@ -8,6 +8,7 @@ import { type RunningWorker, startWorker } from '@kcache/worker';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { STORIES_260K } from './helpers/paths.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
+import { listServices } from './helpers/reflection.js';
 import { generate, unary, workerClient } from './helpers/worker-client.js';
 
 const GREEDY = { temperature: 0 };
@@ -348,20 +349,6 @@ describe('text, stop strings, logprobs and reflection (dummy:tiny, byte tokenize
   });
 
   test('server reflection lists the Worker service', async () => {
-    const raw = new grpc.Client(w.address, grpc.credentials.createInsecure());
-    const call = raw.makeBidiStreamRequest(
-      '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo',
-      (x: Buffer) => x,
-      (b: Buffer) => b,
-    );
-    const reply = new Promise<Buffer>((res, rej) => {
-      call.once('data', (b: Buffer) => res(b));
-      call.once('error', rej);
-    });
-    call.write(Buffer.from([0x3a, 0x00])); // ServerReflectionRequest{list_services: ""}
-    const body = (await reply).toString('latin1');
-    call.end();
-    raw.close();
-    expect(body).toContain('kcache.v1.Worker');
+    expect(await listServices(w.address)).toContain('kcache.v1.Worker');
   });
 });
