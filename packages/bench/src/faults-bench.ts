@@ -250,27 +250,38 @@ const row = (name: FaultCase, results: StreamResult[], expect: number[], figure:
   return { case: name, ...t, figure, target, met };
 };
 
-/** SIGKILL of one of 3 workers during 48 streams of 200 tokens: all complete, token-identical. */
-async function sigkill(o: FaultsBenchOptions): Promise<FaultRow> {
-  const c = await FaultCluster.start(o, 3);
+/**
+ * `n` greedy streams of `tokens` on 3 workers, run once without a fault (the reference) and once
+ * with `signal` sent to w1 mid-stream: every stream must complete, token-identical.
+ */
+async function killCase(
+  o: FaultsBenchOptions,
+  name: FaultCase,
+  x: { n: number; tokens: number; seed: number; atTokens: number; signal: NodeJS.Signals; workerFlags?: string[]; target: string },
+): Promise<FaultRow> {
+  const c = await FaultCluster.start(o, 3, { worker: x.workerFlags });
   try {
-    const requests = greedy(48, 32, 200);
+    const requests = greedy(x.n, 32, x.tokens, x.seed);
     const reference = await Promise.all(requests.map((r) => stream(c.client, r, 120_000)));
-    const results = await faultedRun(c, requests, 48, () => c.worker('w1').kill('SIGKILL'));
+    const results = await faultedRun(c, requests, x.atTokens, () => c.worker('w1').kill(x.signal));
     const same = identical(results, reference);
     const moved = results.filter((r) => r.migrations > 0).length;
     return row(
-      'sigkill',
+      name,
       results,
-      requests.map(() => 200),
-      `identical ${same}/48, ${moved} migrated`,
-      '48 complete, identical',
-      same === 48,
+      requests.map(() => x.tokens),
+      `identical ${same}/${x.n}, ${moved} migrated`,
+      x.target,
+      same === x.n,
     );
   } finally {
     await c.stop();
   }
 }
+
+/** SIGKILL of one of 3 workers during 48 streams of 200 tokens: all complete, token-identical. */
+const sigkill = (o: FaultsBenchOptions) =>
+  killCase(o, 'sigkill', { n: 48, tokens: 200, seed: 1, atTokens: 48, signal: 'SIGKILL', target: '48 complete, identical' });
 
 /** SIGSTOP of one of 3 workers for 25 s during 30 streams, with 6 new requests during the freeze. */
 async function sigstop(o: FaultsBenchOptions): Promise<FaultRow> {
@@ -436,26 +447,16 @@ async function overload(o: FaultsBenchOptions): Promise<FaultRow> {
 }
 
 /** One of 3 workers drained (SIGTERM) with a 100 ms grace during 24 streams of 400 tokens. */
-async function drain(o: FaultsBenchOptions): Promise<FaultRow> {
-  const c = await FaultCluster.start(o, 3, { worker: ['--drain-grace-ms', '100'] });
-  try {
-    const requests = greedy(24, 32, 400, 3);
-    const reference = await Promise.all(requests.map((r) => stream(c.client, r, 120_000)));
-    const results = await faultedRun(c, requests, 24 * 40, () => c.worker('w1').kill('SIGTERM'));
-    const same = identical(results, reference);
-    const moved = results.filter((r) => r.migrations > 0).length;
-    return row(
-      'drain',
-      results,
-      requests.map(() => 400),
-      `identical ${same}/24, ${moved} migrated`,
-      '0 truncated',
-      same === 24,
-    );
-  } finally {
-    await c.stop();
-  }
-}
+const drain = (o: FaultsBenchOptions) =>
+  killCase(o, 'drain', {
+    n: 24,
+    tokens: 400,
+    seed: 3,
+    atTokens: 24 * 40,
+    signal: 'SIGTERM',
+    workerFlags: ['--drain-grace-ms', '100'],
+    target: '0 truncated',
+  });
 
 const RUNNERS: Record<FaultCase, (o: FaultsBenchOptions) => Promise<FaultRow>> = {
   sigkill,
