@@ -385,22 +385,24 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
         inFlight--;
         if (progress.tokens.length > 0) limits.charge(tenant.id, tenant, progress.tokens.length);
         const status = progress.status ?? (call.cancelled ? 'CANCELLED' : 'UNKNOWN');
-        log[status === 'OK' || status === 'CANCELLED' ? 'info' : 'warn'](
-          {
-            requestId,
-            tenant: tenant.id || undefined,
-            model: r.model || undefined,
-            worker: progress.final?.workerId,
-            promptTokens: progress.final?.promptTokens,
-            cachedTokens: progress.final?.cachedTokens,
-            completionTokens: progress.tokens.length,
-            ttftMs: progress.ttftMs === undefined ? undefined : Math.round(progress.ttftMs),
-            durationMs: Math.round(performance.now() - t0),
-            migrations: progress.migrations || undefined,
-            status,
-          },
-          'request',
-        );
+        const level = status === 'OK' || status === 'CANCELLED' ? 'info' : 'warn';
+        if (log.isLevelEnabled(level))
+          log[level](
+            {
+              requestId,
+              tenant: tenant.id || undefined,
+              model: r.model || undefined,
+              worker: progress.final?.workerId,
+              promptTokens: progress.final?.promptTokens,
+              cachedTokens: progress.final?.cachedTokens,
+              completionTokens: progress.tokens.length,
+              ttftMs: progress.ttftMs === undefined ? undefined : Math.round(progress.ttftMs),
+              durationMs: Math.round(performance.now() - t0),
+              migrations: progress.migrations || undefined,
+              status,
+            },
+            'request',
+          );
       }
     },
     async Tokenize(call, cb) {
