@@ -27,6 +27,8 @@ beforeAll(async () => {
     '0',
     '--metrics-port',
     '0',
+    '--http-port',
+    '0',
     '--threads',
     '1',
     '--json',

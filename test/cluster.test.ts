@@ -4,6 +4,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { REPO_ROOT } from './helpers/paths.js';
 
@@ -11,7 +12,7 @@ const MAIN = join(REPO_ROOT, 'packages/cli/dist/main.js');
 
 interface Ready {
   redisUrl: string;
-  routers: { id: string; address: string; metricsPort: number }[];
+  routers: { id: string; address: string; http: string; metricsPort: number }[];
   workers: { id: string; address: string; metricsPort: number }[];
   pids: number[];
   client: string;
@@ -48,6 +49,8 @@ beforeAll(async () => {
       '--worker-port',
       '0',
       '--metrics-port',
+      '0',
+      '--http-port',
       '0',
       '--attention',
       'kcache',
@@ -135,6 +138,21 @@ describe('kcache up + kcache ask', () => {
       hits += Number(/kcache_prefix_cache_hits_total\{[^}]*\} (\d+)/.exec(body)?.[1] ?? 0);
     }
     expect(hits).toBe(80);
+  });
+
+  // after the metrics test, whose counts it would change
+  test("the router's OpenAI API (the official SDK): models, a completion, and a cached prefix reported as OpenAI does", async () => {
+    const http = ready.routers[0]?.http as string;
+    expect(http).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const openai = new OpenAI({ baseURL: `${http}/v1`, apiKey: 'unused: kcache up runs without keys', maxRetries: 0 });
+    const [model] = (await openai.models.list()).data.map((m) => m.id);
+    expect(model).toBe('dummy:smol135:bf16');
+    const prompt = 'A long shared system prompt that every request of this conversation begins with, and then a question.';
+    const first = await openai.completions.create({ model: model as string, prompt, max_tokens: 3, temperature: 0 });
+    expect(first.choices[0]?.finish_reason).toBeDefined();
+    const again = await openai.completions.create({ model: model as string, prompt, max_tokens: 3, temperature: 0 });
+    expect(again.usage?.prompt_tokens_details?.cached_tokens).toBeGreaterThan(0);
+    expect(again.choices[0]?.text).toBe(first.choices[0]?.text);
   });
 
   test('a bad request is one line and exit 1; a bad flag is exit 2', () => {

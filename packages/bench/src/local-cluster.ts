@@ -4,7 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 
 export interface LocalCluster {
-  routers: { id: string; address: string; metricsPort: number }[];
+  routers: { id: string; address: string; http: string; metricsPort: number }[];
   workers: { id: string; address: string; metricsPort: number }[];
   stop(): Promise<void>;
 }
@@ -13,7 +13,7 @@ export interface LocalCluster {
 export async function startLocalCluster(cli: string, args: string[]): Promise<LocalCluster> {
   const up: ChildProcess = spawn(
     process.execPath,
-    [cli, 'up', '--port', '0', '--worker-port', '0', '--metrics-port', '0', '--json', ...args],
+    [cli, 'up', '--port', '0', '--worker-port', '0', '--metrics-port', '0', '--http-port', '0', '--json', ...args],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
     },

@@ -5,10 +5,11 @@
  * to see. Only the worker's own faults count against its breaker (faults.ts).
  */
 import * as grpc from '@grpc/grpc-js';
-import type { GenerateRequest__Output, GenerateResponse, WorkerGenerateRequest, WorkerGenerateResponse__Output } from '@kcache/protocol';
+import type { WorkerGenerateRequest, WorkerGenerateResponse__Output } from '@kcache/protocol';
 import { classifyFailure } from './faults.js';
 import type { RouterMetrics } from './metrics.js';
 import type { PooledWorker } from './pool.js';
+import type { ResponseSink } from './sink.js';
 
 export type AttemptResult =
   | { outcome: 'done' }
@@ -32,7 +33,8 @@ export interface StreamProgress {
 }
 
 export interface ForwardContext {
-  call: grpc.ServerWritableStream<GenerateRequest__Output, GenerateResponse>;
+  /** The client's end: where the messages go, and whether it is still there. */
+  sink: ResponseSink;
   request: WorkerGenerateRequest;
   /** Carries this router's id (ROUTER_METADATA). */
   metadata: grpc.Metadata;
@@ -52,21 +54,20 @@ export interface ForwardContext {
 }
 
 export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptResult> {
-  const { call, metrics } = ctx;
+  const { sink, metrics } = ctx;
   return new Promise((resolve) => {
     let started = false;
     let finished = false;
     w.inFlight++;
-    const upstream = w.client.Generate(ctx.request, ctx.metadata, { deadline: call.getDeadline() });
-    const onCancel = () => upstream.cancel();
-    call.once('cancelled', onCancel);
+    const upstream = w.client.Generate(ctx.request, ctx.metadata, { deadline: sink.deadline });
+    const stopWatchingCancel = sink.onCancel(() => upstream.cancel());
     let silence: NodeJS.Timeout | undefined;
     const end = (result: AttemptResult) => {
       if (finished) return;
       finished = true;
       clearTimeout(silence);
       w.inFlight--;
-      call.removeListener('cancelled', onCancel);
+      stopWatchingCancel();
       resolve(result);
     };
     const watch = (ms: number) => {
@@ -83,7 +84,7 @@ export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptRe
         else {
           metrics.requests.inc({ outcome: 'error' });
           ctx.progress.status = 'UNAVAILABLE';
-          call.emit('error', { code: grpc.status.UNAVAILABLE, details });
+          sink.fail(grpc.status.UNAVAILABLE, details);
           end({ outcome: 'done' });
         }
       }, ms);
@@ -106,7 +107,7 @@ export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptRe
       }
       if (m.final) {
         // the worker gave the request up (it is draining, or its engine failed), not the client
-        if (m.final.finishReason === 'abort' && !call.cancelled && ctx.mayMigrate) {
+        if (m.final.finishReason === 'abort' && !sink.cancelled && ctx.mayMigrate) {
           upstream.cancel();
           end({ outcome: 'migrate', code: grpc.status.ABORTED, details: `worker ${w.lease.workerId} aborted the request` });
           return;
@@ -122,26 +123,25 @@ export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptRe
           cachedTokens: m.final.usage?.cachedTokens ?? 0,
         };
       }
-      call.write(m);
+      sink.write(m);
     });
     upstream.on('end', () => {
       if (finished) return; // grpc-js may end a stream after its error
       if (!started) w.breaker.success();
       metrics.requests.inc({ outcome: 'ok' });
       ctx.progress.status = 'OK';
-      call.end();
+      sink.end();
       end({ outcome: 'done' });
     });
     upstream.on('error', (e: grpc.ServiceError) => {
       if (finished) return;
-      if (call.cancelled) {
+      if (sink.cancelled) {
         metrics.requests.inc({ outcome: 'cancelled' });
         ctx.progress.status = 'CANCELLED';
         end({ outcome: 'done' });
         return;
       }
-      const deadline = call.getDeadline();
-      const clientOutOfTime = e.code === grpc.status.DEADLINE_EXCEEDED && deadline !== Number.POSITIVE_INFINITY && +deadline <= Date.now();
+      const clientOutOfTime = e.code === grpc.status.DEADLINE_EXCEEDED && sink.deadline <= Date.now();
       const handling = classifyFailure(e.code, clientOutOfTime);
       if (handling.breaker) w.breaker.failure();
       if (!started && handling.retry) {
@@ -155,7 +155,7 @@ export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptRe
       }
       metrics.requests.inc({ outcome: 'error' });
       ctx.progress.status = grpc.status[e.code] ?? String(e.code);
-      call.emit('error', { code: e.code, details: e.details });
+      sink.fail(e.code, e.details);
       end({ outcome: 'done' });
     });
   });

@@ -25,10 +25,12 @@ import { type CacheAwareConfig, makePolicy, type PolicyName, RecentPrefixes } fr
 import { HealthImplementation } from 'grpc-health-check';
 import { type Logger, pino } from 'pino';
 import { forward, type StreamProgress } from './forward.js';
+import { startHttp } from './http/server.js';
 import { RouterMetrics } from './metrics.js';
 import { continuation } from './migrate.js';
 import { WorkerPool } from './pool.js';
 import { type Router, route } from './route.js';
+import { grpcSink, type ResponseSink } from './sink.js';
 import { type ApiKeys, bearerToken, type Limits, type Tenant, TenantLimits, tenantCacheSalt, tenantRequestId } from './tenancy/index.js';
 import { Tokenizers } from './tokenizers.js';
 
@@ -76,6 +78,8 @@ export interface RouterOptions {
   workerTls?: ClusterTls | null;
   /** One JSON line per request (pino); default: none. Never the prompt or output text. */
   log?: Logger;
+  /** OpenAI's HTTP API on this port (0: a free one); null or unset: none. */
+  httpPort?: number | null;
 }
 
 export interface RunningRouter {
@@ -83,6 +87,8 @@ export interface RunningRouter {
   address: string;
   port: number;
   metricsPort: number | null;
+  /** The OpenAI-compatible HTTP API's port (null: not served). */
+  httpPort: number | null;
   metrics: RouterMetrics;
   /** Re-reads the worker leases now (tests; the router also does it every refreshMs). */
   refresh(): Promise<void>;
@@ -146,9 +152,9 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   const limits = new TenantLimits(o.tenantLimits);
   const ANONYMOUS: Tenant = { id: '' };
   /** The caller's tenant, from its API key (the anonymous tenant when authentication is off). */
-  const authenticate = (md: grpc.Metadata): Tenant => {
+  const authenticate = (authorization: readonly (string | Buffer)[]): Tenant => {
     if (!o.apiKeys) return ANONYMOUS;
-    const key = bearerToken(md.get('authorization'));
+    const key = bearerToken(authorization);
     const tenant = key === null ? null : o.apiKeys.tenant(key);
     if (!tenant)
       throw new RouteError(
@@ -264,150 +270,154 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   new ReflectionService(definition, { services: [PUBLIC_SERVICE] }).addToServer(server);
 
   let inFlight = 0;
-  const handlers: GenerateHandlers = {
-    async Generate(call) {
-      const t0 = performance.now();
-      const r = call.request;
-      inFlight++;
-      let tenant = ANONYMOUS;
-      const progress: StreamProgress = { tokens: [], textLen: 0, migrations: 0 };
-      const requestId = r.requestId || randomUUID();
-      try {
-        tenant = authenticate(call.metadata);
-        if (o.maxInFlight && inFlight > o.maxInFlight)
-          throw new RouteError(
-            grpc.status.RESOURCE_EXHAUSTED,
-            `the router is serving its limit of ${o.maxInFlight} requests (--max-inflight)`,
-            retryAfter(),
-          );
-        if (pool.all().length === 0) await refresh(); // knows no worker yet: look now, not at the next poll
-        const modelId = pickModel(r.model ?? '');
-        const ids = await toIds(r, modelId);
-        if (ids.length === 0) throw new RouteError(grpc.status.INVALID_ARGUMENT, 'input: the prompt is empty');
-        const admission = limits.admit(tenant.id, tenant, ids.length);
-        if (!admission.ok) {
-          const trailer = new grpc.Metadata();
-          trailer.set('retry-after-ms', String(admission.retryAfterMs));
-          throw new RouteError(grpc.status.RESOURCE_EXHAUSTED, `tenant ${tenant.id}: over its ${admission.what} per second limit`, trailer);
-        }
-        if (pool.saturated(modelId))
-          throw new RouteError(
-            grpc.status.RESOURCE_EXHAUSTED,
-            `every worker serving ${modelId} is at its limit of running and queued requests`,
-            retryAfter(),
-          );
-        const candidates = () => pool.candidates(modelId);
-        const blockSize = pool.all().find((w) => w.lease.modelId === modelId)?.lease.blockSize as number;
-        const cacheSalt = tenantCacheSalt(tenant.id, r.cacheSalt ?? '');
-        const original = {
-          requestId: tenantRequestId(tenant.id, requestId),
-          tokenIds: ids,
-          sampling: r.sampling,
-          stop: r.stop,
-          cacheSalt,
-          kcacheTopn: r.kcacheTopn,
-        };
-        const left: string[] = []; // workers this stream failed on mid-stream
-        for (;;) {
-          if (call.cancelled) return; // the client left while its stream was moving
-          const request = continuation(original, progress);
-          const hashes = promptBlockHashes(request.tokenIds, blockSize, { modelId, cacheSalt });
-          const matches = await lookup(
-            hashes,
-            candidates().map((c) => c.id),
-          );
-          const routedHere = recent.match(hashes);
-          const failures: { code: grpc.status; details: string }[] = [];
-          let migrate: { code: grpc.status; details: string } | null = null;
-          const outcome = await route(
-            router,
-            { hashes, promptTokens: request.tokenIds.length, blockSize },
-            () => ({ candidates: candidates(), matches, recent: routedHere }),
-            async (choice) => {
-              const w = pool.get(choice.worker);
-              if (pool.atLimit(choice.worker)) {
-                // it could only refuse: answer for it, without the round trip
-                failures.push({ code: grpc.status.RESOURCE_EXHAUSTED, details: `worker ${choice.worker} is at its request limit` });
-                return 'retry';
-              }
-              if (!w?.breaker.allow()) return 'skip';
-              metrics.decisions.inc({ policy: choice.policy, reason: choice.reason });
-              w.routedBlocks += choice.newBlocks;
-              recent.record(hashes, choice.worker);
-              const mayMigrate = progress.migrations < maxMigrations;
-              const res = await forward(w, {
-                call,
-                request,
-                metadata,
-                metrics,
-                t0,
-                predictedCachedTokens: choice.predictedCachedTokens,
-                progress,
-                mayMigrate,
-                timeouts,
-              });
-              if (res.outcome === 'retry') {
-                failures.push(res);
-                return 'retry';
-              }
-              if (res.outcome === 'migrate') {
-                migrate = res;
-                left.push(choice.worker);
-              }
-              return 'done';
-            },
-            left,
-          );
-          if (migrate) {
-            const { code } = migrate as { code: grpc.status };
-            progress.migrations++;
-            metrics.migrations.inc({ cause: grpc.status[code] ?? String(code) });
-            continue;
-          }
-          if (outcome.served) return;
-          const tried = [...left, ...outcome.tried].join(', ') || 'none';
-          // every worker tried was full: backpressure the client must see, not an outage
-          if (failures.length > 0 && failures.every((f) => f.code === grpc.status.RESOURCE_EXHAUSTED))
-            throw new RouteError(
-              grpc.status.RESOURCE_EXHAUSTED,
-              `no worker can take the request now (tried ${tried}): ${failures.at(-1)?.details}`,
-              retryAfter(),
-            );
-          const sent = progress.tokens.length > 0 ? ` after ${progress.tokens.length} tokens` : '';
-          throw new RouteError(grpc.status.UNAVAILABLE, `no worker could take the request${sent} (tried ${tried})`);
-        }
-      } catch (e) {
-        const err = e instanceof RouteError ? e : new RouteError(grpc.status.INTERNAL, (e as Error).message);
-        metrics.requests.inc({ outcome: 'rejected' });
-        progress.status = grpc.status[err.code] ?? String(err.code);
-        call.emit('error', { code: err.code, details: err.message, metadata: err.metadata });
-      } finally {
-        inFlight--;
-        if (progress.tokens.length > 0) limits.charge(tenant.id, tenant, progress.tokens.length);
-        const status = progress.status ?? (call.cancelled ? 'CANCELLED' : 'UNKNOWN');
-        const level = status === 'OK' || status === 'CANCELLED' ? 'info' : 'warn';
-        if (log.isLevelEnabled(level))
-          log[level](
-            {
-              requestId,
-              tenant: tenant.id || undefined,
-              model: r.model || undefined,
-              worker: progress.final?.workerId,
-              promptTokens: progress.final?.promptTokens,
-              cachedTokens: progress.final?.cachedTokens,
-              completionTokens: progress.tokens.length,
-              ttftMs: progress.ttftMs === undefined ? undefined : Math.round(progress.ttftMs),
-              durationMs: Math.round(performance.now() - t0),
-              migrations: progress.migrations || undefined,
-              status,
-            },
-            'request',
-          );
+  /**
+   * One request from any front door (gRPC or HTTP): authenticate, check, tokenize, hash, look
+   * up, route, forward, retry, migrate; the answer goes to `sink`.
+   */
+  const serve = async (r: GenerateRequest__Output, authorization: readonly (string | Buffer)[], sink: ResponseSink): Promise<void> => {
+    const t0 = performance.now();
+    inFlight++;
+    let tenant = ANONYMOUS;
+    const progress: StreamProgress = { tokens: [], textLen: 0, migrations: 0 };
+    const requestId = r.requestId || randomUUID();
+    try {
+      tenant = authenticate(authorization);
+      if (o.maxInFlight && inFlight > o.maxInFlight)
+        throw new RouteError(
+          grpc.status.RESOURCE_EXHAUSTED,
+          `the router is serving its limit of ${o.maxInFlight} requests (--max-inflight)`,
+          retryAfter(),
+        );
+      if (pool.all().length === 0) await refresh(); // knows no worker yet: look now, not at the next poll
+      const modelId = pickModel(r.model ?? '');
+      const ids = await toIds(r, modelId);
+      if (ids.length === 0) throw new RouteError(grpc.status.INVALID_ARGUMENT, 'input: the prompt is empty');
+      const admission = limits.admit(tenant.id, tenant, ids.length);
+      if (!admission.ok) {
+        const trailer = new grpc.Metadata();
+        trailer.set('retry-after-ms', String(admission.retryAfterMs));
+        throw new RouteError(grpc.status.RESOURCE_EXHAUSTED, `tenant ${tenant.id}: over its ${admission.what} per second limit`, trailer);
       }
-    },
+      if (pool.saturated(modelId))
+        throw new RouteError(
+          grpc.status.RESOURCE_EXHAUSTED,
+          `every worker serving ${modelId} is at its limit of running and queued requests`,
+          retryAfter(),
+        );
+      const candidates = () => pool.candidates(modelId);
+      const blockSize = pool.all().find((w) => w.lease.modelId === modelId)?.lease.blockSize as number;
+      const cacheSalt = tenantCacheSalt(tenant.id, r.cacheSalt ?? '');
+      const original = {
+        requestId: tenantRequestId(tenant.id, requestId),
+        tokenIds: ids,
+        sampling: r.sampling,
+        stop: r.stop,
+        cacheSalt,
+        kcacheTopn: r.kcacheTopn,
+      };
+      const left: string[] = []; // workers this stream failed on mid-stream
+      for (;;) {
+        if (sink.cancelled) return; // the client left while its stream was moving
+        const request = continuation(original, progress);
+        const hashes = promptBlockHashes(request.tokenIds, blockSize, { modelId, cacheSalt });
+        const matches = await lookup(
+          hashes,
+          candidates().map((c) => c.id),
+        );
+        const routedHere = recent.match(hashes);
+        const failures: { code: grpc.status; details: string }[] = [];
+        let migrate: { code: grpc.status; details: string } | null = null;
+        const outcome = await route(
+          router,
+          { hashes, promptTokens: request.tokenIds.length, blockSize },
+          () => ({ candidates: candidates(), matches, recent: routedHere }),
+          async (choice) => {
+            const w = pool.get(choice.worker);
+            if (pool.atLimit(choice.worker)) {
+              // it could only refuse: answer for it, without the round trip
+              failures.push({ code: grpc.status.RESOURCE_EXHAUSTED, details: `worker ${choice.worker} is at its request limit` });
+              return 'retry';
+            }
+            if (!w?.breaker.allow()) return 'skip';
+            metrics.decisions.inc({ policy: choice.policy, reason: choice.reason });
+            w.routedBlocks += choice.newBlocks;
+            recent.record(hashes, choice.worker);
+            const mayMigrate = progress.migrations < maxMigrations;
+            const res = await forward(w, {
+              sink,
+              request,
+              metadata,
+              metrics,
+              t0,
+              predictedCachedTokens: choice.predictedCachedTokens,
+              progress,
+              mayMigrate,
+              timeouts,
+            });
+            if (res.outcome === 'retry') {
+              failures.push(res);
+              return 'retry';
+            }
+            if (res.outcome === 'migrate') {
+              migrate = res;
+              left.push(choice.worker);
+            }
+            return 'done';
+          },
+          left,
+        );
+        if (migrate) {
+          const { code } = migrate as { code: grpc.status };
+          progress.migrations++;
+          metrics.migrations.inc({ cause: grpc.status[code] ?? String(code) });
+          continue;
+        }
+        if (outcome.served) return;
+        const tried = [...left, ...outcome.tried].join(', ') || 'none';
+        // every worker tried was full: backpressure the client must see, not an outage
+        if (failures.length > 0 && failures.every((f) => f.code === grpc.status.RESOURCE_EXHAUSTED))
+          throw new RouteError(
+            grpc.status.RESOURCE_EXHAUSTED,
+            `no worker can take the request now (tried ${tried}): ${failures.at(-1)?.details}`,
+            retryAfter(),
+          );
+        const sent = progress.tokens.length > 0 ? ` after ${progress.tokens.length} tokens` : '';
+        throw new RouteError(grpc.status.UNAVAILABLE, `no worker could take the request${sent} (tried ${tried})`);
+      }
+    } catch (e) {
+      const err = e instanceof RouteError ? e : new RouteError(grpc.status.INTERNAL, (e as Error).message);
+      metrics.requests.inc({ outcome: 'rejected' });
+      progress.status = grpc.status[err.code] ?? String(err.code);
+      sink.fail(err.code, err.message, err.metadata);
+    } finally {
+      inFlight--;
+      if (progress.tokens.length > 0) limits.charge(tenant.id, tenant, progress.tokens.length);
+      const status = progress.status ?? (sink.cancelled ? 'CANCELLED' : 'UNKNOWN');
+      const level = status === 'OK' || status === 'CANCELLED' ? 'info' : 'warn';
+      if (log.isLevelEnabled(level))
+        log[level](
+          {
+            requestId,
+            tenant: tenant.id || undefined,
+            model: r.model || undefined,
+            worker: progress.final?.workerId,
+            promptTokens: progress.final?.promptTokens,
+            cachedTokens: progress.final?.cachedTokens,
+            completionTokens: progress.tokens.length,
+            ttftMs: progress.ttftMs === undefined ? undefined : Math.round(progress.ttftMs),
+            durationMs: Math.round(performance.now() - t0),
+            migrations: progress.migrations || undefined,
+            status,
+          },
+          'request',
+        );
+    }
+  };
+  const handlers: GenerateHandlers = {
+    Generate: (call) => serve(call.request, call.metadata.get('authorization'), grpcSink(call)),
     async Tokenize(call, cb) {
       try {
-        authenticate(call.metadata);
+        authenticate(call.metadata.get('authorization'));
         const modelId = pickModel(call.request.model ?? '');
         cb(null, { tokenIds: await toIds({ text: call.request.text ?? '' }, modelId) });
       } catch (e) {
@@ -417,7 +427,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
     },
     ListModels(call, cb) {
       try {
-        authenticate(call.metadata);
+        authenticate(call.metadata.get('authorization'));
       } catch (e) {
         const err = e as RouteError;
         cb({ code: err.code, details: err.message });
@@ -439,6 +449,17 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
     server.bindAsync(`${host}:${o.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
   );
 
+  const http =
+    o.httpPort !== null && o.httpPort !== undefined
+      ? await startHttp({
+          host,
+          port: o.httpPort,
+          serve,
+          models: () => [...pool.models()],
+          authenticate: (authorization) => void authenticate(authorization),
+        })
+      : null;
+
   const metricsServer =
     o.metricsPort !== null && o.metricsPort !== undefined
       ? await serveMetrics(metrics.registry, o.metricsHost ?? host, o.metricsPort)
@@ -450,6 +471,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
     address: `${host}:${port}`,
     port,
     metricsPort,
+    httpPort: http?.port ?? null,
     metrics,
     refresh,
     syncIndex: () => consumer.poll(),
@@ -458,6 +480,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
       clearInterval(refreshTimer);
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(PUBLIC_SERVICE, 'NOT_SERVING');
+      await http?.close();
       await new Promise<void>((r) => server.tryShutdown(() => r()));
       await consumer.stop();
       pool.close();

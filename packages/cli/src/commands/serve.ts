@@ -26,7 +26,7 @@ export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url 
     [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N] [--metrics-host H]
     [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
     [--max-migrations 3] [--first-token-timeout-ms 120000] [--inter-token-timeout-ms 5000]
-    [--max-prompt-bytes N] [--max-inflight N] [--worker-keepalive-ms 1000] [--tls-cert F --tls-key F --tls-ca F] [--log-level info]`;
+    [--max-prompt-bytes N] [--max-inflight N] [--worker-keepalive-ms 1000] [--tls-cert F --tls-key F --tls-ca F] [--log-level info] [--http-port N]`;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -64,6 +64,7 @@ async function serveRouter(argv: string[]): Promise<void> {
       'tenant-requests-per-s': { type: 'string' },
       'tenant-tokens-per-s': { type: 'string' },
       'log-level': { type: 'string' },
+      'http-port': { type: 'string' },
       ...AUTH_OPTIONS,
       ...TLS_OPTIONS,
       ...CACHE_AWARE_OPTIONS,
@@ -94,6 +95,7 @@ async function serveRouter(argv: string[]): Promise<void> {
     workerTls,
     // one JSON line per request on stdout, beside the lifecycle events
     log: pino({ level, base: values.id ? { router: values.id } : {} }),
+    httpPort: values['http-port'] === undefined ? null : intArg('http-port', values['http-port'], 0, 0),
     port: intArg('port', values.port, 0, 0),
     host: values.host,
     redisUrl,
@@ -110,7 +112,15 @@ async function serveRouter(argv: string[]): Promise<void> {
     workerKeepaliveMs: intArg('worker-keepalive-ms', values['worker-keepalive-ms'], 1000, 0),
   });
   process.stdout.write(
-    `${JSON.stringify({ event: 'ready', routerId: router.routerId, address: router.address, metricsPort: router.metricsPort, policy, auth: auth ? 'api-keys' : 'off' })}\n`,
+    `${JSON.stringify({
+      event: 'ready',
+      routerId: router.routerId,
+      address: router.address,
+      metricsPort: router.metricsPort,
+      http: router.httpPort === null ? undefined : `http://${router.address.split(':')[0]}:${router.httpPort}`,
+      policy,
+      auth: auth ? 'api-keys' : 'off',
+    })}\n`,
   );
   await untilSignal(() => router.close(), 0);
 }

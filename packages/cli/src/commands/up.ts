@@ -29,7 +29,7 @@ import {
 } from '../args.js';
 import { type CertPaths, makeClusterCerts } from './certs.js';
 
-export const UP_USAGE = `kcache up [--workers 2] [--routers 1] [--model dummy:smol135:bf16] [--redis-url URL] [--port 50051] [--api-keys-file FILE] [--tls]
+export const UP_USAGE = `kcache up [--workers 2] [--routers 1] [--model dummy:smol135:bf16] [--redis-url URL] [--port 50051] [--http-port 8000] [--api-keys-file FILE] [--tls]
     [--worker-port 50061] [--metrics-port 9400] [--policy cache_aware] [--threads N] [--num-blocks N]
     [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L] [--load-cost-tokens N] [--cache-threshold F] [--json]`;
 
@@ -122,6 +122,7 @@ export async function upCommand(argv: string[]): Promise<void> {
       port: { type: 'string' },
       'worker-port': { type: 'string' },
       'metrics-port': { type: 'string' },
+      'http-port': { type: 'string' },
       policy: { type: 'string' },
       threads: { type: 'string' },
       'num-blocks': { type: 'string' },
@@ -141,6 +142,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   const model = values.model ?? DEFAULT_UP_MODEL;
   // 0: every process of that kind picks a free port (the ready line says which)
   const routerPort = intArg('port', values.port, 50051, 0);
+  const httpPort = intArg('http-port', values['http-port'], 8000, 0);
   const workerPort = intArg('worker-port', values['worker-port'], 50061, 0);
   const metricsPort = intArg('metrics-port', values['metrics-port'], 9400, 0);
   const nth = (base: number, i: number) => String(base === 0 ? 0 : base + i);
@@ -234,6 +236,8 @@ export async function upCommand(argv: string[]): Promise<void> {
           policy,
           '--metrics-port',
           nth(metricsPort, i),
+          '--http-port',
+          nth(httpPort, i),
           ...authFlags,
           ...tlsFlags(certs?.routers.get(`r${i + 1}`)),
           ...cacheAwareFlags(values),
@@ -261,7 +265,9 @@ export async function upCommand(argv: string[]): Promise<void> {
         );
       });
     for (const c of children) supervise(c, 0);
-    const routers = ready.filter((r) => r.routerId).map((r) => ({ id: r.routerId, address: r.address, metricsPort: r.metricsPort }));
+    const routers = ready
+      .filter((r) => r.routerId)
+      .map((r) => ({ id: r.routerId, address: r.address, http: r.http, metricsPort: r.metricsPort }));
     const workers = ready.filter((r) => r.workerId).map((r) => ({ id: r.workerId, address: r.address, metricsPort: r.metricsPort }));
     await untilRoutersSeeWorkers(
       routers.map((r) => String(r.address)),
@@ -278,7 +284,9 @@ export async function upCommand(argv: string[]): Promise<void> {
     } else {
       const lines = [
         `kcache up: ${nWorkers} worker(s) and ${nRouters} router(s) on ${model} (${attention.attention} attention), Redis at ${redactRedisUrl(url)}`,
-        ...routers.map((r) => `  router ${r.id}  grpc ${r.address}  metrics http://127.0.0.1:${r.metricsPort}/metrics`),
+        ...routers.map(
+          (r) => `  router ${r.id}  grpc ${r.address}  OpenAI API ${r.http}/v1  metrics http://127.0.0.1:${r.metricsPort}/metrics`,
+        ),
         ...workers.map((w) => `  worker ${w.id}  grpc ${w.address}  metrics http://127.0.0.1:${w.metricsPort}/metrics`),
         '',
         `try:  ${ask}`,

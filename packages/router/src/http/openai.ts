@@ -1,0 +1,152 @@
+/**
+ * OpenAI's HTTP API in kcache's terms (pure): request bodies to kcache.v1 GenerateRequests, the
+ * worker's chunks and final message to OpenAI's completion objects and stream chunks, gRPC status
+ * codes to HTTP statuses and OpenAI's error shape. Field names and defaults follow OpenAI's API
+ * reference and vLLM's extensions (top_k, min_p, repetition_penalty, ignore_eos, ...).
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { GenerateRequest } from '@kcache/protocol';
+
+/** The JSON schema Fastify validates `POST /v1/completions` bodies with (its errors name the field). */
+export const COMPLETION_SCHEMA = {
+  type: 'object',
+  required: ['prompt'],
+  properties: {
+    model: { type: 'string' },
+    prompt: {
+      anyOf: [
+        { type: 'string' },
+        { type: 'array', items: { type: 'integer', minimum: 0 }, minItems: 1 },
+        { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: 1 },
+      ],
+    },
+    max_tokens: { type: ['integer', 'null'], minimum: 1 },
+    temperature: { type: ['number', 'null'], minimum: 0, maximum: 2 },
+    top_p: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 1 },
+    n: { type: ['integer', 'null'], minimum: 1, maximum: 16 },
+    stream: { type: ['boolean', 'null'] },
+    stream_options: { type: ['object', 'null'], properties: { include_usage: { type: 'boolean' } } },
+    stop: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, maxItems: 4 }, { type: 'null' }] },
+    seed: { type: ['integer', 'null'], minimum: 0 },
+    presence_penalty: { type: ['number', 'null'], minimum: -2, maximum: 2 },
+    frequency_penalty: { type: ['number', 'null'], minimum: -2, maximum: 2 },
+    user: { type: 'string' },
+    // vLLM's extensions that map to kcache's sampling
+    top_k: { type: ['integer', 'null'] },
+    min_p: { type: ['number', 'null'], minimum: 0, maximum: 1 },
+    repetition_penalty: { type: ['number', 'null'], exclusiveMinimum: 0 },
+    min_tokens: { type: ['integer', 'null'], minimum: 0 },
+    ignore_eos: { type: ['boolean', 'null'] },
+    cache_salt: { type: 'string' },
+    kcache_topn: { type: ['integer', 'null'], minimum: 1 },
+    return_token_ids: { type: ['boolean', 'null'] },
+  },
+} as const;
+
+export interface CompletionBody {
+  model?: string;
+  prompt: string | number[] | string[];
+  max_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  n?: number | null;
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean } | null;
+  stop?: string | string[] | null;
+  seed?: number | null;
+  presence_penalty?: number | null;
+  frequency_penalty?: number | null;
+  user?: string;
+  top_k?: number | null;
+  min_p?: number | null;
+  repetition_penalty?: number | null;
+  min_tokens?: number | null;
+  ignore_eos?: boolean | null;
+  cache_salt?: string;
+  kcache_topn?: number | null;
+  /** vLLM's extension: each choice also carries its generated token ids. */
+  return_token_ids?: boolean | null;
+}
+
+const opt = <T>(v: T | null | undefined): T | undefined => (v === null ? undefined : v);
+
+/**
+ * The requests of one completion: `n` of them, choice i seeded with seed + i (so the choices
+ * differ yet the whole completion is reproducible); they share the prompt's cached blocks.
+ */
+export function completionRequests(b: CompletionBody, requestId: string): GenerateRequest[] {
+  const prompt = Array.isArray(b.prompt) && typeof b.prompt[0] === 'string' ? (b.prompt[0] as string) : b.prompt;
+  const n = b.n ?? 1;
+  return Array.from({ length: n }, (_, i) => ({
+    ...(typeof prompt === 'string' ? { text: prompt } : { tokenIds: { ids: prompt as number[] } }),
+    model: b.model ?? '',
+    requestId: n === 1 ? requestId : `${requestId}-${i}`,
+    cacheSalt: b.cache_salt ?? '',
+    kcacheTopn: opt(b.kcache_topn),
+    sampling: {
+      temperature: opt(b.temperature),
+      topP: opt(b.top_p),
+      topK: opt(b.top_k),
+      minP: opt(b.min_p),
+      seed: b.seed === null || b.seed === undefined ? undefined : b.seed + i,
+      presencePenalty: opt(b.presence_penalty),
+      frequencyPenalty: opt(b.frequency_penalty),
+      repetitionPenalty: opt(b.repetition_penalty),
+    },
+    stop: {
+      maxTokens: b.max_tokens ?? 16, // OpenAI's default for completions
+      minTokens: opt(b.min_tokens),
+      stop: b.stop === null || b.stop === undefined ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop,
+      ignoreEos: b.ignore_eos ?? false,
+    },
+  }));
+}
+
+/** OpenAI's finish reasons: the worker's "stop" and "length" as they are; nothing else reaches a client that got its answer. */
+export const finishReason = (kcache: string): 'stop' | 'length' => (kcache === 'length' ? 'length' : 'stop');
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  prompt_tokens_details: { cached_tokens: number };
+}
+
+/** Usage over the choices of one completion: the prompt counted once, completions summed. */
+export function usage(finals: readonly { promptTokens: number; completionTokens: number; cachedTokens: number }[]): Usage {
+  const prompt = finals[0]?.promptTokens ?? 0;
+  const completion = finals.reduce((n, f) => n + f.completionTokens, 0);
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: finals[0]?.cachedTokens ?? 0 },
+  };
+}
+
+const HTTP_STATUS: Partial<Record<grpc.status, [number, string]>> = {
+  [grpc.status.INVALID_ARGUMENT]: [400, 'invalid_request_error'],
+  [grpc.status.OUT_OF_RANGE]: [400, 'invalid_request_error'],
+  [grpc.status.UNAUTHENTICATED]: [401, 'authentication_error'],
+  [grpc.status.PERMISSION_DENIED]: [403, 'permission_error'],
+  [grpc.status.NOT_FOUND]: [404, 'not_found_error'],
+  [grpc.status.ALREADY_EXISTS]: [409, 'conflict_error'],
+  [grpc.status.RESOURCE_EXHAUSTED]: [429, 'rate_limit_error'],
+  [grpc.status.CANCELLED]: [499, 'cancelled'],
+  [grpc.status.UNAVAILABLE]: [503, 'service_unavailable'],
+  [grpc.status.DEADLINE_EXCEEDED]: [504, 'timeout'],
+};
+
+export interface OpenAIError {
+  status: number;
+  body: { error: { message: string; type: string; param: string | null; code: string } };
+}
+
+/** A gRPC status as OpenAI's error; `param` is the field a message names first (`text: ...` → prompt). */
+export function openaiError(code: grpc.status, message: string): OpenAIError {
+  const [status, type] = HTTP_STATUS[code] ?? [500, 'internal_error'];
+  const field = /^([a-z_]+)(\[\d+\])?:/.exec(message)?.[1];
+  const param =
+    field === undefined ? null : (({ text: 'prompt', token_ids: 'prompt', input: 'prompt' } as Record<string, string>)[field] ?? field);
+  return { status, body: { error: { message, type, param, code: grpc.status[code] ?? String(code) } } };
+}

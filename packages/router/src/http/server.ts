@@ -1,0 +1,227 @@
+/**
+ * The router's HTTP front door: OpenAI's API on Fastify (JSON-schema validation of bodies, SSE
+ * streaming on the raw response). Every request goes through the same routing core as
+ * kcache.v1.Generate (`serve`, with an HTTP ResponseSink per choice): no second path.
+ *
+ *   POST /v1/completions   GET /v1/models   GET /health
+ */
+import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import * as grpc from '@grpc/grpc-js';
+import type { GenerateRequest, GenerateRequest__Output, GenerateResponse } from '@kcache/protocol';
+import Fastify, { type FastifyError, type FastifyReply } from 'fastify';
+import type { ResponseSink } from '../sink.js';
+import {
+  COMPLETION_SCHEMA,
+  type CompletionBody,
+  completionRequests,
+  finishReason,
+  type OpenAIError,
+  openaiError,
+  usage,
+} from './openai.js';
+
+export type Serve = (r: GenerateRequest__Output, authorization: readonly string[], sink: ResponseSink) => Promise<void>;
+
+export interface HttpOptions {
+  host: string;
+  port: number;
+  serve: Serve;
+  /** The models the cluster serves now. */
+  models(): string[];
+  /** Throws an error with a gRPC `code` when the caller may not list models. */
+  authenticate(authorization: readonly string[]): void;
+}
+
+export interface HttpFrontDoor {
+  port: number;
+  close(): Promise<void>;
+}
+
+interface ChoiceResult {
+  text: string;
+  tokenIds: number[];
+  finish: string;
+  final?: { promptTokens: number; completionTokens: number; cachedTokens: number; workerId: string };
+  error?: OpenAIError;
+}
+
+/** One choice's sink: collects the text and final message, and streams chunks through `onText`. */
+function choiceSink(
+  raw: ServerResponse,
+  onText: (text: string, tokenIds: readonly number[]) => void,
+): { sink: ResponseSink; result: ChoiceResult } {
+  const result: ChoiceResult = { text: '', tokenIds: [], finish: '' };
+  const listeners = new Set<() => void>();
+  let gone = false;
+  raw.on('close', () => {
+    if (raw.writableFinished) return;
+    gone = true; // the client disconnected before its answer: cancel the request
+    for (const f of listeners) f();
+  });
+  const sink: ResponseSink = {
+    get cancelled() {
+      return gone;
+    },
+    onCancel(f) {
+      listeners.add(f);
+      return () => listeners.delete(f);
+    },
+    deadline: Number.POSITIVE_INFINITY,
+    write(m: GenerateResponse) {
+      if (m.chunk) {
+        result.tokenIds.push(...(m.chunk.tokenIds ?? []));
+        if (m.chunk.text) {
+          result.text += m.chunk.text;
+          onText(m.chunk.text, m.chunk.tokenIds ?? []);
+        } else if ((m.chunk.tokenIds ?? []).length > 0) onText('', m.chunk.tokenIds ?? []);
+      }
+      if (m.final) {
+        if (m.final.text) {
+          result.text += m.final.text;
+          onText(m.final.text, []);
+        }
+        result.finish = finishReason(m.final.finishReason ?? '');
+        result.final = {
+          promptTokens: Number(m.final.usage?.promptTokens ?? 0),
+          completionTokens: Number(m.final.usage?.completionTokens ?? 0),
+          cachedTokens: Number(m.final.usage?.cachedTokens ?? 0),
+          workerId: m.final.workerId ?? '',
+        };
+      }
+    },
+    end() {},
+    fail(code, details) {
+      result.error = openaiError(code, details);
+    },
+  };
+  return { sink, result };
+}
+
+const asOutput = (r: GenerateRequest) => r as unknown as GenerateRequest__Output;
+
+export async function startHttp(o: HttpOptions): Promise<HttpFrontDoor> {
+  // a prompt may be long: the router's own limits (bytes, context) apply after parsing
+  const app = Fastify({ bodyLimit: 64 * 1024 * 1024 });
+  const authorization = (h: string | undefined) => (h === undefined ? [] : [h]);
+  const sendError = (reply: FastifyReply, e: OpenAIError) => reply.code(e.status).send(e.body);
+
+  app.setErrorHandler((err: FastifyError, _req, reply) => {
+    if (err.validation) {
+      const v = err.validation[0];
+      const field =
+        (v?.instancePath.replace(/^\//, '').split('/')[0] || (v?.params as { missingProperty?: string })?.missingProperty) ?? null;
+      return reply.code(400).send({
+        error: {
+          message: `${field ?? 'body'}: ${v?.message ?? err.message}`,
+          type: 'invalid_request_error',
+          param: field,
+          code: 'INVALID_ARGUMENT',
+        },
+      });
+    }
+    const status = err.statusCode ?? 500;
+    return reply.code(status).send({
+      error: {
+        message: err.message,
+        type: status < 500 ? 'invalid_request_error' : 'internal_error',
+        param: null,
+        code: err.code ?? null,
+      },
+    });
+  });
+
+  app.get('/health', async (_req, reply) =>
+    reply.code(o.models().length > 0 ? 200 : 503).send({ status: o.models().length > 0 ? 'ok' : 'no workers' }),
+  );
+
+  app.get('/v1/models', async (req, reply) => {
+    try {
+      o.authenticate(authorization(req.headers.authorization));
+    } catch (e) {
+      return sendError(reply, openaiError((e as { code?: grpc.status }).code ?? grpc.status.INTERNAL, (e as Error).message));
+    }
+    const created = Math.floor(Date.now() / 1000);
+    return { object: 'list', data: o.models().map((id) => ({ id, object: 'model', created, owned_by: 'kcache' })) };
+  });
+
+  app.post<{ Body: CompletionBody }>('/v1/completions', { schema: { body: COMPLETION_SCHEMA } }, async (req, reply) => {
+    const b = req.body;
+    const id = `cmpl-${randomUUID().replaceAll('-', '')}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = b.model || (o.models().length === 1 ? (o.models()[0] as string) : '');
+    const requests = completionRequests(b, id);
+    const auth = authorization(req.headers.authorization);
+    const raw = reply.raw;
+    if (!b.stream) {
+      const choices = requests.map(() => choiceSink(raw, () => {}));
+      await Promise.all(requests.map((r, i) => o.serve(asOutput(r), auth, (choices[i] as { sink: ResponseSink }).sink)));
+      const failed = choices.find((c) => c.result.error)?.result.error;
+      if (failed) return sendError(reply, failed);
+      const results = choices.map((c) => c.result);
+      reply.header('x-kcache-worker', [...new Set(results.map((r) => r.final?.workerId ?? ''))].join(','));
+      return {
+        id,
+        object: 'text_completion',
+        created,
+        model,
+        choices: results.map((r, index) => ({
+          index,
+          text: r.text,
+          logprobs: null,
+          finish_reason: r.finish,
+          ...(b.return_token_ids ? { token_ids: r.tokenIds } : {}),
+        })),
+        usage: usage(results.flatMap((r) => (r.final ? [r.final] : []))),
+      };
+    }
+    // streamed: headers go out with the first text, so an early error still gets its status
+    reply.hijack();
+    let open = false;
+    const event = (data: unknown) => raw.write(`data: ${JSON.stringify(data)}\n\n`);
+    const start = () => {
+      if (open) return;
+      open = true;
+      raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    };
+    const chunk = (index: number, text: string, tokenIds: readonly number[], finish: string | null) => {
+      if (text === '' && finish === null && !b.return_token_ids) return;
+      start();
+      const choice = { index, text, logprobs: null, finish_reason: finish, ...(b.return_token_ids ? { token_ids: tokenIds } : {}) };
+      event({ id, object: 'text_completion', created, model, choices: [choice] });
+    };
+    const choices = requests.map((_, index) => choiceSink(raw, (text, ids) => chunk(index, text, ids, null)));
+    await Promise.all(
+      requests.map(async (r, index) => {
+        const c = choices[index] as (typeof choices)[number];
+        await o.serve(asOutput(r), auth, c.sink);
+        if (!c.result.error && !c.sink.cancelled) chunk(index, '', [], c.result.finish);
+      }),
+    );
+    if (raw.destroyed) return;
+    const failed = choices.find((c) => c.result.error)?.result.error;
+    if (failed && !open) {
+      raw.writeHead(failed.status, { 'content-type': 'application/json' });
+      raw.end(JSON.stringify(failed.body));
+      return;
+    }
+    start();
+    if (failed) event(failed.body);
+    else if (b.stream_options?.include_usage)
+      event({
+        id,
+        object: 'text_completion',
+        created,
+        model,
+        choices: [],
+        usage: usage(choices.flatMap((c) => (c.result.final ? [c.result.final] : []))),
+      });
+    raw.end('data: [DONE]\n\n');
+  });
+
+  const address = await app.listen({ host: o.host, port: o.port });
+  return {
+    port: Number(new URL(address).port),
+    close: () => app.close(),
+  };
+}

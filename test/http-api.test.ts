@@ -1,0 +1,177 @@
+// OpenAI's HTTP API on the router, called with the official `openai` SDK: completions streamed and
+// not, n choices, seeds, stop strings, usage with cached tokens, models, errors as the SDK's error
+// classes, SSE framing at the byte level, and a client that disconnects. Real router and workers
+// (dummy:tiny: a byte tokenizer, so text prompts work), a private Redis.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ApiKeys, type RunningRouter, startRouter } from '@kcache/router';
+import { type RunningWorker, startWorker } from '@kcache/worker';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { STORIES_260K } from './helpers/paths.js';
+import { startRedis, type TestRedis } from './helpers/redis.js';
+import { tempDir } from './helpers/temp.js';
+
+const KEY = 'http-key-0123456789abcdef';
+const SLOW_KEY = 'http-slow-0123456789abcdef';
+
+let redis: TestRedis;
+const workers: RunningWorker[] = [];
+let router: RunningRouter;
+let base: string;
+let client: OpenAI;
+
+beforeAll(async () => {
+  redis = await startRedis();
+  for (const id of ['h1', 'h2'])
+    workers.push(await startWorker({ model: 'dummy:tiny', port: 0, redisUrl: redis.url, workerId: id, numBlocks: 256, threads: 1 }));
+  // a real trained model (no tokenizer: token-id prompts), whose sampling varies with the seed
+  workers.push(await startWorker({ model: STORIES_260K, port: 0, redisUrl: redis.url, workerId: 'hs', numBlocks: 64, threads: 1 }));
+  const keys = join(tempDir('kcache-http-keys-'), 'keys');
+  writeFileSync(keys, `${KEY} acme\n${SLOW_KEY} slow 1\n`);
+  router = await startRouter({ apiKeys: ApiKeys.load(keys), port: 0, redisUrl: redis.url, refreshMs: 100, httpPort: 0 });
+  await router.refresh();
+  base = `http://127.0.0.1:${router.httpPort}`;
+  client = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEY, maxRetries: 0 });
+});
+afterAll(async () => {
+  await router?.close();
+  for (const w of workers) await w.close();
+  await redis?.stop();
+});
+
+const M = 'dummy:tiny:f32'; // the worker's model id
+const PROMPT = 'Once upon a time, in a land far away, there lived a cat.'; // 56 bytes: 57 tokens with BOS
+
+describe('completions', () => {
+  test('greedy, not streamed: text, finish reason, usage; the same prompt again reports its cached tokens', async () => {
+    const r = await client.completions.create({ model: M, prompt: PROMPT, max_tokens: 12, temperature: 0 });
+    expect(r.object).toBe('text_completion');
+    expect(r.model).toBe(M);
+    expect(r.choices).toHaveLength(1);
+    expect(r.choices[0]?.finish_reason).toBe('length');
+    expect(typeof r.choices[0]?.text).toBe('string');
+    expect(r.usage).toMatchObject({ prompt_tokens: 57, completion_tokens: 12, total_tokens: 69 });
+    await new Promise((res) => setTimeout(res, 100));
+    await router.syncIndex();
+    const again = await client.completions.create({ model: M, prompt: PROMPT, max_tokens: 12, temperature: 0 });
+    expect(again.choices[0]?.text).toBe(r.choices[0]?.text);
+    expect(again.usage?.prompt_tokens_details?.cached_tokens).toBe(48); // 3 full blocks of 16
+  });
+
+  test('streamed: the chunks add up to the non-streamed text; include_usage sends the usage last', async () => {
+    const whole = await client.completions.create({ model: M, prompt: 'Hello there', max_tokens: 10, temperature: 0 });
+    const stream = await client.completions.create({
+      model: M,
+      prompt: 'Hello there',
+      max_tokens: 10,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = '';
+    const finishes: (string | null)[] = [];
+    let last: OpenAI.Completions.Completion | undefined;
+    for await (const c of stream) {
+      for (const ch of c.choices) {
+        text += ch.text;
+        finishes.push(ch.finish_reason);
+      }
+      last = c;
+    }
+    expect(text).toBe(whole.choices[0]?.text);
+    expect(finishes.at(-1)).toBe('length');
+    expect(last?.choices).toEqual([]);
+    expect(last?.usage).toMatchObject({ prompt_tokens: 12, completion_tokens: 10 });
+  });
+
+  test('n = 2 with a seed: two different choices, the same two again with the same seed; token-id prompts (return_token_ids)', async () => {
+    const ask = (n: number, seed: number) =>
+      client.completions.create({
+        model: STORIES_260K,
+        prompt: [1, 365, 471, 260],
+        max_tokens: 16,
+        temperature: 1,
+        n,
+        seed,
+        return_token_ids: true,
+      } as never) as unknown as Promise<
+        Omit<OpenAI.Completions.Completion, 'choices'> & { choices: { index: number; token_ids: number[] }[] }
+      >;
+    const [a, b] = [await ask(2, 7), await ask(2, 7)];
+    expect(a.choices.map((c) => c.index)).toEqual([0, 1]);
+    expect(a.choices.map((c) => c.token_ids)).toEqual(b.choices.map((c) => c.token_ids));
+    expect(a.choices[0]?.token_ids).toHaveLength(16);
+    expect(a.choices[0]?.token_ids).not.toEqual(a.choices[1]?.token_ids);
+    expect(a.usage).toMatchObject({ prompt_tokens: 4, completion_tokens: 32 });
+    // choice i is seeded with seed + i
+    expect((await ask(1, 8)).choices[0]?.token_ids).toEqual(a.choices[1]?.token_ids);
+  });
+
+  test('a stop string ends the text before it', async () => {
+    const free = await client.completions.create({ model: M, prompt: PROMPT, max_tokens: 24, temperature: 0, ignore_eos: true } as never);
+    const text = (free as OpenAI.Completions.Completion).choices[0]?.text ?? '';
+    const stop = text.slice(5, 7);
+    const cut = await client.completions.create({ model: M, prompt: PROMPT, max_tokens: 24, temperature: 0, stop: [stop] });
+    expect(cut.choices[0]?.finish_reason).toBe('stop');
+    expect(cut.choices[0]?.text).toBe(text.slice(0, text.indexOf(stop)));
+  });
+
+  test('SSE framing: data lines, each followed by a blank line, and data: [DONE] last', async () => {
+    const res = await fetch(`${base}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ model: M, prompt: 'abc', max_tokens: 4, temperature: 0, stream: true }),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    const body = await res.text();
+    expect(body).toMatch(/^(data: \{[^\n]*\}\n\n)+data: \[DONE\]\n\n$/);
+  });
+
+  test('a client that disconnects cancels its request', async () => {
+    const cancelled = async () => (await router.metrics.requests.get()).values.find((v) => v.labels.outcome === 'cancelled')?.value ?? 0;
+    const before = await cancelled();
+    const ac = new AbortController();
+    const stream = await client.completions.create(
+      { model: M, prompt: PROMPT, max_tokens: 1500, temperature: 0, stream: true, ignore_eos: true } as never,
+      { signal: ac.signal },
+    );
+    let seen = 0;
+    try {
+      for await (const _ of stream as unknown as AsyncIterable<unknown>) if (++seen === 3) ac.abort();
+    } catch {
+      // the SDK reports the abort
+    }
+    for (let i = 0; i < 100 && (await cancelled()) === before; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await cancelled()).toBe(before + 1);
+    for (let i = 0; i < 100 && workers.some((w) => w.blocks.available < 256 - 8); i++) await new Promise((r) => setTimeout(r, 20));
+  });
+});
+
+describe('models, health and errors', () => {
+  test('models.list() and /health', async () => {
+    const models = await client.models.list();
+    expect(models.data.map((m) => m.id).sort()).toEqual([STORIES_260K, M].sort());
+    expect((await fetch(`${base}/health`)).status).toBe(200);
+  });
+
+  test("errors in OpenAI's shape, as the SDK's error classes", async () => {
+    const bad = await client.completions.create({ model: M, prompt: 'x', max_tokens: 0 }).catch((e) => e);
+    expect(bad).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(bad.error).toMatchObject({ type: 'invalid_request_error', param: 'max_tokens', code: 'INVALID_ARGUMENT' });
+    const missing = await client.completions.create({ model: 'nope', prompt: 'x' }).catch((e) => e);
+    expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
+    expect(missing.error).toMatchObject({ param: 'model', code: 'NOT_FOUND' });
+    const stranger = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'wrong-0123456789abcdef', maxRetries: 0 });
+    expect(await stranger.completions.create({ model: M, prompt: 'x' }).catch((e) => e)).toBeInstanceOf(OpenAI.AuthenticationError);
+    expect(await stranger.models.list().catch((e) => e)).toBeInstanceOf(OpenAI.AuthenticationError);
+    const slow = new OpenAI({ baseURL: `${base}/v1`, apiKey: SLOW_KEY, maxRetries: 0 });
+    await slow.completions.create({ model: M, prompt: 'x', max_tokens: 1 });
+    const limited = await slow.completions.create({ model: M, prompt: 'x', max_tokens: 1 }).catch((e) => e);
+    expect(limited).toBeInstanceOf(OpenAI.RateLimitError);
+    // a streamed request that fails before its first token still gets its status
+    const early = await client.completions.create({ model: 'nope', prompt: 'x', stream: true }).catch((e) => e);
+    expect(early).toBeInstanceOf(OpenAI.NotFoundError);
+  });
+});
