@@ -175,3 +175,75 @@ describe('models, health and errors', () => {
     expect(early).toBeInstanceOf(OpenAI.NotFoundError);
   });
 });
+
+describe('chat completions', () => {
+  // Qwen2's template (as Qwen2-7B-Instruct ships it), given to a router with --chat-template
+  const QWEN2 =
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+  let chatRouter: RunningRouter;
+  let chat: OpenAI;
+  beforeAll(async () => {
+    const file = join(tempDir('kcache-chat-template-'), 'qwen2.jinja');
+    writeFileSync(file, QWEN2);
+    chatRouter = await startRouter({ apiKeys: null, port: 0, redisUrl: redis.url, refreshMs: 100, httpPort: 0, chatTemplate: file });
+    await chatRouter.refresh();
+    chat = new OpenAI({ baseURL: `http://127.0.0.1:${chatRouter.httpPort}/v1`, apiKey: 'none', maxRetries: 0 });
+  });
+  afterAll(async () => {
+    await chatRouter?.close();
+  });
+
+  test('the template renders the conversation; no BOS is added beyond what the template writes', async () => {
+    const rendered = '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n';
+    const r = await chat.chat.completions.create({
+      model: M,
+      messages: [{ role: 'user', content: 'Hi' }],
+      max_completion_tokens: 5,
+      temperature: 0,
+    });
+    expect(r.object).toBe('chat.completion');
+    expect(r.choices[0]?.message.role).toBe('assistant');
+    expect(typeof r.choices[0]?.message.content).toBe('string');
+    expect(r.choices[0]?.finish_reason).toBe('length');
+    expect(r.usage?.prompt_tokens).toBe(Buffer.byteLength(rendered)); // byte tokenizer, no BOS
+    // the same prompt as a completion of the rendered text: the same tokens after its BOS
+    const same = await chat.completions.create({ model: M, prompt: rendered, max_tokens: 5, temperature: 0 });
+    expect(same.usage?.prompt_tokens).toBe(Buffer.byteLength(rendered) + 1);
+  });
+
+  test('streamed: the first delta names the role; content parts are joined', async () => {
+    const stream = await chat.chat.completions.create({
+      model: M,
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'Hel' },
+            { type: 'text', text: 'lo' },
+          ],
+        },
+      ],
+      max_tokens: 6,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const deltas: { role?: string; content?: string | null }[] = [];
+    let usage: OpenAI.Completions.CompletionUsage | undefined | null;
+    for await (const c of stream) {
+      for (const ch of c.choices) deltas.push(ch.delta);
+      if (c.usage) usage = c.usage;
+    }
+    expect(deltas[0]?.role).toBe('assistant');
+    expect(deltas.slice(1).every((d) => d.role === undefined)).toBe(true);
+    const rendered = '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n';
+    expect(usage).toMatchObject({ prompt_tokens: Buffer.byteLength(rendered), completion_tokens: 6 });
+  });
+
+  test('a model without a chat template is a 400 naming messages', async () => {
+    const e = await client.chat.completions.create({ model: M, messages: [{ role: 'user', content: 'Hi' }] }).catch((x) => x);
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(e.error).toMatchObject({ param: 'messages', message: expect.stringMatching(/has no chat template/) });
+  });
+});

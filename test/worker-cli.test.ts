@@ -18,13 +18,13 @@ test('SIGTERM drains in-flight requests and exits 0', async () => {
   const { address } = (await ready) as { address: string };
   expect(await redis.client.exists(leaseKey('cli-w'))).toBe(1);
   const client = workerClient(address);
-  const inflight = generate(client, {
-    requestId: 'long',
-    tokenIds: [1, 5, 6, 7],
-    sampling: { temperature: 0 },
-    stop: { maxTokens: 300, ignoreEos: true },
-  });
-  await new Promise((r) => setTimeout(r, 30));
+  let streaming: Promise<unknown> = Promise.resolve();
+  const inflight = generate(
+    client,
+    { requestId: 'long', tokenIds: [1, 5, 6, 7], sampling: { temperature: 0 }, stop: { maxTokens: 300, ignoreEos: true } },
+    { onCall: (call) => (streaming = new Promise((r) => call.once('data', r))) },
+  );
+  await streaming; // in flight for sure (a fixed sleep raced the connection on a loaded machine)
   proc.kill('SIGTERM');
   await new Promise((r) => setTimeout(r, 30));
   const refused = await generate(client, { requestId: 'late', tokenIds: [1, 5] }).catch((e) => e);

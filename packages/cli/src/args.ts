@@ -1,4 +1,5 @@
 import { checkRedisUrl } from '@kcache/block-index';
+import { loadChatTemplate } from '@kcache/models';
 import { type ClusterTls, ClusterTlsError, loadClusterTls } from '@kcache/protocol';
 import { ApiKeys, ApiKeysError, parseApiKeyLines, readApiKeysFile } from '@kcache/router';
 
@@ -153,4 +154,15 @@ export function tlsArg(values: { 'tls-cert'?: string; 'tls-key'?: string; 'tls-c
     if (e instanceof ClusterTlsError) throw new UsageError(e.message);
     throw e;
   }
+}
+
+/** --chat-template FILE: read now, so a missing or broken file is one line at start, not a 400 on every chat. */
+export function chatTemplateArg(path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  try {
+    loadChatTemplate('dummy:none', path);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  return path;
 }

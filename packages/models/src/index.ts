@@ -1,3 +1,4 @@
+export { type ChatMessage, ChatTemplate, loadChatTemplate } from './chat/template.js';
 export { ModelLoadError } from './errors.js';
 export { DUMMY_PRESETS, loadDummy } from './models/dummy.js';
 export { loadHfDir } from './models/hf.js';

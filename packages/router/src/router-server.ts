@@ -11,6 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { connectRedis, IndexConsumer, liveWorkers, type MatchResult, RedisBlockIndex, redisInstance } from '@kcache/block-index';
 import { serveMetrics } from '@kcache/metrics';
+import { type ChatTemplate, loadChatTemplate } from '@kcache/models';
 import {
   type ClusterTls,
   type GenerateHandlers,
@@ -80,6 +81,8 @@ export interface RouterOptions {
   log?: Logger;
   /** OpenAI's HTTP API on this port (0: a free one); null or unset: none. */
   httpPort?: number | null;
+  /** A chat template file for every model (default: each model's own, from its tokenizer_config.json). */
+  chatTemplate?: string;
 }
 
 export interface RunningRouter {
@@ -148,6 +151,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   metadata.set(ROUTER_METADATA, routerId);
   metrics.observe(pool);
   const tokenizers = new Tokenizers();
+  const chatTemplates = new Map<string, ChatTemplate | null>();
   const log = o.log ?? pino({ level: 'silent' });
   const limits = new TenantLimits(o.tenantLimits);
   const ANONYMOUS: Tenant = { id: '' };
@@ -218,7 +222,11 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
    * could hold is refused before tokenizing (long texts are tokenized on threads, but still cost
    * CPU), and a prompt that leaves no room in the context before it reaches a worker.
    */
-  const toIds = async (r: Partial<Pick<GenerateRequest__Output, 'text' | 'tokenIds'>>, modelId: string): Promise<number[]> => {
+  const toIds = async (
+    r: Partial<Pick<GenerateRequest__Output, 'text' | 'tokenIds'>>,
+    modelId: string,
+    addBos = true,
+  ): Promise<number[]> => {
     const maxModelLen = pool.maxModelLen(modelId);
     const check = (ids: number[], field: string) => {
       if (maxModelLen > 0 && ids.length >= maxModelLen)
@@ -237,7 +245,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
           grpc.status.INVALID_ARGUMENT,
           `text: ${bytes} bytes exceeds the limit of ${limit} bytes for this model (context ${maxModelLen} tokens)`,
         );
-      const ids = await tokenizers.encode(modelId, r.text);
+      const ids = await tokenizers.encode(modelId, r.text, addBos);
       if (!ids) throw new RouteError(grpc.status.INVALID_ARGUMENT, `text: model ${modelId} has no tokenizer; send token_ids`);
       return check(ids, 'text');
     }
@@ -457,6 +465,32 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
           serve,
           models: () => [...pool.models()],
           authenticate: (authorization) => void authenticate(authorization),
+          chatPrompt: async (model, messages, authorization) => {
+            authenticate(authorization);
+            if (pool.all().length === 0) await refresh();
+            const modelId = pickModel(model);
+            if (!chatTemplates.has(modelId)) {
+              try {
+                chatTemplates.set(modelId, loadChatTemplate(modelId, o.chatTemplate));
+              } catch (e) {
+                throw new RouteError(grpc.status.FAILED_PRECONDITION, (e as Error).message);
+              }
+            }
+            const template = chatTemplates.get(modelId);
+            if (!template)
+              throw new RouteError(
+                grpc.status.INVALID_ARGUMENT,
+                `messages: model ${modelId} has no chat template (start the router with --chat-template FILE)`,
+              );
+            let text: string;
+            try {
+              text = template.render(messages);
+            } catch (e) {
+              throw new RouteError(grpc.status.INVALID_ARGUMENT, `messages: the chat template failed: ${(e as Error).message}`);
+            }
+            // the template puts BOS where the model wants it, as apply_chat_template does
+            return { modelId, ids: await toIds({ text }, modelId, false) };
+          },
         })
       : null;
 

@@ -7,7 +7,7 @@ import { move } from 'piscina';
 
 const loaded = new Map<string, Tokenizer>();
 
-export default function tokenize({ modelId, text }: { modelId: string; text: string }): Uint32Array {
+export default function tokenize({ modelId, text, addBos }: { modelId: string; text: string; addBos: boolean }): Uint32Array {
   let tok = loaded.get(modelId);
   if (!tok) {
     const t = resolveModel(modelId).tokenizer;
@@ -15,5 +15,5 @@ export default function tokenize({ modelId, text }: { modelId: string; text: str
     tok = t;
     loaded.set(modelId, tok);
   }
-  return move(Uint32Array.from(tok.encode(text, { addBos: true }))) as unknown as Uint32Array;
+  return move(Uint32Array.from(tok.encode(text, { addBos }))) as unknown as Uint32Array;
 }

@@ -42,11 +42,11 @@ export class Tokenizers {
     return this.byModel.get(modelId) ?? null;
   }
 
-  /** The text's token ids with BOS, or null when the model has no tokenizer here. */
-  async encode(modelId: string, text: string): Promise<number[] | null> {
+  /** The text's token ids (with BOS unless `addBos` is false), or null when the model has no tokenizer here. */
+  async encode(modelId: string, text: string, addBos = true): Promise<number[] | null> {
     const tok = this.get(modelId);
     if (!tok) return null;
-    if (Buffer.byteLength(text, 'utf8') <= this.inlineBytes) return tok.encode(text, { addBos: true });
+    if (Buffer.byteLength(text, 'utf8') <= this.inlineBytes) return tok.encode(text, { addBos });
     this.pool ??= new Piscina({
       // from src/ (tests run the sources) and from dist/ alike: the compiled thread module
       filename: new URL('../dist/tokenize-thread.js', import.meta.url).href,
@@ -54,7 +54,7 @@ export class Tokenizers {
       maxThreads: this.threads,
       idleTimeout: 30_000,
     });
-    const ids: Uint32Array = await this.pool.run({ modelId, text });
+    const ids: Uint32Array = await this.pool.run({ modelId, text, addBos });
     return Array.from(ids);
   }
 

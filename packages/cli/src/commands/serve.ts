@@ -10,6 +10,7 @@ import {
   attentionArgs,
   CACHE_AWARE_OPTIONS,
   cacheAwareArgs,
+  chatTemplateArg,
   intArg,
   NO_AUTH_WARNING,
   numArg,
@@ -26,7 +27,7 @@ export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url 
     [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N] [--metrics-host H]
     [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
     [--max-migrations 3] [--first-token-timeout-ms 120000] [--inter-token-timeout-ms 5000]
-    [--max-prompt-bytes N] [--max-inflight N] [--worker-keepalive-ms 1000] [--tls-cert F --tls-key F --tls-ca F] [--log-level info] [--http-port N]`;
+    [--max-prompt-bytes N] [--max-inflight N] [--worker-keepalive-ms 1000] [--tls-cert F --tls-key F --tls-ca F] [--log-level info] [--http-port N] [--chat-template FILE]`;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -65,6 +66,7 @@ async function serveRouter(argv: string[]): Promise<void> {
       'tenant-tokens-per-s': { type: 'string' },
       'log-level': { type: 'string' },
       'http-port': { type: 'string' },
+      'chat-template': { type: 'string' },
       ...AUTH_OPTIONS,
       ...TLS_OPTIONS,
       ...CACHE_AWARE_OPTIONS,
@@ -88,6 +90,7 @@ async function serveRouter(argv: string[]): Promise<void> {
   const policy = values.policy ?? 'cache_aware';
   if (!(POLICIES as readonly string[]).includes(policy))
     throw new UsageError(`--policy must be one of ${POLICIES.join(', ')}, got '${policy}'`);
+  const chatTemplate = chatTemplateArg(values['chat-template']);
   if (!auth) process.stderr.write(`${NO_AUTH_WARNING}\n`);
   const router = await startRouter({
     apiKeys: auth?.keys ?? null,
@@ -96,6 +99,7 @@ async function serveRouter(argv: string[]): Promise<void> {
     // one JSON line per request on stdout, beside the lifecycle events
     log: pino({ level, base: values.id ? { router: values.id } : {} }),
     httpPort: values['http-port'] === undefined ? null : intArg('http-port', values['http-port'], 0, 0),
+    chatTemplate,
     port: intArg('port', values.port, 0, 0),
     host: values.host,
     redisUrl,

@@ -22,6 +22,7 @@ import {
   CACHE_AWARE_OPTIONS,
   cacheAwareArgs,
   cacheAwareFlags,
+  chatTemplateArg,
   intArg,
   redisUrlArg,
   someApiKey,
@@ -29,7 +30,7 @@ import {
 } from '../args.js';
 import { type CertPaths, makeClusterCerts } from './certs.js';
 
-export const UP_USAGE = `kcache up [--workers 2] [--routers 1] [--model dummy:smol135:bf16] [--redis-url URL] [--port 50051] [--http-port 8000] [--api-keys-file FILE] [--tls]
+export const UP_USAGE = `kcache up [--workers 2] [--routers 1] [--model dummy:smol135:bf16] [--redis-url URL] [--port 50051] [--http-port 8000] [--chat-template FILE] [--api-keys-file FILE] [--tls]
     [--worker-port 50061] [--metrics-port 9400] [--policy cache_aware] [--threads N] [--num-blocks N]
     [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L] [--load-cost-tokens N] [--cache-threshold F] [--json]`;
 
@@ -123,6 +124,7 @@ export async function upCommand(argv: string[]): Promise<void> {
       'worker-port': { type: 'string' },
       'metrics-port': { type: 'string' },
       'http-port': { type: 'string' },
+      'chat-template': { type: 'string' },
       policy: { type: 'string' },
       threads: { type: 'string' },
       'num-blocks': { type: 'string' },
@@ -143,6 +145,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   // 0: every process of that kind picks a free port (the ready line says which)
   const routerPort = intArg('port', values.port, 50051, 0);
   const httpPort = intArg('http-port', values['http-port'], 8000, 0);
+  chatTemplateArg(values['chat-template']);
   const workerPort = intArg('worker-port', values['worker-port'], 50061, 0);
   const metricsPort = intArg('metrics-port', values['metrics-port'], 9400, 0);
   const nth = (base: number, i: number) => String(base === 0 ? 0 : base + i);
@@ -238,6 +241,7 @@ export async function upCommand(argv: string[]): Promise<void> {
           nth(metricsPort, i),
           '--http-port',
           nth(httpPort, i),
+          ...(values['chat-template'] ? ['--chat-template', values['chat-template']] : []),
           ...authFlags,
           ...tlsFlags(certs?.routers.get(`r${i + 1}`)),
           ...cacheAwareFlags(values),

@@ -7,12 +7,36 @@
 import * as grpc from '@grpc/grpc-js';
 import type { GenerateRequest } from '@kcache/protocol';
 
+/** The fields completions and chat completions share (OpenAI's, then vLLM's extensions). */
+const SAMPLING_PROPERTIES = {
+  model: { type: 'string' },
+  max_tokens: { type: ['integer', 'null'], minimum: 1 },
+  temperature: { type: ['number', 'null'], minimum: 0, maximum: 2 },
+  top_p: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 1 },
+  n: { type: ['integer', 'null'], minimum: 1, maximum: 16 },
+  stream: { type: ['boolean', 'null'] },
+  stream_options: { type: ['object', 'null'], properties: { include_usage: { type: 'boolean' } } },
+  stop: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, maxItems: 4 }, { type: 'null' }] },
+  seed: { type: ['integer', 'null'], minimum: 0 },
+  presence_penalty: { type: ['number', 'null'], minimum: -2, maximum: 2 },
+  frequency_penalty: { type: ['number', 'null'], minimum: -2, maximum: 2 },
+  user: { type: 'string' },
+  top_k: { type: ['integer', 'null'] },
+  min_p: { type: ['number', 'null'], minimum: 0, maximum: 1 },
+  repetition_penalty: { type: ['number', 'null'], exclusiveMinimum: 0 },
+  min_tokens: { type: ['integer', 'null'], minimum: 0 },
+  ignore_eos: { type: ['boolean', 'null'] },
+  cache_salt: { type: 'string' },
+  kcache_topn: { type: ['integer', 'null'], minimum: 1 },
+  return_token_ids: { type: ['boolean', 'null'] },
+} as const;
+
 /** The JSON schema Fastify validates `POST /v1/completions` bodies with (its errors name the field). */
 export const COMPLETION_SCHEMA = {
   type: 'object',
   required: ['prompt'],
   properties: {
-    model: { type: 'string' },
+    ...SAMPLING_PROPERTIES,
     prompt: {
       anyOf: [
         { type: 'string' },
@@ -20,32 +44,41 @@ export const COMPLETION_SCHEMA = {
         { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: 1 },
       ],
     },
-    max_tokens: { type: ['integer', 'null'], minimum: 1 },
-    temperature: { type: ['number', 'null'], minimum: 0, maximum: 2 },
-    top_p: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 1 },
-    n: { type: ['integer', 'null'], minimum: 1, maximum: 16 },
-    stream: { type: ['boolean', 'null'] },
-    stream_options: { type: ['object', 'null'], properties: { include_usage: { type: 'boolean' } } },
-    stop: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, maxItems: 4 }, { type: 'null' }] },
-    seed: { type: ['integer', 'null'], minimum: 0 },
-    presence_penalty: { type: ['number', 'null'], minimum: -2, maximum: 2 },
-    frequency_penalty: { type: ['number', 'null'], minimum: -2, maximum: 2 },
-    user: { type: 'string' },
-    // vLLM's extensions that map to kcache's sampling
-    top_k: { type: ['integer', 'null'] },
-    min_p: { type: ['number', 'null'], minimum: 0, maximum: 1 },
-    repetition_penalty: { type: ['number', 'null'], exclusiveMinimum: 0 },
-    min_tokens: { type: ['integer', 'null'], minimum: 0 },
-    ignore_eos: { type: ['boolean', 'null'] },
-    cache_salt: { type: 'string' },
-    kcache_topn: { type: ['integer', 'null'], minimum: 1 },
-    return_token_ids: { type: ['boolean', 'null'] },
   },
 } as const;
 
-export interface CompletionBody {
+/** `POST /v1/chat/completions`: messages with text content (a string, or parts of type text). */
+export const CHAT_SCHEMA = {
+  type: 'object',
+  required: ['messages'],
+  properties: {
+    ...SAMPLING_PROPERTIES,
+    max_completion_tokens: { type: ['integer', 'null'], minimum: 1 },
+    messages: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        required: ['role', 'content'],
+        properties: {
+          role: { type: 'string', enum: ['system', 'developer', 'user', 'assistant'] },
+          content: {
+            anyOf: [
+              { type: 'string' },
+              {
+                type: 'array',
+                items: { type: 'object', required: ['type', 'text'], properties: { type: { const: 'text' }, text: { type: 'string' } } },
+              },
+            ],
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+export interface SamplingBody {
   model?: string;
-  prompt: string | number[] | string[];
   max_tokens?: number | null;
   temperature?: number | null;
   top_p?: number | null;
@@ -68,17 +101,35 @@ export interface CompletionBody {
   return_token_ids?: boolean | null;
 }
 
+export interface CompletionBody extends SamplingBody {
+  prompt: string | number[] | string[];
+}
+
+export interface ChatBody extends SamplingBody {
+  messages: { role: string; content: string | { type: 'text'; text: string }[] }[];
+  max_completion_tokens?: number | null;
+}
+
+/** A message's text: a string, or its text parts joined. */
+export const messageText = (c: ChatBody['messages'][number]['content']): string =>
+  typeof c === 'string' ? c : c.map((p) => p.text).join('');
+
 const opt = <T>(v: T | null | undefined): T | undefined => (v === null ? undefined : v);
 
 /**
  * The requests of one completion: `n` of them, choice i seeded with seed + i (so the choices
  * differ yet the whole completion is reproducible); they share the prompt's cached blocks.
+ * `maxTokens`: the body's, or the endpoint's default (16 for completions, as OpenAI; none for chat).
  */
-export function completionRequests(b: CompletionBody, requestId: string): GenerateRequest[] {
-  const prompt = Array.isArray(b.prompt) && typeof b.prompt[0] === 'string' ? (b.prompt[0] as string) : b.prompt;
+function generateRequests(
+  b: SamplingBody,
+  input: Pick<GenerateRequest, 'text' | 'tokenIds'>,
+  maxTokens: number | undefined,
+  requestId: string,
+): GenerateRequest[] {
   const n = b.n ?? 1;
   return Array.from({ length: n }, (_, i) => ({
-    ...(typeof prompt === 'string' ? { text: prompt } : { tokenIds: { ids: prompt as number[] } }),
+    ...input,
     model: b.model ?? '',
     requestId: n === 1 ? requestId : `${requestId}-${i}`,
     cacheSalt: b.cache_salt ?? '',
@@ -94,12 +145,23 @@ export function completionRequests(b: CompletionBody, requestId: string): Genera
       repetitionPenalty: opt(b.repetition_penalty),
     },
     stop: {
-      maxTokens: b.max_tokens ?? 16, // OpenAI's default for completions
+      maxTokens,
       minTokens: opt(b.min_tokens),
       stop: b.stop === null || b.stop === undefined ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop,
       ignoreEos: b.ignore_eos ?? false,
     },
   }));
+}
+
+export function completionRequests(b: CompletionBody, requestId: string): GenerateRequest[] {
+  const prompt = Array.isArray(b.prompt) && typeof b.prompt[0] === 'string' ? (b.prompt[0] as string) : b.prompt;
+  const input = typeof prompt === 'string' ? { text: prompt } : { tokenIds: { ids: prompt as number[] } };
+  return generateRequests(b, input, b.max_tokens ?? 16, requestId);
+}
+
+/** A chat's requests, its prompt already rendered by the chat template and tokenized. */
+export function chatRequests(b: ChatBody, promptIds: number[], requestId: string): GenerateRequest[] {
+  return generateRequests(b, { tokenIds: { ids: promptIds } }, b.max_completion_tokens ?? b.max_tokens ?? undefined, requestId);
 }
 
 /** OpenAI's finish reasons: the worker's "stop" and "length" as they are; nothing else reaches a client that got its answer. */

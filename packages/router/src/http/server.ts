@@ -3,21 +3,27 @@
  * streaming on the raw response). Every request goes through the same routing core as
  * kcache.v1.Generate (`serve`, with an HTTP ResponseSink per choice): no second path.
  *
- *   POST /v1/completions   GET /v1/models   GET /health
+ *   POST /v1/completions   POST /v1/chat/completions   GET /v1/models   GET /health
  */
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
+import type { ChatMessage } from '@kcache/models';
 import type { GenerateRequest, GenerateRequest__Output, GenerateResponse } from '@kcache/protocol';
-import Fastify, { type FastifyError, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { ResponseSink } from '../sink.js';
 import {
+  CHAT_SCHEMA,
+  type ChatBody,
   COMPLETION_SCHEMA,
   type CompletionBody,
+  chatRequests,
   completionRequests,
   finishReason,
+  messageText,
   type OpenAIError,
   openaiError,
+  type SamplingBody,
   usage,
 } from './openai.js';
 
@@ -31,6 +37,12 @@ export interface HttpOptions {
   models(): string[];
   /** Throws an error with a gRPC `code` when the caller may not list models. */
   authenticate(authorization: readonly string[]): void;
+  /**
+   * A chat's prompt: the model's chat template rendered for `messages` and tokenized as Hugging
+   * Face's apply_chat_template does (BOS only where the template puts it). Throws an error with a
+   * gRPC `code` (no such model, no template, not authenticated).
+   */
+  chatPrompt(model: string, messages: ChatMessage[], authorization: readonly string[]): Promise<{ modelId: string; ids: number[] }>;
 }
 
 export interface HttpFrontDoor {
@@ -145,14 +157,20 @@ export async function startHttp(o: HttpOptions): Promise<HttpFrontDoor> {
     return { object: 'list', data: o.models().map((id) => ({ id, object: 'model', created, owned_by: 'kcache' })) };
   });
 
-  app.post<{ Body: CompletionBody }>('/v1/completions', { schema: { body: COMPLETION_SCHEMA } }, async (req, reply) => {
-    const b = req.body;
-    const id = `cmpl-${randomUUID().replaceAll('-', '')}`;
+  /** Runs a completion's choices and answers, whole or as server-sent events, in the endpoint's shape. */
+  const answer = async (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    b: SamplingBody,
+    requests: GenerateRequest[],
+    kind: 'completion' | 'chat',
+    id: string,
+    model: string,
+  ) => {
     const created = Math.floor(Date.now() / 1000);
-    const model = b.model || (o.models().length === 1 ? (o.models()[0] as string) : '');
-    const requests = completionRequests(b, id);
     const auth = authorization(req.headers.authorization);
     const raw = reply.raw;
+    const tokenIds = (ids: readonly number[]) => (b.return_token_ids ? { token_ids: ids } : {});
     if (!b.stream) {
       const choices = requests.map(() => choiceSink(raw, () => {}));
       await Promise.all(requests.map((r, i) => o.serve(asOutput(r), auth, (choices[i] as { sink: ResponseSink }).sink)));
@@ -162,16 +180,14 @@ export async function startHttp(o: HttpOptions): Promise<HttpFrontDoor> {
       reply.header('x-kcache-worker', [...new Set(results.map((r) => r.final?.workerId ?? ''))].join(','));
       return {
         id,
-        object: 'text_completion',
+        object: kind === 'chat' ? 'chat.completion' : 'text_completion',
         created,
         model,
-        choices: results.map((r, index) => ({
-          index,
-          text: r.text,
-          logprobs: null,
-          finish_reason: r.finish,
-          ...(b.return_token_ids ? { token_ids: r.tokenIds } : {}),
-        })),
+        choices: results.map((r, index) =>
+          kind === 'chat'
+            ? { index, message: { role: 'assistant', content: r.text }, logprobs: null, finish_reason: r.finish, ...tokenIds(r.tokenIds) }
+            : { index, text: r.text, logprobs: null, finish_reason: r.finish, ...tokenIds(r.tokenIds) },
+        ),
         usage: usage(results.flatMap((r) => (r.final ? [r.final] : []))),
       };
     }
@@ -184,11 +200,19 @@ export async function startHttp(o: HttpOptions): Promise<HttpFrontDoor> {
       open = true;
       raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     };
-    const chunk = (index: number, text: string, tokenIds: readonly number[], finish: string | null) => {
+    const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
+    const began = new Set<number>();
+    const chunk = (index: number, text: string, ids: readonly number[], finish: string | null) => {
       if (text === '' && finish === null && !b.return_token_ids) return;
       start();
-      const choice = { index, text, logprobs: null, finish_reason: finish, ...(b.return_token_ids ? { token_ids: tokenIds } : {}) };
-      event({ id, object: 'text_completion', created, model, choices: [choice] });
+      let choice: Record<string, unknown>;
+      if (kind === 'chat') {
+        // the first delta of a choice names the role, as OpenAI's do
+        const delta = began.has(index) ? (text ? { content: text } : {}) : { role: 'assistant', content: text };
+        began.add(index);
+        choice = { index, delta, logprobs: null, finish_reason: finish, ...tokenIds(ids) };
+      } else choice = { index, text, logprobs: null, finish_reason: finish, ...tokenIds(ids) };
+      event({ id, object, created, model, choices: [choice] });
     };
     const choices = requests.map((_, index) => choiceSink(raw, (text, ids) => chunk(index, text, ids, null)));
     await Promise.all(
@@ -208,15 +232,40 @@ export async function startHttp(o: HttpOptions): Promise<HttpFrontDoor> {
     start();
     if (failed) event(failed.body);
     else if (b.stream_options?.include_usage)
-      event({
-        id,
-        object: 'text_completion',
-        created,
-        model,
-        choices: [],
-        usage: usage(choices.flatMap((c) => (c.result.final ? [c.result.final] : []))),
-      });
+      event({ id, object, created, model, choices: [], usage: usage(choices.flatMap((c) => (c.result.final ? [c.result.final] : []))) });
     raw.end('data: [DONE]\n\n');
+  };
+
+  /** The body's model, or the one the cluster serves. */
+  const modelOf = (b: SamplingBody) => b.model || (o.models().length === 1 ? (o.models()[0] as string) : '');
+
+  app.post<{ Body: CompletionBody }>('/v1/completions', { schema: { body: COMPLETION_SCHEMA } }, async (req, reply) => {
+    const id = `cmpl-${randomUUID().replaceAll('-', '')}`;
+    return answer(req, reply, req.body, completionRequests(req.body, id), 'completion', id, modelOf(req.body));
+  });
+
+  app.post<{ Body: ChatBody }>('/v1/chat/completions', { schema: { body: CHAT_SCHEMA } }, async (req, reply) => {
+    const b = req.body;
+    const id = `chatcmpl-${randomUUID().replaceAll('-', '')}`;
+    let prompt: { modelId: string; ids: number[] };
+    try {
+      prompt = await o.chatPrompt(
+        b.model ?? '',
+        b.messages.map((m) => ({ role: m.role, content: messageText(m.content) })),
+        authorization(req.headers.authorization),
+      );
+    } catch (e) {
+      return sendError(reply, openaiError((e as { code?: grpc.status }).code ?? grpc.status.INTERNAL, (e as Error).message));
+    }
+    return answer(
+      req,
+      reply,
+      { ...b, model: prompt.modelId },
+      chatRequests({ ...b, model: prompt.modelId }, prompt.ids, id),
+      'chat',
+      id,
+      prompt.modelId,
+    );
   });
 
   const address = await app.listen({ host: o.host, port: o.port });
