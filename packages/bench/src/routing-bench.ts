@@ -29,7 +29,7 @@ export interface RoutingBenchOptions {
   /** cache_aware settings (default the router's). */
   cacheAware?: Partial<CacheAwareConfig>;
   /** Which parts run (default all). */
-  parts?: { workloads: boolean; overhead: boolean; decisions: boolean };
+  parts?: { workloads: boolean; overhead: boolean; decisions: boolean; http?: boolean };
   log: (line: string) => void;
 }
 
@@ -122,6 +122,7 @@ async function cluster(o: RoutingBenchOptions, policy: PolicyName) {
       refreshMs: 100,
       cacheAware: o.cacheAware,
       routerId: `r${i}`,
+      httpPort: 0,
     });
     await router.refresh();
     routers.push(router);
@@ -163,6 +164,7 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<{
   overhead: Record<string, number>;
   decisions: Record<string, number>;
   clusterDecisions: Record<string, number>;
+  http: Record<string, number>;
 }> {
   const results: PolicyResult[] = [];
   const parts = o.parts ?? { workloads: true, overhead: true, decisions: true };
@@ -206,7 +208,9 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<{
   const decisions = parts.decisions ? await decisionRate('single') : {};
   o.log('decisions with 1M indexed blocks on a 3-master Redis Cluster ...');
   const clusterDecisions = parts.decisions ? await decisionRate('cluster') : {};
-  return { results, overhead, decisions, clusterDecisions };
+  o.log('HTTP (OpenAI API) against gRPC on the same router ...');
+  const http = parts.http ? await httpOverhead(o) : {};
+  return { results, overhead, decisions, clusterDecisions, http };
 }
 
 /**
@@ -236,6 +240,99 @@ async function routerOverhead(o: RoutingBenchOptions): Promise<Record<string, nu
   direct.close();
   await c.close();
   return { routerP50: pct(r, 50), routerP99: pct(r, 99), directP50: pct(d, 50), directP99: pct(d, 99) };
+}
+
+/**
+ * The router's two front doors on one cluster: 1,000 1-token requests alternately through gRPC
+ * and through HTTP (`POST /v1/completions`, not streamed, over keep-alive connections), then 32
+ * concurrent streams of 256 tokens each way (gRPC server streams against server-sent events).
+ */
+async function httpOverhead(o: RoutingBenchOptions): Promise<Record<string, number>> {
+  const c = await cluster({ ...o, workers: 1, model: o.overheadModel ?? 'dummy:tiny' }, 'cache_aware');
+  const ids = [1, ...Array.from({ length: 63 }, (_, i) => 3 + ((i * 7) % 256))];
+  const grpcClient = generateClient(c.router.address);
+  const url = `http://127.0.0.1:${c.router.httpPort}/v1/completions`;
+  const post = async (body: object): Promise<Response> =>
+    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const one = async () => {
+    const t = performance.now();
+    const res = await post({ prompt: ids, max_tokens: 1, temperature: 0, ignore_eos: true });
+    await res.json();
+    return performance.now() - t;
+  };
+  const req = { sampling: { temperature: 0 }, stop: { maxTokens: 1, ignoreEos: true } };
+  await send(grpcClient, { tokenIds: { ids }, ...req });
+  await one();
+  await c.router.syncIndex();
+  const g: number[] = [];
+  const h: number[] = [];
+  for (let i = 0; i < 1000; i++) {
+    const t = performance.now();
+    await send(grpcClient, { tokenIds: { ids }, ...req });
+    g.push(performance.now() - t);
+    h.push(await one());
+  }
+  // streamed throughput: 32 at once, 256 tokens each, distinct prompts
+  const streamIds = (k: number) => [1, ...Array.from({ length: 31 }, (_, i) => 3 + ((i * 13 + k * 7) % 256))];
+  const tokensPerS = async (run: (k: number) => Promise<number>) => {
+    const t = performance.now();
+    const counts = await Promise.all(Array.from({ length: 32 }, (_, k) => run(k)));
+    return counts.reduce((a, b) => a + b, 0) / ((performance.now() - t) / 1000);
+  };
+  const viaGrpc = (k: number) =>
+    new Promise<number>((resolve) => {
+      let n = 0;
+      const call = grpcClient.Generate({
+        tokenIds: { ids: streamIds(k) },
+        sampling: { temperature: 0 },
+        stop: { maxTokens: 256, ignoreEos: true },
+      });
+      call.on('data', (m: GenerateResponse__Output) => {
+        n += m.chunk?.tokenIds?.length ?? 0;
+      });
+      call.on('end', () => resolve(n));
+      call.on('error', () => resolve(n));
+    });
+  const viaSse = async (k: number) => {
+    const res = await post({
+      prompt: streamIds(k),
+      max_tokens: 256,
+      temperature: 0,
+      ignore_eos: true,
+      stream: true,
+      return_token_ids: true,
+    });
+    let n = 0;
+    let buf = '';
+    for await (const part of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buf += Buffer.from(part).toString('utf8');
+      let cut = buf.indexOf('\n\n');
+      while (cut >= 0) {
+        const line = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        if (line.startsWith('data: {')) n += (JSON.parse(line.slice(6)).choices?.[0]?.token_ids ?? []).length;
+        cut = buf.indexOf('\n\n');
+      }
+    }
+    return n;
+  };
+  // alternate, twice each, and keep each side's best (the machine is shared and noisy)
+  const grpcTps: number[] = [];
+  const sseTps: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    grpcTps.push(await tokensPerS(viaGrpc));
+    sseTps.push(await tokensPerS(viaSse));
+  }
+  grpcClient.close();
+  await c.close();
+  return {
+    grpcP50: pct(g, 50),
+    grpcP99: pct(g, 99),
+    httpP50: pct(h, 50),
+    httpP99: pct(h, 99),
+    grpcTokensPerS: Math.max(...grpcTps),
+    sseTokensPerS: Math.max(...sseTps),
+  };
 }
 
 /**
@@ -311,6 +408,11 @@ export function formatRoutingBench(r: Awaited<ReturnType<typeof runRoutingBench>
   if (o.routerP50 !== undefined)
     lines.push(
       `router overhead (1-token requests, warm prefix): through the router p50 ${o.routerP50?.toFixed(2)} ms / p99 ${o.routerP99?.toFixed(2)} ms; direct p50 ${o.directP50?.toFixed(2)} ms / p99 ${o.directP99?.toFixed(2)} ms; added p50 ${((o.routerP50 ?? 0) - (o.directP50 ?? 0)).toFixed(2)} ms, p99 ${((o.routerP99 ?? 0) - (o.directP99 ?? 0)).toFixed(2)} ms`,
+    );
+  const h = r.http;
+  if (h.grpcP50 !== undefined)
+    lines.push(
+      `HTTP vs gRPC on one router (1-token requests): gRPC p50 ${h.grpcP50?.toFixed(2)} ms / p99 ${h.grpcP99?.toFixed(2)} ms; HTTP p50 ${h.httpP50?.toFixed(2)} ms / p99 ${h.httpP99?.toFixed(2)} ms; HTTP adds p50 ${((h.httpP50 ?? 0) - (h.grpcP50 ?? 0)).toFixed(2)} ms, p99 ${((h.httpP99 ?? 0) - (h.grpcP99 ?? 0)).toFixed(2)} ms; 32 streams of 256 tokens: gRPC ${h.grpcTokensPerS?.toFixed(0)} tok/s, SSE ${h.sseTokensPerS?.toFixed(0)} tok/s (${((100 * (h.sseTokensPerS ?? 0)) / (h.grpcTokensPerS ?? 1)).toFixed(1)}% of gRPC)`,
     );
   for (const [where, d] of [
     ['one Redis', r.decisions],

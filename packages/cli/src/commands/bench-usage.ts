@@ -4,7 +4,7 @@ export const BENCH_USAGE = `kcache bench engine [--model dummy:smol135] [--dtype
   kcache bench worker [--model dummy:smol135:bf16] [--streams 1,8,32] [--tokens 64] [--threads N]
   kcache bench routing [--model dummy:smol135:bf16] [--workers 3] [--policies cache_aware,round_robin,...] [--requests 36] [--rate 1]
     [--trace ../shared/traces/mooncake_conversation_trace.jsonl] [--trace-requests 100] [--num-blocks 160]
-    [--parts workloads,overhead,decisions] [--overhead-model dummy:tiny] [--load-cost-tokens N]
+    [--parts workloads,overhead,decisions,http] [--overhead-model dummy:tiny] [--load-cost-tokens N]
     [--routers 1] [--workloads poisson,saturation,trace]
   kcache bench kcache [--parts fidelity,attention,decode,budget,capacity] [--fidelity-model ../shared/models/stories260K.bin]
     [--fidelity-topn 4,8,16,32,64,128,256]

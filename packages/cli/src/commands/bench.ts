@@ -117,8 +117,8 @@ async function routingBench(argv: string[]): Promise<void> {
   const chosen = (values.workloads ?? 'poisson,saturation,trace').split(',');
   const badWorkload = chosen.find((w) => !['poisson', 'saturation', 'trace'].includes(w));
   if (badWorkload !== undefined) throw new UsageError(`--workloads: '${badWorkload}' is not one of poisson, saturation, trace`);
-  const badPart = parts.find((p) => !['workloads', 'overhead', 'decisions'].includes(p));
-  if (badPart !== undefined) throw new UsageError(`--parts: '${badPart}' is not one of workloads, overhead, decisions`);
+  const badPart = parts.find((p) => !['workloads', 'overhead', 'decisions', 'http'].includes(p));
+  if (badPart !== undefined) throw new UsageError(`--parts: '${badPart}' is not one of workloads, overhead, decisions, http`);
   const policies = (values.policies ?? POLICIES.join(',')).split(',');
   const bad = policies.find((p) => !(POLICIES as readonly string[]).includes(p));
   if (bad !== undefined) throw new UsageError(`--policies: '${bad}' is not one of ${POLICIES.join(', ')}`);
@@ -167,7 +167,12 @@ async function routingBench(argv: string[]): Promise<void> {
       values['load-cost-tokens'] === undefined
         ? undefined
         : { loadCostTokens: intArg('load-cost-tokens', values['load-cost-tokens'], 256, 0) },
-    parts: { workloads: parts.includes('workloads'), overhead: parts.includes('overhead'), decisions: parts.includes('decisions') },
+    parts: {
+      workloads: parts.includes('workloads'),
+      overhead: parts.includes('overhead'),
+      decisions: parts.includes('decisions'),
+      http: parts.includes('http'),
+    },
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(`${formatRoutingBench(result)}\n`);
