@@ -194,7 +194,19 @@ export async function startHttp(o: HttpOptions): Promise<HttpFrontDoor> {
     // streamed: headers go out with the first text, so an early error still gets its status
     reply.hijack();
     let open = false;
-    const event = (data: unknown) => raw.write(`data: ${JSON.stringify(data)}\n\n`);
+    // events of one tick (several streams' tokens from one engine step) leave in one write
+    let corked = false;
+    const event = (data: unknown) => {
+      if (!corked) {
+        corked = true;
+        raw.cork();
+        process.nextTick(() => {
+          corked = false;
+          raw.uncork();
+        });
+      }
+      raw.write(`data: ${JSON.stringify(data)}\n\n`);
+    };
     const start = () => {
       if (open) return;
       open = true;
