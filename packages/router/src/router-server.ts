@@ -1,8 +1,10 @@
 /**
- * The router's gRPC adapter: the public kcache.v1.Generate service. For each request it checks
- * the input, tokenizes text (Tokenizers), hashes the prompt's cacheable blocks once, asks the block
- * index for matches (bounded by lookupTimeoutMs), and hands the decision and the retries to the
- * routing core (route.ts) with the forwarder (forward.ts) as its attempt. Workers come from their
+ * The router: the public kcache.v1.Generate service over gRPC, and OpenAI's API over HTTP
+ * (http/server.ts), both served by one `serve` per request. It authenticates the caller (API keys,
+ * tenants, rate limits: tenancy/), checks the input, tokenizes text (Tokenizers), hashes the
+ * prompt's cacheable blocks once, asks the block index for matches (bounded by lookupTimeoutMs),
+ * and hands the decision and the retries to the routing core (route.ts) with the forwarder
+ * (forward.ts) as its attempt. Workers come from their
  * leases (WorkerPool); the index is kept current by an IndexConsumer. If Redis is away, it keeps
  * the last known workers and routes least-loaded until the index answers again.
  */
