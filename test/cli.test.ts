@@ -106,11 +106,33 @@ describe('kcache generate', () => {
       /--cases: 'meteor' is not one of sigkill, sigstop, redis-restart, poison, overload, drain/,
     ],
     [['frobnicate'], 2, /unknown command 'frobnicate'/],
+    [['serv', 'router'], 2, /unknown command 'serv' \(did you mean 'serve'\? try: kcache help\)/],
   ])('%j fails with one line', (args, code, message) => {
     const r = kcache(...(args as string[]));
     expect(r.code).toBe(code);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(message);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
+
+describe('CLI conventions', () => {
+  test('--version, and --help on every command prints its usage and exits 0', () => {
+    const v = kcache('--version');
+    expect(v.code).toBe(0);
+    expect(v.stdout).toMatch(/^kcache \d+\.\d+\.\d+\n$/);
+    for (const [command, usage] of [
+      ['up', /kcache up \[--workers 2\]/],
+      ['ask', /kcache ask \[--addr/],
+      ['generate', /kcache generate --model/],
+      ['serve', /kcache serve worker --model M[\s\S]*kcache serve router/],
+      ['health', /kcache health/],
+      ['certs', /kcache certs --out DIR/],
+      ['bench', /kcache bench engine[\s\S]*kcache bench faults/],
+    ] as const) {
+      const r = kcache(command, '--help');
+      expect(r.code, command).toBe(0);
+      expect(r.stdout, command).toMatch(usage);
+    }
   });
 });

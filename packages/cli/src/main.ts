@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { ModelLoadError } from '@kcache/models';
 import { WorkerIdInUseError, WorkerStartError } from '@kcache/worker';
 import { UsageError } from './args.js';
@@ -32,32 +33,52 @@ async function benchCommand(argv: string[]): Promise<void> {
   return bench.benchCommand(argv);
 }
 
+const COMMANDS: Record<string, { usage: string; run: (argv: string[]) => Promise<void> }> = {
+  up: { usage: UP_USAGE, run: upCommand },
+  ask: { usage: ASK_USAGE, run: askCommand },
+  generate: { usage: GENERATE_USAGE, run: generateCommand },
+  serve: { usage: SERVE_USAGE, run: serveCommand },
+  health: { usage: HEALTH_USAGE, run: healthCommand },
+  certs: { usage: CERTS_USAGE, run: certsCommand },
+  bench: { usage: BENCH_USAGE, run: benchCommand },
+};
+
+/** Edit distance, for "did you mean" (Levenshtein's, one row at a time). */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++)
+      row[j] = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length] as number;
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
-  switch (command) {
-    case 'generate':
-      return generateCommand(rest);
-    case 'serve':
-      return serveCommand(rest);
-    case 'bench':
-      return benchCommand(rest);
-    case 'up':
-      return upCommand(rest);
-    case 'ask':
-      return askCommand(rest);
-    case 'health':
-      return healthCommand(rest);
-    case 'certs':
-      return certsCommand(rest);
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(`${USAGE}\n`);
-      return;
-    default:
-      throw new UsageError(`unknown command '${command}' (try: kcache help)`);
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(`${USAGE}\n`);
+    return;
   }
+  if (command === '--version' || command === '-V' || command === 'version') {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    process.stdout.write(`kcache ${pkg.version}\n`);
+    return;
+  }
+  const c = COMMANDS[command];
+  if (!c) {
+    const near = Object.keys(COMMANDS)
+      .map((name) => ({ name, d: distance(command, name) }))
+      .sort((x, y) => x.d - y.d)[0];
+    const hint = near && near.d <= 2 ? `did you mean '${near.name}'? ` : '';
+    throw new UsageError(`unknown command '${command}' (${hint}try: kcache help)`);
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`usage:\n  ${c.usage}\n`);
+    return;
+  }
+  return c.run(rest);
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {
