@@ -119,6 +119,7 @@ describe.each([
           workerId: w,
           address: 'x',
           modelId: 'm',
+          modelRef: 'm',
           blockSize: 16,
           maxModelLen: 512,
           maxRequests: 0,

@@ -27,6 +27,18 @@ beforeAll(async () => {
     workers.push(await startWorker({ model: 'dummy:tiny', port: 0, redisUrl: redis.url, workerId: id, numBlocks: 256, threads: 1 }));
   // a real trained model (no tokenizer: token-id prompts), whose sampling varies with the seed
   workers.push(await startWorker({ model: STORIES_260K, port: 0, redisUrl: redis.url, workerId: 'hs', numBlocks: 64, threads: 1 }));
+  // dummy:tiny again, under a served name
+  workers.push(
+    await startWorker({
+      model: 'dummy:tiny',
+      servedModelName: 'tiny-served',
+      port: 0,
+      redisUrl: redis.url,
+      workerId: 'hn',
+      numBlocks: 64,
+      threads: 1,
+    }),
+  );
   const keys = join(tempDir('kcache-http-keys-'), 'keys');
   writeFileSync(keys, `${KEY} acme\n${SLOW_KEY} slow 1\n`);
   router = await startRouter({ apiKeys: ApiKeys.load(keys), port: 0, redisUrl: redis.url, refreshMs: 100, httpPort: 0 });
@@ -152,7 +164,7 @@ describe('completions', () => {
 describe('models, health and errors', () => {
   test('models.list() and /health', async () => {
     const models = await client.models.list();
-    expect(models.data.map((m) => m.id).sort()).toEqual([STORIES_260K, M].sort());
+    expect(models.data.map((m) => m.id).sort()).toEqual([STORIES_260K, M, 'tiny-served'].sort());
     expect((await fetch(`${base}/health`)).status).toBe(200);
   });
 
@@ -174,6 +186,21 @@ describe('models, health and errors', () => {
     const early = await client.completions.create({ model: 'nope', prompt: 'x', stream: true }).catch((e) => e);
     expect(early).toBeInstanceOf(OpenAI.NotFoundError);
   });
+});
+
+test('--served-model-name: the API, the metrics and the block hashes use the name; the tokenizer still comes from the model', async () => {
+  const predicted = async () => (await router.metrics.predictedCached.get()).values.reduce((n, v) => n + v.value, 0);
+  const first = await client.completions.create({ model: 'tiny-served', prompt: PROMPT, max_tokens: 2, temperature: 0 });
+  expect(first.model).toBe('tiny-served');
+  expect(first.usage?.prompt_tokens).toBe(57); // the byte tokenizer of dummy:tiny, found through the lease's modelRef
+  await new Promise((r) => setTimeout(r, 100));
+  await router.syncIndex();
+  const before = await predicted();
+  const again = await client.completions.create({ model: 'tiny-served', prompt: PROMPT, max_tokens: 2, temperature: 0 });
+  expect(again.usage?.prompt_tokens_details?.cached_tokens).toBe(48);
+  // the router found those blocks in the index: its hashes and the worker's agree on the name
+  expect((await predicted()) - before).toBe(48);
+  expect(await (workers[3] as RunningWorker).metrics.registry.metrics()).toMatch(/model="tiny-served"/);
 });
 
 describe('chat completions', () => {

@@ -48,7 +48,10 @@ export interface WorkerLease {
   workerId: string;
   /** host:port routers dial. */
   address: string;
+  /** The model's name in the API and block hashes (`--served-model-name`, else its reference). */
   modelId: string;
+  /** What the model was loaded from (a path or dummy:…): where a router finds its tokenizer and chat template. */
+  modelRef: string;
   blockSize: number;
   /** The model's context length: the longest prompt plus output the worker accepts. */
   maxModelLen: number;
@@ -88,6 +91,7 @@ export function parseLease(raw: string): WorkerLease | null {
     workerId: l.workerId,
     address: l.address,
     modelId: l.modelId,
+    modelRef: typeof l.modelRef === 'string' && l.modelRef !== '' ? l.modelRef : l.modelId,
     blockSize: l.blockSize as number,
     maxModelLen: Number.isInteger(l.maxModelLen) && (l.maxModelLen as number) > 0 ? (l.maxModelLen as number) : 0,
     maxRequests: Number.isInteger(l.maxRequests) && (l.maxRequests as number) > 0 ? (l.maxRequests as number) : 0,

@@ -7,6 +7,7 @@ const lease = (workerId: string) => ({
   workerId,
   address: '127.0.0.1:1',
   modelId: 'm',
+  modelRef: 'm',
   blockSize: 16,
   maxModelLen: 512,
   maxRequests: 0,

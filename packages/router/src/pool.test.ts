@@ -6,6 +6,7 @@ const lease = (workerId: string, load: Partial<WorkerLease['load']> = {}, epoch 
   workerId,
   address: '127.0.0.1:1',
   modelId,
+  modelRef: modelId,
   blockSize: 16,
   maxModelLen: 512,
   maxRequests: 0,

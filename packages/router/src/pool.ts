@@ -156,6 +156,11 @@ export class WorkerPool {
     return lens.length > 0 ? Math.min(...lens) : 0;
   }
 
+  /** Where a served model was loaded from (its workers' lease `modelRef`): its tokenizer and chat template live there. */
+  modelRef(modelId: string): string {
+    return this.all().find((w) => w.lease.modelId === modelId)?.lease.modelRef ?? modelId;
+  }
+
   models(): Set<string> {
     return new Set(this.all().map((w) => w.lease.modelId));
   }

@@ -247,7 +247,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
           grpc.status.INVALID_ARGUMENT,
           `text: ${bytes} bytes exceeds the limit of ${limit} bytes for this model (context ${maxModelLen} tokens)`,
         );
-      const ids = await tokenizers.encode(modelId, r.text, addBos);
+      const ids = await tokenizers.encode(pool.modelRef(modelId), r.text, addBos);
       if (!ids) throw new RouteError(grpc.status.INVALID_ARGUMENT, `text: model ${modelId} has no tokenizer; send token_ids`);
       return check(ids, 'text');
     }
@@ -473,7 +473,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
             const modelId = pickModel(model);
             if (!chatTemplates.has(modelId)) {
               try {
-                chatTemplates.set(modelId, loadChatTemplate(modelId, o.chatTemplate));
+                chatTemplates.set(modelId, loadChatTemplate(pool.modelRef(modelId), o.chatTemplate));
               } catch (e) {
                 throw new RouteError(grpc.status.FAILED_PRECONDITION, (e as Error).message);
               }

@@ -66,6 +66,8 @@ interface Live {
 
 export interface LoopConfig {
   maxWaiting: number;
+  /** The model's name in block hashes (the served name: every worker serving it hashes alike; default the model's id). */
+  modelName?: string;
   /** KV tiers whose usage is reported (both hold the same blocks: KCache splits each block's K and V). */
   tiers: readonly string[];
   /** KCache workers: the largest N a request may ask for (null: full attention, kcache_topn ignored). */
@@ -146,7 +148,7 @@ export class EngineLoop {
     const req = new SchedRequest(
       input.requestId,
       ids,
-      { modelId: this.engine.model.id, cacheSalt: input.cacheSalt },
+      { modelId: this.config.modelName ?? this.engine.model.id, cacheSalt: input.cacheSalt },
       performance.now(),
       promptLen,
     );

@@ -22,7 +22,7 @@ import {
 
 export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--advertise-host H] [--metrics-port N] [--metrics-host H]
     [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-waiting N]
-    [--drain-grace-ms N] [--lease-ttl-ms N] [--redis-wait-ms 30000] [--tls-cert F --tls-key F --tls-ca F] [--kv-cache-bytes N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
+    [--drain-grace-ms N] [--lease-ttl-ms N] [--redis-wait-ms 30000] [--tls-cert F --tls-key F --tls-ca F] [--served-model-name NAME] [--kv-cache-bytes N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
   kcache serve router --port P --redis-url URL (--api-keys-file FILE | --no-auth) [--tenant-requests-per-s N] [--tenant-tokens-per-s N]
     [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N] [--metrics-host H]
     [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
@@ -156,6 +156,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       'lease-ttl-ms': { type: 'string' },
       'redis-wait-ms': { type: 'string' },
       'kv-cache-bytes': { type: 'string' },
+      'served-model-name': { type: 'string' },
       ...TLS_OPTIONS,
       ...ATTENTION_OPTIONS,
     },
@@ -168,6 +169,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const tls = tlsArg(values);
   const worker = await startWorker({
     tls,
+    servedModelName: values['served-model-name'],
     model: values.model,
     port: intArg('port', values.port, 0, 0),
     host: values.host,

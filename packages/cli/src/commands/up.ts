@@ -30,7 +30,7 @@ import {
 } from '../args.js';
 import { type CertPaths, makeClusterCerts } from './certs.js';
 
-export const UP_USAGE = `kcache up [--workers 2] [--routers 1] [--model dummy:smol135:bf16] [--redis-url URL] [--port 50051] [--http-port 8000] [--chat-template FILE] [--api-keys-file FILE] [--tls]
+export const UP_USAGE = `kcache up [--workers 2] [--routers 1] [--model dummy:smol135:bf16] [--redis-url URL] [--port 50051] [--http-port 8000] [--chat-template FILE] [--served-model-name NAME] [--api-keys-file FILE] [--tls]
     [--worker-port 50061] [--metrics-port 9400] [--policy cache_aware] [--threads N] [--num-blocks N]
     [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L] [--load-cost-tokens N] [--cache-threshold F] [--json]`;
 
@@ -125,6 +125,7 @@ export async function upCommand(argv: string[]): Promise<void> {
       'metrics-port': { type: 'string' },
       'http-port': { type: 'string' },
       'chat-template': { type: 'string' },
+      'served-model-name': { type: 'string' },
       policy: { type: 'string' },
       threads: { type: 'string' },
       'num-blocks': { type: 'string' },
@@ -219,6 +220,7 @@ export async function upCommand(argv: string[]): Promise<void> {
           '--lease-ttl-ms',
           '3000',
           ...(values['num-blocks'] ? ['--num-blocks', values['num-blocks']] : []),
+          ...(values['served-model-name'] ? ['--served-model-name', values['served-model-name']] : []),
           ...tlsFlags(certs?.workers.get(`w${i + 1}`)),
           ...attentionFlags,
         ]),

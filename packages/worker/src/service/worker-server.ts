@@ -58,6 +58,8 @@ export interface WorkerOptions {
   redisWaitMs?: number;
   /** Mutual TLS: serve only callers with a certificate of the cluster CA (the routers). */
   tls?: ClusterTls | null;
+  /** The model's name in the API, the metrics and block hashes (default: its reference, e.g. a path). */
+  servedModelName?: string;
 }
 
 /** The worker could not start (Redis unreachable): one line for the operator. */
@@ -137,7 +139,8 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   });
   const info = engine.info();
   const workerId = o.workerId ?? `worker-${randomUUID().slice(0, 8)}`;
-  const metrics = new WorkerMetrics(workerId, spec.id);
+  const modelName = o.servedModelName ?? spec.id;
+  const metrics = new WorkerMetrics(workerId, modelName);
 
   const redis: RedisClient | null = o.redisUrl ? connectRedis(o.redisUrl, { lazyConnect: true, maxRetriesPerRequest: null }) : null;
   // Redis being away must not take the worker down: events queue until it is back.
@@ -160,6 +163,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     // with a fractional N the per-request cap is the context; with an absolute one, that N
     kcacheTopN: info.kcache ? (info.kcache.topNFraction > 0 ? info.maxSeqLen : info.kcache.topN) : null,
     maxWaiting,
+    modelName,
     overlapOutput: info.threads < availableParallelism(),
   });
   metrics.observe(
@@ -218,7 +222,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     Info(_call, cb) {
       cb(null, {
         workerId,
-        modelId: spec.id,
+        modelId: modelName,
         blockSize: info.blockSize,
         tiers: kvTiers(info).map((t) => ({ tier: t.tier, numBlocks: info.numBlocks, bytesPerBlock: t.bytesPerBlock })),
         attentionMode: info.attention,
@@ -284,7 +288,8 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
         {
           workerId,
           address,
-          modelId: spec.id,
+          modelId: modelName,
+          modelRef: spec.id,
           blockSize: info.blockSize,
           maxModelLen: info.maxSeqLen,
           maxRequests: maxNumSeqs + maxWaiting,
