@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { ModelLoadError } from '../errors.js';
 import { HfTokenizer } from '../tokenizer/hf.js';
 import { readSafetensorsHeader, type SafetensorsEntry } from './safetensors.js';
-import { layerTensor, type ModelSpec, type NativeModelConfig, type NativeTensorSpec } from './spec.js';
+import { type GenerationDefaults, layerTensor, type ModelSpec, type NativeModelConfig, type NativeTensorSpec } from './spec.js';
 
 const ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'];
 
@@ -116,7 +116,10 @@ export function loadHfDir(dirArg: string): ModelSpec {
       }
     }
   }
-  const eos = cfg.eos_token_id;
+  const gen = generationConfig(dir);
+  const eosIds = (v: unknown): number[] => (v == null ? [] : Array.isArray(v) ? (v as number[]) : [v as number]);
+  // generation_config.json may name more end tokens than config.json (Llama 3 Instruct: <|eot_id|>)
+  const eos = [...new Set([...eosIds(cfg.eos_token_id), ...eosIds(gen.eos_token_id)])];
   const bos = cfg.bos_token_id ?? null;
   const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? HfTokenizer.fromDir(dir, config.vocabSize, bos) : null;
   return {
@@ -126,7 +129,40 @@ export function loadHfDir(dirArg: string): ModelSpec {
     tensors,
     tokenizer,
     bosTokenId: bos,
-    eosTokenIds: eos == null ? [] : Array.isArray(eos) ? eos : [eos],
+    eosTokenIds: eos,
+    generationDefaults: generationDefaults(gen),
+  };
+}
+
+interface GenerationConfigFile {
+  do_sample?: boolean;
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  min_p?: number;
+  repetition_penalty?: number;
+  eos_token_id?: number | number[];
+}
+
+function generationConfig(dir: string): GenerationConfigFile {
+  const file = join(dir, 'generation_config.json');
+  if (!existsSync(file)) return {};
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as GenerationConfigFile;
+  } catch (e) {
+    throw new ModelLoadError(`${file}: ${(e as Error).message}`);
+  }
+}
+
+/** As vLLM reads them: do_sample false means greedy; the sampling fields given are defaults. */
+function generationDefaults(g: GenerationConfigFile): GenerationDefaults {
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+  return {
+    temperature: g.do_sample === false ? 0 : num(g.temperature),
+    topP: num(g.top_p),
+    topK: num(g.top_k),
+    minP: num(g.min_p),
+    repetitionPenalty: num(g.repetition_penalty),
   };
 }
 

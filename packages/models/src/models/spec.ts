@@ -45,6 +45,16 @@ export interface ModelSpec {
   tokenizer: Tokenizer | null;
   bosTokenId: number | null;
   eosTokenIds: number[];
+  /** Sampling defaults the model ships (generation_config.json): used where a request leaves a field unset. */
+  generationDefaults?: GenerationDefaults;
+}
+
+export interface GenerationDefaults {
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  minP?: number;
+  repetitionPenalty?: number;
 }
 
 /** Canonical tensor names the native engine expects, for layer `l`. */

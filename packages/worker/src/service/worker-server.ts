@@ -10,7 +10,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { connectRedis, type RedisClient, redactRedisUrl } from '@kcache/block-index';
 import { type AttentionMode, Engine, type KCacheSettings } from '@kcache/engine';
 import { serveMetrics } from '@kcache/metrics';
-import { type ModelSpec, resolveModel } from '@kcache/models';
+import { type GenerationDefaults, type ModelSpec, resolveModel } from '@kcache/models';
 import {
   type ClusterTls,
   protos,
@@ -87,7 +87,8 @@ const STATUS: Record<WorkerError['code'], grpc.status> = {
   UNAVAILABLE: grpc.status.UNAVAILABLE,
 };
 
-function toInput(r: WorkerGenerateRequest__Output): GenerateInput {
+/** A request's fields; `d` (the model's generation_config.json) fills what the request leaves unset. */
+function toInput(r: WorkerGenerateRequest__Output, d: GenerationDefaults = {}): GenerateInput {
   const s = r.sampling ?? {};
   const st = r.stop ?? {};
   return {
@@ -97,12 +98,12 @@ function toInput(r: WorkerGenerateRequest__Output): GenerateInput {
     kcacheTopN: r.kcacheTopn ?? null,
     resume: r.resumeGenerated ? { generated: r.resumeGenerated, textLen: r.resumeTextLen ?? 0 } : undefined,
     sampling: {
-      temperature: s.temperature ?? 1,
-      topK: s.topK ?? 0,
-      topP: s.topP ?? 1,
-      minP: s.minP ?? 0,
+      temperature: s.temperature ?? d.temperature ?? 1,
+      topK: s.topK ?? d.topK ?? 0,
+      topP: s.topP ?? d.topP ?? 1,
+      minP: s.minP ?? d.minP ?? 0,
       seed: s.seed ?? null,
-      repetitionPenalty: s.repetitionPenalty ?? 1,
+      repetitionPenalty: s.repetitionPenalty ?? d.repetitionPenalty ?? 1,
       presencePenalty: s.presencePenalty ?? 0,
       frequencyPenalty: s.frequencyPenalty ?? 0,
       logprobs: s.logprobs ?? 0,
@@ -181,7 +182,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   new ReflectionService(definition, { services: [WORKER_SERVICE] }).addToServer(server);
   const handlers: WorkerHandlers = {
     Generate(call) {
-      const input = toInput(call.request);
+      const input = toInput(call.request, spec.generationDefaults);
       const origin = call.metadata.get(ROUTER_METADATA)[0];
       if (typeof origin === 'string') input.origin = origin;
       let ended = false;
