@@ -89,6 +89,22 @@ describe.each(implementations)('BlockIndex contract: %s', (_name, make) => {
     expect(await index.workerBlockCount(g)).toBe(3);
   });
 
+  test('a snapshot older than the events already applied (another router was faster) changes nothing', async () => {
+    const index = make();
+    const g = id('stale');
+    await index.apply(g, ev(1, 'cleared'));
+    await index.apply(g, ev(2, 'stored', ['a1']));
+    await index.apply(g, ev(3, 'stored', ['a2']));
+    // taken at seq 2, written after seq 3 was applied: must not erase a2 nor rewind the cursor
+    await index.resync(g, { epoch: 1, seq: 2, tier: 'device', hashes: ['a1'] });
+    expect((await index.findMatches(['a1', 'a2'], [g])).get(g)?.matchedBlocks).toBe(2);
+    expect(await index.apply(g, ev(4, 'stored', ['a3']))).toBe('ok');
+    // a snapshot of a newer epoch, or a later seq, replaces what the index has
+    await index.resync(g, { epoch: 2, seq: 1, tier: 'device', hashes: ['b1'] });
+    expect((await index.findMatches(['a1'], [g])).get(g)?.matchedBlocks).toBe(0);
+    expect((await index.findMatches(['b1'], [g])).get(g)?.matchedBlocks).toBe(1);
+  });
+
   test('removeWorker forgets every block of one worker and no other', async () => {
     const index = make();
     const [p, q] = [id('p'), id('q')];

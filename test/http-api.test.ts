@@ -120,6 +120,23 @@ describe('completions', () => {
     expect((await ask(1, 8)).choices[0]?.token_ids).toEqual(a.choices[1]?.token_ids);
   });
 
+  test("logprobs: the chosen tokens with their log probabilities and the top alternatives, in OpenAI's format", async () => {
+    const r = await client.completions.create({ model: M, prompt: PROMPT, max_tokens: 6, temperature: 0, logprobs: 2 });
+    const lp = r.choices[0]?.logprobs;
+    expect(lp?.tokens).toHaveLength(6);
+    expect(lp?.tokens?.join('')).toBe(r.choices[0]?.text);
+    expect(lp?.text_offset?.[0]).toBe(0);
+    lp?.token_logprobs?.forEach((l, i) => {
+      expect(l).toBeLessThanOrEqual(0);
+      const top = Object.values(lp.top_logprobs?.[i] ?? {});
+      expect(top.length).toBeGreaterThan(0);
+      expect(top.length).toBeLessThanOrEqual(2);
+      expect(l).toBeCloseTo(Math.max(...top), 5); // greedy: the chosen token is the most likely
+    });
+    const none = await client.completions.create({ model: M, prompt: PROMPT, max_tokens: 2, temperature: 0 });
+    expect(none.choices[0]?.logprobs).toBeNull();
+  });
+
   test('a stop string ends the text before it', async () => {
     const free = await client.completions.create({ model: M, prompt: PROMPT, max_tokens: 24, temperature: 0, ignore_eos: true } as never);
     const text = (free as OpenAI.Completions.Completion).choices[0]?.text ?? '';
@@ -266,6 +283,25 @@ describe('chat completions', () => {
     expect(deltas.slice(1).every((d) => d.role === undefined)).toBe(true);
     const rendered = '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n';
     expect(usage).toMatchObject({ prompt_tokens: Buffer.byteLength(rendered), completion_tokens: 6 });
+  });
+
+  test('chat logprobs: one entry a token, with its bytes and top_logprobs alternatives', async () => {
+    const r = await chat.chat.completions.create({
+      model: M,
+      messages: [{ role: 'user', content: 'Hi' }],
+      max_completion_tokens: 4,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 2,
+    });
+    const content = r.choices[0]?.logprobs?.content ?? [];
+    expect(content).toHaveLength(4);
+    expect(content.map((c) => c.token).join('')).toBe(r.choices[0]?.message.content);
+    for (const c of content) {
+      expect(c.bytes).toEqual([...Buffer.from(c.token, 'utf8')]);
+      expect(c.top_logprobs).toHaveLength(2);
+      expect(c.logprob).toBeCloseTo(Math.max(...c.top_logprobs.map((t) => t.logprob)), 5);
+    }
   });
 
   test('a model without a chat template is a 400 naming messages', async () => {

@@ -50,6 +50,8 @@ export class MemoryBlockIndex implements BlockIndex {
 
   async resync(worker: string, snap: WorkerSnapshot): Promise<void> {
     const s = this.state(worker);
+    // a snapshot older than events already applied of the same epoch changes nothing (as RESYNC)
+    if (s.cursor && s.cursor.epoch === snap.epoch && s.cursor.seq > snap.seq) return;
     s.blocks = new Map(snap.hashes.map((h) => [h, snap.tier]));
     s.cursor = { epoch: snap.epoch, seq: snap.seq };
   }

@@ -40,8 +40,17 @@ redis.call('SET', KEYS[1], epoch .. ':' .. seq)
 return 'ok'
 `;
 
-/** RESYNC: KEYS[1]=cursor, KEYS[2]=blocks; ARGV = epoch, seq, tier, nowMs, hashes... */
+/**
+ * RESYNC: KEYS[1]=cursor, KEYS[2]=blocks; ARGV = epoch, seq, tier, nowMs, hashes... A snapshot
+ * older than what the index already has of the same epoch (another router applied newer events
+ * while this one fetched it) changes nothing: returns "stale".
+ */
 export const RESYNC = `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local cep, cseq = string.match(cur, '^(%d+):(%d+)$')
+  if cep == ARGV[1] and tonumber(cseq) > tonumber(ARGV[2]) then return 'stale' end
+end
 redis.call('DEL', KEYS[2])
 local v = ARGV[3] .. '|' .. ARGV[4]
 for i = 5, #ARGV do redis.call('HSET', KEYS[2], ARGV[i], v) end

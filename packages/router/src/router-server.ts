@@ -467,6 +467,10 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
           serve,
           models: () => [...pool.models()],
           authenticate: (authorization) => void authenticate(authorization),
+          tokenText: (model, tokenId) => {
+            const tok = model ? tokenizers.get(pool.modelRef(model)) : null;
+            return tok ? tok.decode([tokenId]) : `token_id:${tokenId}`;
+          },
           chatPrompt: async (model, messages, authorization) => {
             authenticate(authorization);
             if (pool.all().length === 0) await refresh();

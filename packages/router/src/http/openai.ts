@@ -37,6 +37,7 @@ export const COMPLETION_SCHEMA = {
   required: ['prompt'],
   properties: {
     ...SAMPLING_PROPERTIES,
+    logprobs: { type: ['integer', 'null'], minimum: 0, maximum: 20 },
     prompt: {
       anyOf: [
         { type: 'string' },
@@ -54,6 +55,8 @@ export const CHAT_SCHEMA = {
   properties: {
     ...SAMPLING_PROPERTIES,
     max_completion_tokens: { type: ['integer', 'null'], minimum: 1 },
+    logprobs: { type: ['boolean', 'null'] },
+    top_logprobs: { type: ['integer', 'null'], minimum: 0, maximum: 20 },
     messages: {
       type: 'array',
       minItems: 1,
@@ -103,11 +106,15 @@ export interface SamplingBody {
 
 export interface CompletionBody extends SamplingBody {
   prompt: string | number[] | string[];
+  /** Log probabilities of each chosen token and this many alternatives. */
+  logprobs?: number | null;
 }
 
 export interface ChatBody extends SamplingBody {
   messages: { role: string; content: string | { type: 'text'; text: string }[] }[];
   max_completion_tokens?: number | null;
+  logprobs?: boolean | null;
+  top_logprobs?: number | null;
 }
 
 /** A message's text: a string, or its text parts joined. */
@@ -126,6 +133,7 @@ function generateRequests(
   input: Pick<GenerateRequest, 'text' | 'tokenIds'>,
   maxTokens: number | undefined,
   requestId: string,
+  topLogprobs: number | null,
 ): GenerateRequest[] {
   const n = b.n ?? 1;
   return Array.from({ length: n }, (_, i) => ({
@@ -143,6 +151,8 @@ function generateRequests(
       presencePenalty: opt(b.presence_penalty),
       frequencyPenalty: opt(b.frequency_penalty),
       repetitionPenalty: opt(b.repetition_penalty),
+      // the worker reports the chosen token's logprob with at least one alternative; the answer trims to what was asked
+      logprobs: topLogprobs === null ? undefined : Math.max(1, topLogprobs),
     },
     stop: {
       maxTokens,
@@ -156,12 +166,13 @@ function generateRequests(
 export function completionRequests(b: CompletionBody, requestId: string): GenerateRequest[] {
   const prompt = Array.isArray(b.prompt) && typeof b.prompt[0] === 'string' ? (b.prompt[0] as string) : b.prompt;
   const input = typeof prompt === 'string' ? { text: prompt } : { tokenIds: { ids: prompt as number[] } };
-  return generateRequests(b, input, b.max_tokens ?? 16, requestId);
+  return generateRequests(b, input, b.max_tokens ?? 16, requestId, b.logprobs ?? null);
 }
 
 /** A chat's requests, its prompt already rendered by the chat template and tokenized. */
 export function chatRequests(b: ChatBody, promptIds: number[], requestId: string): GenerateRequest[] {
-  return generateRequests(b, { tokenIds: { ids: promptIds } }, b.max_completion_tokens ?? b.max_tokens ?? undefined, requestId);
+  const top = b.logprobs ? (b.top_logprobs ?? 0) : null;
+  return generateRequests(b, { tokenIds: { ids: promptIds } }, b.max_completion_tokens ?? b.max_tokens ?? undefined, requestId, top);
 }
 
 /** OpenAI's finish reasons: the worker's "stop" and "length" as they are; nothing else reaches a client that got its answer. */
@@ -211,4 +222,42 @@ export function openaiError(code: grpc.status, message: string): OpenAIError {
   const param =
     field === undefined ? null : (({ text: 'prompt', token_ids: 'prompt', input: 'prompt' } as Record<string, string>)[field] ?? field);
   return { status, body: { error: { message, type, param, code: grpc.status[code] ?? String(code) } } };
+}
+
+/** One generated token's log probability and its top alternatives, as the worker reports it. */
+export interface TokenLogprobs {
+  tokenId: number;
+  logprob: number;
+  top: { tokenId: number; logprob: number }[];
+}
+
+/** The completions API's logprobs object for `entries`, `top` alternatives each; `text(id)` renders a token. */
+export function completionLogprobs(entries: readonly TokenLogprobs[], top: number, text: (id: number) => string, offset0 = 0) {
+  const tokens = entries.map((e) => text(e.tokenId));
+  const textOffset: number[] = [];
+  let at = offset0;
+  for (const t of tokens) {
+    textOffset.push(at);
+    at += t.length;
+  }
+  return {
+    tokens,
+    token_logprobs: entries.map((e) => e.logprob),
+    top_logprobs: entries.map((e) => Object.fromEntries(e.top.slice(0, top).map((x) => [text(x.tokenId), x.logprob]))),
+    text_offset: textOffset,
+  };
+}
+
+/** The chat API's logprobs object (`content`, one entry a token, with its UTF-8 bytes). */
+export function chatLogprobs(entries: readonly TokenLogprobs[], top: number, text: (id: number) => string) {
+  const entry = (id: number, logprob: number) => {
+    const token = text(id);
+    return { token, logprob, bytes: [...Buffer.from(token, 'utf8')] };
+  };
+  return {
+    content: entries.map((e) => ({
+      ...entry(e.tokenId, e.logprob),
+      top_logprobs: e.top.slice(0, top).map((x) => entry(x.tokenId, x.logprob)),
+    })),
+  };
 }

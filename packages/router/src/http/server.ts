@@ -17,13 +17,16 @@ import {
   type ChatBody,
   COMPLETION_SCHEMA,
   type CompletionBody,
+  chatLogprobs,
   chatRequests,
+  completionLogprobs,
   completionRequests,
   finishReason,
   messageText,
   type OpenAIError,
   openaiError,
   type SamplingBody,
+  type TokenLogprobs,
   usage,
 } from './openai.js';
 
@@ -43,6 +46,8 @@ export interface HttpOptions {
    * gRPC `code` (no such model, no template, not authenticated).
    */
   chatPrompt(model: string, messages: ChatMessage[], authorization: readonly string[]): Promise<{ modelId: string; ids: number[] }>;
+  /** One token as text, for logprobs (`token_id:N` where the model has no tokenizer, as vLLM writes it). */
+  tokenText(model: string, tokenId: number): string;
 }
 
 export interface HttpFrontDoor {
@@ -53,6 +58,7 @@ export interface HttpFrontDoor {
 interface ChoiceResult {
   text: string;
   tokenIds: number[];
+  logprobs: TokenLogprobs[];
   finish: string;
   final?: { promptTokens: number; completionTokens: number; cachedTokens: number; workerId: string };
   error?: OpenAIError;
@@ -61,9 +67,9 @@ interface ChoiceResult {
 /** One choice's sink: collects the text and final message, and streams chunks through `onText`. */
 function choiceSink(
   raw: ServerResponse,
-  onText: (text: string, tokenIds: readonly number[]) => void,
+  onText: (text: string, tokenIds: readonly number[], logprobs: readonly TokenLogprobs[]) => void,
 ): { sink: ResponseSink; result: ChoiceResult } {
-  const result: ChoiceResult = { text: '', tokenIds: [], finish: '' };
+  const result: ChoiceResult = { text: '', tokenIds: [], logprobs: [], finish: '' };
   const listeners = new Set<() => void>();
   let gone = false;
   raw.on('close', () => {
@@ -82,16 +88,21 @@ function choiceSink(
     deadline: Number.POSITIVE_INFINITY,
     write(m: GenerateResponse) {
       if (m.chunk) {
-        result.tokenIds.push(...(m.chunk.tokenIds ?? []));
-        if (m.chunk.text) {
-          result.text += m.chunk.text;
-          onText(m.chunk.text, m.chunk.tokenIds ?? []);
-        } else if ((m.chunk.tokenIds ?? []).length > 0) onText('', m.chunk.tokenIds ?? []);
+        const ids = m.chunk.tokenIds ?? [];
+        const lp: TokenLogprobs[] = (m.chunk.logprobs ?? []).map((l) => ({
+          tokenId: Number(l.tokenId ?? 0),
+          logprob: Number(l.logprob ?? 0),
+          top: (l.top ?? []).map((t) => ({ tokenId: Number(t.tokenId ?? 0), logprob: Number(t.logprob ?? 0) })),
+        }));
+        result.tokenIds.push(...ids);
+        result.logprobs.push(...lp);
+        if (m.chunk.text) result.text += m.chunk.text;
+        if (m.chunk.text || ids.length > 0) onText(m.chunk.text ?? '', ids, lp);
       }
       if (m.final) {
         if (m.final.text) {
           result.text += m.final.text;
-          onText(m.final.text, []);
+          onText(m.final.text, [], []);
         }
         result.finish = finishReason(m.final.finishReason ?? '');
         result.final = {
@@ -166,8 +177,13 @@ export async function startHttp(o: HttpOptions): Promise<HttpFrontDoor> {
     kind: 'completion' | 'chat',
     id: string,
     model: string,
+    /** Alternatives per token when the body asked for logprobs; null: none. */
+    top: number | null,
   ) => {
     const created = Math.floor(Date.now() / 1000);
+    const text = (tokenId: number) => o.tokenText(model, tokenId);
+    const logprobsOf = (entries: readonly TokenLogprobs[], offset0 = 0) =>
+      top === null ? null : kind === 'chat' ? chatLogprobs(entries, top, text) : completionLogprobs(entries, top, text, offset0);
     const auth = authorization(req.headers.authorization);
     const raw = reply.raw;
     const tokenIds = (ids: readonly number[]) => (b.return_token_ids ? { token_ids: ids } : {});
@@ -185,8 +201,14 @@ export async function startHttp(o: HttpOptions): Promise<HttpFrontDoor> {
         model,
         choices: results.map((r, index) =>
           kind === 'chat'
-            ? { index, message: { role: 'assistant', content: r.text }, logprobs: null, finish_reason: r.finish, ...tokenIds(r.tokenIds) }
-            : { index, text: r.text, logprobs: null, finish_reason: r.finish, ...tokenIds(r.tokenIds) },
+            ? {
+                index,
+                message: { role: 'assistant', content: r.text },
+                logprobs: logprobsOf(r.logprobs),
+                finish_reason: r.finish,
+                ...tokenIds(r.tokenIds),
+              }
+            : { index, text: r.text, logprobs: logprobsOf(r.logprobs), finish_reason: r.finish, ...tokenIds(r.tokenIds) },
         ),
         usage: usage(results.flatMap((r) => (r.final ? [r.final] : []))),
       };
@@ -214,19 +236,23 @@ export async function startHttp(o: HttpOptions): Promise<HttpFrontDoor> {
     };
     const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
     const began = new Set<number>();
-    const chunk = (index: number, text: string, ids: readonly number[], finish: string | null) => {
-      if (text === '' && finish === null && !b.return_token_ids) return;
+    const sent = new Map<number, number>(); // text length sent per choice (completions' text_offset)
+    const chunk = (index: number, piece: string, ids: readonly number[], finish: string | null, lp: readonly TokenLogprobs[] = []) => {
+      if (piece === '' && finish === null && !b.return_token_ids && (top === null || lp.length === 0)) return;
+      const offset = sent.get(index) ?? 0;
+      sent.set(index, offset + piece.length);
+      const logprobs = lp.length > 0 ? logprobsOf(lp, offset) : null;
       start();
       let choice: Record<string, unknown>;
       if (kind === 'chat') {
         // the first delta of a choice names the role, as OpenAI's do
-        const delta = began.has(index) ? (text ? { content: text } : {}) : { role: 'assistant', content: text };
+        const delta = began.has(index) ? (piece ? { content: piece } : {}) : { role: 'assistant', content: piece };
         began.add(index);
-        choice = { index, delta, logprobs: null, finish_reason: finish, ...tokenIds(ids) };
-      } else choice = { index, text, logprobs: null, finish_reason: finish, ...tokenIds(ids) };
+        choice = { index, delta, logprobs, finish_reason: finish, ...tokenIds(ids) };
+      } else choice = { index, text: piece, logprobs, finish_reason: finish, ...tokenIds(ids) };
       event({ id, object, created, model, choices: [choice] });
     };
-    const choices = requests.map((_, index) => choiceSink(raw, (text, ids) => chunk(index, text, ids, null)));
+    const choices = requests.map((_, index) => choiceSink(raw, (piece, ids, lp) => chunk(index, piece, ids, null, lp)));
     await Promise.all(
       requests.map(async (r, index) => {
         const c = choices[index] as (typeof choices)[number];
@@ -253,7 +279,8 @@ export async function startHttp(o: HttpOptions): Promise<HttpFrontDoor> {
 
   app.post<{ Body: CompletionBody }>('/v1/completions', { schema: { body: COMPLETION_SCHEMA } }, async (req, reply) => {
     const id = `cmpl-${randomUUID().replaceAll('-', '')}`;
-    return answer(req, reply, req.body, completionRequests(req.body, id), 'completion', id, modelOf(req.body));
+    const b = req.body;
+    return answer(req, reply, b, completionRequests(b, id), 'completion', id, modelOf(b), b.logprobs ?? null);
   });
 
   app.post<{ Body: ChatBody }>('/v1/chat/completions', { schema: { body: CHAT_SCHEMA } }, async (req, reply) => {
@@ -269,15 +296,9 @@ export async function startHttp(o: HttpOptions): Promise<HttpFrontDoor> {
     } catch (e) {
       return sendError(reply, openaiError((e as { code?: grpc.status }).code ?? grpc.status.INTERNAL, (e as Error).message));
     }
-    return answer(
-      req,
-      reply,
-      { ...b, model: prompt.modelId },
-      chatRequests({ ...b, model: prompt.modelId }, prompt.ids, id),
-      'chat',
-      id,
-      prompt.modelId,
-    );
+    const withModel = { ...b, model: prompt.modelId };
+    const top = b.logprobs ? (b.top_logprobs ?? 0) : null;
+    return answer(req, reply, withModel, chatRequests(withModel, prompt.ids, id), 'chat', id, prompt.modelId, top);
   });
 
   const address = await app.listen({ host: o.host, port: o.port });
