@@ -115,9 +115,9 @@ class RouteError extends Error {
 /** How long a client told RESOURCE_EXHAUSTED should wait before trying again (trailing metadata `retry-after-ms`). */
 const OVERLOAD_RETRY_AFTER_MS = 500;
 
-function retryAfter(): grpc.Metadata {
+function retryAfter(ms = OVERLOAD_RETRY_AFTER_MS): grpc.Metadata {
   const trailer = new grpc.Metadata();
-  trailer.set('retry-after-ms', String(OVERLOAD_RETRY_AFTER_MS));
+  trailer.set('retry-after-ms', String(ms));
   return trailer;
 }
 
@@ -303,11 +303,12 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
       const ids = await toIds(r, modelId);
       if (ids.length === 0) throw new RouteError(grpc.status.INVALID_ARGUMENT, 'input: the prompt is empty');
       const admission = limits.admit(tenant.id, tenant, ids.length);
-      if (!admission.ok) {
-        const trailer = new grpc.Metadata();
-        trailer.set('retry-after-ms', String(admission.retryAfterMs));
-        throw new RouteError(grpc.status.RESOURCE_EXHAUSTED, `tenant ${tenant.id}: over its ${admission.what} per second limit`, trailer);
-      }
+      if (!admission.ok)
+        throw new RouteError(
+          grpc.status.RESOURCE_EXHAUSTED,
+          `tenant ${tenant.id}: over its ${admission.what} per second limit`,
+          retryAfter(admission.retryAfterMs),
+        );
       if (pool.saturated(modelId))
         throw new RouteError(
           grpc.status.RESOURCE_EXHAUSTED,
