@@ -2,13 +2,18 @@
 // router, two KCache workers), requests through `kcache ask`, a cache hit on a repeated prefix, the
 // /metrics of every process, and a clean stop that leaves no process behind.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { REPO_ROOT } from './helpers/paths.js';
+import { tempDir } from './helpers/temp.js';
 
 const MAIN = join(REPO_ROOT, 'packages/cli/dist/main.js');
+// ChatML, for `kcache ask --chat` (dummy:tiny ships no chat template)
+const CHATML =
+  "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 interface Ready {
   redisUrl: string;
@@ -37,6 +42,8 @@ let ready: Ready;
 let exited: Promise<number | null>;
 
 beforeAll(async () => {
+  const template = join(tempDir('kcache-cluster-chat-'), 'chatml.jinja');
+  writeFileSync(template, CHATML);
   up = spawn(
     process.execPath,
     [
@@ -52,6 +59,8 @@ beforeAll(async () => {
       '0',
       '--http-port',
       '0',
+      '--chat-template',
+      template,
       '--attention',
       'kcache',
       '--kcache-topn',
@@ -113,6 +122,35 @@ describe('kcache up + kcache ask', () => {
     const plain = kcache('ask', '--addr', addr, '--max-tokens', '3', '--ignore-eos', 'Hi');
     expect(plain.code).toBe(0);
     expect(plain.stderr).toMatch(/^\[w[12]\] 3 prompt tokens \(0 cached\), 3 generated, finish length/);
+  });
+
+  test('ask --chat sends a conversation through the chat template; --logprobs reports each token', () => {
+    const addr = (ready.routers[0] as { address: string }).address;
+    const args = ['ask', '--addr', addr, '--json', '--max-tokens', '4', '--ignore-eos', '--temperature', '0'];
+    const r = kcache(...args, '--chat', '--system', 'Be brief.', '--logprobs', '2', 'Hi');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    const rendered = '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n';
+    expect(out.usage.promptTokens).toBe(Buffer.byteLength(rendered)); // the byte tokenizer; the template adds no BOS
+    expect(out.logprobs).toHaveLength(4);
+    for (const [i, l] of out.logprobs.entries()) {
+      expect(l.tokenId).toBe(out.tokenIds[i]);
+      expect(l.top).toHaveLength(2);
+      expect(l.top[0].tokenId).toBe(l.tokenId); // greedy: the likeliest alternative is the token
+    }
+    // the same text sent plain is tokenized with the tokenizer's BOS
+    const plain = kcache(...args, rendered);
+    expect(JSON.parse(plain.stdout).usage.promptTokens).toBe(Buffer.byteLength(rendered) + 1);
+    expect(JSON.parse(plain.stdout).logprobs).toBeUndefined();
+    // in text mode the logprobs go to stderr, one line a token
+    const text = kcache('ask', '--addr', addr, '--max-tokens', '3', '--ignore-eos', '--chat', '--logprobs', '1', 'Hi');
+    expect(text.code).toBe(0);
+    expect(text.stderr.match(/^ {2}token \d+ logprob -?\d+\.\d{4} {2}top: \d+ -?\d+\.\d{4}$/gm)).toHaveLength(3);
+    const lone = kcache('ask', '--addr', addr, '--system', 'x', 'Hi');
+    expect(lone).toMatchObject({ code: 2, stderr: expect.stringMatching(/--system needs --chat/) });
+    const many = kcache('ask', '--addr', addr, '--logprobs', '21', 'Hi');
+    expect(many).toMatchObject({ code: 2, stderr: expect.stringMatching(/--logprobs must be at most 20, got 21/) });
   });
 
   test('kcache health reports SERVING for the router and each worker', () => {

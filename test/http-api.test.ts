@@ -4,6 +4,7 @@
 // (dummy:tiny: a byte tokenizer, so text prompts work), a private Redis.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { KcacheClient, KcacheError } from '@kcache/client';
 import { ApiKeys, type RunningRouter, startRouter } from '@kcache/router';
 import { type RunningWorker, startWorker } from '@kcache/worker';
 import OpenAI from 'openai';
@@ -301,6 +302,38 @@ describe('chat completions', () => {
       expect(c.bytes).toEqual([...Buffer.from(c.token, 'utf8')]);
       expect(c.top_logprobs).toHaveLength(2);
       expect(c.logprob).toBeCloseTo(Math.max(...c.top_logprobs.map((t) => t.logprob)), 5);
+    }
+  });
+
+  test('the typed gRPC client sends the same conversation: same prompt, same greedy text, logprobs exposed', async () => {
+    const messages = [{ role: 'user' as const, content: 'Hi' }];
+    const viaHttp = await chat.chat.completions.create({ model: M, messages, max_completion_tokens: 6, temperature: 0 });
+    const grpcClient = new KcacheClient(chatRouter.address);
+    try {
+      const r = await grpcClient.generate({ model: M, messages, maxTokens: 6, temperature: 0, logprobs: 2 });
+      expect(r.usage.promptTokens).toBe(viaHttp.usage?.prompt_tokens);
+      expect(r.text).toBe(viaHttp.choices[0]?.message.content);
+      expect(r.logprobs).toHaveLength(6);
+      for (const [i, l] of r.logprobs.entries()) {
+        expect(l.tokenId).toBe(r.tokenIds[i]);
+        expect(l.top).toHaveLength(2);
+        expect(l.logprob).toBeLessThanOrEqual(0);
+        expect(l.logprob).toBeCloseTo(Math.max(...l.top.map((t) => t.logprob)), 5); // greedy: the likeliest token
+      }
+      const empty = await grpcClient.generate({ model: M, messages: [] }).catch((x) => x);
+      expect(empty).toMatchObject({ code: 'INVALID_ARGUMENT', details: 'chat.messages: at least one message is required' });
+      const noRole = await grpcClient.generate({ model: M, messages: [{ role: '', content: 'x' }] }).catch((x) => x);
+      expect(noRole).toMatchObject({ code: 'INVALID_ARGUMENT', details: 'chat.messages[0].role: required' });
+    } finally {
+      grpcClient.close();
+    }
+    const plain = new KcacheClient(router.address, { apiKey: KEY });
+    try {
+      const e = await plain.generate({ model: M, messages }).catch((x) => x);
+      expect(e).toBeInstanceOf(KcacheError);
+      expect(e).toMatchObject({ code: 'INVALID_ARGUMENT', details: expect.stringMatching(/^chat\.messages: .* has no chat template/) });
+    } finally {
+      plain.close();
     }
   });
 

@@ -33,9 +33,40 @@ describe('Hugging Face directories', () => {
     writeFileSync(join(m.dir, 'tokenizer.json'), JSON.stringify(TINY_BPE_TOKENIZER));
     const spec = loadHfDir(m.dir);
     expect(spec.tokenizer?.encode('hello world')).toEqual([7, 8, 9, 3, 10, 2, 11]);
-    expect(spec.tokenizer?.encode('hello', { addBos: true })).toEqual([1, 7]); // bos_token_id from config.json
+    // no add_bos_token and a post-processor that adds nothing: no BOS, as Hugging Face's tokenizer(text)
+    expect(spec.tokenizer?.addsBos).toBe(false);
+    expect(spec.tokenizer?.encode('hello', { addBos: true })).toEqual([7]);
     expect(spec.tokenizer?.decode([7, 8, 9, 3, 10, 2, 11, 13])).toBe('hello world');
     expect(spec.eosTokenIds).toEqual([2]);
+  });
+
+  test('BOS only where the tokenizer adds one: add_bos_token, else what the post-processor prepends', () => {
+    const m = writeTinyHfModel(base);
+    const bosOf = (tokenizer: object, config?: object) => {
+      writeFileSync(join(m.dir, 'tokenizer.json'), JSON.stringify({ ...TINY_BPE_TOKENIZER, ...tokenizer }));
+      if (config) writeFileSync(join(m.dir, 'tokenizer_config.json'), JSON.stringify(config));
+      return loadHfDir(m.dir).tokenizer?.encode('hello', { addBos: true });
+    };
+    // Llama 3: a TemplateProcessing post-processor puts the BOS special token first
+    const llama3 = {
+      post_processor: {
+        type: 'TemplateProcessing',
+        single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+        pair: [{ Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+        special_tokens: { '<s>': { id: '<s>', ids: [12], tokens: ['<s>'] } },
+      },
+    };
+    expect(bosOf(llama3)).toEqual([12, 7]);
+    // Qwen2: a ByteLevel post-processor adds nothing
+    expect(bosOf({ post_processor: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false } })).toEqual([7]);
+    // tokenizer_config.json's add_bos_token decides where it is set, with its named bos_token
+    expect(bosOf({}, { add_bos_token: true, bos_token: '<s>' })).toEqual([12, 7]);
+    expect(bosOf({}, { add_bos_token: true, bos_token: { content: '<s>', special: true } })).toEqual([12, 7]);
+    expect(bosOf(llama3, { add_bos_token: false, bos_token: '<s>' })).toEqual([7]);
+    // without a name, config.json's bos_token_id
+    expect(bosOf({}, { add_bos_token: true })).toEqual([1, 7]);
+    // with addBos false (chat templates put BOS in the text) nothing is added
+    expect(loadHfDir(m.dir).tokenizer?.encode('hello')).toEqual([7]);
   });
 
   test('sharded safetensors load through the index', async () => {

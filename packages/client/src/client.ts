@@ -5,6 +5,7 @@
  *   const client = new KcacheClient('127.0.0.1:50051');
  *   for await (const e of client.stream({ text: 'Once upon a time', maxTokens: 32 })) ...
  *   const done = await client.generate({ text: 'Hello', maxTokens: 16 });
+ *   const reply = await client.generate({ messages: [{ role: 'user', content: 'Hi' }], logprobs: 2 });
  */
 import * as grpc from '@grpc/grpc-js';
 import { type GenerateClient, type GenerateRequest, type GenerateResponse__Output, protos } from '@kcache/protocol';
@@ -14,9 +15,13 @@ import { service as healthService } from 'grpc-health-check';
 export const DEFAULT_ADDRESS = '127.0.0.1:50051';
 
 export interface GenerateOptions {
-  /** A text prompt (the router tokenizes it and adds BOS) or token ids taken as given. */
+  /** A text prompt (the router tokenizes it, with BOS where the model's tokenizer adds one) or token ids taken as given. */
   text?: string;
   tokenIds?: number[];
+  /** A conversation, rendered by the router with the model's chat template (the assistant's turn opened). */
+  messages?: ChatMessage[];
+  /** Report each generated token's log probability and this many most likely alternatives (0..20). */
+  logprobs?: number;
   maxTokens?: number;
   minTokens?: number;
   temperature?: number;
@@ -40,6 +45,18 @@ export interface GenerateOptions {
   signal?: AbortSignal;
 }
 
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
+/** One generated token's log probability and the most likely alternatives at its step. */
+export interface TokenLogprobs {
+  tokenId: number;
+  logprob: number;
+  top: { tokenId: number; logprob: number }[];
+}
+
 export interface Usage {
   promptTokens: number;
   completionTokens: number;
@@ -47,12 +64,14 @@ export interface Usage {
 }
 
 export type GenerateEvent =
-  | { type: 'chunk'; text: string; tokenIds: number[] }
+  | { type: 'chunk'; text: string; tokenIds: number[]; logprobs: TokenLogprobs[] }
   | { type: 'final'; finishReason: string; usage: Usage; workerId: string; text: string };
 
 export interface Completion {
   text: string;
   tokenIds: number[];
+  /** One entry per token in tokenIds when the request asked for logprobs, else empty. */
+  logprobs: TokenLogprobs[];
   finishReason: string;
   usage: Usage;
   workerId: string;
@@ -84,10 +103,14 @@ function toError(e: grpc.ServiceError): KcacheError {
 }
 
 function toRequest(o: GenerateOptions): GenerateRequest {
-  if ((o.text === undefined) === (o.tokenIds === undefined))
-    throw new KcacheError('INVALID_ARGUMENT', 'give exactly one of text and tokenIds');
+  const inputs = [o.text, o.tokenIds, o.messages].filter((x) => x !== undefined).length;
+  if (inputs !== 1) throw new KcacheError('INVALID_ARGUMENT', 'give exactly one of text, tokenIds and messages');
   return {
-    ...(o.text !== undefined ? { text: o.text } : { tokenIds: { ids: o.tokenIds } }),
+    ...(o.text !== undefined
+      ? { text: o.text }
+      : o.tokenIds !== undefined
+        ? { tokenIds: { ids: o.tokenIds } }
+        : { chat: { messages: o.messages } }),
     sampling: {
       temperature: o.temperature,
       topK: o.topK,
@@ -97,6 +120,7 @@ function toRequest(o: GenerateOptions): GenerateRequest {
       repetitionPenalty: o.repetitionPenalty,
       presencePenalty: o.presencePenalty,
       frequencyPenalty: o.frequencyPenalty,
+      logprobs: o.logprobs,
     },
     stop: {
       maxTokens: o.maxTokens,
@@ -141,7 +165,17 @@ export class KcacheClient {
     o.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       for await (const m of call as AsyncIterable<GenerateResponse__Output>) {
-        if (m.chunk) yield { type: 'chunk', text: m.chunk.text ?? '', tokenIds: m.chunk.tokenIds ?? [] };
+        if (m.chunk)
+          yield {
+            type: 'chunk',
+            text: m.chunk.text ?? '',
+            tokenIds: m.chunk.tokenIds ?? [],
+            logprobs: (m.chunk.logprobs ?? []).map((l) => ({
+              tokenId: l.tokenId ?? 0,
+              logprob: l.logprob ?? 0,
+              top: (l.top ?? []).map((t) => ({ tokenId: t.tokenId ?? 0, logprob: t.logprob ?? 0 })),
+            })),
+          };
         if (m.final)
           yield {
             type: 'final',
@@ -163,6 +197,7 @@ export class KcacheClient {
     const out: Completion = {
       text: '',
       tokenIds: [],
+      logprobs: [],
       finishReason: '',
       usage: { promptTokens: 0, completionTokens: 0, cachedTokens: 0 },
       workerId: '',
@@ -171,6 +206,7 @@ export class KcacheClient {
       if (e.type === 'chunk') {
         out.text += e.text;
         out.tokenIds.push(...e.tokenIds);
+        out.logprobs.push(...e.logprobs);
         if (e.text) onText?.(e.text);
       } else {
         out.text += e.text;

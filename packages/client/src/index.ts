@@ -1,4 +1,5 @@
 export {
+  type ChatMessage,
   type ClientOptions,
   type Completion,
   DEFAULT_ADDRESS,
@@ -7,5 +8,6 @@ export {
   KcacheClient,
   KcacheError,
   type ModelInfo,
+  type TokenLogprobs,
   type Usage,
 } from './client.js';

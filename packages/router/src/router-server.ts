@@ -15,6 +15,7 @@ import { connectRedis, IndexConsumer, liveWorkers, type MatchResult, RedisBlockI
 import { serveMetrics } from '@kcache/metrics';
 import { type ChatTemplate, loadChatTemplate } from '@kcache/models';
 import {
+  type ChatMessage__Output,
   type ClusterTls,
   type GenerateHandlers,
   type GenerateRequest__Output,
@@ -225,10 +226,12 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
    * CPU), and a prompt that leaves no room in the context before it reaches a worker.
    */
   const toIds = async (
-    r: Partial<Pick<GenerateRequest__Output, 'text' | 'tokenIds'>>,
+    r: Partial<Pick<GenerateRequest__Output, 'text' | 'tokenIds' | 'chat'>>,
     modelId: string,
     addBos = true,
   ): Promise<number[]> => {
+    // the template puts BOS where the model wants it, as apply_chat_template does
+    if (r.chat) return toIds({ text: renderChat(r.chat.messages ?? [], modelId) }, modelId, false);
     const maxModelLen = pool.maxModelLen(modelId);
     const check = (ids: number[], field: string) => {
       if (maxModelLen > 0 && ids.length >= maxModelLen)
@@ -252,6 +255,31 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
       return check(ids, 'text');
     }
     throw new RouteError(grpc.status.INVALID_ARGUMENT, 'input: one of text or token_ids is required');
+  };
+
+  /** A conversation as the prompt text of `modelId`'s chat template (the router's --chat-template first). */
+  const renderChat = (messages: readonly ChatMessage__Output[], modelId: string): string => {
+    if (messages.length === 0) throw new RouteError(grpc.status.INVALID_ARGUMENT, 'chat.messages: at least one message is required');
+    for (const [i, m] of messages.entries())
+      if (!m.role) throw new RouteError(grpc.status.INVALID_ARGUMENT, `chat.messages[${i}].role: required`);
+    if (!chatTemplates.has(modelId)) {
+      try {
+        chatTemplates.set(modelId, loadChatTemplate(pool.modelRef(modelId), o.chatTemplate));
+      } catch (e) {
+        throw new RouteError(grpc.status.FAILED_PRECONDITION, (e as Error).message);
+      }
+    }
+    const template = chatTemplates.get(modelId);
+    if (!template)
+      throw new RouteError(
+        grpc.status.INVALID_ARGUMENT,
+        `chat.messages: model ${modelId} has no chat template (start the router with --chat-template FILE)`,
+      );
+    try {
+      return template.render(messages.map((m) => ({ role: m.role ?? '', content: m.content ?? '' })));
+    } catch (e) {
+      throw new RouteError(grpc.status.INVALID_ARGUMENT, `chat.messages: the chat template failed: ${(e as Error).message}`);
+    }
   };
 
   /** The index's matches, or null if it does not answer within lookupTimeoutMs. */
@@ -476,27 +504,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
             authenticate(authorization);
             if (pool.all().length === 0) await refresh();
             const modelId = pickModel(model);
-            if (!chatTemplates.has(modelId)) {
-              try {
-                chatTemplates.set(modelId, loadChatTemplate(pool.modelRef(modelId), o.chatTemplate));
-              } catch (e) {
-                throw new RouteError(grpc.status.FAILED_PRECONDITION, (e as Error).message);
-              }
-            }
-            const template = chatTemplates.get(modelId);
-            if (!template)
-              throw new RouteError(
-                grpc.status.INVALID_ARGUMENT,
-                `messages: model ${modelId} has no chat template (start the router with --chat-template FILE)`,
-              );
-            let text: string;
-            try {
-              text = template.render(messages);
-            } catch (e) {
-              throw new RouteError(grpc.status.INVALID_ARGUMENT, `messages: the chat template failed: ${(e as Error).message}`);
-            }
-            // the template puts BOS where the model wants it, as apply_chat_template does
-            return { modelId, ids: await toIds({ text }, modelId, false) };
+            return { modelId, ids: await toIds({ chat: { messages } }, modelId) };
           },
         })
       : null;

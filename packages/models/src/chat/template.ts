@@ -7,6 +7,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { ModelLoadError } from '../errors.js';
+import { tokenText } from '../tokenizer/hf.js';
 
 export interface ChatMessage {
   role: string;
@@ -34,10 +35,6 @@ export class ChatTemplate {
     });
   }
 }
-
-/** A special token in tokenizer_config.json: a string, or an AddedToken object with `content`. */
-const tokenText = (v: unknown): string =>
-  typeof v === 'string' ? v : typeof (v as { content?: unknown })?.content === 'string' ? (v as { content: string }).content : '';
 
 /**
  * The chat template of a model reference: its Hugging Face directory's tokenizer_config.json, or

@@ -8,6 +8,8 @@ export const BYTE_TOKENIZER_SPECIALS = { unk: 0, bos: 1, eos: 2 } as const;
 const OFFSET = 3;
 
 export class ByteTokenizer implements Tokenizer {
+  readonly addsBos = true;
+
   constructor(readonly vocabSize: number) {
     if (vocabSize < OFFSET + 256) throw new Error(`byte tokenizer needs a vocabulary of at least 259, got ${vocabSize}`);
   }

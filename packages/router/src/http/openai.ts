@@ -215,12 +215,14 @@ export interface OpenAIError {
   body: { error: { message: string; type: string; param: string | null; code: string } };
 }
 
-/** A gRPC status as OpenAI's error; `param` is the field a message names first (`text: ...` → prompt). */
+/** A gRPC status as OpenAI's error; `param` is the field a message names first (`text: ...` → prompt, `chat.messages` → messages). */
 export function openaiError(code: grpc.status, message: string): OpenAIError {
   const [status, type] = HTTP_STATUS[code] ?? [500, 'internal_error'];
-  const field = /^([a-z_]+)(\[\d+\])?:/.exec(message)?.[1];
+  const field = /^([a-z_.]+)(\[\d+\])?[.:]/.exec(message)?.[1];
   const param =
-    field === undefined ? null : (({ text: 'prompt', token_ids: 'prompt', input: 'prompt' } as Record<string, string>)[field] ?? field);
+    field === undefined
+      ? null
+      : (({ text: 'prompt', token_ids: 'prompt', input: 'prompt', 'chat.messages': 'messages' } as Record<string, string>)[field] ?? field);
   return { status, body: { error: { message, type, param, code: grpc.status[code] ?? String(code) } } };
 }
 
