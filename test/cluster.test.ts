@@ -40,6 +40,7 @@ function alive(pid: number): boolean {
 let up: ChildProcess;
 let ready: Ready;
 let exited: Promise<number | null>;
+let upStderr = '';
 
 beforeAll(async () => {
   const template = join(tempDir('kcache-cluster-chat-'), 'chatml.jinja');
@@ -73,6 +74,9 @@ beforeAll(async () => {
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
+  up.stderr?.on('data', (d: Buffer) => {
+    upStderr += d.toString();
+  });
   exited = new Promise((r) => up.once('exit', (code) => r(code)));
   ready = await new Promise<Ready>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('kcache up was not ready within 60 s')), 60_000);
@@ -99,6 +103,9 @@ describe('kcache up + kcache ask', () => {
     expect(ready.pids).toHaveLength(4); // 2 workers, 1 router, redis-server
     for (const pid of ready.pids) expect(alive(pid)).toBe(true);
     expect(ready.client).toMatch(/^pnpm -s kcache ask --addr 127\.0\.0\.1:\d+ "/);
+    // each worker's model-loading progress, shown as the worker's
+    for (const w of ['w1', 'w2'])
+      expect(upStderr).toMatch(new RegExp(`^kcache up: worker ${w}: loaded dummy:\\S+: [\\d.]+ MB in [\\d.]+ s$`, 'm'));
   });
 
   test('answers through the router; a repeated long prefix is a cache hit on the same worker', () => {

@@ -76,6 +76,20 @@ describe('Hugging Face directories', () => {
     engine.dispose();
   });
 
+  test('loading reports progress: bytes of weights as stored, rising to the whole model', async () => {
+    const m = writeTinyHfModel({ ...base, dtype: 'bf16' });
+    const calls: [number, number][] = [];
+    const engine = await Engine.load(loadHfDir(m.dir), { numBlocks: 2, onProgress: (loaded, total) => calls.push([loaded, total]) });
+    engine.dispose();
+    await new Promise((r) => setImmediate(r)); // calls may trail the load
+    let total = 0;
+    for (const w of m.weights.values()) total += w.length * 2; // bf16: 2 bytes a weight
+    expect(calls.length).toBe(m.weights.size); // one call a tensor
+    expect(calls.every(([, t]) => t === total)).toBe(true);
+    expect(calls.map(([l]) => l)).toEqual([...calls.map(([l]) => l)].sort((a, b) => a - b));
+    expect(calls.at(-1)).toEqual([total, total]);
+  });
+
   test('missing config.json', () => expectLoadError(() => loadHfDir(tmp()), 'config.json', /missing/));
 
   test('config.json that is not JSON', () => {

@@ -317,8 +317,34 @@ Napi::Value EngineWrap::Dispose(const Napi::CallbackInfo& info) {
 Napi::Value LoadEngine(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() != 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "loadEngine(options): options must be an object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  EngineOptions opts = parse_options(o);
+  // onProgress(loadedBytes, totalBytes): called on the JavaScript thread through a thread-safe
+  // function while the loading thread places weights; released when loading ends either way
+  std::shared_ptr<Napi::ThreadSafeFunction> progress;
+  if (o.Has("onProgress") && o.Get("onProgress").IsFunction()) {
+    progress = std::make_shared<Napi::ThreadSafeFunction>(
+        Napi::ThreadSafeFunction::New(env, o.Get("onProgress").As<Napi::Function>(), "kcache-load-progress", 0, 1));
+    opts.on_progress = [progress](uint64_t loaded, uint64_t total) {
+      auto* v = new std::pair<uint64_t, uint64_t>(loaded, total);
+      const napi_status st = progress->NonBlockingCall(v, [](Napi::Env env, Napi::Function fn, std::pair<uint64_t, uint64_t>* p) {
+        fn.Call({Napi::Number::New(env, static_cast<double>(p->first)), Napi::Number::New(env, static_cast<double>(p->second))});
+        delete p;
+      });
+      if (st != napi_ok) delete v;
+    };
+  }
   return queue<std::unique_ptr<Engine>>(
-      env, [opts = parse_options(info[0].As<Napi::Object>())]() { return Engine::create(opts); },
+      env,
+      [opts = std::move(opts), progress]() {
+        struct Release {
+          std::shared_ptr<Napi::ThreadSafeFunction> f;
+          ~Release() {
+            if (f) f->Release();
+          }
+        } release{progress};
+        return Engine::create(opts);
+      },
       [](Napi::Env env, std::unique_ptr<Engine>& engine) -> Napi::Value {
         return g_constructor->New({Napi::External<Engine>::New(env, engine.release())});
       });

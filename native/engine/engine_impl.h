@@ -102,6 +102,9 @@ class EngineImpl final : public Engine {
   std::vector<void*> allocations_;
   std::vector<void*> host_allocations_;
   size_t weight_bytes_ = 0;
+  std::function<void(uint64_t, uint64_t)> on_progress_;
+  uint64_t load_total_ = 0;   // bytes of every tensor spec, as stored
+  uint64_t load_done_ = 0;
   Tensor tok_embeddings_, output_;
   float* final_norm_ = nullptr;
   std::vector<LayerWeights> layers_;

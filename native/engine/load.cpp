@@ -15,7 +15,11 @@ EngineImpl::EngineImpl(const EngineOptions& o)
   threads_ = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   backend_ = choose_backend(o.backend, cfg_, threads_, &note_);
   std::map<std::string, const TensorSpec*> specs;
-  for (const auto& s : o.tensors) specs[s.name] = &s;
+  for (const auto& s : o.tensors) {
+    specs[s.name] = &s;
+    load_total_ += static_cast<uint64_t>(s.rows * s.cols) * dtype_size(s.dtype);
+  }
+  on_progress_ = o.on_progress;
 
   tok_embeddings_ = matrix(specs, "tok_embeddings", cfg_.vocab_size, cfg_.dim, Backend::WeightUse::Rows);
   // a tied classifier reads the embedding table, placed a second time for matmul
@@ -106,6 +110,8 @@ Tensor EngineImpl::matrix(const std::map<std::string, const TensorSpec*>& specs,
   Tensor host = store_.load(s);
   host_tensors_[name] = host;
   weight_bytes_ += host.bytes();
+  load_done_ += static_cast<uint64_t>(s.rows * s.cols) * dtype_size(s.dtype);
+  if (on_progress_) on_progress_(load_done_, load_total_);
   return backend_->place_weight(host, use);
 }
 

@@ -2,6 +2,7 @@
 // The caller (packages/engine, driven by the worker's scheduler) owns block allocation: every
 // step names, for each sequence, the cache blocks that hold its tokens.
 #pragma once
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -48,6 +49,9 @@ struct EngineOptions {
   // "auto" (CUDA when this build has it and a device is visible, else CPU; KCACHE_BACKEND
   // overrides), "cpu" or "cuda" (an error when unavailable).
   std::string backend = "auto";
+  // Called on the loading thread after each weight is in place: bytes of weights read so far and
+  // in all (as stored in the model's files), for a progress line.
+  std::function<void(uint64_t loaded, uint64_t total)> on_progress;
 };
 
 // One batched step. Rows are the new tokens of every sequence, concatenated.

@@ -29,6 +29,8 @@ export interface NativeLoadOptions {
   kcache?: Partial<KCacheSettings>;
   /** 'auto' (default: CUDA when built with it and a GPU is visible, else CPU; KCACHE_BACKEND overrides), 'cpu' or 'cuda'. */
   backend?: 'auto' | 'cpu' | 'cuda';
+  /** Called on this thread as weights are placed: bytes read so far and in all (as stored). */
+  onProgress?: (loadedBytes: number, totalBytes: number) => void;
 }
 
 /** One batched step; rows are the new tokens of all sequences, concatenated. */

@@ -26,6 +26,8 @@ export interface EngineOptions {
   threads?: number;
   /** 'auto' (default), 'cpu' or 'cuda'. */
   backend?: 'auto' | 'cpu' | 'cuda';
+  /** Loading progress: bytes of weights read so far and in all (calls may trail the load's end). */
+  onProgress?: (loadedBytes: number, totalBytes: number) => void;
 }
 
 /** One sequence's part of a batched step. */
@@ -87,6 +89,7 @@ export class Engine {
         attention,
         kcache,
         backend: opts.backend,
+        onProgress: opts.onProgress,
       });
       return new Engine(native, model);
     } catch (e) {

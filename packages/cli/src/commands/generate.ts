@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { Engine, generate, validateSampling } from '@kcache/engine';
 import { resolveModel, type WeightDType } from '@kcache/models';
 import { ATTENTION_OPTIONS, attentionArgs, idsArg, intArg, numArg, UsageError } from '../args.js';
+import { stderrLoadProgress } from '../load-progress.js';
 
 export const GENERATE_USAGE = `kcache generate --model <dir | file.bin | dummy:preset[:dtype]> (--prompt TEXT | --prompt-ids 1,2,3)
     [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--ignore-eos] [--json]
@@ -69,7 +70,13 @@ export async function generateCommand(argv: string[]): Promise<void> {
     );
   }
   const blocks = Math.ceil((promptIds.length + maxTokens) / blockSize);
-  const engine = await Engine.load(spec, { blockSize, numBlocks: blocks, threads, ...attention });
+  const progress = stderrLoadProgress(spec.id);
+  const engine = await Engine.load(spec, { blockSize, numBlocks: blocks, threads, ...attention, onProgress: progress.update }).catch(
+    (e: unknown) => {
+      progress.abort();
+      throw e;
+    },
+  );
 
   // Stream text as it completes; hold back a trailing partial UTF-8 character.
   const generated: number[] = [];

@@ -19,6 +19,7 @@ import {
   tlsArg,
   UsageError,
 } from '../args.js';
+import { stderrLoadProgress } from '../load-progress.js';
 
 export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--advertise-host H] [--metrics-port N] [--metrics-host H]
     [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-waiting N]
@@ -167,7 +168,9 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const grace = intArg('drain-grace-ms', values['drain-grace-ms'], 30_000, 0);
   const attention = attentionArgs(values);
   const tls = tlsArg(values);
+  const progress = stderrLoadProgress(values.model);
   const worker = await startWorker({
+    onLoadProgress: progress.update,
     tls,
     servedModelName: values['served-model-name'],
     model: values.model,
@@ -188,6 +191,9 @@ export async function serveCommand(argv: string[]): Promise<void> {
     redisWaitMs: opt('redis-wait-ms', values['redis-wait-ms'], 0),
     kvCacheBytes: opt('kv-cache-bytes', values['kv-cache-bytes']),
     ...attention,
+  }).catch((e: unknown) => {
+    progress.abort();
+    throw e;
   });
   const info = worker.engine.info();
   process.stdout.write(

@@ -48,11 +48,17 @@ const MAX_WORKER_RESTARTS = 3;
 
 const MAIN = process.argv[1] as string; // this CLI's entry point
 
+/** A worker's model-loading progress lines (load-progress.ts), shown by `up` as the worker's. */
+const LOAD_PROGRESS_LINE = /^load(ing|ed) /;
+
 function spawnChild(name: string, args: string[]): Child {
   const proc = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderrTail = '';
   proc.stderr?.on('data', (d: Buffer) => {
     stderrTail = (stderrTail + d.toString()).slice(-2000);
+  });
+  createInterface({ input: proc.stderr as NodeJS.ReadableStream }).on('line', (line) => {
+    if (LOAD_PROGRESS_LINE.test(line)) process.stderr.write(`kcache up: ${name}: ${line}\n`);
   });
   const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
     const lines = createInterface({ input: proc.stdout as NodeJS.ReadableStream });

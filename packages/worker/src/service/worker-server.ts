@@ -46,6 +46,8 @@ export interface WorkerOptions {
   attention?: AttentionMode;
   kcache?: Partial<KCacheSettings>;
   threads?: number;
+  /** Model loading progress: bytes of weights read so far and in all. */
+  onLoadProgress?: (loadedBytes: number, totalBytes: number) => void;
   maxNumSeqs?: number;
   maxBatchedTokens?: number;
   maxWaiting?: number;
@@ -137,6 +139,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     threads: o.threads,
     attention: o.attention,
     kcache: o.kcache,
+    onProgress: o.onLoadProgress,
   });
   const info = engine.info();
   const workerId = o.workerId ?? `worker-${randomUUID().slice(0, 8)}`;
