@@ -155,6 +155,7 @@ async function routingBench(argv: string[]): Promise<void> {
     },
   ].filter((w) => chosen.includes(w.key));
   const result = await runRoutingBench({
+    cli: process.argv[1] as string,
     model: values.model ?? 'dummy:smol135:bf16',
     workers: intArg('workers', values.workers, 3, 1),
     routers: intArg('routers', values.routers, 1, 1),

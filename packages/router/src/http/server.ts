@@ -64,9 +64,13 @@ interface ChoiceResult {
   error?: OpenAIError;
 }
 
-/** One choice's sink: collects the text and final message, and streams chunks through `onText`. */
+/**
+ * One choice's sink: passes chunks to `onText` and keeps the final message; `collect` also keeps
+ * the whole text, token ids and logprobs (a response that is not streamed).
+ */
 function choiceSink(
   raw: ServerResponse,
+  collect: boolean,
   onText: (text: string, tokenIds: readonly number[], logprobs: readonly TokenLogprobs[]) => void,
 ): { sink: ResponseSink; result: ChoiceResult } {
   const result: ChoiceResult = { text: '', tokenIds: [], logprobs: [], finish: '' };
@@ -89,19 +93,23 @@ function choiceSink(
     write(m: GenerateResponse) {
       if (m.chunk) {
         const ids = m.chunk.tokenIds ?? [];
-        const lp: TokenLogprobs[] = (m.chunk.logprobs ?? []).map((l) => ({
-          tokenId: Number(l.tokenId ?? 0),
-          logprob: Number(l.logprob ?? 0),
-          top: (l.top ?? []).map((t) => ({ tokenId: Number(t.tokenId ?? 0), logprob: Number(t.logprob ?? 0) })),
-        }));
-        result.tokenIds.push(...ids);
-        result.logprobs.push(...lp);
-        if (m.chunk.text) result.text += m.chunk.text;
+        const lp: TokenLogprobs[] = m.chunk.logprobs?.length
+          ? m.chunk.logprobs.map((l) => ({
+              tokenId: Number(l.tokenId ?? 0),
+              logprob: Number(l.logprob ?? 0),
+              top: (l.top ?? []).map((t) => ({ tokenId: Number(t.tokenId ?? 0), logprob: Number(t.logprob ?? 0) })),
+            }))
+          : [];
+        if (collect) {
+          result.tokenIds.push(...ids);
+          result.logprobs.push(...lp);
+          if (m.chunk.text) result.text += m.chunk.text;
+        }
         if (m.chunk.text || ids.length > 0) onText(m.chunk.text ?? '', ids, lp);
       }
       if (m.final) {
         if (m.final.text) {
-          result.text += m.final.text;
+          if (collect) result.text += m.final.text;
           onText(m.final.text, [], []);
         }
         result.finish = finishReason(m.final.finishReason ?? '');
@@ -188,7 +196,7 @@ export async function startHttp(o: HttpOptions): Promise<HttpFrontDoor> {
     const raw = reply.raw;
     const tokenIds = (ids: readonly number[]) => (b.return_token_ids ? { token_ids: ids } : {});
     if (!b.stream) {
-      const choices = requests.map(() => choiceSink(raw, () => {}));
+      const choices = requests.map(() => choiceSink(raw, true, () => {}));
       await Promise.all(requests.map((r, i) => o.serve(asOutput(r), auth, (choices[i] as { sink: ResponseSink }).sink)));
       const failed = choices.find((c) => c.result.error)?.result.error;
       if (failed) return sendError(reply, failed);
@@ -216,25 +224,30 @@ export async function startHttp(o: HttpOptions): Promise<HttpFrontDoor> {
     // streamed: headers go out with the first text, so an early error still gets its status
     reply.hijack();
     let open = false;
-    // events of one tick (several streams' tokens from one engine step) leave in one write
+    // events of one turn of the event loop (a choice's tokens that arrived together, n choices'
+    // tokens of one engine step) leave in one write
     let corked = false;
-    const event = (data: unknown) => {
+    const send = (text: string) => {
       if (!corked) {
         corked = true;
         raw.cork();
-        process.nextTick(() => {
+        setImmediate(() => {
           corked = false;
           raw.uncork();
         });
       }
-      raw.write(`data: ${JSON.stringify(data)}\n\n`);
+      raw.write(text);
     };
+    const event = (data: unknown) => send(`data: ${JSON.stringify(data)}\n\n`);
     const start = () => {
       if (open) return;
       open = true;
       raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     };
     const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
+    // what every chunk event of this response starts with, serialized once (a token's event is
+    // this, its one choice, and the close)
+    const head = `data: {"id":${JSON.stringify(id)},"object":"${object}","created":${created},"model":${JSON.stringify(model)},"choices":[`;
     const began = new Set<number>();
     const sent = new Map<number, number>(); // text length sent per choice (completions' text_offset)
     const chunk = (index: number, piece: string, ids: readonly number[], finish: string | null, lp: readonly TokenLogprobs[] = []) => {
@@ -250,9 +263,9 @@ export async function startHttp(o: HttpOptions): Promise<HttpFrontDoor> {
         began.add(index);
         choice = { index, delta, logprobs, finish_reason: finish, ...tokenIds(ids) };
       } else choice = { index, text: piece, logprobs, finish_reason: finish, ...tokenIds(ids) };
-      event({ id, object, created, model, choices: [choice] });
+      send(`${head}${JSON.stringify(choice)}]}\n\n`);
     };
-    const choices = requests.map((_, index) => choiceSink(raw, (piece, ids, lp) => chunk(index, piece, ids, null, lp)));
+    const choices = requests.map((_, index) => choiceSink(raw, false, (piece, ids, lp) => chunk(index, piece, ids, null, lp)));
     await Promise.all(
       requests.map(async (r, index) => {
         const c = choices[index] as (typeof choices)[number];
