@@ -48,7 +48,10 @@ test('a worker without the password is refused by Redis: it exits 1 at once with
     stderr += d;
   });
   expect(await new Promise((r) => proc.once('exit', r))).toBe(1);
-  expect(stderr.trim().split('\n')).toEqual([`kcache: redis: ${url}: NOAUTH Authentication required.`]);
+  // the model's loading progress, then the error: one line
+  const lines = stderr.trim().split('\n');
+  expect(lines.filter((l) => !/^load(ing|ed) /.test(l))).toEqual([`kcache: redis: ${url}: NOAUTH Authentication required.`]);
+  expect(lines.at(-1)).toBe(`kcache: redis: ${url}: NOAUTH Authentication required.`);
 });
 
 test('URLs with credentials are accepted everywhere and never printed with their password', () => {
