@@ -4,6 +4,7 @@ import { ModelLoadError } from '@kcache/models';
 import { WorkerIdInUseError, WorkerStartError } from '@kcache/worker';
 import { UsageError } from './args.js';
 import { ASK_USAGE, AskError, askCommand } from './commands/ask.js';
+import { BATCH_USAGE, BatchCommandError, batchCommand } from './commands/batch.js';
 import { BENCH_USAGE } from './commands/bench-usage.js';
 import { CERTS_USAGE, CertsError, certsCommand } from './commands/certs.js';
 import { GENERATE_USAGE, generateCommand } from './commands/generate.js';
@@ -14,6 +15,7 @@ import { UP_USAGE, upCommand } from './commands/up.js';
 const USAGE = `usage:
   ${UP_USAGE}
   ${ASK_USAGE}
+  ${BATCH_USAGE}
   ${GENERATE_USAGE}
   ${SERVE_USAGE}
   ${HEALTH_USAGE}
@@ -36,6 +38,7 @@ async function benchCommand(argv: string[]): Promise<void> {
 const COMMANDS: Record<string, { usage: string; run: (argv: string[]) => Promise<void> }> = {
   up: { usage: UP_USAGE, run: upCommand },
   ask: { usage: ASK_USAGE, run: askCommand },
+  batch: { usage: BATCH_USAGE, run: batchCommand },
   generate: { usage: GENERATE_USAGE, run: generateCommand },
   serve: { usage: SERVE_USAGE, run: serveCommand },
   health: { usage: HEALTH_USAGE, run: healthCommand },
@@ -81,6 +84,12 @@ async function main(argv: string[]): Promise<void> {
   return c.run(rest);
 }
 
+// a reader that stops early (kcache batch results ID | head) is not an error
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
 main(process.argv.slice(2)).catch((e: unknown) => {
   const err = e as Error & { code?: string };
   // Mistakes in what the user gave are one readable line; anything else is a bug and keeps its stack.
@@ -92,6 +101,7 @@ main(process.argv.slice(2)).catch((e: unknown) => {
     e instanceof WorkerIdInUseError ||
     e instanceof WorkerStartError ||
     e instanceof CertsError ||
+    e instanceof BatchCommandError ||
     err.code?.startsWith('ERR_PARSE_ARGS');
   process.stderr.write(oneLine ? `kcache: ${err.message.split('\n')[0]}\n` : `kcache: ${err.stack ?? err.message}\n`);
   process.exitCode = e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1;

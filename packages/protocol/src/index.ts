@@ -19,6 +19,11 @@ export type { WorkerGenerateRequest, WorkerGenerateRequest__Output } from './gen
 export type { WorkerGenerateResponse, WorkerGenerateResponse__Output } from './generated/kcache/v1/WorkerGenerateResponse.js';
 export { LOADER_OPTIONS, PROTO_ROOT, PUBLIC_SERVICE, protos, ROUTER_METADATA, WORKER_SERVICE } from './grpc.js';
 export {
+  BATCHES_SET,
+  BULLMQ_PREFIX,
+  batchKey,
+  batchRequestsKey,
+  batchResultsKey,
   blocksKey,
   cursorKey,
   decodeKvEvent,
@@ -32,6 +37,7 @@ export {
   leaseKey,
   parseLease,
   type Tier,
+  UPKEEP_KEY,
   WORKERS_SET,
   type WorkerLease,
   type WorkerLoad,

@@ -12,6 +12,16 @@
  *   kcache:{w}:kv               STREAM the worker's KV events (encodeKvEvent), MAXLEN ~
  *   kcache:{w}:blocks           HASH   block hash -> "tier|lastAccessMs" (the index, per worker)
  *   kcache:{w}:cursor           STRING "epoch:seq" of the last event applied to :blocks
+ *
+ * Background jobs (@kcache/jobs): a batch's keys carry the hash tag `{<batchId>}` (one slot, so
+ * its result script runs on one node); BullMQ's queues live under the prefix BULLMQ_PREFIX (one
+ * hash tag: BullMQ's own rule for a Redis Cluster).
+ *
+ *   kcache:batches              ZSET   batch ids by creation time (ms)
+ *   kcache:batch:{b}            HASH   the batch: status, counts, token sums, times, order, priority
+ *   kcache:batch:{b}:requests   HASH   request index -> the input line ({custom_id, url, body})
+ *   kcache:batch:{b}:results    HASH   request index -> the output line, written once (HSETNX)
+ *   kcache:upkeep               HASH   the last index upkeep: time, workers, blocks, drift, purged
  */
 
 export type Tier = 'device' | 'host';
@@ -24,6 +34,14 @@ export const leaseKey = (workerId: string) => tagged(workerId, 'lease');
 export const kvStreamKey = (workerId: string) => tagged(workerId, 'kv');
 export const blocksKey = (workerId: string) => tagged(workerId, 'blocks');
 export const cursorKey = (workerId: string) => tagged(workerId, 'cursor');
+
+export const BATCHES_SET = 'kcache:batches';
+export const UPKEEP_KEY = 'kcache:upkeep';
+export const BULLMQ_PREFIX = '{kcache-bull}';
+const batchTagged = (batchId: string, what: string) => `kcache:batch:{${batchId}}${what ? `:${what}` : ''}`;
+export const batchKey = (batchId: string) => batchTagged(batchId, '');
+export const batchRequestsKey = (batchId: string) => batchTagged(batchId, 'requests');
+export const batchResultsKey = (batchId: string) => batchTagged(batchId, 'results');
 
 /** What a worker reports of its own load, so every router sees the same figures. */
 export interface WorkerLoad {

@@ -1,4 +1,6 @@
 import { parseArgs } from 'node:util';
+import { connectRedis, redactRedisUrl } from '@kcache/block-index';
+import { evictionWarning, startBatchRunner } from '@kcache/jobs';
 import { startRouter } from '@kcache/router';
 import { POLICIES, type PolicyName } from '@kcache/routing';
 import { startWorker } from '@kcache/worker';
@@ -28,7 +30,51 @@ export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url 
     [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N] [--metrics-host H]
     [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
     [--max-migrations 3] [--first-token-timeout-ms 120000] [--inter-token-timeout-ms 5000]
-    [--max-prompt-bytes N] [--max-inflight N] [--worker-keepalive-ms 1000] [--tls-cert F --tls-key F --tls-ca F] [--log-level info] [--http-port N] [--chat-template FILE]`;
+    [--max-prompt-bytes N] [--max-inflight N] [--worker-keepalive-ms 1000] [--tls-cert F --tls-key F --tls-ca F] [--log-level info] [--http-port N] [--chat-template FILE]
+  kcache serve batch --redis-url URL --router http://HOST:PORT [--api-key KEY] [--concurrency 4] [--rate N] [--lock-ms 30000]`;
+
+async function serveBatch(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      'redis-url': { type: 'string' },
+      router: { type: 'string' },
+      'api-key': { type: 'string' },
+      concurrency: { type: 'string' },
+      rate: { type: 'string' },
+      'lock-ms': { type: 'string' },
+    },
+  });
+  const url = redisUrlArg(values['redis-url'] ?? process.env.REDIS_URL);
+  if (!url) throw new UsageError('--redis-url is required (or REDIS_URL)');
+  if (!values.router) throw new UsageError("--router is required: the router's HTTP API, e.g. http://127.0.0.1:8000");
+  if (!/^https?:\/\/[^/]+/.test(values.router)) throw new UsageError(`--router must be an http:// or https:// URL, got '${values.router}'`);
+  const concurrency = intArg('concurrency', values.concurrency, 4, 1);
+  const rate = values.rate === undefined ? undefined : intArg('rate', values.rate, 0, 1);
+  const redis = connectRedis(url, { maxRetriesPerRequest: null, lazyConnect: true });
+  redis.on('error', () => {});
+  await redis.connect().catch((e: Error) => {
+    throw new UsageError(`redis: ${redactRedisUrl(url)}: ${e.message}`);
+  });
+  const warning = await evictionWarning(redis);
+  if (warning) process.stderr.write(`kcache: warning: ${warning}\n`);
+  const runner = await startBatchRunner({
+    redis,
+    routerUrl: values.router,
+    apiKey: values['api-key'] ?? process.env.KCACHE_API_KEY,
+    concurrency,
+    ratePerSecond: rate,
+    lockMs: values['lock-ms'] === undefined ? undefined : intArg('lock-ms', values['lock-ms'], 30_000, 100),
+  });
+  process.stdout.write(
+    `${JSON.stringify({ event: 'ready', batchRunner: true, router: values.router, concurrency, rate: rate ?? null, redis: redactRedisUrl(url) })}\n`,
+  );
+  await untilSignal(async () => {
+    await runner.close();
+    redis.disconnect();
+  }, 0);
+}
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -134,7 +180,8 @@ async function serveRouter(argv: string[]): Promise<void> {
 export async function serveCommand(argv: string[]): Promise<void> {
   const [role, ...rest] = argv;
   if (role === 'router') return serveRouter(rest);
-  if (role !== 'worker') throw new UsageError(`unknown role '${role ?? ''}' (available: worker, router)`);
+  if (role === 'batch') return serveBatch(rest);
+  if (role !== 'worker') throw new UsageError(`unknown role '${role ?? ''}' (available: worker, router, batch)`);
   const { values } = parseArgs({
     args: rest,
     strict: true,
