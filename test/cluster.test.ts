@@ -100,7 +100,7 @@ describe('kcache up + kcache ask', () => {
   test('starts Redis, one router and two workers and prints how to reach them', () => {
     expect(ready.routers).toHaveLength(1);
     expect(ready.workers.map((w) => w.id).sort()).toEqual(['w1', 'w2']);
-    expect(ready.pids).toHaveLength(4); // 2 workers, 1 router, redis-server
+    expect(ready.pids).toHaveLength(5); // 2 workers, 1 router, 1 batch runner, redis-server
     for (const pid of ready.pids) expect(alive(pid)).toBe(true);
     expect(ready.client).toMatch(/^pnpm -s kcache ask --addr 127\.0\.0\.1:\d+ "/);
     // each worker's model-loading progress, shown as the worker's
@@ -208,6 +208,23 @@ describe('kcache up + kcache ask', () => {
     const model = kcache('ask', '--addr', addr, '--model', 'nope', 'x');
     expect(model.code).toBe(1);
     expect(model.stderr).toMatch(/^kcache: NOT_FOUND: model: no live worker serves 'nope'\n$/);
+  });
+
+  test("a batch runs on up's batch runner: submit --wait prints the finished batch", () => {
+    const file = join(tempDir('kcache-cluster-batch-'), 'requests.jsonl');
+    const line = (id: string, prompt: string) =>
+      JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/completions', body: { prompt, max_tokens: 3, temperature: 0 } });
+    writeFileSync(file, `${line('a', 'Once upon a time')}\n${line('b', 'Once upon a time, far away')}\n${line('c', 'Hello')}\n`);
+    const r = kcache('batch', 'submit', file, '--wait', '--json', '--redis-url', ready.redisUrl);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ status: 'completed', counts: { total: 3, completed: 3, failed: 0 } });
+    const out = kcache('batch', 'results', JSON.parse(r.stdout).id, '--redis-url', ready.redisUrl);
+    expect(
+      out.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).custom_id),
+    ).toEqual(['a', 'b', 'c']);
   });
 
   test('SIGTERM stops every process it started', async () => {

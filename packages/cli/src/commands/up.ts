@@ -39,6 +39,7 @@ export const DEFAULT_UP_MODEL = 'dummy:smol135:bf16';
 interface Child {
   name: string;
   args: string[];
+  env?: NodeJS.ProcessEnv;
   proc: ChildProcess;
   ready: Promise<Record<string, unknown>>;
 }
@@ -51,8 +52,11 @@ const MAIN = process.argv[1] as string; // this CLI's entry point
 /** A worker's model-loading progress lines (load-progress.ts), shown by `up` as the worker's. */
 const LOAD_PROGRESS_LINE = /^load(ing|ed) /;
 
-function spawnChild(name: string, args: string[]): Child {
-  const proc = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+function spawnChild(name: string, args: string[], env?: NodeJS.ProcessEnv): Child {
+  const proc = spawn(process.execPath, [MAIN, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: env ? { ...process.env, ...env } : undefined,
+  });
   let stderrTail = '';
   proc.stderr?.on('data', (d: Buffer) => {
     stderrTail = (stderrTail + d.toString()).slice(-2000);
@@ -76,7 +80,7 @@ function spawnChild(name: string, args: string[]): Child {
     });
   });
   ready.catch(() => {}); // observed by the caller; avoids an unhandled rejection after shutdown
-  return { name, args, proc, ready };
+  return { name, args, env, proc, ready };
 }
 
 async function startRedisServer(): Promise<TestRedis> {
@@ -262,13 +266,13 @@ export async function upCommand(argv: string[]): Promise<void> {
       c.proc.once('exit', (code, signal) => {
         if (stopping) return;
         const why = signal ?? `code ${code}`;
-        if (!c.name.startsWith('worker') || restarts >= MAX_WORKER_RESTARTS) {
+        if (!(c.name.startsWith('worker') || c.name.startsWith('batch')) || restarts >= MAX_WORKER_RESTARTS) {
           log(`kcache up: ${c.name} exited (${why}); stopping the cluster`);
           void shutdown(1);
           return;
         }
         log(`kcache up: ${c.name} exited (${why}); restarting it (${restarts + 1} of ${MAX_WORKER_RESTARTS})`);
-        const next = spawnChild(c.name, c.args);
+        const next = spawnChild(c.name, c.args, c.env);
         children[children.indexOf(c)] = next;
         supervise(next, restarts + 1);
         next.ready.then(
@@ -276,10 +280,19 @@ export async function upCommand(argv: string[]): Promise<void> {
           () => {},
         );
       });
-    for (const c of children) supervise(c, 0);
     const routers = ready
       .filter((r) => r.routerId)
       .map((r) => ({ id: r.routerId, address: r.address, http: r.http, metricsPort: r.metricsPort }));
+    // one batch runner, sending batch requests through the first router's OpenAI API (the key,
+    // where the routers want one, in its environment rather than on a command line)
+    const runner = spawnChild(
+      'batch runner',
+      ['serve', 'batch', '--redis-url', url, '--router', String(routers[0]?.http)],
+      auth ? { KCACHE_API_KEY: someApiKey(auth.path) } : undefined,
+    );
+    children.push(runner);
+    await runner.ready;
+    for (const c of children) supervise(c, 0);
     const workers = ready.filter((r) => r.workerId).map((r) => ({ id: r.workerId, address: r.address, metricsPort: r.metricsPort }));
     await untilRoutersSeeWorkers(
       routers.map((r) => String(r.address)),
@@ -300,6 +313,7 @@ export async function upCommand(argv: string[]): Promise<void> {
           (r) => `  router ${r.id}  grpc ${r.address}  OpenAI API ${r.http}/v1  metrics http://127.0.0.1:${r.metricsPort}/metrics`,
         ),
         ...workers.map((w) => `  worker ${w.id}  grpc ${w.address}  metrics http://127.0.0.1:${w.metricsPort}/metrics`),
+        `  batch runner  submit with: pnpm -s kcache batch submit requests.jsonl --wait --redis-url ${redactRedisUrl(url)}`,
         '',
         `try:  ${ask}`,
         'stop: Ctrl-C',
