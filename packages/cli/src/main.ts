@@ -11,11 +11,13 @@ import { GENERATE_USAGE, generateCommand } from './commands/generate.js';
 import { HEALTH_USAGE, healthCommand } from './commands/health.js';
 import { SERVE_USAGE, serveCommand } from './commands/serve.js';
 import { UP_USAGE, upCommand } from './commands/up.js';
+import { WARM_USAGE, WarmError, warmCommand } from './commands/warm.js';
 
 const USAGE = `usage:
   ${UP_USAGE}
   ${ASK_USAGE}
   ${BATCH_USAGE}
+  ${WARM_USAGE}
   ${GENERATE_USAGE}
   ${SERVE_USAGE}
   ${HEALTH_USAGE}
@@ -39,6 +41,7 @@ const COMMANDS: Record<string, { usage: string; run: (argv: string[]) => Promise
   up: { usage: UP_USAGE, run: upCommand },
   ask: { usage: ASK_USAGE, run: askCommand },
   batch: { usage: BATCH_USAGE, run: batchCommand },
+  warm: { usage: WARM_USAGE, run: warmCommand },
   generate: { usage: GENERATE_USAGE, run: generateCommand },
   serve: { usage: SERVE_USAGE, run: serveCommand },
   health: { usage: HEALTH_USAGE, run: healthCommand },
@@ -102,6 +105,7 @@ main(process.argv.slice(2)).catch((e: unknown) => {
     e instanceof WorkerStartError ||
     e instanceof CertsError ||
     e instanceof BatchCommandError ||
+    e instanceof WarmError ||
     err.code?.startsWith('ERR_PARSE_ARGS');
   process.stderr.write(oneLine ? `kcache: ${err.message.split('\n')[0]}\n` : `kcache: ${err.stack ?? err.message}\n`);
   process.exitCode = e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1;

@@ -40,6 +40,8 @@ export interface GenerateOptions {
   requestId?: string;
   /** KCache workers: a lower N for this request. */
   kcacheTopN?: number;
+  /** Run on this worker only (cache warm-up); listModels names the workers. */
+  workerId?: string;
   /** Deadline for the whole request, honoured by router and worker. */
   deadlineMs?: number;
   signal?: AbortSignal;
@@ -81,6 +83,8 @@ export interface ModelInfo {
   id: string;
   workers: number;
   blockSize: number;
+  /** The live workers serving it (what `workerId` pins a request to). */
+  workerIds: string[];
 }
 
 /** A failed call: the gRPC status code name (INVALID_ARGUMENT, UNAVAILABLE, ...) and the server's message. */
@@ -133,6 +137,7 @@ function toRequest(o: GenerateOptions): GenerateRequest {
     model: o.model ?? '',
     requestId: o.requestId ?? '',
     kcacheTopn: o.kcacheTopN,
+    workerId: o.workerId ?? '',
   };
 }
 
@@ -230,7 +235,16 @@ export class KcacheClient {
   listModels(): Promise<ModelInfo[]> {
     return new Promise((res, rej) =>
       this.stub.ListModels({}, this.metadata, { deadline: Date.now() + 10_000 }, (e, v) =>
-        e ? rej(toError(e)) : res((v?.models ?? []).map((m) => ({ id: m.id ?? '', workers: m.workers ?? 0, blockSize: m.blockSize ?? 0 }))),
+        e
+          ? rej(toError(e))
+          : res(
+              (v?.models ?? []).map((m) => ({
+                id: m.id ?? '',
+                workers: m.workers ?? 0,
+                blockSize: m.blockSize ?? 0,
+                workerIds: m.workerIds ?? [],
+              })),
+            ),
       ),
     );
   }

@@ -343,7 +343,11 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
           `every worker serving ${modelId} is at its limit of running and queued requests`,
           retryAfter(),
         );
-      const candidates = () => pool.candidates(modelId);
+      // worker_id pins the request to one worker (operators' cache warm-up): only it is a candidate
+      const pinned = r.workerId || null;
+      if (pinned && !pool.candidates(modelId).some((c) => c.id === pinned))
+        throw new RouteError(grpc.status.NOT_FOUND, `worker_id: no live worker '${pinned}' serves ${modelId}`);
+      const candidates = () => (pinned ? pool.candidates(modelId).filter((c) => c.id === pinned) : pool.candidates(modelId));
       const blockSize = pool.all().find((w) => w.lease.modelId === modelId)?.lease.blockSize as number;
       const cacheSalt = tenantCacheSalt(tenant.id, r.cacheSalt ?? '');
       const original = {
@@ -472,12 +476,14 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
         cb({ code: err.code, details: err.message });
         return;
       }
-      const byModel = new Map<string, { id: string; workers: number; blockSize: number }>();
+      const byModel = new Map<string, { id: string; workers: number; blockSize: number; workerIds: string[] }>();
       for (const { lease } of pool.all()) {
-        const m = byModel.get(lease.modelId) ?? { id: lease.modelId, workers: 0, blockSize: lease.blockSize };
+        const m = byModel.get(lease.modelId) ?? { id: lease.modelId, workers: 0, blockSize: lease.blockSize, workerIds: [] };
         m.workers++;
+        m.workerIds.push(lease.workerId);
         byModel.set(m.id, m);
       }
+      for (const m of byModel.values()) m.workerIds.sort();
       cb(null, { models: [...byModel.values()] });
     },
   };

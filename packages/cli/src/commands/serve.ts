@@ -1,6 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { connectRedis, redactRedisUrl } from '@kcache/block-index';
-import { evictionWarning, startBatchRunner } from '@kcache/jobs';
+import { evictionWarning, parseWarmPrompts, startBatchRunner, WarmInputError } from '@kcache/jobs';
 import { startRouter } from '@kcache/router';
 import { POLICIES, type PolicyName } from '@kcache/routing';
 import { startWorker } from '@kcache/worker';
@@ -25,13 +26,33 @@ import { stderrLoadProgress } from '../load-progress.js';
 
 export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--advertise-host H] [--metrics-port N] [--metrics-host H]
     [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-waiting N]
-    [--drain-grace-ms N] [--lease-ttl-ms N] [--redis-wait-ms 30000] [--tls-cert F --tls-key F --tls-ca F] [--served-model-name NAME] [--kv-cache-bytes N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
+    [--drain-grace-ms N] [--lease-ttl-ms N] [--redis-wait-ms 30000] [--tls-cert F --tls-key F --tls-ca F] [--served-model-name NAME] [--kv-cache-bytes N] [--warm-prompts FILE] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
   kcache serve router --port P --redis-url URL (--api-keys-file FILE | --no-auth) [--tenant-requests-per-s N] [--tenant-tokens-per-s N]
     [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N] [--metrics-host H]
     [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
     [--max-migrations 3] [--first-token-timeout-ms 120000] [--inter-token-timeout-ms 5000]
     [--max-prompt-bytes N] [--max-inflight N] [--worker-keepalive-ms 1000] [--tls-cert F --tls-key F --tls-ca F] [--log-level info] [--http-port N] [--chat-template FILE]
   kcache serve batch --redis-url URL --router http://HOST:PORT [--api-key KEY] [--concurrency 4] [--rate N] [--lock-ms 30000]`;
+
+/** --warm-prompts FILE: the prompts of a `kcache warm` file, as text (the worker renders no chat template). */
+function warmPromptsArg(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(
+      `--warm-prompts: ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
+    );
+  }
+  try {
+    return parseWarmPrompts(text).map((p, i) => {
+      if ('text' in p) return p.text;
+      throw new WarmInputError(`prompt ${i + 1} is a chat; warm chats with kcache warm (the router renders chat templates)`);
+    });
+  } catch (e) {
+    throw new UsageError(`--warm-prompts: ${file}: ${(e as Error).message}`);
+  }
+}
 
 async function serveBatch(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -205,6 +226,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       'redis-wait-ms': { type: 'string' },
       'kv-cache-bytes': { type: 'string' },
       'served-model-name': { type: 'string' },
+      'warm-prompts': { type: 'string' },
       ...TLS_OPTIONS,
       ...ATTENTION_OPTIONS,
     },
@@ -215,8 +237,10 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const grace = intArg('drain-grace-ms', values['drain-grace-ms'], 30_000, 0);
   const attention = attentionArgs(values);
   const tls = tlsArg(values);
+  const warmPrompts = values['warm-prompts'] === undefined ? undefined : warmPromptsArg(values['warm-prompts']);
   const progress = stderrLoadProgress(values.model);
   const worker = await startWorker({
+    warmPrompts,
     onLoadProgress: progress.update,
     tls,
     servedModelName: values['served-model-name'],

@@ -31,7 +31,7 @@ import {
 import { type CertPaths, makeClusterCerts } from './certs.js';
 
 export const UP_USAGE = `kcache up [--workers 2] [--routers 1] [--model dummy:smol135:bf16] [--redis-url URL] [--port 50051] [--http-port 8000] [--chat-template FILE] [--served-model-name NAME] [--api-keys-file FILE] [--tls]
-    [--worker-port 50061] [--metrics-port 9400] [--policy cache_aware] [--threads N] [--num-blocks N]
+    [--worker-port 50061] [--metrics-port 9400] [--policy cache_aware] [--threads N] [--num-blocks N] [--warm-prompts FILE]
     [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L] [--load-cost-tokens N] [--cache-threshold F] [--json]`;
 
 export const DEFAULT_UP_MODEL = 'dummy:smol135:bf16';
@@ -136,6 +136,7 @@ export async function upCommand(argv: string[]): Promise<void> {
       'http-port': { type: 'string' },
       'chat-template': { type: 'string' },
       'served-model-name': { type: 'string' },
+      'warm-prompts': { type: 'string' },
       policy: { type: 'string' },
       threads: { type: 'string' },
       'num-blocks': { type: 'string' },
@@ -231,6 +232,7 @@ export async function upCommand(argv: string[]): Promise<void> {
           '3000',
           ...(values['num-blocks'] ? ['--num-blocks', values['num-blocks']] : []),
           ...(values['served-model-name'] ? ['--served-model-name', values['served-model-name']] : []),
+          ...(values['warm-prompts'] ? ['--warm-prompts', values['warm-prompts']] : []),
           ...tlsFlags(certs?.workers.get(`w${i + 1}`)),
           ...attentionFlags,
         ]),

@@ -46,6 +46,12 @@ export interface WorkerOptions {
   attention?: AttentionMode;
   kcache?: Partial<KCacheSettings>;
   threads?: number;
+  /**
+   * Prompts to prefill once the worker is registered (and before it reports ready), one token
+   * each, so the first requests that start with them hit its cache (the shared cache: requests
+   * of a router with API keys are salted per tenant and warm with `kcache warm` instead).
+   */
+  warmPrompts?: string[];
   /** Model loading progress: bytes of weights read so far and in all. */
   onLoadProgress?: (loadedBytes: number, totalBytes: number) => void;
   maxNumSeqs?: number;
@@ -311,6 +317,27 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
       publisher = null; // it never held the lease: nothing of it to remove
       await close();
       throw e;
+    }
+  }
+  if (o.warmPrompts?.length) {
+    const tok = spec.tokenizer;
+    if (!tok) {
+      await close();
+      throw new WorkerStartError(`--warm-prompts: model ${spec.id} has no tokenizer`);
+    }
+    for (const text of o.warmPrompts) {
+      const input = toInput({
+        requestId: `warm-${randomUUID()}`,
+        tokenIds: tok.encode(text, { addBos: true }),
+        stop: { maxTokens: 1, ignoreEos: true },
+      } as WorkerGenerateRequest__Output);
+      await new Promise<void>((resolve, reject) => {
+        try {
+          loop.submit(input, { chunk: () => {}, final: () => resolve() });
+        } catch (e) {
+          reject(new WorkerStartError(`--warm-prompts: ${(e as Error).message}`));
+        }
+      });
     }
   }
   const drain = async (graceMs: number) => {
