@@ -4,5 +4,7 @@ export { BATCH_QUEUE, batchStatus, cancelBatch, PRIORITIES, type SubmitOptions, 
 export { type BatchRunner, type BatchRunnerOptions, startBatchRunner } from './batch/runner.js';
 export { type BatchInfo, type BatchOrder, type BatchPriority, type BatchStatus, BatchStore } from './batch/store.js';
 export { evictionWarning } from './eviction.js';
+export { JobsMetrics } from './metrics.js';
+export { grpcSnapshots, runUpkeep, type SnapshotOf, startUpkeep, UPKEEP_QUEUE, type UpkeepResult } from './upkeep/upkeep.js';
 export { parseWarmPrompts, WarmInputError, type WarmPrompt, warmPlan } from './warm/plan.js';
 export { type WarmOptions, type WarmResult, warm } from './warm/warm.js';

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { connectRedis, redactRedisUrl } from '@kcache/block-index';
-import { evictionWarning, parseWarmPrompts, startBatchRunner, WarmInputError } from '@kcache/jobs';
+import { evictionWarning, grpcSnapshots, JobsMetrics, parseWarmPrompts, startBatchRunner, startUpkeep, WarmInputError } from '@kcache/jobs';
+import { serveMetrics } from '@kcache/metrics';
 import { startRouter } from '@kcache/router';
 import { POLICIES, type PolicyName } from '@kcache/routing';
 import { startWorker } from '@kcache/worker';
@@ -32,7 +33,8 @@ export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url 
     [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
     [--max-migrations 3] [--first-token-timeout-ms 120000] [--inter-token-timeout-ms 5000]
     [--max-prompt-bytes N] [--max-inflight N] [--worker-keepalive-ms 1000] [--tls-cert F --tls-key F --tls-ca F] [--log-level info] [--http-port N] [--chat-template FILE]
-  kcache serve batch --redis-url URL --router http://HOST:PORT [--api-key KEY] [--concurrency 4] [--rate N] [--lock-ms 30000]`;
+  kcache serve batch --redis-url URL --router http://HOST:PORT [--api-key KEY] [--id NAME] [--concurrency 4] [--rate N] [--lock-ms 30000]
+    [--upkeep-every-ms 30000] [--metrics-port N] [--metrics-host H] [--tls-cert F --tls-key F --tls-ca F]`;
 
 /** --warm-prompts FILE: the prompts of a `kcache warm` file, as text (the worker renders no chat template). */
 function warmPromptsArg(file: string): string[] {
@@ -65,10 +67,17 @@ async function serveBatch(argv: string[]): Promise<void> {
       concurrency: { type: 'string' },
       rate: { type: 'string' },
       'lock-ms': { type: 'string' },
+      id: { type: 'string' },
+      'upkeep-every-ms': { type: 'string' },
+      'metrics-port': { type: 'string' },
+      'metrics-host': { type: 'string' },
+      ...TLS_OPTIONS,
     },
   });
   const url = redisUrlArg(values['redis-url'] ?? process.env.REDIS_URL);
   if (!url) throw new UsageError('--redis-url is required (or REDIS_URL)');
+  const upkeepEveryMs = intArg('upkeep-every-ms', values['upkeep-every-ms'], 30_000, 0);
+  const tls = tlsArg(values);
   if (!values.router) throw new UsageError("--router is required: the router's HTTP API, e.g. http://127.0.0.1:8000");
   if (!/^https?:\/\/[^/]+/.test(values.router)) throw new UsageError(`--router must be an http:// or https:// URL, got '${values.router}'`);
   const concurrency = intArg('concurrency', values.concurrency, 4, 1);
@@ -80,7 +89,17 @@ async function serveBatch(argv: string[]): Promise<void> {
   });
   const warning = await evictionWarning(redis);
   if (warning) process.stderr.write(`kcache: warning: ${warning}\n`);
+  const runnerId = values.id ?? `batch-${process.pid}`;
+  const metrics = new JobsMetrics(runnerId);
+  const metricsServer =
+    values['metrics-port'] === undefined
+      ? null
+      : await serveMetrics(metrics.registry, values['metrics-host'] ?? '127.0.0.1', intArg('metrics-port', values['metrics-port'], 0, 0));
+  const snapshots = grpcSnapshots(tls);
+  const upkeep =
+    upkeepEveryMs > 0 ? await startUpkeep(redis, { everyMs: upkeepEveryMs, snapshotOf: snapshots, onRun: (r) => metrics.upkeep(r) }) : null;
   const runner = await startBatchRunner({
+    onResult: (r) => metrics.batchRequests.inc({ outcome: r.ok ? 'completed' : 'failed' }),
     redis,
     routerUrl: values.router,
     apiKey: values['api-key'] ?? process.env.KCACHE_API_KEY,
@@ -89,10 +108,22 @@ async function serveBatch(argv: string[]): Promise<void> {
     lockMs: values['lock-ms'] === undefined ? undefined : intArg('lock-ms', values['lock-ms'], 30_000, 100),
   });
   process.stdout.write(
-    `${JSON.stringify({ event: 'ready', batchRunner: true, router: values.router, concurrency, rate: rate ?? null, redis: redactRedisUrl(url) })}\n`,
+    `${JSON.stringify({
+      event: 'ready',
+      batchRunner: runnerId,
+      router: values.router,
+      concurrency,
+      rate: rate ?? null,
+      upkeepEveryMs,
+      metricsPort: metricsServer?.port ?? null,
+      redis: redactRedisUrl(url),
+    })}\n`,
   );
   await untilSignal(async () => {
     await runner.close();
+    await upkeep?.close();
+    snapshots.close();
+    await metricsServer?.close();
     redis.disconnect();
   }, 0);
 }
