@@ -37,16 +37,17 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  test('Redis (noeviction, AOF), a router, two CPU workers, Prometheus and Grafana, with health checks and volumes', () => {
+  test('Redis (noeviction, AOF), a router, two CPU workers, a batch runner, Prometheus and Grafana, with health checks and volumes', () => {
     const c = config('docker-compose.yml');
-    expect(Object.keys(c.services).sort()).toEqual(['grafana', 'prometheus', 'redis', 'router', 'worker1', 'worker2']);
+    expect(Object.keys(c.services).sort()).toEqual(['batch', 'grafana', 'prometheus', 'redis', 'router', 'worker1', 'worker2']);
     const s = c.services;
     expect(s.redis.command.join(' ')).toMatch(/--appendonly yes --maxmemory-policy noeviction --maxmemory 1gb --requirepass redis-pw-0123/);
-    for (const name of ['router', 'worker1', 'worker2']) expect(s[name].command).toContain('redis://:redis-pw-0123@redis:6379');
+    for (const name of ['router', 'worker1', 'worker2', 'batch']) expect(s[name].command).toContain('redis://:redis-pw-0123@redis:6379');
     expect(s.redis.volumes.map((v: Doc | string) => (typeof v === 'string' ? v : `${v.source}:${v.target}`))).toContainEqual(
       expect.stringMatching(/^redis-data:\/data/),
     );
-    for (const name of ['redis', 'router', 'worker1', 'worker2', 'prometheus', 'grafana']) expect(s[name].healthcheck?.test).toBeDefined();
+    for (const name of ['redis', 'router', 'worker1', 'worker2', 'batch', 'prometheus', 'grafana'])
+      expect(s[name].healthcheck?.test).toBeDefined();
     for (const name of ['router', 'worker1', 'worker2']) {
       expect(s[name].healthcheck.test.join(' ')).toMatch(/main\.js health --addr 127\.0\.0\.1:500\d\d/);
       expect(s[name].command).toContain('--metrics-port');
@@ -59,14 +60,19 @@ describe('docker-compose.yml', () => {
     // the router authenticates clients with the API keys of a Compose secret
     expect(s.router.command.join(' ')).toMatch(/--api-keys-file \/run\/secrets\/api_keys/);
     expect(s.router.secrets.map((x: Doc) => x.source)).toEqual(['api_keys']);
+    // the batch runner sends batches through the router's OpenAI API with a key of the same secret
+    expect(s.batch.command.join(' ')).toMatch(/serve batch .*--router http:\/\/router:8000 --api-key-file \/run\/secrets\/api_keys/);
+    expect(s.batch.secrets.map((x: Doc) => x.source)).toEqual(['api_keys']);
+    expect(s.batch.depends_on.router.condition).toBe('service_healthy');
+    expect(s.router.command.join(' ')).toMatch(/--http-port 8000/);
     expect(c.secrets.api_keys.file).toMatch(/api-keys$/);
     // only loopback by default: nothing is reachable from the network unless KCACHE_BIND says so
     const published = (svc: Doc) =>
       (svc.ports ?? []).map((p: Doc | string) => (typeof p === 'string' ? p.replace(/:\d+\/tcp$/, '') : `${p.host_ip}:${p.published}`));
-    expect(published(s.router)).toEqual(['127.0.0.1:50051']);
+    expect(published(s.router)).toEqual(['127.0.0.1:50051', '127.0.0.1:8000']);
     expect(published(s.prometheus)).toEqual(['127.0.0.1:9090']);
     expect(published(s.grafana)).toEqual(['127.0.0.1:3000']);
-    for (const name of ['redis', 'worker1', 'worker2']) expect(s[name].ports).toBeUndefined();
+    for (const name of ['redis', 'worker1', 'worker2', 'batch']) expect(s[name].ports).toBeUndefined();
     expect(s.grafana.environment).toMatchObject({ GF_AUTH_ANONYMOUS_ENABLED: 'false', GF_SECURITY_ADMIN_PASSWORD: 'grafana-pw-0123' });
     expect(Object.keys(c.volumes).sort()).toEqual(['grafana-data', 'prometheus-data', 'redis-data']);
     expect(JSON.stringify(s.grafana.volumes)).toMatch(/deploy\/grafana\/provisioning/);
@@ -106,15 +112,18 @@ describe('Kubernetes (kustomize)', () => {
     const docs = build('cpu');
     const kinds = docs.map((d) => `${d.kind}/${d.metadata.name}`).sort();
     expect(kinds).toEqual([
+      'Deployment/batch-runner',
       'Deployment/router',
       'HorizontalPodAutoscaler/router',
       'Namespace/kcache',
+      'NetworkPolicy/batch',
       'NetworkPolicy/default-deny-ingress',
       'NetworkPolicy/redis',
       'NetworkPolicy/router',
       'NetworkPolicy/worker',
       'PodDisruptionBudget/router',
       'PodDisruptionBudget/worker',
+      'PodMonitor/kcache-batch',
       'PodMonitor/kcache-router',
       'PodMonitor/kcache-worker',
       'PrometheusRule/kcache',
@@ -154,6 +163,7 @@ describe('Kubernetes (kustomize)', () => {
       ['Deployment', 'router'],
       ['StatefulSet', 'worker'],
       ['StatefulSet', 'redis'],
+      ['Deployment', 'batch-runner'],
     ] as const) {
       const pod = find(docs, kind, name).spec.template.spec;
       expect(pod.securityContext, name).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
@@ -172,6 +182,7 @@ describe('Kubernetes (kustomize)', () => {
     for (const [kind, name] of [
       ['Deployment', 'router'],
       ['StatefulSet', 'worker'],
+      ['Deployment', 'batch-runner'],
     ] as const)
       expect(container(find(docs, kind, name)).args).toContain('redis://:$(REDIS_PASSWORD)@redis:6379');
     // only routers reach workers; only routers and workers reach Redis; everything else is denied
@@ -180,9 +191,13 @@ describe('Kubernetes (kustomize)', () => {
     const pods = (name: string) => ({
       podSelector: { matchLabels: { 'app.kubernetes.io/name': name, 'app.kubernetes.io/part-of': 'kcache' } },
     });
-    expect(from('worker')).toContainEqual({ from: [pods('kcache-router')], ports: [{ port: 50061 }] });
+    expect(from('worker')).toContainEqual({ from: [pods('kcache-router'), pods('kcache-batch')], ports: [{ port: 50061 }] });
     expect(from('worker').every((r: Doc) => r.from !== undefined)).toBe(true);
-    expect(from('redis')).toEqual([{ from: [pods('kcache-router'), pods('kcache-worker')], ports: [{ port: 6379 }] }]);
+    expect(from('redis')).toEqual([
+      { from: [pods('kcache-router'), pods('kcache-worker'), pods('kcache-batch')], ports: [{ port: 6379 }] },
+    ]);
+    expect(container(find(docs, 'Deployment', 'batch-runner')).args.join(' ')).toMatch(/--router http:\/\/router:8000 --api-key-file/);
+    expect(container(find(docs, 'Deployment', 'router')).args.join(' ')).toMatch(/--http-port 8000/);
     expect(find(docs, 'PodDisruptionBudget', 'router').spec.minAvailable).toBe(1);
     expect(find(docs, 'PodDisruptionBudget', 'worker').spec.maxUnavailable).toBe(1);
     const hpa = find(docs, 'HorizontalPodAutoscaler', 'router');

@@ -19,6 +19,7 @@ import {
   NO_AUTH_WARNING,
   numArg,
   redisUrlArg,
+  someApiKey,
   TLS_OPTIONS,
   tlsArg,
   UsageError,
@@ -33,7 +34,7 @@ export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url 
     [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
     [--max-migrations 3] [--first-token-timeout-ms 120000] [--inter-token-timeout-ms 5000]
     [--max-prompt-bytes N] [--max-inflight N] [--worker-keepalive-ms 1000] [--tls-cert F --tls-key F --tls-ca F] [--log-level info] [--http-port N] [--chat-template FILE]
-  kcache serve batch --redis-url URL --router http://HOST:PORT [--api-key KEY] [--id NAME] [--concurrency 4] [--rate N] [--lock-ms 30000]
+  kcache serve batch --redis-url URL --router http://HOST:PORT [--api-key KEY | --api-key-file FILE] [--id NAME] [--concurrency 4] [--rate N] [--lock-ms 30000]
     [--upkeep-every-ms 30000] [--metrics-port N] [--metrics-host H] [--tls-cert F --tls-key F --tls-ca F]`;
 
 /** --warm-prompts FILE: the prompts of a `kcache warm` file, as text (the worker renders no chat template). */
@@ -56,6 +57,14 @@ function warmPromptsArg(file: string): string[] {
   }
 }
 
+function apiKeyFromFile(file: string): string {
+  try {
+    return someApiKey(file);
+  } catch (e) {
+    throw new UsageError(`--api-key-file: ${(e as Error).message}`);
+  }
+}
+
 async function serveBatch(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
@@ -64,6 +73,7 @@ async function serveBatch(argv: string[]): Promise<void> {
       'redis-url': { type: 'string' },
       router: { type: 'string' },
       'api-key': { type: 'string' },
+      'api-key-file': { type: 'string' },
       concurrency: { type: 'string' },
       rate: { type: 'string' },
       'lock-ms': { type: 'string' },
@@ -82,9 +92,11 @@ async function serveBatch(argv: string[]): Promise<void> {
   if (!/^https?:\/\/[^/]+/.test(values.router)) throw new UsageError(`--router must be an http:// or https:// URL, got '${values.router}'`);
   const concurrency = intArg('concurrency', values.concurrency, 4, 1);
   const rate = values.rate === undefined ? undefined : intArg('rate', values.rate, 0, 1);
+  const apiKey = values['api-key'] ?? (values['api-key-file'] ? apiKeyFromFile(values['api-key-file']) : process.env.KCACHE_API_KEY);
   const redis = connectRedis(url, { maxRetriesPerRequest: null, lazyConnect: true });
   redis.on('error', () => {});
   await redis.connect().catch((e: Error) => {
+    redis.disconnect();
     throw new UsageError(`redis: ${redactRedisUrl(url)}: ${e.message}`);
   });
   const warning = await evictionWarning(redis);
@@ -102,7 +114,8 @@ async function serveBatch(argv: string[]): Promise<void> {
     onResult: (r) => metrics.batchRequests.inc({ outcome: r.ok ? 'completed' : 'failed' }),
     redis,
     routerUrl: values.router,
-    apiKey: values['api-key'] ?? process.env.KCACHE_API_KEY,
+    // --api-key-file: the first key of a router's API keys file (a mounted Secret)
+    apiKey,
     concurrency,
     ratePerSecond: rate,
     lockMs: values['lock-ms'] === undefined ? undefined : intArg('lock-ms', values['lock-ms'], 30_000, 100),
