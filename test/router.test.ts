@@ -273,8 +273,10 @@ describe('failures', () => {
           e ? rej(e) : res(v),
         ),
       );
-    const models = await call<{ models: { id: string; workers: number; blockSize: number }[] }>('ListModels', {});
-    expect(models.models).toEqual([{ id: workers[0]?.engine.model.id, workers: 3, blockSize: 16 }]);
+    const models = await call<{ models: { id: string; workers: number; blockSize: number; workerIds: string[] }[] }>('ListModels', {});
+    expect(models.models).toEqual([
+      { id: workers[0]?.engine.model.id, workers: 3, blockSize: 16, workerIds: workers.map((w) => w.workerId).sort() },
+    ]);
     await expect(call('Tokenize', { text: 'hi' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
   });
 

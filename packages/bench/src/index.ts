@@ -1,3 +1,4 @@
+export { type BatchBenchOptions, type BatchBenchResult, formatBatchBench, runBatchBench } from './batch-bench.js';
 export { parseMetrics, renderClusterPlot, sumOf } from './cluster-plot.js';
 export { decodeWeightBytes, type EngineBenchOptions, type EngineBenchResult, formatEngineBench, runEngineBench } from './engine-bench.js';
 export {

@@ -4,6 +4,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 
 export interface LocalCluster {
+  /** The cluster's Redis (its password, if any, in the clear: this is the caller's own cluster). */
+  redisUrl: string;
   routers: { id: string; address: string; http: string; metricsPort: number }[];
   workers: { id: string; address: string; metricsPort: number }[];
   stop(): Promise<void>;

@@ -9,6 +9,7 @@ import {
   type FaultCase,
   type FidelityConfig,
   formatAttention,
+  formatBatchBench,
   formatBudget,
   formatCapacity,
   formatDecode,
@@ -23,6 +24,7 @@ import {
   measureFidelity,
   mooncakeWorkload,
   renderClusterPlot,
+  runBatchBench,
   runEngineBench,
   runFaultsBench,
   runRoutingBench,
@@ -40,8 +42,9 @@ export async function benchCommand(argv: string[]): Promise<void> {
   if (what === 'kcache') return kcacheBench(rest);
   if (what === 'plot') return plotCommand(rest);
   if (what === 'faults') return faultsBench(rest);
+  if (what === 'batch') return batchBench(rest);
   if (what !== 'engine')
-    throw new UsageError(`unknown benchmark '${what ?? ''}' (available: engine, worker, routing, kcache, plot, faults)`);
+    throw new UsageError(`unknown benchmark '${what ?? ''}' (available: engine, worker, routing, kcache, plot, faults, batch)`);
   const { values } = parseArgs({
     args: rest,
     strict: true,
@@ -291,4 +294,33 @@ async function faultsBench(argv: string[]): Promise<void> {
   });
   process.stdout.write(values.json ? `${JSON.stringify(rows)}\n` : `${formatFaultsBench(rows)}\n`);
   if (rows.some((r) => !r.met)) process.exitCode = 1;
+}
+
+async function batchBench(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      model: { type: 'string' },
+      requests: { type: 'string' },
+      groups: { type: 'string' },
+      'prefix-chars': { type: 'string' },
+      'num-blocks': { type: 'string' },
+      interactive: { type: 'string' },
+      rate: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  });
+  const r = await runBatchBench({
+    cli: process.argv[1] as string,
+    model: values.model ?? 'dummy:smol135:bf16',
+    requests: intArg('requests', values.requests, 60, 1),
+    groups: intArg('groups', values.groups, 6, 1),
+    prefixChars: intArg('prefix-chars', values['prefix-chars'], 400, 1),
+    numBlocks: intArg('num-blocks', values['num-blocks'], 64, 8),
+    interactive: intArg('interactive', values.interactive, 40, 2),
+    ratePerS: intArg('rate', values.rate, 4, 1),
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  process.stdout.write(values.json ? `${JSON.stringify(r)}\n` : `${formatBatchBench(r)}\n`);
 }
