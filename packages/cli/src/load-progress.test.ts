@@ -5,7 +5,13 @@ function harness(tty: boolean) {
   let t = 0;
   const out: string[] = [];
   const p = new LoadProgress('m', (s) => out.push(s), { tty, now: () => t });
-  return { p, out, at: (ms: number) => void (t = ms) };
+  return {
+    p,
+    out,
+    at: (ms: number) => {
+      t = ms;
+    },
+  };
 }
 
 describe('LoadProgress', () => {

@@ -42,6 +42,8 @@ export interface GenerateOptions {
   kcacheTopN?: number;
   /** Run on this worker only (cache warm-up); listModels names the workers. */
   workerId?: string;
+  /** Lower is scheduled first on the worker (0, the default, is interactive; batch work runs higher). */
+  priority?: number;
   /** Deadline for the whole request, honoured by router and worker. */
   deadlineMs?: number;
   signal?: AbortSignal;
@@ -138,6 +140,7 @@ function toRequest(o: GenerateOptions): GenerateRequest {
     requestId: o.requestId ?? '',
     kcacheTopn: o.kcacheTopN,
     workerId: o.workerId ?? '',
+    priority: o.priority ?? 0,
   };
 }
 

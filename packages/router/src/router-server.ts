@@ -357,6 +357,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
         stop: r.stop,
         cacheSalt,
         kcacheTopn: r.kcacheTopn,
+        priority: r.priority ?? 0,
       };
       const left: string[] = []; // workers this stream failed on mid-stream
       for (;;) {

@@ -28,6 +28,8 @@ export interface GenerateInput {
   cacheSalt: string;
   /** KCache: a lower N for this request's decode steps (null: the worker's). */
   kcacheTopN?: number | null;
+  /** Lower is scheduled first (0: interactive). */
+  priority?: number;
   /** The router that sent it (its load report counts requests per router). */
   origin?: string;
   /**
@@ -152,6 +154,7 @@ export class EngineLoop {
       performance.now(),
       promptLen,
     );
+    req.priority = input.priority ?? 0;
     const sampler = new RequestSampler(input.sampling, [...eos], minTokens);
     sampler.skipDraws(resumed);
     const detok = new StreamDetokenizer(this.engine.model.tokenizer, input.stop.stop);

@@ -19,7 +19,7 @@ import {
   type RequestJobData,
   requestJobOptions,
 } from './queue.js';
-import { BatchStore } from './store.js';
+import { type BatchPriority, BatchStore } from './store.js';
 
 export interface BatchRunnerOptions {
   /** A connection BullMQ may use (maxRetriesPerRequest: null); the runner duplicates it as it needs. */
@@ -44,6 +44,9 @@ export interface BatchRunner {
   /** Stops taking jobs and waits for the running ones. */
   close(): Promise<void>;
 }
+
+/** The workers' scheduling priority of a batch's requests: always after interactive requests (0). */
+const BATCH_SCHEDULING: Record<BatchPriority, number> = { high: 1, normal: 2, low: 3 };
 
 /** Statuses worth another try: the cluster was busy or briefly without a worker. */
 const RETRYABLE = new Set([408, 429, 500, 502, 503, 504]);
@@ -85,7 +88,8 @@ export async function startBatchRunner(o: BatchRunnerOptions): Promise<BatchRunn
     const last = job.attemptsMade + 1 >= (job.opts.attempts ?? REQUEST_ATTEMPTS);
     let outcome: BatchOutcome;
     try {
-      outcome = await call(req.url, req.body);
+      // behind interactive traffic on the workers (vLLM's priority; 0 is interactive) unless the line sets one
+      outcome = await call(req.url, { priority: BATCH_SCHEDULING[info.priority], ...req.body });
     } catch (e) {
       if (!last) throw e; // BullMQ retries it after a backoff
       outcome = { kind: 'error', code: 'request_failed', message: `the router at ${routerUrl} did not answer: ${(e as Error).message}` };

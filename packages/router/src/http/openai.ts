@@ -28,6 +28,7 @@ const SAMPLING_PROPERTIES = {
   ignore_eos: { type: ['boolean', 'null'] },
   cache_salt: { type: 'string' },
   kcache_topn: { type: ['integer', 'null'], minimum: 1 },
+  priority: { type: ['integer', 'null'], minimum: -1000000, maximum: 1000000 },
   return_token_ids: { type: ['boolean', 'null'] },
 } as const;
 
@@ -100,6 +101,8 @@ export interface SamplingBody {
   ignore_eos?: boolean | null;
   cache_salt?: string;
   kcache_topn?: number | null;
+  /** vLLM's: lower is scheduled first (0 by default; batch runners send higher). */
+  priority?: number | null;
   /** vLLM's extension: each choice also carries its generated token ids. */
   return_token_ids?: boolean | null;
 }
@@ -142,6 +145,7 @@ function generateRequests(
     requestId: n === 1 ? requestId : `${requestId}-${i}`,
     cacheSalt: b.cache_salt ?? '',
     kcacheTopn: opt(b.kcache_topn),
+    priority: b.priority ?? 0,
     sampling: {
       temperature: opt(b.temperature),
       topP: opt(b.top_p),

@@ -95,4 +95,48 @@ describe('Scheduler', () => {
     expect(bm.available).toBe(16);
     expect(s.schedule().items.map((i) => i.req.id)).toEqual(['b']);
   });
+  test('priorities: a better class gets the budget first, queues ahead, and is the last preempted', () => {
+    const { s } = setup(16, 8, 10);
+    const batch = new SchedRequest('batch', seq(14), extra, 0);
+    batch.priority = 2;
+    s.add(batch);
+    let p = s.schedule();
+    expect(p.items.map((i) => [i.req.id, i.tokens.length])).toEqual([['batch', 10]]);
+    run(s, p);
+    // an interactive request arrives while the batch request is half prefilled: it goes first
+    const live = new SchedRequest('live', seq(6, 40), extra, 1);
+    s.add(live);
+    p = s.schedule();
+    expect(p.items.map((i) => [i.req.id, i.tokens.length])).toEqual([
+      ['live', 6],
+      ['batch', 4],
+    ]);
+    run(s, p);
+    // the queue: better priorities ahead of earlier arrivals, arrival order within a class
+    const later = new SchedRequest('low', seq(2, 80), extra, 2);
+    later.priority = 5;
+    const urgent = new SchedRequest('urgent', seq(2, 90), extra, 3);
+    s.add(later);
+    s.add(urgent);
+    expect(s.waiting.map((r) => r.id)).toEqual(['urgent', 'low']);
+  });
+
+  test('out of blocks, the worst class is preempted, not the latest arrival', () => {
+    const { s } = setup(4, 8, 64);
+    const low = new SchedRequest('low', seq(6), extra, 0);
+    low.priority = 3;
+    const high = new SchedRequest('high', seq(6, 20), extra, 1);
+    s.add(low);
+    s.add(high);
+    run(s, s.schedule()); // each holds 2 of the 4 blocks (6 prompt tokens + 1)
+    let p = s.schedule();
+    run(s, p);
+    // decodes need a third block each: the low-priority sequence gives its blocks up
+    for (let k = 0; k < 3 && p.preempted.length === 0; k++) {
+      p = s.schedule();
+      run(s, p);
+    }
+    expect(p.preempted.map((r) => r.id)).toEqual(['low']);
+    expect(s.running.map((r) => r.id)).toEqual(['high']);
+  });
 });

@@ -10,6 +10,12 @@
  * preempted: its blocks are released and it goes back to the front of the queue to be
  * recomputed (usually from the prefix cache). Pure: the engine loop calls schedule(), runs the
  * step, then commit().
+ *
+ * Priorities (vLLM's `priority`: lower first; interactive requests are 0, batch work higher): the
+ * step is planned one priority class at a time, best first, each class's running sequences then
+ * its waiting ones, so a class gets the budget before any worse one; waiting requests queue in
+ * priority order, and a preemption takes a sequence of the worst running class. With one class
+ * (the default) this is the plain arrival-order scheduler above.
  */
 import { type BlockHash, type HashExtra, hashBlock, promptBlockHashes, ROOT_PARENT } from '@kcache/protocol';
 import type { BlockManager } from './block-manager.js';
@@ -33,6 +39,8 @@ export class SchedRequest {
   cachedTokens = 0;
   admitted = false;
   preemptions = 0;
+  /** Lower runs first (0: interactive). */
+  priority = 0;
 
   /** `promptLen` < tokens.length: the rest was generated already (a resumed request). */
   constructor(
@@ -77,8 +85,11 @@ export class Scheduler {
     return this.bm.blockSize;
   }
 
+  /** Queues a request behind every waiting one of its priority or better. */
   add(req: SchedRequest): void {
-    this.waiting.push(req);
+    const at = this.waiting.findIndex((w) => w.priority > req.priority);
+    if (at < 0) this.waiting.push(req);
+    else this.waiting.splice(at, 0, req);
   }
 
   hasWork(): boolean {
@@ -109,7 +120,10 @@ export class Scheduler {
     this.running.splice(this.running.indexOf(req), 1);
     this.freeBlocks(req);
     req.preemptions++;
-    this.waiting.unshift(req);
+    // first of its priority class: it was running before anything of its class now waiting
+    const at = this.waiting.findIndex((w) => w.priority >= req.priority);
+    if (at < 0) this.waiting.push(req);
+    else this.waiting.splice(at, 0, req);
     plan.preempted.push(req);
   }
 
@@ -126,16 +140,29 @@ export class Scheduler {
 
   schedule(): StepPlan {
     const plan: StepPlan = { items: [], preempted: [] };
-    let budget = this.config.maxBatchedTokens;
+    const state = { budget: this.config.maxBatchedTokens, admitting: true };
     const scheduled = new Set<SchedRequest>();
+    const classes = [...new Set([...this.running, ...this.waiting].map((r) => r.priority))].sort((a, b) => a - b);
+    for (const p of classes) {
+      if (state.budget === 0) break;
+      this.scheduleRunning(p, plan, scheduled, state);
+      if (state.admitting) this.admitWaiting(p, plan, scheduled, state);
+    }
+    return plan;
+  }
 
-    for (const req of [...this.running]) {
+  /** Class `p`'s running sequences: their decodes and prefill chunks, preempting the worst class for blocks. */
+  private scheduleRunning(p: number, plan: StepPlan, scheduled: Set<SchedRequest>, state: { budget: number }): void {
+    for (const req of this.running.filter((r) => r.priority === p)) {
+      const budget = state.budget;
       if (budget === 0) break;
       if (!this.running.includes(req)) continue; // preempted earlier in this loop
       const n = Math.min(req.tokens.length - req.numComputed, budget);
       const need = this.blocksFor(req, n);
       while (need > this.bm.available) {
-        const victim = [...this.running].reverse().find((r) => !scheduled.has(r));
+        const unscheduled = this.running.filter((r) => !scheduled.has(r));
+        const worst = Math.max(...unscheduled.map((r) => r.priority));
+        const victim = [...unscheduled].reverse().find((r) => r.priority === worst);
         if (!victim) break;
         this.preempt(victim, plan);
         if (victim === req) break;
@@ -144,11 +171,19 @@ export class Scheduler {
       if (need > 0) req.blockTable.push(...(this.bm.allocate(need) as number[]));
       plan.items.push(this.item(req, n));
       scheduled.add(req);
-      budget -= n;
+      state.budget -= n;
     }
+  }
 
-    while (this.waiting.length > 0 && budget > 0 && this.running.length < this.config.maxNumSeqs) {
-      const req = this.waiting[0] as SchedRequest;
+  /**
+   * Class `p`'s waiting requests, first come first served while the budget, the sequence cap and
+   * the blocks allow; a request that does not fit stops admission for its class and every worse one.
+   */
+  private admitWaiting(p: number, plan: StepPlan, scheduled: Set<SchedRequest>, state: { budget: number; admitting: boolean }): void {
+    while (state.budget > 0 && this.running.length < this.config.maxNumSeqs) {
+      const budget = state.budget;
+      const req = this.waiting[0];
+      if (!req || req.priority !== p) break;
       let hit: number[] = [];
       let hitHashes: BlockHash[] = [];
       if (req.blockTable.length === 0) {
@@ -165,6 +200,7 @@ export class Scheduler {
       const need = this.blocksFor(req, req.tokens.length - req.numComputed);
       if (need > this.bm.available) {
         this.freeBlocks(req); // undo the lookup; first come, first served: wait
+        state.admitting = false;
         break;
       }
       if (!req.admitted) {
@@ -176,9 +212,8 @@ export class Scheduler {
       this.running.push(req);
       plan.items.push(this.item(req, n));
       scheduled.add(req);
-      budget -= n;
+      state.budget -= n;
     }
-    return plan;
   }
 
   /** After the step ran: the chunks are in the cache; newly full blocks join the prefix cache. */

@@ -104,6 +104,7 @@ function toInput(r: WorkerGenerateRequest__Output, d: GenerationDefaults = {}): 
     tokenIds: r.tokenIds ?? [],
     cacheSalt: r.cacheSalt ?? '',
     kcacheTopN: r.kcacheTopn ?? null,
+    priority: r.priority ?? 0,
     resume: r.resumeGenerated ? { generated: r.resumeGenerated, textLen: r.resumeTextLen ?? 0 } : undefined,
     sampling: {
       temperature: s.temperature ?? d.temperature ?? 1,
