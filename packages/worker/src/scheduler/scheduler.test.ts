@@ -96,19 +96,24 @@ describe('Scheduler', () => {
     expect(s.schedule().items.map((i) => i.req.id)).toEqual(['b']);
   });
   test('priorities: a better class gets the budget first, queues ahead, and is the last preempted', () => {
-    const { s } = setup(16, 8, 10);
+    const s = new Scheduler(new BlockManager(16, 4), { maxNumSeqs: 8, maxBatchedTokens: 10, maxBackgroundPrefillTokens: 10 });
     const batch = new SchedRequest('batch', seq(14), extra, 0);
     batch.priority = 2;
     s.add(batch);
     let p = s.schedule();
     expect(p.items.map((i) => [i.req.id, i.tokens.length])).toEqual([['batch', 10]]);
     run(s, p);
-    // an interactive request arrives while the batch request is half prefilled: it goes first
+    // an interactive request arrives while the batch request is half prefilled: its prefill goes
+    // first and alone (a worse class's prefill chunk would lengthen the step); then the batch
+    // request's chunk rides along with the interactive decode
     const live = new SchedRequest('live', seq(6, 40), extra, 1);
     s.add(live);
     p = s.schedule();
+    expect(p.items.map((i) => [i.req.id, i.tokens.length])).toEqual([['live', 6]]);
+    run(s, p);
+    p = s.schedule();
     expect(p.items.map((i) => [i.req.id, i.tokens.length])).toEqual([
-      ['live', 6],
+      ['live', 1],
       ['batch', 4],
     ]);
     run(s, p);
@@ -119,6 +124,23 @@ describe('Scheduler', () => {
     s.add(later);
     s.add(urgent);
     expect(s.waiting.map((r) => r.id)).toEqual(['urgent', 'low']);
+  });
+
+  test('background prefill is capped per step (a quarter of the budget by default); interactive is not', () => {
+    const s = new Scheduler(new BlockManager(16, 4), { maxNumSeqs: 8, maxBatchedTokens: 12 });
+    const a = new SchedRequest('a', seq(10), extra, 0);
+    a.priority = 1;
+    const b = new SchedRequest('b', seq(10, 30), extra, 1);
+    b.priority = 1;
+    s.add(a);
+    s.add(b);
+    let p = s.schedule();
+    expect(p.items.map((i) => [i.req.id, i.tokens.length])).toEqual([['a', 3]]); // 12 / 4 for all background classes
+    run(s, p);
+    const live = new SchedRequest('live', seq(10, 60), extra, 2);
+    s.add(live);
+    p = s.schedule();
+    expect(p.items.map((i) => [i.req.id, i.tokens.length])).toEqual([['live', 10]]);
   });
 
   test('out of blocks, the worst class is preempted, not the latest arrival', () => {

@@ -13,7 +13,9 @@
  *
  * Priorities (vLLM's `priority`: lower first; interactive requests are 0, batch work higher): the
  * step is planned one priority class at a time, best first, each class's running sequences then
- * its waiting ones, so a class gets the budget before any worse one; waiting requests queue in
+ * its waiting ones, so a class gets the budget before any worse one, and a step that prefills for
+ * a class carries only the decodes of worse classes (their prefill chunks would lengthen the
+ * step: the better request's time to first token); waiting requests queue in
  * priority order, and a preemption takes a sequence of the worst running class. With one class
  * (the default) this is the plain arrival-order scheduler above.
  */
@@ -25,6 +27,12 @@ export interface SchedulerConfig {
   maxNumSeqs: number;
   /** Most new tokens in one step. */
   maxBatchedTokens: number;
+  /**
+   * Most prefill tokens of background work (priority > 0) in one step (default: a quarter of
+   * maxBatchedTokens): steps stay short while background prefills run, so an interactive request
+   * that arrives meanwhile waits for little before its own prefill.
+   */
+  maxBackgroundPrefillTokens?: number;
 }
 
 export class SchedRequest {
@@ -70,6 +78,17 @@ export interface StepItem {
 export interface StepPlan {
   items: StepItem[];
   preempted: SchedRequest[];
+}
+
+/** What is left of a step while it is planned, class by class. */
+interface PlanState {
+  budget: number;
+  /** False once a waiting request did not fit: nothing after it is admitted. */
+  admitting: boolean;
+  /** A better class prefills in this step: worse classes only decode. */
+  decodesOnly: boolean;
+  /** Prefill tokens left for background classes (priority > 0). */
+  background: number;
 }
 
 export class Scheduler {
@@ -140,24 +159,34 @@ export class Scheduler {
 
   schedule(): StepPlan {
     const plan: StepPlan = { items: [], preempted: [] };
-    const state = { budget: this.config.maxBatchedTokens, admitting: true };
+    const state = {
+      budget: this.config.maxBatchedTokens,
+      admitting: true,
+      decodesOnly: false,
+      background: this.config.maxBackgroundPrefillTokens ?? Math.max(1, Math.floor(this.config.maxBatchedTokens / 4)),
+    };
     const scheduled = new Set<SchedRequest>();
     const classes = [...new Set([...this.running, ...this.waiting].map((r) => r.priority))].sort((a, b) => a - b);
     for (const p of classes) {
       if (state.budget === 0) break;
       this.scheduleRunning(p, plan, scheduled, state);
-      if (state.admitting) this.admitWaiting(p, plan, scheduled, state);
+      if (state.admitting && !state.decodesOnly) this.admitWaiting(p, plan, scheduled, state);
+      // a step that prefills for a better class carries only decodes of worse ones: their prefill
+      // chunks would lengthen the step, and so the better request's time to first token
+      if (plan.items.some((it) => it.tokens.length > 1)) state.decodesOnly = true;
     }
     return plan;
   }
 
   /** Class `p`'s running sequences: their decodes and prefill chunks, preempting the worst class for blocks. */
-  private scheduleRunning(p: number, plan: StepPlan, scheduled: Set<SchedRequest>, state: { budget: number }): void {
+  private scheduleRunning(p: number, plan: StepPlan, scheduled: Set<SchedRequest>, state: PlanState): void {
     for (const req of this.running.filter((r) => r.priority === p)) {
       const budget = state.budget;
       if (budget === 0) break;
+      const prefill = req.tokens.length - req.numComputed > 1;
+      if (prefill && (state.decodesOnly || (p > 0 && state.background === 0))) continue;
       if (!this.running.includes(req)) continue; // preempted earlier in this loop
-      const n = Math.min(req.tokens.length - req.numComputed, budget);
+      const n = Math.min(req.tokens.length - req.numComputed, budget, prefill && p > 0 ? state.background : budget);
       const need = this.blocksFor(req, n);
       while (need > this.bm.available) {
         const unscheduled = this.running.filter((r) => !scheduled.has(r));
@@ -172,6 +201,7 @@ export class Scheduler {
       plan.items.push(this.item(req, n));
       scheduled.add(req);
       state.budget -= n;
+      if (prefill && p > 0) state.background -= n;
     }
   }
 
@@ -179,11 +209,11 @@ export class Scheduler {
    * Class `p`'s waiting requests, first come first served while the budget, the sequence cap and
    * the blocks allow; a request that does not fit stops admission for its class and every worse one.
    */
-  private admitWaiting(p: number, plan: StepPlan, scheduled: Set<SchedRequest>, state: { budget: number; admitting: boolean }): void {
+  private admitWaiting(p: number, plan: StepPlan, scheduled: Set<SchedRequest>, state: PlanState): void {
     while (state.budget > 0 && this.running.length < this.config.maxNumSeqs) {
       const budget = state.budget;
       const req = this.waiting[0];
-      if (!req || req.priority !== p) break;
+      if (!req || req.priority !== p || (p > 0 && state.background === 0)) break;
       let hit: number[] = [];
       let hitHashes: BlockHash[] = [];
       if (req.blockTable.length === 0) {
@@ -194,7 +224,7 @@ export class Scheduler {
         req.numComputed = hit.length * this.blockSize;
         req.blockHashes = hitHashes.slice(0, hit.length);
       }
-      const n = Math.min(req.tokens.length - req.numComputed, budget);
+      const n = Math.min(req.tokens.length - req.numComputed, budget, p > 0 ? state.background : budget);
       // Blocks for the whole prompt are taken at admission, not chunk by chunk: a half-prefilled
       // request never waits for blocks that later admissions took, so admission cannot thrash.
       const need = this.blocksFor(req, req.tokens.length - req.numComputed);
@@ -213,6 +243,7 @@ export class Scheduler {
       plan.items.push(this.item(req, n));
       scheduled.add(req);
       state.budget -= n;
+      if (p > 0) state.background -= n;
     }
   }
 
