@@ -3,7 +3,6 @@
 // dummy:tiny workers on a private Redis. Exactly one result per custom_id, greedy outputs equal to
 // direct requests, a higher prefix hit rate in the cache-aware order, a runner SIGKILLed
 // mid-batch, and cancel.
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,12 +11,9 @@ import { type BatchInfo, batchStatus } from '@kcache/jobs';
 import { type RunningRouter, startRouter } from '@kcache/router';
 import { type RunningWorker, startWorker } from '@kcache/worker';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { REPO_ROOT } from './helpers/paths.js';
-import { type KcacheProcess, spawnKcache } from './helpers/processes.js';
+import { type KcacheProcess, runKcache, spawnKcache } from './helpers/processes.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 import { tempDir } from './helpers/temp.js';
-
-const MAIN = join(REPO_ROOT, 'packages/cli/dist/main.js');
 
 let redis: TestRedis;
 let conn: RedisClient;
@@ -48,26 +44,6 @@ afterAll(async () => {
   conn?.disconnect();
   await redis?.stop();
 });
-
-/** The CLI as a child process, awaited (never spawnSync: router and workers run in this process). */
-function kcache(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    p.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => p.kill('SIGKILL'), 120_000);
-    p.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 async function runner(...flags: string[]): Promise<KcacheProcess> {
   const r = spawnKcache(['serve', 'batch', '--redis-url', redis.url, '--router', http, '--lock-ms', '1000', ...flags]);
@@ -128,7 +104,7 @@ async function until(id: string, done: (b: BatchInfo) => boolean, ms = 60_000): 
 async function results(
   id: string,
 ): Promise<{ custom_id: string; response: { status_code: number; body: { choices: { text: string }[] } } }[]> {
-  const r = await kcache('batch', 'results', id, '--redis-url', redis.url);
+  const r = await runKcache('batch', 'results', id, '--redis-url', redis.url);
   expect(r.code).toBe(0);
   return r.stdout
     .trim()
@@ -142,7 +118,7 @@ describe('kcache batch', () => {
     const rates: Record<string, number> = {};
     for (const order of ['cache', 'file']) {
       const { file, lines } = batchFile(6, 10);
-      const out = await kcache('batch', 'submit', file, '--wait', '--json', '--order', order, '--redis-url', redis.url);
+      const out = await runKcache('batch', 'submit', file, '--wait', '--json', '--order', order, '--redis-url', redis.url);
       expect(out.code).toBe(0);
       const info = JSON.parse(out.stdout) as BatchInfo;
       expect(info).toMatchObject({ status: 'completed', counts: { total: 60, completed: 60, failed: 0 }, order });
@@ -173,7 +149,7 @@ describe('kcache batch', () => {
   test('a runner SIGKILLed mid-batch: a new one finishes it, no result missing and none twice', async () => {
     const first = await runner('--concurrency', '2', '--rate', '15');
     const { file, lines } = batchFile(6, 10, 8);
-    const out = await kcache('batch', 'submit', file, '--json', '--redis-url', redis.url);
+    const out = await runKcache('batch', 'submit', file, '--json', '--redis-url', redis.url);
     expect(out.code).toBe(0);
     const { id } = JSON.parse(out.stdout) as BatchInfo;
     await until(id, (b) => b.counts.completed >= 12);
@@ -195,19 +171,19 @@ describe('kcache batch', () => {
   test('cancel stops the remaining requests; status reports the counts', async () => {
     const r = await runner('--concurrency', '1', '--rate', '5');
     const { file } = batchFile(3, 10);
-    const { id } = JSON.parse((await kcache('batch', 'submit', file, '--json', '--redis-url', redis.url)).stdout) as BatchInfo;
+    const { id } = JSON.parse((await runKcache('batch', 'submit', file, '--json', '--redis-url', redis.url)).stdout) as BatchInfo;
     await until(id, (b) => b.counts.completed >= 3);
-    const c = await kcache('batch', 'cancel', id, '--json', '--redis-url', redis.url);
+    const c = await runKcache('batch', 'cancel', id, '--json', '--redis-url', redis.url);
     expect(c.code).toBe(0);
     const cancelled = JSON.parse(c.stdout) as BatchInfo;
     expect(cancelled.status).toBe('cancelled');
     expect(cancelled.counts.completed).toBeGreaterThanOrEqual(3);
     expect(cancelled.counts.completed).toBeLessThan(30);
     await new Promise((res) => setTimeout(res, 1500)); // nothing more of it runs
-    const later = await kcache('batch', 'status', id, '--json', '--redis-url', redis.url);
+    const later = await runKcache('batch', 'status', id, '--json', '--redis-url', redis.url);
     expect(JSON.parse(later.stdout)).toMatchObject({ status: 'cancelled', counts: cancelled.counts });
     expect(await results(id)).toHaveLength(cancelled.counts.completed);
-    const text = await kcache('batch', 'status', id, '--redis-url', redis.url);
+    const text = await runKcache('batch', 'status', id, '--redis-url', redis.url);
     expect(text.stdout).toMatch(
       new RegExp(`^${id} cancelled {2}\\[#*-*\\] ${cancelled.counts.completed}/30 done, 0 failed, [\\d,]+ tokens\\n$`),
     );
@@ -222,20 +198,23 @@ describe('kcache batch', () => {
       bad,
       `${JSON.stringify({ custom_id: 'a', method: 'POST', url: '/v1/completions', body: { prompt: 'x' } })}\n${JSON.stringify({ custom_id: 'a', method: 'POST', url: '/v1/completions', body: { prompt: 'y' } })}\n`,
     );
-    const dup = await kcache('batch', 'submit', bad, '--redis-url', redis.url);
+    const dup = await runKcache('batch', 'submit', bad, '--redis-url', redis.url);
     expect(dup).toMatchObject({ code: 1, stderr: `kcache: ${bad}: line 2: custom_id 'a' is already used on line 1\n` });
-    const missing = await kcache('batch', 'submit', join(dir, 'none.jsonl'), '--redis-url', redis.url);
+    const missing = await runKcache('batch', 'submit', join(dir, 'none.jsonl'), '--redis-url', redis.url);
     expect(missing).toMatchObject({ code: 1, stderr: `kcache: ${join(dir, 'none.jsonl')}: no such file\n` });
-    expect(await kcache('batch', 'status', 'batch_nope', '--redis-url', redis.url)).toMatchObject({
+    expect(await runKcache('batch', 'status', 'batch_nope', '--redis-url', redis.url)).toMatchObject({
       code: 1,
       stderr: "kcache: no batch 'batch_nope'\n",
     });
-    expect(await kcache('batch', 'submit', bad)).toMatchObject({ code: 2, stderr: expect.stringMatching(/--redis-url URL or REDIS_URL/) });
-    expect(await kcache('batch', 'frobnicate', 'x', '--redis-url', redis.url)).toMatchObject({
+    expect(await runKcache('batch', 'submit', bad)).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/--redis-url URL or REDIS_URL/),
+    });
+    expect(await runKcache('batch', 'frobnicate', 'x', '--redis-url', redis.url)).toMatchObject({
       code: 2,
       stderr: expect.stringMatching(/unknown subcommand/),
     });
-    expect(await kcache('batch', 'submit', bad, '--priority', 'urgent', '--redis-url', redis.url)).toMatchObject({
+    expect(await runKcache('batch', 'submit', bad, '--priority', 'urgent', '--redis-url', redis.url)).toMatchObject({
       code: 2,
       stderr: expect.stringMatching(/--priority must be one of high, normal, low, got 'urgent'/),
     });

@@ -2,19 +2,16 @@
 // router (requests pinned with worker_id), and `serve worker --warm-prompts FILE` prefills at start;
 // the first real request of a warmed prefix then reports cached tokens. Real router and workers
 // (dummy:tiny, byte tokenizer) on a private Redis; the CLI as child processes.
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KcacheClient } from '@kcache/client';
 import { type RunningRouter, startRouter } from '@kcache/router';
 import { type RunningWorker, startWorker } from '@kcache/worker';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { REPO_ROOT } from './helpers/paths.js';
-import { type KcacheProcess, spawnKcache, workerArgs } from './helpers/processes.js';
+import { type KcacheProcess, runKcache, spawnKcache, workerArgs } from './helpers/processes.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 import { tempDir } from './helpers/temp.js';
 
-const MAIN = join(REPO_ROOT, 'packages/cli/dist/main.js');
 const SYSTEM = 'You are the support assistant of a bakery. Answer in one short sentence, politely. ';
 const FEW_SHOT = 'Q: What is two plus two?\nA: Four.\nQ: What colour is the sky?\nA: Blue.\nQ: ';
 
@@ -45,22 +42,6 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-/** The CLI, awaited (router and workers run in this process: never spawnSync). */
-function kcache(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    p.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    p.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
 const settle = async () => {
   await new Promise((r) => setTimeout(r, 150)); // the workers' KV events reach the index
   await router.syncIndex();
@@ -69,7 +50,7 @@ const settle = async () => {
 test('kcache warm --replicas 2: both workers hold each prompt; the first real request of a warmed prefix is a hit', async () => {
   const file = join(dir, 'prompts.txt');
   writeFileSync(file, `${SYSTEM}\n${JSON.stringify(FEW_SHOT)}\n`);
-  const r = await kcache('warm', '--prompts', file, '--replicas', '2', '--addr', router.address, '--json');
+  const r = await runKcache('warm', '--prompts', file, '--replicas', '2', '--addr', router.address, '--json');
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
   const out = JSON.parse(r.stdout);
@@ -106,15 +87,15 @@ test('bad input: a worker id nobody has, a broken prompts file, a missing file',
   expect(pinned).toMatchObject({ code: 'NOT_FOUND', details: "worker_id: no live worker 'nobody' serves dummy:tiny:f32" });
   const bad = join(dir, 'bad.txt');
   writeFileSync(bad, 'fine\n{"nope": 1}\n');
-  expect(await kcache('warm', '--prompts', bad, '--addr', router.address)).toMatchObject({
+  expect(await runKcache('warm', '--prompts', bad, '--addr', router.address)).toMatchObject({
     code: 1,
     stderr: `kcache: ${bad}: line 2: a JSON line must be a string or an object with "messages"\n`,
   });
-  expect(await kcache('warm', '--addr', router.address)).toMatchObject({
+  expect(await runKcache('warm', '--addr', router.address)).toMatchObject({
     code: 2,
     stderr: expect.stringMatching(/--prompts FILE is required/),
   });
-  const worker = await kcache(...workerArgs('dummy:tiny', redis.url, 'v9', 16), '--warm-prompts', join(dir, 'none.txt'));
+  const worker = await runKcache(...workerArgs('dummy:tiny', redis.url, 'v9', 16), '--warm-prompts', join(dir, 'none.txt'));
   expect(worker.code).toBe(2);
   expect(worker.stderr).toMatch(/^kcache: --warm-prompts: .*none\.txt: no such file$/m);
 });

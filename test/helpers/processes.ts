@@ -46,3 +46,26 @@ export function workerArgs(model: string, redisUrl: string, id: string, numBlock
     '1',
   ];
 }
+
+/**
+ * The built CLI as a child process, awaited: its exit code and output. For tests whose router or
+ * workers run in the test's own process, where spawnSync would block them.
+ */
+export function runKcache(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [join(REPO_ROOT, 'packages/cli/dist/main.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    p.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => p.kill('SIGKILL'), 120_000);
+    p.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { checkRedisUrl } from '@kcache/block-index';
 import { loadChatTemplate } from '@kcache/models';
 import { type ClusterTls, ClusterTlsError, loadClusterTls } from '@kcache/protocol';
@@ -165,4 +166,14 @@ export function chatTemplateArg(path: string | undefined): string | undefined {
     throw new UsageError((e as Error).message);
   }
   return path;
+}
+
+/** A file the user named, as text; what stops it (no such file, a directory, no permission) as one phrase. */
+export function readUserFile(path: string): { text: string } | { problem: string } {
+  try {
+    return { text: readFileSync(path, 'utf8') };
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    return { problem: err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'a directory, not a file' : err.message };
+  }
 }

@@ -3,7 +3,6 @@
  * by the cluster's batch runners (`kcache serve batch`) through the router, at a lower priority
  * than interactive traffic. Batches live in the cluster's Redis (`--redis-url` or REDIS_URL).
  */
-import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connectRedis, type RedisClient } from '@kcache/block-index';
@@ -18,7 +17,7 @@ import {
   evictionWarning,
   submitBatch,
 } from '@kcache/jobs';
-import { redisUrlArg, UsageError } from '../args.js';
+import { readUserFile, redisUrlArg, UsageError } from '../args.js';
 
 export const BATCH_USAGE = `kcache batch submit FILE [--wait] [--json] [--priority high|normal|low] [--order cache|file] [--redis-url URL]
   kcache batch status ID [--json] [--redis-url URL]
@@ -83,12 +82,9 @@ async function submit(redis: RedisClient, file: string, v: { wait?: boolean; jso
     throw new UsageError(`--priority must be one of ${PRIORITY_NAMES.join(', ')}, got '${v.priority}'`);
   const order = (v.order ?? 'cache') as BatchOrder;
   if (!ORDERS.includes(order)) throw new UsageError(`--order must be one of ${ORDERS.join(', ')}, got '${v.order}'`);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new BatchCommandError(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
+  const read = readUserFile(file);
+  if ('problem' in read) throw new BatchCommandError(`${file}: ${read.problem}`);
+  const { text } = read;
   const warning = await evictionWarning(redis);
   if (warning) process.stderr.write(`kcache: warning: ${warning}\n`);
   let info: BatchInfo;

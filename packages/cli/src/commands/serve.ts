@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { connectRedis, redactRedisUrl } from '@kcache/block-index';
 import { evictionWarning, grpcSnapshots, JobsMetrics, parseWarmPrompts, startBatchRunner, startUpkeep, WarmInputError } from '@kcache/jobs';
@@ -18,6 +17,7 @@ import {
   intArg,
   NO_AUTH_WARNING,
   numArg,
+  readUserFile,
   redisUrlArg,
   someApiKey,
   TLS_OPTIONS,
@@ -39,14 +39,9 @@ export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url 
 
 /** --warm-prompts FILE: the prompts of a `kcache warm` file, as text (the worker renders no chat template). */
 function warmPromptsArg(file: string): string[] {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UsageError(
-      `--warm-prompts: ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
-    );
-  }
+  const read = readUserFile(file);
+  if ('problem' in read) throw new UsageError(`--warm-prompts: ${file}: ${read.problem}`);
+  const { text } = read;
   try {
     return parseWarmPrompts(text).map((p, i) => {
       if ('text' in p) return p.text;

@@ -3,11 +3,10 @@
  * headers) on N workers each, through the router, so the first real requests that start with them
  * hit the cache. With API keys, warm with the key of the tenant whose requests should hit.
  */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULT_ADDRESS, KcacheClient, KcacheError } from '@kcache/client';
 import { parseWarmPrompts, WarmInputError, warm } from '@kcache/jobs';
-import { intArg, UsageError } from '../args.js';
+import { intArg, readUserFile, UsageError } from '../args.js';
 
 export const WARM_USAGE = `kcache warm --prompts FILE [--replicas 1] [--addr ${DEFAULT_ADDRESS}] [--api-key KEY] [--model M] [--json]`;
 
@@ -31,12 +30,9 @@ export async function warmCommand(argv: string[]): Promise<void> {
   });
   if (!values.prompts) throw new UsageError('--prompts FILE is required (one prompt a line)');
   const replicas = intArg('replicas', values.replicas, 1, 1);
-  let text: string;
-  try {
-    text = readFileSync(values.prompts, 'utf8');
-  } catch (e) {
-    throw new WarmError(`${values.prompts}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
+  const read = readUserFile(values.prompts);
+  if ('problem' in read) throw new WarmError(`${values.prompts}: ${read.problem}`);
+  const { text } = read;
   let prompts: ReturnType<typeof parseWarmPrompts>;
   try {
     prompts = parseWarmPrompts(text);
