@@ -29,6 +29,7 @@ export {
   decodeKvEvent,
   encodeKvEvent,
   encodeLease,
+  fileKey,
   IDLE_LOAD,
   INDEXED_SET,
   type KvEvent,

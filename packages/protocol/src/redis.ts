@@ -21,6 +21,7 @@
  *   kcache:batch:{b}            HASH   the batch: status, counts, token sums, times, order, priority
  *   kcache:batch:{b}:requests   HASH   request index -> the input line ({custom_id, url, body})
  *   kcache:batch:{b}:results    HASH   request index -> the output line, written once (HSETNX)
+ *   kcache:file:{f}             HASH   a file uploaded to /v1/files: tenant, filename, purpose, bytes, created_at, content
  *   kcache:upkeep               HASH   the last index upkeep: time, workers, blocks, drift, purged
  */
 
@@ -42,6 +43,7 @@ const batchTagged = (batchId: string, what: string) => `kcache:batch:{${batchId}
 export const batchKey = (batchId: string) => batchTagged(batchId, '');
 export const batchRequestsKey = (batchId: string) => batchTagged(batchId, 'requests');
 export const batchResultsKey = (batchId: string) => batchTagged(batchId, 'results');
+export const fileKey = (fileId: string) => `kcache:file:{${fileId}}`;
 
 /** What a worker reports of its own load, so every router sees the same figures. */
 export interface WorkerLoad {

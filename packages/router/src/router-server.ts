@@ -134,7 +134,12 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   const redisOpts = { maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: () => 200, lazyConnect: true };
   const redis = connectRedis(o.redisUrl, redisOpts);
   const reader = connectRedis(o.redisUrl, redisOpts);
-  for (const c of [redis, reader]) c.on('error', () => {}); // reconnects by itself; routing falls back meanwhile
+  // /v1/files and /v1/batches: BullMQ's queues want a connection that never gives up on a command
+  const batchRedis =
+    o.httpPort !== null && o.httpPort !== undefined
+      ? connectRedis(o.redisUrl, { maxRetriesPerRequest: null, retryStrategy: () => 200 })
+      : null;
+  for (const c of [redis, reader, ...(batchRedis ? [batchRedis] : [])]) c.on('error', () => {}); // reconnects by itself; routing falls back meanwhile
   await redis.connect().catch(() => {});
   await reader.connect().catch(() => {});
   const index = new RedisBlockIndex(redis);
@@ -502,7 +507,8 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
           port: o.httpPort,
           serve,
           models: () => [...pool.models()],
-          authenticate: (authorization) => void authenticate(authorization),
+          authenticate: (authorization) => authenticate(authorization).id,
+          batchRedis: batchRedis ?? undefined,
           tokenText: (model, tokenId) => {
             const tok = model ? tokenizers.get(pool.modelRef(model)) : null;
             return tok ? tok.decode([tokenId]) : `token_id:${tokenId}`;
@@ -543,6 +549,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
       await tokenizers.close();
       redis.disconnect();
       reader.disconnect();
+      batchRedis?.disconnect();
       await metricsServer?.close();
     },
   };

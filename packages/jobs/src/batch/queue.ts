@@ -9,7 +9,7 @@
 import type { RedisClient } from '@kcache/block-index';
 import { BULLMQ_PREFIX } from '@kcache/protocol';
 import { FlowProducer, type JobsOptions, Queue } from 'bullmq';
-import { parseBatchInput } from './format.js';
+import { BatchInputError, parseBatchInput } from './format.js';
 import { cacheAwareGroups, fileOrderGroups, promptKey } from './order.js';
 import { type BatchInfo, type BatchOrder, type BatchPriority, BatchStore } from './store.js';
 
@@ -54,6 +54,10 @@ export interface SubmitOptions {
   inputName?: string;
   /** Characters two prompts share at least to be one group (default 64, about 16 tokens). */
   minSharedChars?: number;
+  /** The submitting tenant (the HTTP API's), recorded with the batch. */
+  tenant?: string;
+  /** The endpoint named at /v1/batches: every line must use it, as OpenAI requires. */
+  endpoint?: string;
 }
 
 /**
@@ -62,11 +66,23 @@ export interface SubmitOptions {
  */
 export async function submitBatch(redis: RedisClient, text: string, o: SubmitOptions = {}): Promise<BatchInfo> {
   const requests = parseBatchInput(text);
+  const other = o.endpoint ? requests.findIndex((r) => r.url !== o.endpoint) : -1;
+  if (other >= 0)
+    throw new BatchInputError([
+      `request ${other + 1} (custom_id '${requests[other]?.customId}'): url ${requests[other]?.url} is not the batch's endpoint ${o.endpoint}`,
+    ]);
   const order = o.order ?? 'cache';
   const priority = o.priority ?? 'normal';
   const groups = order === 'cache' ? cacheAwareGroups(requests.map(promptKey), o.minSharedChars) : fileOrderGroups(requests.length);
   const store = new BatchStore(redis);
-  const id = await store.create(requests, { order, priority, groups: groups.length, inputName: o.inputName ?? '' });
+  const id = await store.create(requests, {
+    order,
+    priority,
+    groups: groups.length,
+    inputName: o.inputName ?? '',
+    tenant: o.tenant,
+    endpoint: o.endpoint,
+  });
   const queue = new Queue(BATCH_QUEUE, { connection: redis, prefix: BULLMQ_PREFIX });
   const flows = new FlowProducer({ connection: redis, prefix: BULLMQ_PREFIX });
   try {

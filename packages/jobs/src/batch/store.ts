@@ -28,6 +28,10 @@ export interface BatchInfo {
   /** Prefix groups the cache-aware order formed (file order: one a request). */
   groups: number;
   inputName: string;
+  /** Who submitted it through the HTTP API ('' from the CLI or without API keys). */
+  tenant: string;
+  /** The endpoint named at /v1/batches ('' from the CLI: each line names its own). */
+  endpoint: string;
 }
 
 /**
@@ -91,7 +95,7 @@ export class BatchStore {
   /** Records a new batch (in progress) with its requests; returns its id. */
   async create(
     requests: readonly BatchRequest[],
-    o: { order: BatchOrder; priority: BatchPriority; groups: number; inputName: string },
+    o: { order: BatchOrder; priority: BatchPriority; groups: number; inputName: string; tenant?: string; endpoint?: string },
   ): Promise<string> {
     const id = `batch_${randomUUID().replaceAll('-', '')}`;
     const now = Date.now();
@@ -114,6 +118,8 @@ export class BatchStore {
       priority: o.priority,
       groups: o.groups,
       input_name: o.inputName,
+      tenant: o.tenant ?? '',
+      endpoint: o.endpoint ?? '',
     });
     await this.redis.zadd(BATCHES_SET, now, id);
     return id;
@@ -135,6 +141,8 @@ export class BatchStore {
       priority: (h.priority ?? 'normal') as BatchPriority,
       groups: n('groups'),
       inputName: h.input_name ?? '',
+      tenant: h.tenant ?? '',
+      endpoint: h.endpoint ?? '',
     };
   }
 

@@ -8,10 +8,12 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
+import type { RedisClient } from '@kcache/block-index';
 import type { ChatMessage } from '@kcache/models';
 import type { GenerateRequest, GenerateRequest__Output, GenerateResponse } from '@kcache/protocol';
 import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { ResponseSink } from '../sink.js';
+import { registerBatchApi } from './batches.js';
 import {
   CHAT_SCHEMA,
   type ChatBody,
@@ -38,8 +40,8 @@ export interface HttpOptions {
   serve: Serve;
   /** The models the cluster serves now. */
   models(): string[];
-  /** Throws an error with a gRPC `code` when the caller may not list models. */
-  authenticate(authorization: readonly string[]): void;
+  /** The caller's tenant ('' without API keys); throws an error with a gRPC `code` when the key is missing or wrong. */
+  authenticate(authorization: readonly string[]): string;
   /**
    * A chat's prompt: the model's chat template rendered for `messages` and tokenized as Hugging
    * Face's apply_chat_template does (BOS only where the template puts it). Throws an error with a
@@ -48,6 +50,8 @@ export interface HttpOptions {
   chatPrompt(model: string, messages: ChatMessage[], authorization: readonly string[]): Promise<{ modelId: string; ids: number[] }>;
   /** One token as text, for logprobs (`token_id:N` where the model has no tokenizer, as vLLM writes it). */
   tokenText(model: string, tokenId: number): string;
+  /** The cluster's Redis for /v1/files and /v1/batches (a connection BullMQ may use); none: no batch API. */
+  batchRedis?: RedisClient;
 }
 
 export interface HttpFrontDoor {
@@ -161,6 +165,13 @@ export async function startHttp(o: HttpOptions): Promise<HttpFrontDoor> {
       },
     });
   });
+
+  if (o.batchRedis)
+    await registerBatchApi(app, {
+      redis: o.batchRedis,
+      tenantOf: (req) => o.authenticate(authorization(req.headers.authorization)),
+      fail: (reply, e) => sendError(reply, openaiError((e as { code?: grpc.status }).code ?? grpc.status.INTERNAL, (e as Error).message)),
+    });
 
   app.get('/health', async (_req, reply) =>
     reply.code(o.models().length > 0 ? 200 : 503).send({ status: o.models().length > 0 ? 'ok' : 'no workers' }),
