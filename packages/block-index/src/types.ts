@@ -1,4 +1,4 @@
-import type { KvEventEntry, Tier } from '@kcache/protocol';
+import type { KvEventEntry, WorkerSnapshot } from '@kcache/protocol';
 
 export interface MatchResult {
   /** Leading blocks of the request's hashes the worker holds (a prefix: the first missing block ends it). */
@@ -8,12 +8,7 @@ export interface MatchResult {
 }
 
 /** A worker's own account of its blocks at (epoch, seq): what the index resyncs from after a gap. */
-export interface WorkerSnapshot {
-  epoch: number;
-  seq: number;
-  tier: Tier;
-  hashes: string[];
-}
+export type { WorkerSnapshot };
 
 export type ApplyResult = 'ok' | 'dup' | 'gap';
 

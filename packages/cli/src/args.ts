@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { checkRedisUrl } from '@kcache/block-index';
+import { checkRedisUrl, connectRedis, type RedisClient, redactRedisUrl } from '@kcache/block-index';
 import { loadChatTemplate } from '@kcache/models';
 import { type ClusterTls, ClusterTlsError, loadClusterTls } from '@kcache/protocol';
 import { ApiKeys, ApiKeysError, parseApiKeyLines, readApiKeysFile } from '@kcache/router';
@@ -176,4 +176,18 @@ export function readUserFile(path: string): { text: string } | { problem: string
     const err = e as NodeJS.ErrnoException;
     return { problem: err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'a directory, not a file' : err.message };
   }
+}
+
+/**
+ * The cluster's Redis for BullMQ's queues (whose commands must never give up), connected now, so
+ * an unreachable Redis is one line (`fail` makes the error) rather than a command that hangs.
+ */
+export async function connectJobsRedis(url: string, fail: (message: string) => Error): Promise<RedisClient> {
+  const redis = connectRedis(url, { maxRetriesPerRequest: null, lazyConnect: true });
+  redis.on('error', () => {}); // reconnects by itself
+  await redis.connect().catch((e: Error) => {
+    redis.disconnect();
+    throw fail(`redis: ${redactRedisUrl(url)}: ${e.message}`);
+  });
+  return redis;
 }

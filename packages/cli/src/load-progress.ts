@@ -11,6 +11,9 @@ export interface LoadProgressOptions {
   now?: () => number;
 }
 
+/** What every line this module writes starts with (`kcache up` relays its workers' lines by it). */
+export const LOAD_PROGRESS_LINE = /^load(ing|ed) /;
+
 const TTY_EVERY_MS = 100;
 const LOG_EVERY_MS = 5000;
 

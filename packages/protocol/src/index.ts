@@ -17,7 +17,16 @@ export type { Usage, Usage__Output } from './generated/kcache/v1/Usage.js';
 export type { WorkerClient, WorkerHandlers } from './generated/kcache/v1/Worker.js';
 export type { WorkerGenerateRequest, WorkerGenerateRequest__Output } from './generated/kcache/v1/WorkerGenerateRequest.js';
 export type { WorkerGenerateResponse, WorkerGenerateResponse__Output } from './generated/kcache/v1/WorkerGenerateResponse.js';
-export { LOADER_OPTIONS, PROTO_ROOT, PUBLIC_SERVICE, protos, ROUTER_METADATA, WORKER_SERVICE } from './grpc.js';
+export {
+  fetchSnapshot,
+  LOADER_OPTIONS,
+  PROTO_ROOT,
+  PUBLIC_SERVICE,
+  protos,
+  ROUTER_METADATA,
+  WORKER_SERVICE,
+  type WorkerSnapshot,
+} from './grpc.js';
 export {
   BATCHES_SET,
   BULLMQ_PREFIX,

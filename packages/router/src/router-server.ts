@@ -17,6 +17,7 @@ import { type ChatTemplate, loadChatTemplate } from '@kcache/models';
 import {
   type ChatMessage__Output,
   type ClusterTls,
+  fetchSnapshot,
   type GenerateHandlers,
   type GenerateRequest__Output,
   PUBLIC_SERVICE,
@@ -203,13 +204,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
   const consumer = new IndexConsumer(index, redis, reader, (lease) => {
     const client = pool.get(lease.workerId)?.client;
     if (!client) return Promise.reject(new Error(`worker ${lease.workerId} is not in the pool yet`));
-    return new Promise((resolve, reject) =>
-      client.Snapshot({}, { deadline: Date.now() + 2000 }, (e, v) =>
-        e || !v
-          ? reject(e ?? new Error('empty snapshot'))
-          : resolve({ epoch: v.epoch ?? 0, seq: v.seq ?? 0, tier: v.tier === 'host' ? 'host' : 'device', hashes: v.hashes ?? [] }),
-      ),
-    );
+    return fetchSnapshot(client, 2000);
   });
   consumer.start();
 

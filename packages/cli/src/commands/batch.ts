@@ -5,7 +5,7 @@
  */
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
-import { connectRedis, type RedisClient } from '@kcache/block-index';
+import type { RedisClient } from '@kcache/block-index';
 import {
   type BatchInfo,
   BatchInputError,
@@ -17,7 +17,7 @@ import {
   evictionWarning,
   submitBatch,
 } from '@kcache/jobs';
-import { readUserFile, redisUrlArg, UsageError } from '../args.js';
+import { connectJobsRedis, readUserFile, redisUrlArg, UsageError } from '../args.js';
 
 export const BATCH_USAGE = `kcache batch submit FILE [--wait] [--json] [--priority high|normal|low] [--order cache|file] [--redis-url URL]
   kcache batch status ID [--json] [--redis-url URL]
@@ -54,13 +54,8 @@ export async function batchCommand(argv: string[]): Promise<void> {
   if (!url) throw new UsageError('batch: give the cluster\'s Redis with --redis-url URL or REDIS_URL (kcache up prints it as "redisUrl")');
   if (sub !== 'submit' && (values.wait || values.priority || values.order))
     throw new UsageError(`batch ${sub}: --wait, --priority and --order belong to batch submit`);
-  // BullMQ's connections must not give up on a command (it blocks on some)
-  const redis = connectRedis(url, { maxRetriesPerRequest: null, lazyConnect: true });
-  redis.on('error', () => {});
+  const redis = await connectJobsRedis(url, (m) => new BatchCommandError(m));
   try {
-    await redis.connect().catch((e: Error) => {
-      throw new BatchCommandError(`redis: ${e.message}`);
-    });
     if (sub === 'submit') await submit(redis, arg, values);
     else if (sub === 'status') await show(redis, arg, values.json ?? false);
     else if (sub === 'results') {

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { connectRedis, redactRedisUrl } from '@kcache/block-index';
+import { redactRedisUrl } from '@kcache/block-index';
 import { evictionWarning, grpcSnapshots, JobsMetrics, parseWarmPrompts, startBatchRunner, startUpkeep, WarmInputError } from '@kcache/jobs';
 import { serveMetrics } from '@kcache/metrics';
 import { startRouter } from '@kcache/router';
@@ -14,6 +14,7 @@ import {
   CACHE_AWARE_OPTIONS,
   cacheAwareArgs,
   chatTemplateArg,
+  connectJobsRedis,
   intArg,
   NO_AUTH_WARNING,
   numArg,
@@ -88,12 +89,7 @@ async function serveBatch(argv: string[]): Promise<void> {
   const concurrency = intArg('concurrency', values.concurrency, 4, 1);
   const rate = values.rate === undefined ? undefined : intArg('rate', values.rate, 0, 1);
   const apiKey = values['api-key'] ?? (values['api-key-file'] ? apiKeyFromFile(values['api-key-file']) : process.env.KCACHE_API_KEY);
-  const redis = connectRedis(url, { maxRetriesPerRequest: null, lazyConnect: true });
-  redis.on('error', () => {});
-  await redis.connect().catch((e: Error) => {
-    redis.disconnect();
-    throw new UsageError(`redis: ${redactRedisUrl(url)}: ${e.message}`);
-  });
+  const redis = await connectJobsRedis(url, (m) => new UsageError(m));
   const warning = await evictionWarning(redis);
   if (warning) process.stderr.write(`kcache: warning: ${warning}\n`);
   const runnerId = values.id ?? `batch-${process.pid}`;

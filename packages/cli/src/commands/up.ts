@@ -28,6 +28,7 @@ import {
   someApiKey,
   UsageError,
 } from '../args.js';
+import { LOAD_PROGRESS_LINE } from '../load-progress.js';
 import { type CertPaths, makeClusterCerts } from './certs.js';
 
 export const UP_USAGE = `kcache up [--workers 2] [--routers 1] [--model dummy:smol135:bf16] [--redis-url URL] [--port 50051] [--http-port 8000] [--chat-template FILE] [--served-model-name NAME] [--api-keys-file FILE] [--tls]
@@ -49,9 +50,6 @@ const MAX_WORKER_RESTARTS = 3;
 
 const MAIN = process.argv[1] as string; // this CLI's entry point
 
-/** A worker's model-loading progress lines (load-progress.ts), shown by `up` as the worker's. */
-const LOAD_PROGRESS_LINE = /^load(ing|ed) /;
-
 function spawnChild(name: string, args: string[], env?: NodeJS.ProcessEnv): Child {
   const proc = spawn(process.execPath, [MAIN, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -62,6 +60,7 @@ function spawnChild(name: string, args: string[], env?: NodeJS.ProcessEnv): Chil
     stderrTail = (stderrTail + d.toString()).slice(-2000);
   });
   createInterface({ input: proc.stderr as NodeJS.ReadableStream }).on('line', (line) => {
+    // a worker's model-loading progress, shown as the worker's
     if (LOAD_PROGRESS_LINE.test(line)) process.stderr.write(`kcache up: ${name}: ${line}\n`);
   });
   const ready = new Promise<Record<string, unknown>>((resolve, reject) => {

@@ -95,15 +95,16 @@ export async function submitBatch(redis: RedisClient, text: string, o: SubmitOpt
     const grouped = groups
       .map((g, k) => ({ g, k }))
       .filter(({ g }) => g.length > 1)
-      .map(({ g, k }) => ({
-        name: GROUP_JOB,
-        queueName: BATCH_QUEUE,
-        data: { batchId: id, followers: g.slice(1) } satisfies GroupJobData,
-        opts: { jobId: groupJobId(id, k), priority: PRIORITIES[priority], removeOnComplete: true, removeOnFail: true },
-        children: [
-          { ...single(g[0] as number), queueName: BATCH_QUEUE, opts: { ...single(g[0] as number).opts, ignoreDependencyOnFailure: true } },
-        ],
-      }));
+      .map(({ g, k }) => {
+        const leader = single(g[0] as number);
+        return {
+          name: GROUP_JOB,
+          queueName: BATCH_QUEUE,
+          data: { batchId: id, followers: g.slice(1) } satisfies GroupJobData,
+          opts: { jobId: groupJobId(id, k), priority: PRIORITIES[priority], removeOnComplete: true, removeOnFail: true },
+          children: [{ ...leader, queueName: BATCH_QUEUE, opts: { ...leader.opts, ignoreDependencyOnFailure: true } }],
+        };
+      });
     for (let i = 0; i < grouped.length; i += 500) await flows.addBulk(grouped.slice(i, i + 500));
     for (let i = 0; i < flat.length; i += 1000) await queue.addBulk(flat.slice(i, i + 1000));
   } finally {

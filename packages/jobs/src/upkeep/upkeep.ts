@@ -16,6 +16,7 @@ import {
   BULLMQ_PREFIX,
   blocksKey,
   type ClusterTls,
+  fetchSnapshot,
   kvStreamKey,
   protos,
   UPKEEP_KEY,
@@ -55,14 +56,7 @@ export function grpcSnapshots(tls: ClusterTls | null = null): SnapshotOf & { clo
       c = new (protos().v1.Worker)(lease.address, workerChannelCredentials(tls, lease.workerId)) as unknown as WorkerClient;
       clients.set(`${lease.workerId}@${lease.address}`, c);
     }
-    const client = c;
-    return new Promise<WorkerSnapshot>((resolve, reject) =>
-      client.Snapshot({}, { deadline: Date.now() + 5000 }, (e, v) =>
-        e || !v
-          ? reject(e ?? new Error('empty snapshot'))
-          : resolve({ epoch: v.epoch ?? 0, seq: v.seq ?? 0, tier: v.tier === 'host' ? 'host' : 'device', hashes: v.hashes ?? [] }),
-      ),
-    );
+    return fetchSnapshot(c, 5000);
   };
   return Object.assign(f, {
     close() {

@@ -61,8 +61,21 @@ function batchObject(b: BatchInfo): Record<string, unknown> {
 }
 
 export async function registerBatchApi(app: FastifyInstance, o: BatchApiOptions): Promise<void> {
+  await app.register(async (scope) => routes(scope, o));
+}
+
+/** The routes, in their own Fastify scope: its hook authenticates every call before a body is read. */
+async function routes(app: FastifyInstance, o: BatchApiOptions): Promise<void> {
   await app.register(multipart, { limits: { fileSize: MAX_FILE_BYTES, files: 1 } });
   const store = new BatchStore(o.redis);
+  const tenants = new WeakMap<object, string>();
+  app.addHook('onRequest', async (req, reply) => {
+    try {
+      tenants.set(req.raw, o.tenantOf(req));
+    } catch (e) {
+      return o.fail(reply, e);
+    }
+  });
 
   /** The batch if the caller's tenant owns it, else null (404: another tenant's batches do not exist for it). */
   const ownBatch = async (id: string, tenant: string) => {
@@ -71,12 +84,7 @@ export async function registerBatchApi(app: FastifyInstance, o: BatchApiOptions)
   };
 
   app.post('/v1/files', async (req, reply) => {
-    let tenant: string;
-    try {
-      tenant = o.tenantOf(req);
-    } catch (e) {
-      return o.fail(reply, e);
-    }
+    const tenant = tenants.get(req.raw) as string;
     if (!req.isMultipart()) return error(reply, 400, 'file: send multipart/form-data with the fields purpose and file', 'file');
     let content: Buffer | null = null;
     let filename = 'file.jsonl';
@@ -96,12 +104,7 @@ export async function registerBatchApi(app: FastifyInstance, o: BatchApiOptions)
   });
 
   app.get<{ Params: { id: string } }>('/v1/files/:id', async (req, reply) => {
-    let tenant: string;
-    try {
-      tenant = o.tenantOf(req);
-    } catch (e) {
-      return o.fail(reply, e);
-    }
+    const tenant = tenants.get(req.raw) as string;
     const id = req.params.id;
     if (id.startsWith(OUTPUT_PREFIX)) {
       const b = await ownBatch(id.slice(OUTPUT_PREFIX.length), tenant);
@@ -121,12 +124,7 @@ export async function registerBatchApi(app: FastifyInstance, o: BatchApiOptions)
   });
 
   app.get<{ Params: { id: string } }>('/v1/files/:id/content', async (req, reply) => {
-    let tenant: string;
-    try {
-      tenant = o.tenantOf(req);
-    } catch (e) {
-      return o.fail(reply, e);
-    }
+    const tenant = tenants.get(req.raw) as string;
     const id = req.params.id;
     if (id.startsWith(OUTPUT_PREFIX)) {
       const b = await ownBatch(id.slice(OUTPUT_PREFIX.length), tenant);
@@ -141,12 +139,7 @@ export async function registerBatchApi(app: FastifyInstance, o: BatchApiOptions)
   });
 
   app.post<{ Body: { input_file_id?: unknown; endpoint?: unknown; completion_window?: unknown } }>('/v1/batches', async (req, reply) => {
-    let tenant: string;
-    try {
-      tenant = o.tenantOf(req);
-    } catch (e) {
-      return o.fail(reply, e);
-    }
+    const tenant = tenants.get(req.raw) as string;
     const b = req.body ?? {};
     if (typeof b.input_file_id !== 'string') return error(reply, 400, 'input_file_id: required', 'input_file_id');
     if (!(BATCH_URLS as readonly unknown[]).includes(b.endpoint))
@@ -165,13 +158,8 @@ export async function registerBatchApi(app: FastifyInstance, o: BatchApiOptions)
     return batchObject(info);
   });
 
-  app.get<{ Querystring: { limit?: string } }>('/v1/batches', async (req, reply) => {
-    let tenant: string;
-    try {
-      tenant = o.tenantOf(req);
-    } catch (e) {
-      return o.fail(reply, e);
-    }
+  app.get<{ Querystring: { limit?: string } }>('/v1/batches', async (req) => {
+    const tenant = tenants.get(req.raw) as string;
     const limit = Math.min(100, Math.max(1, Number(req.query.limit ?? 20) || 20));
     const data: Record<string, unknown>[] = [];
     for (const id of await store.list(1000)) {
@@ -183,24 +171,14 @@ export async function registerBatchApi(app: FastifyInstance, o: BatchApiOptions)
   });
 
   app.get<{ Params: { id: string } }>('/v1/batches/:id', async (req, reply) => {
-    let tenant: string;
-    try {
-      tenant = o.tenantOf(req);
-    } catch (e) {
-      return o.fail(reply, e);
-    }
+    const tenant = tenants.get(req.raw) as string;
     const b = await ownBatch(req.params.id, tenant);
     if (!b) return error(reply, 404, `batch ${req.params.id} does not exist`, 'batch_id');
     return batchObject(b);
   });
 
   app.post<{ Params: { id: string } }>('/v1/batches/:id/cancel', async (req, reply) => {
-    let tenant: string;
-    try {
-      tenant = o.tenantOf(req);
-    } catch (e) {
-      return o.fail(reply, e);
-    }
+    const tenant = tenants.get(req.raw) as string;
     if (!(await ownBatch(req.params.id, tenant))) return error(reply, 404, `batch ${req.params.id} does not exist`, 'batch_id');
     // answer while it is cancelling: its running requests end by themselves (status settles later)
     const b = (await cancelBatch(o.redis, req.params.id, 0)) as BatchInfo;
