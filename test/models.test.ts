@@ -191,7 +191,9 @@ describe('llama2.c checkpoints and references', () => {
     expectLoadError(() => resolveModel('dummy:huge'), 'dummy:huge', /unknown dummy preset 'huge'/);
     expectLoadError(() => resolveModel('dummy:tiny:int4'), 'dummy:tiny:int4', /unsupported dtype 'int4'/);
     const d = tmp();
+    copyFileSync(STORIES_260K, join(d, 'model.onnx'));
+    expectLoadError(() => resolveModel(join(d, 'model.onnx')), 'model.onnx', /unsupported model file/);
     copyFileSync(STORIES_260K, join(d, 'model.gguf'));
-    expectLoadError(() => resolveModel(join(d, 'model.gguf')), 'model.gguf', /unsupported model file/);
+    expectLoadError(() => resolveModel(join(d, 'model.gguf')), 'model.gguf', /not a GGUF file/);
   });
 });

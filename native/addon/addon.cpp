@@ -9,6 +9,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loadEngine", Napi::Function::New(env, kc::addon::LoadEngine));
   exports.Set("measureReadBandwidth", Napi::Function::New(env, kc::addon::MeasureReadBandwidth));
   exports.Set("benchDecodeAttention", Napi::Function::New(env, kc::addon::BenchDecodeAttention));
+  exports.Set("dequantizeRow", Napi::Function::New(env, kc::addon::DequantizeRow));
+  exports.Set("quantizeRow", Napi::Function::New(env, kc::addon::QuantizeRow));
+  exports.Set("matmulQuantized", Napi::Function::New(env, kc::addon::MatmulQuantized));
   return exports;
 }
 }  // namespace

@@ -86,6 +86,8 @@ EngineOptions parse_options(const Napi::Object& o) {
       throw Napi::TypeError::New(env, "tensor " + s.name + ": unsupported dtype " + t.Get("dtype").ToString().Utf8Value());
     s.rows = static_cast<int64_t>(num_field(t, "rows", 0, true));
     s.cols = static_cast<int64_t>(num_field(t, "cols", 0, true));
+    if (t.Get("quantize").IsString() && !parse_dtype(t.Get("quantize").As<Napi::String>().Utf8Value(), &s.quantize))
+      throw Napi::TypeError::New(env, "tensor " + s.name + ": unsupported quantize " + t.Get("quantize").As<Napi::String>().Utf8Value());
     if (t.Get("file").IsString()) {
       s.file = t.Get("file").As<Napi::String>().Utf8Value();
       s.offset = static_cast<uint64_t>(num_field(t, "offset", 0, true));

@@ -115,7 +115,7 @@ double time_decode(Engine& e, int batch, int context, int blocks_per_seq, int st
 size_t matmul_weight_bytes(const EngineOptions& o) {
   size_t n = 0;
   for (const auto& t : o.tensors)
-    if (t.name != "tok_embeddings" && t.rows > 1) n += static_cast<size_t>(t.rows * t.cols) * dtype_size(t.dtype);
+    if (t.name != "tok_embeddings" && t.rows > 1) n += t.stored_bytes();
   return n;
 }
 

@@ -33,13 +33,14 @@ class CpuBackend final : public Backend {
   void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   // Matmul weights are repacked into the kernels' k-major panels (see kernels.h); tables read
-  // by rows (embeddings) stay where they are (mapped file or generated buffer).
+  // by rows (embeddings) and block-quantized weights stay where they are (mapped file or
+  // generated buffer).
   Tensor place_weight(const Tensor& host, WeightUse use) override {
-    if (use == WeightUse::Rows) return host;
+    if (use == WeightUse::Rows || dtype_quantized(host.dtype)) return host;
     const int pw = ctx_.k.panel_width;
     const int64_t rows = host.rows, k = host.cols;
     const int64_t panels = (rows + pw - 1) / pw;
-    const size_t es = dtype_size(host.dtype);
+    const size_t es = dtype_row_bytes(host.dtype, 1);
     auto* dst = static_cast<uint8_t*>(alloc(static_cast<size_t>(panels * k * pw) * es));
     packed_.push_back(dst);
     const auto* src = static_cast<const uint8_t*>(host.data);

@@ -24,6 +24,10 @@ void embedding(Ctx& c, float* out, const Tensor& table, const int32_t* tokens, i
           for (int64_t i = 0; i < dim; ++i) o[i] = f16_to_f32(src[i]);
           break;
         }
+        default:  // block-quantized
+          c.k.dequant_row(table.dtype, static_cast<const uint8_t*>(table.data) + row * dtype_row_bytes(table.dtype, dim), o,
+                          static_cast<int>(dim));
+          break;
       }
     }
   });

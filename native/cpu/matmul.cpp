@@ -1,11 +1,40 @@
+#include <vector>
+
 #include "ops.h"
 
 namespace kc::cpu {
+
+namespace {
+
+// Block-quantized weights (GGML's row-major blocks, as mapped from the file): each task
+// dequantizes kQuantRows weight rows into a per-thread f32 buffer, reused by every activation
+// row, so the quantized bytes are read from memory once per step.
+void matmul_quantized(Ctx& c, float* out, const float* x, int rows, const Tensor& w, const float* bias) {
+  constexpr size_t kQuantRows = 16;
+  const int k = static_cast<int>(w.cols);
+  const int n_out = static_cast<int>(w.rows);
+  const size_t row_bytes = dtype_row_bytes(w.dtype, k);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  parallel_ranges(c, static_cast<size_t>(n_out), kQuantRows, [&](size_t b, size_t e) {
+    thread_local std::vector<float> buf;
+    buf.resize(kQuantRows * static_cast<size_t>(k));
+    for (size_t o = b; o < e; ++o) c.k.dequant_row(w.dtype, base + o * row_bytes, buf.data() + (o - b) * k, k);
+    const int o0 = static_cast<int>(b), n = static_cast<int>(e - b);
+    c.k.matmul_rows(out + o0, n_out, x, rows, buf.data(), k, n);
+    if (bias) {
+      for (int t = 0; t < rows; ++t)
+        for (int o = o0; o < o0 + n; ++o) out[static_cast<int64_t>(t) * n_out + o] += bias[o];
+    }
+  });
+}
+
+}  // namespace
 
 // Parallel over output features in blocks of kRowsPerTask (whole packed panels): each task keeps
 // its panels hot in cache while it walks every activation row, so weights are read from memory
 // once per step whatever the batch size (the point of batching decode).
 void matmul(Ctx& c, float* out, const float* x, int rows, const Tensor& w, const float* bias) {
+  if (dtype_quantized(w.dtype)) return matmul_quantized(c, out, x, rows, w, bias);
   constexpr size_t kRowsPerTask = 32;  // a multiple of every variant's panel width (16 or 32)
   const int k = static_cast<int>(w.cols);
   const int n_out = static_cast<int>(w.rows);
@@ -21,6 +50,8 @@ void matmul(Ctx& c, float* out, const float* x, int rows, const Tensor& w, const
       case DType::F16:
         c.k.matmul_f16(out, n_out, x, rows, static_cast<const uint16_t*>(w.data), k, o0, o1);
         break;
+      default:
+        break;  // quantized: above
     }
     if (bias) {
       for (int t = 0; t < rows; ++t)

@@ -81,6 +81,12 @@ class CudaBackend final : public Backend {
     }
   }
 
+  bool supports_weights(DType t, std::string* why) const override {
+    if (!dtype_quantized(t)) return true;
+    if (why) *why = std::string("the CUDA backend has no kernels for ") + dtype_name(t) + " weights yet";
+    return false;
+  }
+
   void* alloc(size_t bytes) override {
     void* p = nullptr;
     KC_CUDA(cudaMalloc(&p, std::max<size_t>(bytes, 16)));

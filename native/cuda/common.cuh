@@ -49,6 +49,7 @@ void dispatch_dtype(DType t, F&& f) {
     case DType::F32: f(static_cast<const float*>(nullptr)); break;
     case DType::BF16: f(static_cast<const __nv_bfloat16*>(nullptr)); break;
     case DType::F16: f(static_cast<const __half*>(nullptr)); break;
+    default: throw std::runtime_error(std::string("the CUDA backend has no kernels for ") + dtype_name(t));  // supports_weights() refuses these
   }
 }
 

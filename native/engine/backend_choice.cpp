@@ -11,7 +11,8 @@
 
 namespace kc {
 
-std::unique_ptr<Backend> choose_backend(std::string want, const ModelConfig& cfg, int threads, std::string* note) {
+std::unique_ptr<Backend> choose_backend(std::string want, const ModelConfig& cfg, const std::vector<DType>& weight_types, int threads,
+                                        std::string* note) {
   const char* env = std::getenv("KCACHE_BACKEND");
   if (want == "auto" && env && *env) want = env;
   if (want != "auto" && want != "cpu" && want != "cuda") throw std::runtime_error("backend must be auto, cpu or cuda, got '" + want + "'");
@@ -24,7 +25,9 @@ std::unique_ptr<Backend> choose_backend(std::string want, const ModelConfig& cfg
   if (cuda_device_available(&device)) {
     std::unique_ptr<Backend> b = make_cuda_backend(0);
     std::string why;
-    if (b->supports_model(cfg, &why)) {
+    bool ok = b->supports_model(cfg, &why);
+    for (DType t : weight_types) ok = ok && b->supports_weights(t, &why);
+    if (ok) {
       *note = "cuda: " + device;
       return b;
     }
@@ -36,6 +39,8 @@ std::unique_ptr<Backend> choose_backend(std::string want, const ModelConfig& cfg
   *note = "cpu: " + device;
 #else
   if (want == "cuda") throw std::runtime_error("backend cuda: this build has no CUDA backend (nvcc was not found at build time)");
+  (void)cfg;
+  (void)weight_types;
   *note = "cpu: built without CUDA";
 #endif
   return make_cpu_backend(threads);

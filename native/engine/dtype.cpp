@@ -4,21 +4,48 @@
 
 namespace kc {
 
-const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::F32: return "f32";
-    case DType::BF16: return "bf16";
-    case DType::F16: return "f16";
-  }
-  return "?";
+namespace {
+
+struct Info {
+  DType t;
+  const char* name;
+  int block;
+  size_t block_bytes;
+};
+
+// Block sizes from GGML's block structs: e.g. block_q8_0 = { f16 d; int8 qs[32] } is 34 bytes,
+// block_q4_K = { f16 d, dmin; u8 scales[12]; u8 qs[128] } is 144.
+constexpr Info kInfo[] = {
+    {DType::F32, "f32", 1, 4},      {DType::BF16, "bf16", 1, 2},    {DType::F16, "f16", 1, 2},
+    {DType::Q8_0, "q8_0", 32, 34},  {DType::Q4_0, "q4_0", 32, 18},  {DType::Q4_1, "q4_1", 32, 20},
+    {DType::Q5_0, "q5_0", 32, 22},  {DType::Q5_1, "q5_1", 32, 24},  {DType::Q4_K, "q4_k", 256, 144},
+    {DType::Q5_K, "q5_k", 256, 176}, {DType::Q6_K, "q6_k", 256, 210},
+};
+
+const Info& info(DType t) {
+  for (const Info& i : kInfo)
+    if (i.t == t) return i;
+  return kInfo[0];
 }
 
+}  // namespace
+
+int dtype_block(DType t) { return info(t).block; }
+size_t dtype_block_bytes(DType t) { return info(t).block_bytes; }
+const char* dtype_name(DType t) { return info(t).name; }
+
 bool parse_dtype(const std::string& s, DType* out) {
-  if (s == "f32" || s == "fp32" || s == "F32") *out = DType::F32;
-  else if (s == "bf16" || s == "BF16") *out = DType::BF16;
-  else if (s == "f16" || s == "fp16" || s == "F16") *out = DType::F16;
-  else return false;
-  return true;
+  std::string l;
+  for (char c : s) l += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  if (l == "fp32") l = "f32";
+  if (l == "fp16") l = "f16";
+  for (const Info& i : kInfo) {
+    if (l == i.name) {
+      *out = i.t;
+      return true;
+    }
+  }
+  return false;
 }
 
 float bf16_to_f32(uint16_t h) {

@@ -49,7 +49,8 @@ std::vector<int32_t> topn_per_row(const StepInput& in, AttentionMode mode, const
 
 // `want` is auto, cpu or cuda (auto: KCACHE_BACKEND, then CUDA when built with it, a GPU is
 // visible and it can run the model, else the CPU); `note` says which and why.
-std::unique_ptr<Backend> choose_backend(std::string want, const ModelConfig& cfg, int threads, std::string* note);
+std::unique_ptr<Backend> choose_backend(std::string want, const ModelConfig& cfg, const std::vector<DType>& weight_types, int threads,
+                                        std::string* note);
 
 class EngineImpl final : public Engine {
  public:

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "engine_impl.h"
+#include "kcache/quant.h"
 
 namespace kc {
 
@@ -13,12 +14,14 @@ EngineImpl::EngineImpl(const EngineOptions& o)
     : cfg_(o.config), block_size_(o.block_size), num_blocks_(o.num_blocks), mode_(o.attention), kc_(o.kcache) {
   validate_config(cfg_, block_size_, num_blocks_, mode_, kc_);
   threads_ = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  backend_ = choose_backend(o.backend, cfg_, threads_, &note_);
+  std::vector<DType> weight_types;
   std::map<std::string, const TensorSpec*> specs;
   for (const auto& s : o.tensors) {
     specs[s.name] = &s;
-    load_total_ += static_cast<uint64_t>(s.rows * s.cols) * dtype_size(s.dtype);
+    load_total_ += s.stored_bytes();
+    weight_types.push_back(s.placed_dtype());
   }
+  backend_ = choose_backend(o.backend, cfg_, weight_types, threads_, &note_);
   on_progress_ = o.on_progress;
 
   tok_embeddings_ = matrix(specs, "tok_embeddings", cfg_.vocab_size, cfg_.dim, Backend::WeightUse::Rows);
@@ -71,15 +74,10 @@ Tensor EngineImpl::host_weight(const std::string& name) const {
 
 std::vector<float> EngineImpl::read_weight(const std::string& name) const {
   const Tensor t = host_weight(name);
-  const size_t n = static_cast<size_t>(t.rows * t.cols);
-  std::vector<float> out(n);
-  for (size_t i = 0; i < n; ++i) {
-    switch (t.dtype) {
-      case DType::F32: out[i] = static_cast<const float*>(t.data)[i]; break;
-      case DType::BF16: out[i] = bf16_to_f32(static_cast<const uint16_t*>(t.data)[i]); break;
-      case DType::F16: out[i] = f16_to_f32(static_cast<const uint16_t*>(t.data)[i]); break;
-    }
-  }
+  std::vector<float> out(static_cast<size_t>(t.rows * t.cols));
+  const size_t row_bytes = dtype_row_bytes(t.dtype, t.cols);
+  for (int64_t r = 0; r < t.rows; ++r)
+    dequantize_row(t.dtype, static_cast<const uint8_t*>(t.data) + r * row_bytes, out.data() + r * t.cols, t.cols);
   return out;
 }
 
@@ -110,7 +108,7 @@ Tensor EngineImpl::matrix(const std::map<std::string, const TensorSpec*>& specs,
   Tensor host = store_.load(s);
   host_tensors_[name] = host;
   weight_bytes_ += host.bytes();
-  load_done_ += static_cast<uint64_t>(s.rows * s.cols) * dtype_size(s.dtype);
+  load_done_ += s.stored_bytes();
   if (on_progress_) on_progress_(load_done_, load_total_);
   return backend_->place_weight(host, use);
 }

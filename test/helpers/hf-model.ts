@@ -3,7 +3,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from '@kcache/engine';
-import { encodeSafetensors, type NativeModelConfig, type WeightDType } from '@kcache/models';
+import { encodeSafetensors, type FloatDType, type NativeModelConfig } from '@kcache/models';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './half.js';
 import { tempDir } from './temp.js';
 
@@ -15,7 +15,7 @@ export interface TinyHfConfig {
   heads: number;
   kvHeads: number;
   vocab: number;
-  dtype: WeightDType;
+  dtype: FloatDType;
   tied: boolean;
   ropeTheta?: number;
   llama3?: boolean;
@@ -55,7 +55,7 @@ export function writeTinyHfModel(c: TinyHfConfig): TinyHfModel {
   const rand = rng(c.seed ?? 7);
   const hd = c.dim / c.heads;
   const weights = new Map<string, Float32Array>();
-  const tensors: { name: string; dtype: WeightDType; shape: number[]; data: Uint8Array }[] = [];
+  const tensors: { name: string; dtype: FloatDType; shape: number[]; data: Uint8Array }[] = [];
   const add = (hfName: string, ours: string, shape: number[], scale: number, shift = 0) => {
     const n = shape.reduce((a, b) => a * b, 1);
     const vals = new Float32Array(n);

@@ -30,6 +30,9 @@ struct Avx2 {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
   static vec load(const F16* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static vec cvt_i8(const int8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
   static void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
   static __m256 fold256(vec v) { return v; }
   static constexpr bool kCompress = false;  // AVX2 has no compress-store: the scalar loop does it

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "../kernels.h"
+#include "kcache/quant.h"
 #include "kcache/types.h"
 
 namespace kc {
@@ -29,6 +30,20 @@ void matmul_generic(float* out, int ldo, const float* x, int rows, const W* pane
 }
 
 float load_f32(float v) { return v; }
+
+void dequant_row_generic(DType t, const void* src, float* dst, int k) { dequantize_row(t, src, dst, k); }
+
+void matmul_rows_generic(float* out, int ldo, const float* x, int rows, const float* w, int k, int n_out) {
+  for (int t = 0; t < rows; ++t) {
+    const float* xr = x + static_cast<int64_t>(t) * k;
+    for (int o = 0; o < n_out; ++o) {
+      const float* wr = w + static_cast<int64_t>(o) * k;
+      float acc = 0.0f;
+      for (int kk = 0; kk < k; ++kk) acc += xr[kk] * wr[kk];
+      out[static_cast<int64_t>(t) * ldo + o] = acc;
+    }
+  }
+}
 
 void dot_rows_generic(float* scores, const float* q, const float* k, int n, int stride, int hd, float scale) {
   for (int r = 0; r < n; ++r) {
@@ -85,6 +100,8 @@ const Kernels& generic_kernels() {
       matmul_generic<float, load_f32>,
       matmul_generic<uint16_t, bf16_to_f32>,
       matmul_generic<uint16_t, f16_to_f32>,
+      dequant_row_generic,
+      matmul_rows_generic,
       dot_rows_generic,
       axpy_rows_generic,
       weighted_sum_rows_generic,

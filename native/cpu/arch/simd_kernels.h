@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../kernels.h"
+#include "kcache/quant.h"
 #include "kcache/types.h"
 
 namespace kc {
@@ -115,6 +116,128 @@ void matmul_bf16(float* out, int ldo, const float* x, int rows, const uint16_t* 
 template <class V>
 void matmul_f16(float* out, int ldo, const float* x, int rows, const uint16_t* w, int k, int o0, int o1) {
   matmul<V, F16>(out, ldo, x, rows, reinterpret_cast<const F16*>(w), k, o0, o1);
+}
+
+// TT activation rows against TO dequantized weight rows: each output one chain of vector FMAs
+// over k, then a horizontal sum (matmul_rows' contract in kernels.h).
+template <class V, int TT, int TO>
+inline void rows_tile(float* out, int ldo, const float* x, int k, const float* w, int t0, int o0) {
+  typename V::vec acc[TT][TO];
+  for (int t = 0; t < TT; ++t)
+    for (int o = 0; o < TO; ++o) acc[t][o] = V::zero();
+  const float* xr = x + static_cast<int64_t>(t0) * k;
+  const float* wr = w + static_cast<int64_t>(o0) * k;
+  for (int kk = 0; kk < k; kk += V::N) {
+    typename V::vec xv[TT];
+    for (int t = 0; t < TT; ++t) xv[t] = V::load(xr + static_cast<int64_t>(t) * k + kk);
+    for (int o = 0; o < TO; ++o) {
+      const typename V::vec wv = V::load(wr + static_cast<int64_t>(o) * k + kk);
+      for (int t = 0; t < TT; ++t) acc[t][o] = V::fma(wv, xv[t], acc[t][o]);
+    }
+  }
+  for (int t = 0; t < TT; ++t)
+    for (int o = 0; o < TO; ++o) out[static_cast<int64_t>(t0 + t) * ldo + o0 + o] = V::hsum(acc[t][o]);
+}
+
+template <class V>
+void matmul_rows(float* out, int ldo, const float* x, int rows, const float* w, int k, int n_out) {
+  int t = 0;
+  for (; t + 4 <= rows; t += 4) {
+    int o = 0;
+    for (; o + 4 <= n_out; o += 4) rows_tile<V, 4, 4>(out, ldo, x, k, w, t, o);
+    for (; o < n_out; ++o) rows_tile<V, 4, 1>(out, ldo, x, k, w, t, o);
+  }
+  for (; t < rows; ++t) {
+    int o = 0;
+    for (; o + 8 <= n_out; o += 8) rows_tile<V, 1, 8>(out, ldo, x, k, w, t, o);
+    for (; o < n_out; ++o) rows_tile<V, 1, 1>(out, ldo, x, k, w, t, o);
+  }
+}
+
+// Dequantization: the bits are unpacked to int8 with SSE2 byte operations (common to both
+// variants), then widened, converted and scaled a vector at a time: out = d * q - m, the
+// reference's arithmetic.
+template <class V>
+inline void scale_i8(float* out, const int8_t* q, int n, float d, float m) {
+  const typename V::vec dv = V::set1(d), mv = V::set1(m);
+  for (int i = 0; i < n; i += V::N) V::store(out + i, V::sub(V::mul(dv, V::cvt_i8(q + i)), mv));
+}
+
+inline __m128i load16(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+inline void store16(int8_t* p, __m128i v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), v); }
+// (v >> s) & mask in every byte (a 16-bit shift, masked so no bit crosses between bytes)
+inline __m128i bits(__m128i v, int s, int mask) { return _mm_and_si128(_mm_srli_epi16(v, s), _mm_set1_epi8(static_cast<char>(mask))); }
+inline float half_at(const uint8_t* p) { return f16_to_f32(static_cast<uint16_t>(p[0] | (p[1] << 8))); }
+
+template <class V>
+void dequant_row(DType t, const void* src, float* y, int k) {
+  const auto* b = static_cast<const uint8_t*>(src);
+  alignas(16) int8_t q[128];
+  switch (t) {
+    case DType::Q8_0:
+      for (int i = 0; i < k; i += 32, b += 34, y += 32) scale_i8<V>(y, reinterpret_cast<const int8_t*>(b + 2), 32, half_at(b), 0.0f);
+      return;
+    case DType::Q4_0:
+      for (int i = 0; i < k; i += 32, b += 18, y += 32) {
+        const __m128i v = load16(b + 2), eight = _mm_set1_epi8(8);
+        store16(q, _mm_sub_epi8(bits(v, 0, 0xF), eight));
+        store16(q + 16, _mm_sub_epi8(bits(v, 4, 0xF), eight));
+        scale_i8<V>(y, q, 32, half_at(b), 0.0f);
+      }
+      return;
+    case DType::Q4_K:
+    case DType::Q5_K: {
+      const bool five = t == DType::Q5_K;
+      const int bb = five ? 176 : 144;
+      for (int i = 0; i < k; i += 256, b += bb) {
+        const float d = half_at(b), dmin = half_at(b + 2);
+        const uint8_t* qs = b + (five ? 48 : 16);
+        const uint8_t* qh = b + 16;
+        for (int j = 0; j < 4; ++j, qs += 32, y += 64) {
+          for (int h = 0; h < 2; ++h) {
+            const __m128i v = load16(qs + 16 * h);
+            __m128i lo = bits(v, 0, 0xF), hi = bits(v, 4, 0xF);
+            if (five) {
+              const __m128i hv = load16(qh + 16 * h);
+              lo = _mm_or_si128(lo, _mm_slli_epi16(bits(hv, 2 * j, 1), 4));
+              hi = _mm_or_si128(hi, _mm_slli_epi16(bits(hv, 2 * j + 1, 1), 4));
+            }
+            store16(q + 16 * h, lo);
+            store16(q + 32 + 16 * h, hi);
+          }
+          uint8_t sc, m;
+          k_scale_min(2 * j, b + 4, &sc, &m);
+          scale_i8<V>(y, q, 32, d * sc, dmin * m);
+          k_scale_min(2 * j + 1, b + 4, &sc, &m);
+          scale_i8<V>(y + 32, q + 32, 32, d * sc, dmin * m);
+        }
+      }
+      return;
+    }
+    case DType::Q6_K:
+      for (int i = 0; i < k; i += 256, b += 210) {
+        const float d = half_at(b + 208);
+        const uint8_t* ql = b;
+        const uint8_t* qh = b + 128;
+        const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
+        for (int n = 0; n < 2; ++n, ql += 64, qh += 32, sc += 8, y += 128) {
+          const __m128i off = _mm_set1_epi8(32);
+          for (int h = 0; h < 2; ++h) {
+            const __m128i l0 = load16(ql + 16 * h), l1 = load16(ql + 32 + 16 * h), hv = load16(qh + 16 * h);
+            store16(q + 16 * h, _mm_sub_epi8(_mm_or_si128(bits(l0, 0, 0xF), _mm_slli_epi16(bits(hv, 0, 3), 4)), off));
+            store16(q + 32 + 16 * h, _mm_sub_epi8(_mm_or_si128(bits(l1, 0, 0xF), _mm_slli_epi16(bits(hv, 2, 3), 4)), off));
+            store16(q + 64 + 16 * h, _mm_sub_epi8(_mm_or_si128(bits(l0, 4, 0xF), _mm_slli_epi16(bits(hv, 4, 3), 4)), off));
+            store16(q + 96 + 16 * h, _mm_sub_epi8(_mm_or_si128(bits(l1, 4, 0xF), _mm_slli_epi16(bits(hv, 6, 3), 4)), off));
+          }
+          // value e of the 128 has the scale of its group of 16: sc[e / 16]
+          for (int g = 0; g < 8; ++g) scale_i8<V>(y + 16 * g, q + 16 * g, 16, d * sc[g], 0.0f);
+        }
+      }
+      return;
+    default:
+      dequantize_row(t, src, y, k);
+      return;
+  }
 }
 
 // Eight horizontal sums at once: sums[i] = the lanes of a[i] added up (a 256-bit transpose-add;
@@ -293,8 +416,9 @@ float exp_sum(float* x, int n, float m) {
 
 template <class V>
 Kernels make_kernels(const char* name) {
-  return Kernels{name,         2 * V::N,     matmul_f32<V>, matmul_bf16<V>, matmul_f16<V>,
-                 dot_rows<V>,  axpy_rows<V>, weighted_sum_rows<V>, indices_at_least<V>, max<V>, exp_sum<V>};
+  return Kernels{name,           2 * V::N,       matmul_f32<V>, matmul_bf16<V>,       matmul_f16<V>,
+                 dequant_row<V>, matmul_rows<V>, dot_rows<V>,   axpy_rows<V>,         weighted_sum_rows<V>,
+                 indices_at_least<V>, max<V>,    exp_sum<V>};
 }
 
 }  // namespace

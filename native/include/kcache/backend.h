@@ -2,7 +2,8 @@
 // over buffers it allocated itself; the forward pass (engine/forward.cpp) calls only these, so a
 // new backend changes no caller. Pointers passed to ops are backend memory (host memory on the
 // CPU backend, device memory on CUDA). A backend runs every op for every weight dtype; what it
-// cannot run is a whole model's shape, which supports_model() says before any weight is placed.
+// cannot run is a whole model's shape or a weight type, which supports_model() and
+// supports_weights() say before any weight is placed.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -61,6 +62,7 @@ class Backend {
   virtual const char* name() const = 0;
   // Whether every op can run this model's shapes; `why` says what cannot.
   virtual bool supports_model(const ModelConfig&, std::string* why) const { return true; }
+  virtual bool supports_weights(DType, std::string* why) const { return true; }
 
   // Memory owned by the backend.
   virtual void* alloc(size_t bytes) = 0;

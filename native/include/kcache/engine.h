@@ -17,13 +17,18 @@ namespace kc {
 // random values (dummy models).
 struct TensorSpec {
   std::string name;
-  DType dtype = DType::F32;
+  DType dtype = DType::F32;  // as stored in the file (or generated)
   int64_t rows = 0, cols = 0;
   std::string file;      // non-empty: mapped from file at `offset`
   uint64_t offset = 0;
   uint64_t seed = 0;     // random: uniform in [shift - scale, shift + scale]
   float scale = 0.0f;
   float shift = 0.0f;
+  // Quantize on load: a float tensor is converted to this block-quantized type (F32: kept).
+  DType quantize = DType::F32;
+
+  DType placed_dtype() const { return quantize != DType::F32 ? quantize : dtype; }
+  uint64_t stored_bytes() const { return static_cast<uint64_t>(rows) * dtype_row_bytes(dtype, cols); }
 };
 
 enum class AttentionMode : int { Full = 0, KCache = 1 };

@@ -6,9 +6,17 @@
 
 namespace kc {
 
-enum class DType : int { F32 = 0, BF16 = 1, F16 = 2 };
+// Float types, and GGML's block-quantized types (the layouts of llama.cpp's ggml-common.h, so a
+// GGUF file's tensors are used as stored): Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 hold blocks of 32 values
+// with an f16 scale; the K-quants hold super-blocks of 256 with 6- or 8-bit sub-block scales.
+enum class DType : int { F32 = 0, BF16 = 1, F16 = 2, Q8_0 = 3, Q4_0 = 4, Q4_1 = 5, Q5_0 = 6, Q5_1 = 7, Q4_K = 8, Q5_K = 9, Q6_K = 10 };
 
-inline size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
+// Values per block (1 for float types) and bytes per block.
+int dtype_block(DType t);
+size_t dtype_block_bytes(DType t);
+inline bool dtype_quantized(DType t) { return dtype_block(t) > 1; }
+// Bytes of a row of `cols` values; cols must be a multiple of dtype_block(t).
+inline size_t dtype_row_bytes(DType t, int64_t cols) { return static_cast<size_t>(cols / dtype_block(t)) * dtype_block_bytes(t); }
 const char* dtype_name(DType t);
 bool parse_dtype(const std::string& s, DType* out);
 
@@ -19,7 +27,7 @@ struct Tensor {
   DType dtype = DType::F32;
   int64_t rows = 0;
   int64_t cols = 0;
-  size_t bytes() const { return static_cast<size_t>(rows * cols) * dtype_size(dtype); }
+  size_t bytes() const { return static_cast<size_t>(rows) * dtype_row_bytes(dtype, cols); }
 };
 
 enum class RopeStyle : int {

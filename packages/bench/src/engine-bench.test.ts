@@ -11,7 +11,7 @@ test('kcache and llama.cpp agree on greedy tokens of the same weights', async ({
   onTestFinished(() => rmSync(cacheDir, { recursive: true, force: true }));
   const result = await runEngineBench({
     model: 'dummy:tiny',
-    dtypes: ['f32', 'bf16'],
+    dtypes: ['f32', 'bf16', 'q8_0', 'q4_0', 'q4_k'],
     threads: 2,
     promptLen: 40,
     decodeTokens: 12,
@@ -21,7 +21,7 @@ test('kcache and llama.cpp agree on greedy tokens of the same weights', async ({
     cacheDir,
     log: () => {},
   });
-  expect(result.rows).toHaveLength(2);
+  expect(result.rows).toHaveLength(5);
   for (const row of result.rows) {
     expect(row.llamaCpp?.greedy).toEqual(row.kcache.greedy);
     expect(row.kcache.greedy).toHaveLength(12);

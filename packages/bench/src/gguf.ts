@@ -1,89 +1,26 @@
-// A GGUF (v3) writer for the engine's own weights, so llama.cpp can run the exact same model in
-// the benchmark. Written by hand because the npm GGUF packages only read the format.
-import { closeSync, openSync, writeSync } from 'node:fs';
+// The engine's own weights as a llama-architecture GGUF file, so llama.cpp runs the exact same
+// model in the benchmark (quantized tensors are written as the engine holds them: GGML blocks).
 import type { Engine } from '@kcache/engine';
-import type { ModelSpec } from '@kcache/models';
-
-const ALIGN = 32;
-enum T {
-  U32 = 4,
-  I32 = 5,
-  F32 = 6,
-  BOOL = 7,
-  STRING = 8,
-  ARRAY = 9,
-}
-const GGML_TYPE = { f32: 0, f16: 1, bf16: 30 } as const;
-const FILE_TYPE = { f32: 0, f16: 1, bf16: 32 } as const;
-
-class Writer {
-  private parts: Buffer[] = [];
-  size = 0;
-  push(b: Buffer): void {
-    this.parts.push(b);
-    this.size += b.length;
-  }
-  u32(v: number): void {
-    const b = Buffer.alloc(4);
-    b.writeUInt32LE(v);
-    this.push(b);
-  }
-  i32(v: number): void {
-    const b = Buffer.alloc(4);
-    b.writeInt32LE(v);
-    this.push(b);
-  }
-  u64(v: number): void {
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(BigInt(v));
-    this.push(b);
-  }
-  f32(v: number): void {
-    const b = Buffer.alloc(4);
-    b.writeFloatLE(v);
-    this.push(b);
-  }
-  str(s: string): void {
-    const b = Buffer.from(s, 'utf8');
-    this.u64(b.length);
-    this.push(b);
-  }
-  concat(): Buffer {
-    return Buffer.concat(this.parts);
-  }
-}
-
-type Meta =
-  | [string, T.U32 | T.F32 | T.STRING | T.BOOL, number | string | boolean]
-  | [string, T.ARRAY, T.STRING | T.F32 | T.I32, (string | number)[]];
-
-function writeMeta(w: Writer, [key, type, a, b]: Meta): void {
-  w.str(key);
-  w.u32(type);
-  if (type === T.ARRAY) {
-    const elemType = a as T;
-    const items = b as (string | number)[];
-    w.u32(elemType);
-    w.u64(items.length);
-    for (const it of items) {
-      if (elemType === T.STRING) w.str(it as string);
-      else if (elemType === T.F32) w.f32(it as number);
-      else w.i32(it as number);
-    }
-  } else if (type === T.U32) w.u32(a as number);
-  else if (type === T.F32) w.f32(a as number);
-  else if (type === T.BOOL) w.push(Buffer.from([a ? 1 : 0]));
-  else w.str(a as string);
-}
+import {
+  FILE_TYPE,
+  GGML_TYPE,
+  type GgufEntry,
+  type GgufTensorOut,
+  GgufType,
+  type ModelSpec,
+  rowBytes,
+  type WeightDType,
+  writeGgufFile,
+} from '@kcache/models';
 
 /**
  * Hugging Face checkpoints rotate head halves; llama.cpp's llama architecture rotates adjacent
  * pairs. Reorders the rows of each head of wq/wk so both compute the same thing (the inverse of
- * the permutation in transformers' convert_llama_weights_to_hf.py).
+ * the permutation in transformers' convert_llama_weights_to_hf.py); rows move whole, so this
+ * works on quantized rows as well.
  */
-function halfSplitToInterleaved(raw: Uint8Array, rows: number, cols: number, headDim: number, elemBytes: number): Buffer {
+function halfSplitToInterleaved(raw: Uint8Array, rows: number, rowLen: number, headDim: number): Buffer {
   const out = Buffer.alloc(raw.byteLength);
-  const rowBytes = cols * elemBytes;
   const half = headDim / 2;
   for (let r = 0; r < rows; r++) {
     const head = Math.floor(r / headDim);
@@ -91,7 +28,7 @@ function halfSplitToInterleaved(raw: Uint8Array, rows: number, cols: number, hea
     const j = Math.floor(within / half);
     const i = within % half;
     const dst = head * headDim + 2 * i + j;
-    out.set(raw.subarray(r * rowBytes, (r + 1) * rowBytes), dst * rowBytes);
+    out.set(raw.subarray(r * rowLen, (r + 1) * rowLen), dst * rowLen);
   }
   return out;
 }
@@ -99,7 +36,10 @@ function halfSplitToInterleaved(raw: Uint8Array, rows: number, cols: number, hea
 /** Writes `spec`'s weights (as the engine holds them) to a llama-architecture GGUF file. */
 export function writeGguf(path: string, spec: ModelSpec, engine: Engine): void {
   const c = spec.config;
-  const dtype = spec.tensors.find((t) => t.name === 'layers.0.wq')?.dtype ?? 'f32';
+  const placed = (name: string): WeightDType => {
+    const t = spec.tensors.find((x) => x.name === name);
+    return t?.quantize ?? t?.dtype ?? 'f32';
+  };
   const names: [string, string][] = [
     ['tok_embeddings', 'token_embd.weight'],
     ['norm', 'output_norm.weight'],
@@ -125,80 +65,46 @@ export function writeGguf(path: string, spec: ModelSpec, engine: Engine): void {
     if (i < 259) return [`<0x${(i - 3).toString(16).toUpperCase().padStart(2, '0')}>`, 6] as const;
     return [`tok${i}`, 1] as const;
   });
-  const meta: Meta[] = [
-    ['general.architecture', T.STRING, 'llama'],
-    ['general.name', T.STRING, spec.id],
-    ['general.alignment', T.U32, ALIGN],
-    ['general.file_type', T.U32, FILE_TYPE[dtype]],
-    ['llama.context_length', T.U32, c.maxSeqLen],
-    ['llama.embedding_length', T.U32, c.dim],
-    ['llama.block_count', T.U32, c.nLayers],
-    ['llama.feed_forward_length', T.U32, c.hiddenDim],
-    ['llama.rope.dimension_count', T.U32, c.headDim],
-    ['llama.attention.head_count', T.U32, c.nHeads],
-    ['llama.attention.head_count_kv', T.U32, c.nKvHeads],
-    ['llama.attention.layer_norm_rms_epsilon', T.F32, c.normEps],
-    ['llama.rope.freq_base', T.F32, c.rope.theta],
-    ['llama.vocab_size', T.U32, c.vocabSize],
-    ['tokenizer.ggml.model', T.STRING, 'llama'],
-    ['tokenizer.ggml.tokens', T.ARRAY, T.STRING, vocab.map((v) => v[0])],
-    ['tokenizer.ggml.scores', T.ARRAY, T.F32, vocab.map((_, i) => -i)],
-    ['tokenizer.ggml.token_type', T.ARRAY, T.I32, vocab.map((v) => v[1])],
-    ['tokenizer.ggml.bos_token_id', T.U32, 1],
-    ['tokenizer.ggml.eos_token_id', T.U32, 2],
-    ['tokenizer.ggml.unknown_token_id', T.U32, 0],
-    ['tokenizer.ggml.add_bos_token', T.BOOL, false],
+  const u32 = (key: string, value: number): GgufEntry => ({ key, type: GgufType.U32, value });
+  const f32 = (key: string, value: number): GgufEntry => ({ key, type: GgufType.F32, value });
+  const entries: GgufEntry[] = [
+    { key: 'general.architecture', type: GgufType.STRING, value: 'llama' },
+    { key: 'general.name', type: GgufType.STRING, value: spec.id },
+    u32('general.alignment', 32),
+    u32('general.file_type', FILE_TYPE[placed('layers.0.wq')] ?? 0),
+    u32('llama.context_length', c.maxSeqLen),
+    u32('llama.embedding_length', c.dim),
+    u32('llama.block_count', c.nLayers),
+    u32('llama.feed_forward_length', c.hiddenDim),
+    u32('llama.rope.dimension_count', c.headDim),
+    u32('llama.attention.head_count', c.nHeads),
+    u32('llama.attention.head_count_kv', c.nKvHeads),
+    f32('llama.attention.layer_norm_rms_epsilon', c.normEps),
+    f32('llama.rope.freq_base', c.rope.theta),
+    u32('llama.vocab_size', c.vocabSize),
+    { key: 'tokenizer.ggml.model', type: GgufType.STRING, value: 'llama' },
+    { key: 'tokenizer.ggml.tokens', type: GgufType.ARRAY, elem: GgufType.STRING, value: vocab.map((v) => v[0]) },
+    { key: 'tokenizer.ggml.scores', type: GgufType.ARRAY, elem: GgufType.F32, value: vocab.map((_, i) => -i) },
+    { key: 'tokenizer.ggml.token_type', type: GgufType.ARRAY, elem: GgufType.I32, value: vocab.map((v) => v[1]) },
+    u32('tokenizer.ggml.bos_token_id', 1),
+    u32('tokenizer.ggml.eos_token_id', 2),
+    u32('tokenizer.ggml.unknown_token_id', 0),
+    { key: 'tokenizer.ggml.add_bos_token', type: GgufType.BOOL, value: false },
   ];
 
-  const head = new Writer();
-  head.u32(0x46554747); // "GGUF"
-  head.u32(3);
-  head.u64(names.length);
-  head.u64(meta.length);
-  for (const m of meta) writeMeta(head, m);
-  let offset = 0;
-  const datas: Buffer[] = [];
-  for (const [ours, theirs] of names) {
+  const tensors: GgufTensorOut[] = names.map(([ours, theirs]) => {
     const t = spec.tensors.find((x) => x.name === ours);
     if (!t) throw new Error(`tensor ${ours} missing from ${spec.id}`);
-    const isNorm = t.rows === 1;
-    let data: Buffer;
-    let type: number;
-    if (isNorm) {
-      const f = engine.readWeight(ours); // norms must be f32 in GGUF
-      data = Buffer.from(f.buffer, f.byteOffset, f.byteLength);
-      type = GGML_TYPE.f32;
-    } else {
-      const raw = engine.readWeightRaw(ours);
-      const eb = t.dtype === 'f32' ? 4 : 2;
-      const permute = c.rope.style === 'half-split' && (ours.endsWith('.wq') || ours.endsWith('.wk'));
-      data = permute ? halfSplitToInterleaved(raw, t.rows, t.cols, c.headDim, eb) : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
-      type = GGML_TYPE[t.dtype];
+    if (t.rows === 1) {
+      const f = engine.readWeight(ours); // norms are f32 in GGUF
+      return { name: theirs, dims: [t.cols], ggmlType: GGML_TYPE.f32, data: new Uint8Array(f.buffer, f.byteOffset, f.byteLength) };
     }
-    head.str(theirs);
-    if (isNorm) {
-      head.u32(1);
-      head.u64(t.cols);
-    } else {
-      head.u32(2);
-      head.u64(t.cols); // ne[0] is the fastest-varying dimension
-      head.u64(t.rows);
-    }
-    head.u32(type);
-    head.u64(offset);
-    datas.push(data);
-    offset += Math.ceil(data.length / ALIGN) * ALIGN;
-  }
-  const headerBuf = head.concat();
-  const fd = openSync(path, 'w');
-  try {
-    writeSync(fd, headerBuf);
-    writeSync(fd, Buffer.alloc((ALIGN - (headerBuf.length % ALIGN)) % ALIGN));
-    for (const d of datas) {
-      writeSync(fd, d);
-      writeSync(fd, Buffer.alloc((ALIGN - (d.length % ALIGN)) % ALIGN));
-    }
-  } finally {
-    closeSync(fd);
-  }
+    const dtype = placed(ours);
+    const raw = engine.readWeightRaw(ours);
+    const permute = c.rope.style === 'half-split' && (ours.endsWith('.wq') || ours.endsWith('.wk'));
+    const rowLen = rowBytes(dtype, t.cols);
+    const data = permute ? halfSplitToInterleaved(raw, t.rows, rowLen, c.headDim) : raw;
+    return { name: theirs, dims: [t.cols, t.rows], ggmlType: GGML_TYPE[dtype], data };
+  });
+  writeGgufFile(path, entries, tensors);
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { checkRedisUrl, connectRedis, type RedisClient, redactRedisUrl } from '@kcache/block-index';
-import { loadChatTemplate } from '@kcache/models';
+import { LOAD_QUANT_DTYPES, loadChatTemplate } from '@kcache/models';
 import { type ClusterTls, ClusterTlsError, loadClusterTls } from '@kcache/protocol';
 import { ApiKeys, ApiKeysError, parseApiKeyLines, readApiKeysFile } from '@kcache/router';
 
@@ -40,6 +40,18 @@ export function idsArg(name: string, v: string): number[] {
 }
 
 /** The attention flags of `generate`, `serve worker` and `up`. */
+/**
+ * `--model` with `--quantize`: the reference of the model quantized as it loads (`<path>#q8_0`,
+ * the id workers announce and routers resolve). Dummy models name their type instead.
+ */
+export function modelRefArg(model: string, quantize: string | undefined): string {
+  if (quantize === undefined) return model;
+  if (!(LOAD_QUANT_DTYPES as readonly string[]).includes(quantize))
+    throw new UsageError(`--quantize must be one of ${LOAD_QUANT_DTYPES.join(', ')}, got '${quantize}'`);
+  if (model.startsWith('dummy:')) throw new UsageError(`--quantize: name the type in a dummy model instead (dummy:<preset>:${quantize})`);
+  return `${model}#${quantize}`;
+}
+
 export const ATTENTION_OPTIONS = {
   attention: { type: 'string' },
   'kcache-topn': { type: 'string' },

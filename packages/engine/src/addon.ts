@@ -84,7 +84,7 @@ export interface NativeEngine {
   step(batch: NativeStepBatch): Promise<Float32Array>;
   info(): NativeEngineInfo;
   readWeight(name: string): Float32Array;
-  /** The tensor's bytes as stored (f32, bf16 or f16). */
+  /** The tensor's bytes as held (f32, bf16, f16, or GGML blocks for a quantized type). */
   readWeightRaw(name: string): Uint8Array;
   /** Overwrites every KV block of every layer with uniform random values. */
   fillKvRandom(seed: number): void;
@@ -97,6 +97,12 @@ interface Addon {
   measureReadBandwidth(bytes: number, threads: number): Promise<number>;
   /** Best seconds per token of one decode row's attention through every layer, per topNs entry. */
   benchDecodeAttention(options: AttentionBenchOptions): Promise<number[]>;
+  /** One row of `k` values stored as `dtype`, dequantized by the CPU kernels in use. */
+  dequantizeRow(dtype: string, bytes: Uint8Array, k: number): Float32Array;
+  /** `values` as one row of `dtype` blocks (q8_0, q4_0, q5_0, q4_k): quantize-on-load's quantizer. */
+  quantizeRow(dtype: string, values: Float32Array): Uint8Array;
+  /** x[rows, k] · wᵀ for w = nOut rows of `dtype` blocks, by the CPU backend's matmul: [rows, nOut]. */
+  matmulQuantized(dtype: string, w: Uint8Array, nOut: number, k: number, x: Float32Array, rows: number): Float32Array;
 }
 
 function addonPath(): string {

@@ -251,6 +251,14 @@ export function benchDecodeAttention(options: AttentionBenchOptions): Promise<nu
   return addon().benchDecodeAttention(options);
 }
 
+/** The CPU kernels' handling of GGML's block-quantized formats (see the addon's declarations). */
+export const quantKernels = {
+  dequantizeRow: (dtype: string, bytes: Uint8Array, k: number): Float32Array => addon().dequantizeRow(dtype, bytes, k),
+  quantizeRow: (dtype: string, values: Float32Array): Uint8Array => addon().quantizeRow(dtype, values),
+  matmul: (dtype: string, w: Uint8Array, nOut: number, k: number, x: Float32Array, rows: number): Float32Array =>
+    addon().matmulQuantized(dtype, w, nOut, k, x, rows),
+};
+
 /** Measured memory read bandwidth in bytes/s: the decode roofline's numerator. */
 export function measureReadBandwidth(bytes: number, threads: number): Promise<number> {
   return addon().measureReadBandwidth(bytes, threads);

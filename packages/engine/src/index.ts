@@ -7,6 +7,7 @@ export {
   type EngineOptions,
   kvBytesPerBlock,
   measureReadBandwidth,
+  quantKernels,
   resolveKCache,
   type SequenceChunk,
 } from './engine.js';

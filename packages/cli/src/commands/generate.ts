@@ -1,12 +1,12 @@
 import { parseArgs } from 'node:util';
 import { Engine, generate, validateSampling } from '@kcache/engine';
 import { resolveModel, type WeightDType } from '@kcache/models';
-import { ATTENTION_OPTIONS, attentionArgs, idsArg, intArg, numArg, UsageError } from '../args.js';
+import { ATTENTION_OPTIONS, attentionArgs, idsArg, intArg, modelRefArg, numArg, UsageError } from '../args.js';
 import { stderrLoadProgress } from '../load-progress.js';
 
-export const GENERATE_USAGE = `kcache generate --model <dir | file.bin | dummy:preset[:dtype]> (--prompt TEXT | --prompt-ids 1,2,3)
+export const GENERATE_USAGE = `kcache generate --model <dir | file.gguf | file.bin | dummy:preset[:dtype]> (--prompt TEXT | --prompt-ids 1,2,3)
     [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--ignore-eos] [--json]
-    [--dtype f32|bf16|f16] [--threads N] [--block-size N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]`;
+    [--dtype f32|bf16|f16] [--quantize q8_0|q4_0|q5_0|q4_k] [--threads N] [--block-size N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]`;
 
 /** Offline generation with the native engine, one sequence. */
 export async function generateCommand(argv: string[]): Promise<void> {
@@ -26,6 +26,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
       'ignore-eos': { type: 'boolean' },
       json: { type: 'boolean' },
       dtype: { type: 'string' },
+      quantize: { type: 'string' },
       threads: { type: 'string' },
       'block-size': { type: 'string' },
       ...ATTENTION_OPTIONS,
@@ -51,7 +52,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const threads = intArg('threads', values.threads, 0);
   const blockSize = intArg('block-size', values['block-size'], 16, 1);
 
-  const spec = resolveModel(values.model, { dtype: values.dtype as WeightDType | undefined });
+  const spec = resolveModel(modelRefArg(values.model, values.quantize), { dtype: values.dtype as WeightDType | undefined });
   const tokenizer = spec.tokenizer;
   let promptIds: number[];
   if (values['prompt-ids'] !== undefined) {

@@ -16,6 +16,7 @@ import {
   chatTemplateArg,
   connectJobsRedis,
   intArg,
+  modelRefArg,
   NO_AUTH_WARNING,
   numArg,
   readUserFile,
@@ -29,7 +30,7 @@ import { stderrLoadProgress } from '../load-progress.js';
 
 export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--advertise-host H] [--metrics-port N] [--metrics-host H]
     [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-waiting N]
-    [--drain-grace-ms N] [--lease-ttl-ms N] [--redis-wait-ms 30000] [--tls-cert F --tls-key F --tls-ca F] [--served-model-name NAME] [--kv-cache-bytes N] [--warm-prompts FILE] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
+    [--drain-grace-ms N] [--lease-ttl-ms N] [--redis-wait-ms 30000] [--tls-cert F --tls-key F --tls-ca F] [--served-model-name NAME] [--kv-cache-bytes N] [--quantize q8_0|q4_0|q5_0|q4_k] [--warm-prompts FILE] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
   kcache serve router --port P --redis-url URL (--api-keys-file FILE | --no-auth) [--tenant-requests-per-s N] [--tenant-tokens-per-s N]
     [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N] [--metrics-host H]
     [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
@@ -262,24 +263,26 @@ export async function serveCommand(argv: string[]): Promise<void> {
       'kv-cache-bytes': { type: 'string' },
       'served-model-name': { type: 'string' },
       'warm-prompts': { type: 'string' },
+      quantize: { type: 'string' },
       ...TLS_OPTIONS,
       ...ATTENTION_OPTIONS,
     },
   });
   if (!values.model) throw new UsageError('--model is required');
+  const model = modelRefArg(values.model, values.quantize);
   if (values.port === undefined) throw new UsageError('--port is required');
   const opt = (name: string, v: string | undefined, min = 1) => (v === undefined ? undefined : intArg(name, v, 0, min));
   const grace = intArg('drain-grace-ms', values['drain-grace-ms'], 30_000, 0);
   const attention = attentionArgs(values);
   const tls = tlsArg(values);
   const warmPrompts = values['warm-prompts'] === undefined ? undefined : warmPromptsArg(values['warm-prompts']);
-  const progress = stderrLoadProgress(values.model);
+  const progress = stderrLoadProgress(model);
   const worker = await startWorker({
     warmPrompts,
     onLoadProgress: progress.update,
     tls,
     servedModelName: values['served-model-name'],
-    model: values.model,
+    model,
     port: intArg('port', values.port, 0, 0),
     host: values.host,
     advertiseHost: values['advertise-host'],

@@ -1,6 +1,16 @@
 import { ModelLoadError } from '../errors.js';
 import { BYTE_TOKENIZER_SPECIALS, ByteTokenizer } from '../tokenizer/byte.js';
-import { layerTensor, type ModelSpec, type NativeModelConfig, type NativeTensorSpec, type WeightDType } from './spec.js';
+import {
+  type FloatDType,
+  LOAD_QUANT_DTYPES,
+  type LoadQuantDType,
+  layerTensor,
+  type ModelSpec,
+  type NativeModelConfig,
+  type NativeTensorSpec,
+  quantTypeFor,
+  type WeightDType,
+} from './spec.js';
 
 type Shape = Pick<NativeModelConfig, 'dim' | 'hiddenDim' | 'nLayers' | 'nHeads' | 'nKvHeads' | 'vocabSize' | 'maxSeqLen'> & {
   tied: boolean;
@@ -26,9 +36,12 @@ export const DUMMY_PRESETS: Record<string, Shape> = {
   },
 };
 
-const DTYPES: readonly WeightDType[] = ['f32', 'bf16', 'f16'];
+const FLOAT_DTYPES: readonly FloatDType[] = ['f32', 'bf16', 'f16'];
 
-/** `dummy:<preset>[:<dtype>]`, e.g. `dummy:smol135:bf16`. */
+/**
+ * `dummy:<preset>[:<dtype>]`, e.g. `dummy:smol135:bf16`; a quantized type (`dummy:smol135:q8_0`)
+ * generates f32 values the engine quantizes as it loads (norms stay f32, as in GGUF files).
+ */
 export function loadDummy(ref: string, opts: { dtype?: WeightDType; seed?: number } = {}): ModelSpec {
   const [, presetName = '', dtypePart] = ref.split(':');
   const preset = DUMMY_PRESETS[presetName];
@@ -36,16 +49,24 @@ export function loadDummy(ref: string, opts: { dtype?: WeightDType; seed?: numbe
     throw new ModelLoadError(`${ref}: unknown dummy preset '${presetName}' (known: ${Object.keys(DUMMY_PRESETS).join(', ')})`);
   }
   const dtype = (dtypePart ?? opts.dtype ?? 'f32') as WeightDType;
-  if (!DTYPES.includes(dtype)) throw new ModelLoadError(`${ref}: unsupported dtype '${dtype}' (use f32, bf16 or f16)`);
+  const quant = LOAD_QUANT_DTYPES.includes(dtype as LoadQuantDType) ? (dtype as LoadQuantDType) : null;
+  if (!quant && !FLOAT_DTYPES.includes(dtype as FloatDType))
+    throw new ModelLoadError(`${ref}: unsupported dtype '${dtype}' (use ${[...FLOAT_DTYPES, ...LOAD_QUANT_DTYPES].join(', ')})`);
+  const stored: FloatDType = quant ? 'f32' : (dtype as FloatDType);
   const seed = opts.seed ?? 1234;
   const headDim = preset.dim / preset.nHeads;
   const qDim = preset.nHeads * headDim;
   const kvDim = preset.nKvHeads * headDim;
   const tensors: NativeTensorSpec[] = [];
-  const matrix = (name: string, rows: number, cols: number) => tensors.push({ name, dtype, rows, cols, seed, scale: 1 / Math.sqrt(cols) });
-  const norm = (name: string, n: number) => tensors.push({ name, dtype, rows: 1, cols: n, seed, scale: 0.1, shift: 1 });
+  const quantize = (cols: number) => {
+    const q = quant ? quantTypeFor(quant, cols) : null;
+    return q ? { quantize: q } : {};
+  };
+  const matrix = (name: string, rows: number, cols: number, scale = 1 / Math.sqrt(cols)) =>
+    tensors.push({ name, dtype: stored, rows, cols, seed, scale, ...quantize(cols) });
+  const norm = (name: string, n: number) => tensors.push({ name, dtype: stored, rows: 1, cols: n, seed, scale: 0.1, shift: 1 });
 
-  tensors.push({ name: 'tok_embeddings', dtype, rows: preset.vocabSize, cols: preset.dim, seed, scale: 1 });
+  matrix('tok_embeddings', preset.vocabSize, preset.dim, 1);
   for (let l = 0; l < preset.nLayers; l++) {
     norm(layerTensor(l, 'attention_norm'), preset.dim);
     matrix(layerTensor(l, 'wq'), qDim, preset.dim);

@@ -1,18 +1,18 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { ModelLoadError } from '../errors.js';
-import type { WeightDType } from './spec.js';
+import type { FloatDType } from './spec.js';
 
 /** One tensor's place in a safetensors file. */
 export interface SafetensorsEntry {
   file: string;
-  dtype: WeightDType;
+  dtype: FloatDType;
   shape: number[];
   /** Absolute byte offset of the data in `file`. */
   offset: number;
   bytes: number;
 }
 
-const DTYPES: Record<string, WeightDType> = { F32: 'f32', BF16: 'bf16', F16: 'f16' };
+const DTYPES: Record<string, FloatDType> = { F32: 'f32', BF16: 'bf16', F16: 'f16' };
 const MAX_HEADER = 100 * 1024 * 1024;
 
 /**
@@ -68,7 +68,7 @@ export function readSafetensorsHeader(file: string): Map<string, SafetensorsEntr
 }
 
 /** Writes a safetensors file (used by tests and the benchmark to make real model files). */
-export function encodeSafetensors(tensors: { name: string; dtype: WeightDType; shape: number[]; data: Uint8Array }[]): Buffer {
+export function encodeSafetensors(tensors: { name: string; dtype: FloatDType; shape: number[]; data: Uint8Array }[]): Buffer {
   const header: Record<string, unknown> = {};
   let pos = 0;
   for (const t of tensors) {

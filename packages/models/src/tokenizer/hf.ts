@@ -26,6 +26,19 @@ export class HfTokenizer implements Tokenizer {
     const json = readJson(file);
     const cfgFile = join(dir, 'tokenizer_config.json');
     const cfg = existsSync(cfgFile) ? readJson(cfgFile) : {};
+    return HfTokenizer.fromObjects(json, cfg, { vocabSize, bosId, source: file, configSource: cfgFile });
+  }
+
+  /**
+   * From the parsed contents of tokenizer.json and tokenizer_config.json (a GGUF file's
+   * tokenizer is built as these objects); `source` / `configSource` name them in errors.
+   */
+  static fromObjects(
+    json: Record<string, unknown>,
+    cfg: Record<string, unknown>,
+    o: { vocabSize: number; bosId: number | null; source: string; configSource: string },
+  ): HfTokenizer {
+    const { vocabSize, bosId, source: file, configSource: cfgFile } = o;
     let impl: HfTokenizerImpl;
     try {
       impl = new HfTokenizerImpl(json, cfg);
