@@ -2,6 +2,8 @@
 process.env.KCACHE_SIMD = 'avx2';
 
 import { testKCacheAgainstReference, testKernelsAgainstReference } from './helpers/kernel-variant.js';
+import { testQuantKernels } from './helpers/quant-variant.js';
 
 testKernelsAgainstReference('avx2');
 testKCacheAgainstReference('avx2');
+testQuantKernels('avx2');

@@ -2,6 +2,8 @@
 process.env.KCACHE_SIMD = 'generic';
 
 import { testKCacheAgainstReference, testKernelsAgainstReference } from './helpers/kernel-variant.js';
+import { testQuantKernels } from './helpers/quant-variant.js';
 
 testKernelsAgainstReference('generic');
 testKCacheAgainstReference('generic');
+testQuantKernels('generic');

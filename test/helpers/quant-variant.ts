@@ -1,0 +1,80 @@
+// The block-quantized kernels of one SIMD variant (the test file sets KCACHE_SIMD first) against
+// the formats' definitions (quant-blocks.ts) and a float64 matmul.
+import { quantKernels } from '@kcache/engine';
+import type { LoadQuantDType } from '@kcache/models';
+import { describe, expect, test } from 'vitest';
+import { QUANT_TYPES, randomRow, rng } from './quant-blocks.js';
+
+export function testQuantKernels(variant: string): void {
+  describe(`block-quantized kernels (${variant})`, () => {
+    test.each(QUANT_TYPES)('%s: dequantization gives the values the format defines, bit for bit', (type) => {
+      const r = rng(11);
+      for (const k of [256, 768]) {
+        const row = randomRow(type, k, r);
+        expect(Array.from(quantKernels.dequantizeRow(type, row.bytes, k))).toEqual(Array.from(row.values));
+      }
+    });
+
+    test.each(QUANT_TYPES)('%s: matmul matches float64 within f32 accumulation error, and batching changes nothing', (type) => {
+      const r = rng(23);
+      const k = 512;
+      const nOut = 37;
+      const w = Array.from({ length: nOut }, () => randomRow(type, k, r));
+      const wBytes = new Uint8Array(w.reduce((n, x) => n + x.bytes.length, 0));
+      w.reduce((at, x) => {
+        wBytes.set(x.bytes, at);
+        return at + x.bytes.length;
+      }, 0);
+      for (const rows of [1, 3, 9]) {
+        const x = Float32Array.from({ length: rows * k }, () => 2 * r() - 1);
+        const out = quantKernels.matmul(type, wBytes, nOut, k, x, rows);
+        for (let t = 0; t < rows; t++) {
+          for (let o = 0; o < nOut; o++) {
+            let ref = 0;
+            let mag = 0;
+            const wv = (w[o] as { values: Float32Array }).values;
+            for (let i = 0; i < k; i++) {
+              const p = (wv[i] as number) * (x[t * k + i] as number);
+              ref += p;
+              mag += Math.abs(p);
+            }
+            expect(Math.abs((out[t * nOut + o] as number) - ref)).toBeLessThanOrEqual(2e-6 * mag + 1e-30);
+          }
+          // the same row alone: bit-identical outputs
+          const alone = quantKernels.matmul(type, wBytes, nOut, k, x.subarray(t * k, (t + 1) * k), 1);
+          expect(Array.from(alone)).toEqual(Array.from(out.subarray(t * nOut, (t + 1) * nOut)));
+        }
+      }
+    });
+
+    // quantize-on-load: every value within the format's step of the original, and a small RMS error
+    const STEP: Record<LoadQuantDType, { step: (amax: number, range: number) => number; rms: number }> = {
+      q8_0: { step: (amax) => amax / 127, rms: 0.01 },
+      q4_0: { step: (amax) => amax / 8, rms: 0.12 },
+      q5_0: { step: (amax) => amax / 16, rms: 0.06 },
+      q4_k: { step: (_, range) => range / 15, rms: 0.1 },
+    };
+    test.each(Object.keys(STEP) as LoadQuantDType[])('%s quantizer: errors within a step of the format', (type) => {
+      const r = rng(5);
+      const k = 1024;
+      const gauss = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+      const x = Float32Array.from({ length: k }, gauss);
+      const y = quantKernels.dequantizeRow(type, quantKernels.quantizeRow(type, x), k);
+      const block = type === 'q4_k' ? 256 : 32;
+      let se = 0;
+      let sx = 0;
+      for (let b = 0; b < k; b += block) {
+        const xs = Array.from(x.subarray(b, b + block));
+        const amax = Math.max(...xs.map(Math.abs));
+        const range = Math.max(...xs, 0) - Math.min(...xs, 0);
+        for (let i = b; i < b + block; i++) {
+          const e = Math.abs((y[i] as number) - (x[i] as number));
+          expect(e).toBeLessThanOrEqual(STEP[type].step(amax, range) * 1.01);
+          se += e * e;
+          sx += (x[i] as number) ** 2;
+        }
+      }
+      expect(Math.sqrt(se / sx)).toBeLessThan(STEP[type].rms);
+    });
+  });
+}
