@@ -14,7 +14,7 @@ export interface Row {
 type Rand = () => number;
 const int = (r: Rand, lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
 /** An f16 scale: its bits, and its value. */
-function half(r: Rand, lo: number, hi: number): [number, number] {
+function halfScale(r: Rand, lo: number, hi: number): [number, number] {
   const bits = f32ToF16(lo + (hi - lo) * r());
   return [bits, f16ToF32(bits)];
 }
@@ -43,7 +43,8 @@ function packKScales(sc: number[], m: number[]): Uint8Array {
 }
 
 /** One block of `type` with random contents. */
-function block(type: QuantDType, r: Rand): Row {
+function block(type: QuantDType, r: Rand, s: number): Row {
+  const half = (r: Rand, lo: number, hi: number) => halfScale(r, lo * s, hi * s);
   switch (type) {
     case 'q8_0': {
       // { f16 d; int8 qs[32] }
@@ -153,12 +154,21 @@ function block(type: QuantDType, r: Rand): Row {
   }
 }
 
-export const BLOCK_VALUES: Record<QuantDType, number> = { q8_0: 32, q4_0: 32, q4_1: 32, q5_0: 32, q5_1: 32, q4_k: 256, q5_k: 256, q6_k: 256 };
+export const BLOCK_VALUES: Record<QuantDType, number> = {
+  q8_0: 32,
+  q4_0: 32,
+  q4_1: 32,
+  q5_0: 32,
+  q5_1: 32,
+  q4_k: 256,
+  q5_k: 256,
+  q6_k: 256,
+};
 export const QUANT_TYPES = Object.keys(BLOCK_VALUES) as QuantDType[];
 
-/** A row of `k` values (a whole number of blocks) of random blocks. */
-export function randomRow(type: QuantDType, k: number, r: Rand): Row {
-  const blocks = Array.from({ length: k / BLOCK_VALUES[type] }, () => block(type, r));
+/** A row of `k` values (a whole number of blocks) of random blocks; `s` scales every block's scales. */
+export function randomRow(type: QuantDType, k: number, r: Rand, s = 1): Row {
+  const blocks = Array.from({ length: k / BLOCK_VALUES[type] }, () => block(type, r, s));
   const bytes = new Uint8Array(blocks.reduce((n, x) => n + x.bytes.length, 0));
   const values = new Float32Array(k);
   let at = 0;

@@ -7,6 +7,9 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { ModelLoadError } from '../errors.js';
+import { readGguf } from '../gguf/read.js';
+import { ggufTokenizerConfig } from '../gguf/tokenizer.js';
+import { splitQuantSuffix } from '../models/index.js';
 import { tokenText } from '../tokenizer/hf.js';
 
 export interface ChatMessage {
@@ -37,13 +40,16 @@ export class ChatTemplate {
 }
 
 /**
- * The chat template of a model reference: its Hugging Face directory's tokenizer_config.json, or
- * null where there is none (dummy models, llama2.c files, a config without `chat_template`).
+ * The chat template of a model reference: its Hugging Face directory's tokenizer_config.json or
+ * its GGUF file's tokenizer.chat_template, or null where there is none (dummy models, llama2.c
+ * files, a config without `chat_template`).
  * `override`: a template file given by the operator (`--chat-template`), with the model's special tokens.
  */
 export function loadChatTemplate(modelRef: string, override?: string): ChatTemplate | null {
-  const dir = !modelRef.startsWith('dummy:') && existsSync(modelRef) && statSync(modelRef).isDirectory() ? modelRef : null;
+  const path = modelRef.startsWith('dummy:') ? modelRef : splitQuantSuffix(modelRef).path;
+  const dir = !path.startsWith('dummy:') && existsSync(path) && statSync(path).isDirectory() ? path : null;
   let cfg: Record<string, unknown> = {};
+  if (path.endsWith('.gguf') && existsSync(path)) cfg = ggufTokenizerConfig(readGguf(path).metadata);
   if (dir && existsSync(join(dir, 'tokenizer_config.json'))) {
     try {
       cfg = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;

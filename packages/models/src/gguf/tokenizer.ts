@@ -21,13 +21,14 @@ const QWEN2 =
 /** llama.cpp's pre-tokenizer regexes (llama-vocab.cpp), applied in order, by tokenizer.ggml.pre. */
 const PRE_REGEXES: Record<string, string[]> = {
   default: ['[\\p{P}\\$\\+<=>\\^~\\|]+', GPT2, '\\p{N}+', '[0-9][0-9][0-9]'],
-  gpt2: [GPT2],
+  'gpt-2': [GPT2],
   mpt: [GPT2],
   olmo: [GPT2],
   'llama-bpe': [LLAMA3],
   llama3: [LLAMA3],
+  'llama-v3': [LLAMA3],
   dbrx: [LLAMA3],
-  smaug: [LLAMA3],
+  'smaug-bpe': [LLAMA3],
   qwen2: [QWEN2],
   stablelm2: [QWEN2],
   smollm: ['\\p{N}', GPT2],
@@ -37,7 +38,7 @@ const PRE_REGEXES: Record<string, string[]> = {
   codeshell: ['\\p{N}', GPT2],
 };
 /** Pre-tokenizers whose words that are whole vocabulary entries skip the merges (llama.cpp's ignore_merges). */
-const IGNORE_MERGES = new Set(['llama-bpe', 'llama3']);
+const IGNORE_MERGES = new Set(['llama-bpe', 'llama3', 'llama-v3']);
 
 export interface GgufTokenizer {
   tokenizer: HfTokenizer;
@@ -150,6 +151,21 @@ export function ggufTokenizer(meta: Map<string, GgufValue>, vocabSize: number, f
   };
   const tokenizer = HfTokenizer.fromObjects(json, cfg, { vocabSize, bosId: bos, source: `${file} (tokenizer.ggml.*)`, configSource: file });
   return { tokenizer, bosTokenId: bos, eosTokenIds: [...new Set([eos, eot].filter((x): x is number => x !== null))] };
+}
+
+/** What a GGUF file says of its chat template, as tokenizer_config.json's fields. */
+export function ggufTokenizerConfig(meta: Map<string, GgufValue>): Record<string, unknown> {
+  const tokens = meta.get('tokenizer.ggml.tokens');
+  const text = (key: string) => {
+    const i = id(meta, key);
+    return Array.isArray(tokens) && i !== null && typeof tokens[i] === 'string' ? tokens[i] : undefined;
+  };
+  const template = meta.get('tokenizer.chat_template');
+  return {
+    ...(typeof template === 'string' ? { chat_template: template } : {}),
+    bos_token: text('tokenizer.ggml.bos_token_id'),
+    eos_token: text('tokenizer.ggml.eos_token_id'),
+  };
 }
 
 /**
