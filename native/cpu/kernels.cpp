@@ -1,5 +1,6 @@
 #include "kernels.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
@@ -25,6 +26,25 @@ bool cpu_has(const char* what) {
 }
 
 }  // namespace
+
+void quantize_activations(const float* x, int rows, int k, int8_t* xq, float* xd, int32_t* xs) {
+  const int nb = k / 32;
+  for (int64_t b = 0; b < static_cast<int64_t>(rows) * nb; ++b) {
+    const float* v = x + b * 32;
+    float amax = 0.0f;
+    for (int i = 0; i < 32; ++i) amax = std::fabs(v[i]) > amax ? std::fabs(v[i]) : amax;
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    int32_t sum = 0;
+    for (int i = 0; i < 32; ++i) {
+      const int q = static_cast<int>(std::lround(v[i] * id));
+      xq[b * 32 + i] = static_cast<int8_t>(q);
+      sum += q;
+    }
+    xd[b] = d;
+    xs[b] = sum;
+  }
+}
 
 // The widest variant the CPU supports, capped by KCACHE_SIMD (generic < avx2 < avx512).
 const Kernels& active_kernels() {

@@ -27,6 +27,14 @@ struct Kernels {
   // horizontal sum, whatever the tile it was computed in, so results do not depend on the batch.
   void (*dequant_row)(DType t, const void* src, float* dst, int k);
   void (*matmul_rows)(float* out, int ldo, const float* x, int rows, const float* w, int k, int n_out);
+  // The x86 variants' integer path, llama.cpp's: activations rounded to int8 per block of 32
+  // (xq, with scale xd and sum xs per block; see quantize_activations), multiplied with the
+  // weights' integers 32 at a time and scaled per block:
+  // out[t * ldo + o] = sum over blocks of (w scale) * xd * (int dot) [- (w min) * xd * xs], for o in
+  // [o0, o1). Each output is the same chain of operations whatever the batch. Null, or false
+  // returned for a type it has no kernel for: the dequantizing path above is used.
+  bool (*matmul_q8)(DType t, float* out, int ldo, const int8_t* xq, const float* xd, const int32_t* xs, int rows,
+                    const uint8_t* w, int k, int o0, int o1);
   // Attention over one cache block of n rows (row r at r * stride):
   // scores[r] = scale * q · k_r, and out += sum_r weights[r] * v_r, over hd elements.
   void (*dot_rows)(float* scores, const float* q, const float* k, int n, int stride, int hd, float scale);
@@ -41,6 +49,10 @@ struct Kernels {
   float (*max)(const float* x, int n);
   float (*exp_sum)(float* x, int n, float m);
 };
+
+// Rounds each row of x (rows × k, k a multiple of 32) to int8 per block of 32: d = max|x| / 127,
+// q = round(x / d), and the block's sum of q (the terms of weight types with a minimum).
+void quantize_activations(const float* x, int rows, int k, int8_t* xq, float* xd, int32_t* xs);
 
 const Kernels& generic_kernels();
 const Kernels* avx2_kernels();    // nullptr when not compiled in

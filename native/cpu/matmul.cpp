@@ -1,3 +1,4 @@
+#include <atomic>
 #include <vector>
 
 #include "ops.h"
@@ -15,6 +16,29 @@ void matmul_quantized(Ctx& c, float* out, const float* x, int rows, const Tensor
   const int n_out = static_cast<int>(w.rows);
   const size_t row_bytes = dtype_row_bytes(w.dtype, k);
   const auto* base = static_cast<const uint8_t*>(w.data);
+  if (c.k.matmul_q8 && k % 32 == 0) {
+    // the variant's integer path: activations rounded to int8 once, shared by every task
+    thread_local std::vector<int8_t> xq;
+    thread_local std::vector<float> xd;
+    thread_local std::vector<int32_t> xs;
+    xq.resize(static_cast<size_t>(rows) * k);
+    xd.resize(static_cast<size_t>(rows) * k / 32);
+    xs.resize(xd.size());
+    quantize_activations(x, rows, k, xq.data(), xd.data(), xs.data());
+    // (the pool's threads have thread_locals of their own: they get these buffers by pointer)
+    const int8_t* q = xq.data();
+    const float* d = xd.data();
+    const int32_t* sums = xs.data();
+    std::atomic<bool> done{true};
+    parallel_ranges(c, static_cast<size_t>(n_out), kQuantRows, [&](size_t b, size_t e) {
+      if (!c.k.matmul_q8(w.dtype, out, n_out, q, d, sums, rows, base, k, static_cast<int>(b), static_cast<int>(e)))
+        done = false;
+      else if (bias)
+        for (int t = 0; t < rows; ++t)
+          for (size_t o = b; o < e; ++o) out[static_cast<int64_t>(t) * n_out + o] += bias[o];
+    });
+    if (done) return;
+  }
   parallel_ranges(c, static_cast<size_t>(n_out), kQuantRows, [&](size_t b, size_t e) {
     thread_local std::vector<float> buf;
     buf.resize(kQuantRows * static_cast<size_t>(k));

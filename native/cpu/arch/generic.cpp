@@ -102,6 +102,7 @@ const Kernels& generic_kernels() {
       matmul_generic<uint16_t, f16_to_f32>,
       dequant_row_generic,
       matmul_rows_generic,
+      nullptr,
       dot_rows_generic,
       axpy_rows_generic,
       weighted_sum_rows_generic,

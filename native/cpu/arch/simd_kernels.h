@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -240,6 +241,289 @@ void dequant_row(DType t, const void* src, float* y, int k) {
   }
 }
 
+// ---- The integer path (kernels.h's matmul_q8): AVX2 byte instructions, which both x86
+// variants are compiled with. ----
+
+inline __m256i load32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+inline __m256i load32(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+inline float f16c(const uint8_t* p) { return _cvtsh_ss(static_cast<unsigned short>(p[0] | (p[1] << 8))); }
+inline __m256i bytes8(int v) { return _mm256_set1_epi8(static_cast<char>(v)); }
+// (v >> s) & mask in every byte
+inline __m256i bits32(__m256i v, int s, int mask) { return _mm256_and_si256(_mm256_srli_epi16(v, s), bytes8(mask)); }
+// 16 bytes of nibbles: the low nibbles in bytes 0..15, the high ones in 16..31
+inline __m256i nibbles32(const uint8_t* p) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i m = _mm_set1_epi8(0x0F);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
+}
+// 0x10 in byte j where bit j of `bits` is set (Q5_0/Q5_1's fifth bits)
+inline __m256i fifth_bits(const uint8_t* p) {
+  uint32_t bits;
+  std::memcpy(&bits, p, 4);
+  const __m256i sel = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
+                                          _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
+                                                           3, 3, 3, 3, 3, 3));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(sel, bit), bit), bytes8(0x10));
+}
+// 32 signed weights · 32 activations: 8 int32 partial sums (each of 4 neighbours) as floats
+inline __m256 dot_signed(__m256i w, __m256i x) {
+  const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+// the same for unsigned weights (0..63)
+inline __m256 dot_unsigned(__m256i w, __m256i x) {
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
+}
+inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// One weight row (nb blocks of 32 values) · one activation row: the scaled integer dots in one
+// vector accumulator, the minimum terms (types with a minimum) in one scalar, in block order
+// (explicit fma, so that no compiler contraction makes the two paths below differ).
+// Weight bytes are prefetched this far ahead (rows are contiguous, so past a row's end is the next
+// row): one core's demand misses alone leave most of the memory bandwidth unused.
+constexpr int kQuantPrefetch = 1024;
+#define KC_PREFETCH_W(p) _mm_prefetch(reinterpret_cast<const char*>(p) + kQuantPrefetch, _MM_HINT_T0)
+
+inline float dot_q8(DType t, const uint8_t* w, const int8_t* xq, const float* xd, const int32_t* xs, int nb) {
+  __m256 acc = _mm256_setzero_ps();
+  float mins = 0.0f;
+  switch (t) {
+    case DType::Q8_0:
+      for (int b = 0; b < nb; ++b, w += 34) {
+        KC_PREFETCH_W(w);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c(w) * xd[b]), dot_signed(load32(w + 2), load32(xq + 32 * b)), acc);
+      }
+      break;
+    case DType::Q4_0:
+      for (int b = 0; b < nb; ++b, w += 18) {
+        KC_PREFETCH_W(w);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c(w) * xd[b]), dot_signed(_mm256_sub_epi8(nibbles32(w + 2), bytes8(8)), load32(xq + 32 * b)), acc);
+      }
+      break;
+    case DType::Q4_1:
+      for (int b = 0; b < nb; ++b, w += 20) {
+        KC_PREFETCH_W(w);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c(w) * xd[b]), dot_unsigned(nibbles32(w + 4), load32(xq + 32 * b)), acc);
+        mins = std::fma(f16c(w + 2) * xd[b], static_cast<float>(xs[b]), mins);  // value = d * q + m
+      }
+      break;
+    case DType::Q5_0:
+      for (int b = 0; b < nb; ++b, w += 22) {
+        KC_PREFETCH_W(w);
+        const __m256i q = _mm256_sub_epi8(_mm256_or_si256(nibbles32(w + 6), fifth_bits(w + 2)), bytes8(16));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c(w) * xd[b]), dot_signed(q, load32(xq + 32 * b)), acc);
+      }
+      break;
+    case DType::Q5_1:
+      for (int b = 0; b < nb; ++b, w += 24) {
+        KC_PREFETCH_W(w);
+        const __m256i q = _mm256_or_si256(nibbles32(w + 8), fifth_bits(w + 4));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c(w) * xd[b]), dot_unsigned(q, load32(xq + 32 * b)), acc);
+        mins = std::fma(f16c(w + 2) * xd[b], static_cast<float>(xs[b]), mins);  // value = d * q + m
+      }
+      break;
+    case DType::Q4_K:
+    case DType::Q5_K: {
+      const bool five = t == DType::Q5_K;
+      for (int sb = 0; sb < nb / 8; ++sb, w += five ? 176 : 144) {
+        const float d = f16c(w), dmin = f16c(w + 2);
+        const uint8_t* qs = w + (five ? 48 : 16);
+        const __m256i qh = five ? load32(w + 16) : _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j) {
+          KC_PREFETCH_W(qs + 32 * j);
+          const __m256i v = load32(qs + 32 * j);
+          __m256i lo = bits32(v, 0, 0xF), hi = bits32(v, 4, 0xF);
+          if (five) {
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(bits32(qh, 2 * j, 1), 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(bits32(qh, 2 * j + 1, 1), 4));
+          }
+          const int b = 8 * sb + 2 * j;
+          uint8_t sc, m;
+          k_scale_min(2 * j, w + 4, &sc, &m);
+          acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sc * xd[b]), dot_unsigned(lo, load32(xq + 32 * b)), acc);
+          mins = std::fma(-(dmin * m) * xd[b], static_cast<float>(xs[b]), mins);  // value = d * sc * q - dmin * m
+          k_scale_min(2 * j + 1, w + 4, &sc, &m);
+          acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sc * xd[b + 1]), dot_unsigned(hi, load32(xq + 32 * (b + 1))), acc);
+          mins = std::fma(-(dmin * m) * xd[b + 1], static_cast<float>(xs[b + 1]), mins);
+        }
+      }
+      break;
+    }
+    case DType::Q6_K:
+      for (int sb = 0; sb < nb / 8; ++sb, w += 210) {
+        const float d = f16c(w + 208);
+        for (int n = 0; n < 2; ++n) {
+          KC_PREFETCH_W(w + 64 * n);
+          KC_PREFETCH_W(w + 128 + 64 * n);
+          const uint8_t* ql = w + 64 * n;
+          const __m256i l0 = load32(ql), l1 = load32(ql + 32), h = load32(w + 128 + 32 * n);
+          const auto* sc = reinterpret_cast<const int8_t*>(w + 192 + 8 * n);
+          const __m256i q[4] = {
+              _mm256_or_si256(bits32(l0, 0, 0xF), _mm256_slli_epi16(bits32(h, 0, 3), 4)),
+              _mm256_or_si256(bits32(l1, 0, 0xF), _mm256_slli_epi16(bits32(h, 2, 3), 4)),
+              _mm256_or_si256(bits32(l0, 4, 0xF), _mm256_slli_epi16(bits32(h, 4, 3), 4)),
+              _mm256_or_si256(bits32(l1, 4, 0xF), _mm256_slli_epi16(bits32(h, 6, 3), 4)),
+          };
+          for (int i = 0; i < 4; ++i) {
+            const int b = 8 * sb + 4 * n + i;
+            // values 0..15 of the 32 have scale sc[2i], 16..31 sc[2i+1]: lanes 0..3 and 4..7
+            const float s0 = d * sc[2 * i], s1 = d * sc[2 * i + 1];
+            const __m256 scale = _mm256_mul_ps(_mm256_setr_ps(s0, s0, s0, s0, s1, s1, s1, s1), _mm256_set1_ps(xd[b]));
+            acc = _mm256_fmadd_ps(scale, dot_signed(_mm256_sub_epi8(q[i], bytes8(32)), load32(xq + 32 * b)), acc);
+          }
+        }
+      }
+      break;
+    default:
+      break;
+  }
+  return hsum256(acc) + mins;
+}
+#undef KC_PREFETCH_W
+
+// A weight row unpacked for many activation rows: the integers of each block of 32 (int8), the
+// block's scale for each of its 8 partial sums (Q6_K's two sub-blocks of 16 differ) and its
+// minimum. dot_unpacked computes from it exactly what dot_q8 computes from the packed row.
+struct Unpacked {
+  std::vector<int8_t> q;
+  std::vector<float> scale;  // 8 per block
+  std::vector<float> min;    // 1 per block: value = scale * q + min
+};
+
+inline void unpack_q8(DType t, const uint8_t* w, int nb, Unpacked& u) {
+  u.q.resize(static_cast<size_t>(nb) * 32);
+  u.scale.resize(static_cast<size_t>(nb) * 8);
+  u.min.assign(static_cast<size_t>(nb), 0.0f);
+  auto put = [&](int b, __m256i q, float s0, float s1, float m) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(u.q.data() + 32 * b), q);
+    _mm256_storeu_ps(u.scale.data() + 8 * b, _mm256_setr_ps(s0, s0, s0, s0, s1, s1, s1, s1));
+    u.min[b] = m;
+  };
+  switch (t) {
+    case DType::Q8_0:
+      for (int b = 0; b < nb; ++b, w += 34) put(b, load32(w + 2), f16c(w), f16c(w), 0.0f);
+      break;
+    case DType::Q4_0:
+      for (int b = 0; b < nb; ++b, w += 18) put(b, _mm256_sub_epi8(nibbles32(w + 2), bytes8(8)), f16c(w), f16c(w), 0.0f);
+      break;
+    case DType::Q4_1:
+      for (int b = 0; b < nb; ++b, w += 20) put(b, nibbles32(w + 4), f16c(w), f16c(w), f16c(w + 2));
+      break;
+    case DType::Q5_0:
+      for (int b = 0; b < nb; ++b, w += 22)
+        put(b, _mm256_sub_epi8(_mm256_or_si256(nibbles32(w + 6), fifth_bits(w + 2)), bytes8(16)), f16c(w), f16c(w), 0.0f);
+      break;
+    case DType::Q5_1:
+      for (int b = 0; b < nb; ++b, w += 24) put(b, _mm256_or_si256(nibbles32(w + 8), fifth_bits(w + 4)), f16c(w), f16c(w), f16c(w + 2));
+      break;
+    case DType::Q4_K:
+    case DType::Q5_K: {
+      const bool five = t == DType::Q5_K;
+      for (int sb = 0; sb < nb / 8; ++sb, w += five ? 176 : 144) {
+        const float d = f16c(w), dmin = f16c(w + 2);
+        const uint8_t* qs = w + (five ? 48 : 16);
+        const __m256i qh = five ? load32(w + 16) : _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j) {
+          const __m256i v = load32(qs + 32 * j);
+          __m256i lo = bits32(v, 0, 0xF), hi = bits32(v, 4, 0xF);
+          if (five) {
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(bits32(qh, 2 * j, 1), 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(bits32(qh, 2 * j + 1, 1), 4));
+          }
+          uint8_t sc, m;
+          k_scale_min(2 * j, w + 4, &sc, &m);
+          put(8 * sb + 2 * j, lo, d * sc, d * sc, -(dmin * m));
+          k_scale_min(2 * j + 1, w + 4, &sc, &m);
+          put(8 * sb + 2 * j + 1, hi, d * sc, d * sc, -(dmin * m));
+        }
+      }
+      break;
+    }
+    case DType::Q6_K:
+      for (int sb = 0; sb < nb / 8; ++sb, w += 210) {
+        const float d = f16c(w + 208);
+        for (int n = 0; n < 2; ++n) {
+          const uint8_t* ql = w + 64 * n;
+          const __m256i l0 = load32(ql), l1 = load32(ql + 32), h = load32(w + 128 + 32 * n);
+          const auto* sc = reinterpret_cast<const int8_t*>(w + 192 + 8 * n);
+          const __m256i q[4] = {
+              _mm256_or_si256(bits32(l0, 0, 0xF), _mm256_slli_epi16(bits32(h, 0, 3), 4)),
+              _mm256_or_si256(bits32(l1, 0, 0xF), _mm256_slli_epi16(bits32(h, 2, 3), 4)),
+              _mm256_or_si256(bits32(l0, 4, 0xF), _mm256_slli_epi16(bits32(h, 4, 3), 4)),
+              _mm256_or_si256(bits32(l1, 4, 0xF), _mm256_slli_epi16(bits32(h, 6, 3), 4)),
+          };
+          for (int i = 0; i < 4; ++i) put(8 * sb + 4 * n + i, _mm256_sub_epi8(q[i], bytes8(32)), d * sc[2 * i], d * sc[2 * i + 1], 0.0f);
+        }
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+// TT activation rows against one unpacked weight row: per block, the weight's absolute values
+// are taken once and each row's dot scaled as dot_q8 scales it.
+template <int TT>
+inline void dot_unpacked(float* out, int64_t ldo, const Unpacked& u, const int8_t* xq, const float* xd, const int32_t* xs, int k,
+                         int nb) {
+  __m256 acc[TT];
+  for (int t = 0; t < TT; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int b = 0; b < nb; ++b) {
+    const __m256i q = load32(u.q.data() + 32 * b);
+    const __m256i aq = _mm256_sign_epi8(q, q);
+    const __m256 sv = _mm256_loadu_ps(u.scale.data() + 8 * b);
+    for (int t = 0; t < TT; ++t) {
+      const __m256i x = load32(xq + static_cast<int64_t>(t) * k + 32 * b);
+      const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(x, q)), ones));
+      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(sv, _mm256_set1_ps(xd[static_cast<int64_t>(t) * nb + b])), dot, acc[t]);
+    }
+  }
+  for (int t = 0; t < TT; ++t) {
+    float mins = 0.0f;
+    for (int b = 0; b < nb; ++b)
+      mins = std::fma(u.min[b] * xd[static_cast<int64_t>(t) * nb + b], static_cast<float>(xs[static_cast<int64_t>(t) * nb + b]), mins);
+    out[t * ldo] = hsum256(acc[t]) + mins;
+  }
+}
+
+// Few rows (decode): each block is unpacked in registers as it is used (dot_q8). Many rows: each
+// weight row is unpacked once and reused by every row. Both compute each output identically.
+template <class V>
+bool matmul_q8(DType t, float* out, int ldo, const int8_t* xq, const float* xd, const int32_t* xs, int rows, const uint8_t* w,
+               int k, int o0, int o1) {
+  if (!dtype_quantized(t)) return false;
+  const size_t row_bytes = dtype_row_bytes(t, k);
+  const int nb = k / 32;
+  if (rows < 4) {
+    for (int o = o0; o < o1; ++o) {
+      const uint8_t* wr = w + o * row_bytes;
+      for (int r = 0; r < rows; ++r)
+        out[static_cast<int64_t>(r) * ldo + o] = dot_q8(t, wr, xq + static_cast<int64_t>(r) * k, xd + static_cast<int64_t>(r) * nb,
+                                                       xs + static_cast<int64_t>(r) * nb, nb);
+    }
+    return true;
+  }
+  thread_local Unpacked u;
+  for (int o = o0; o < o1; ++o) {
+    unpack_q8(t, w + o * row_bytes, nb, u);
+    int r = 0;
+    for (; r + 4 <= rows; r += 4)
+      dot_unpacked<4>(out + static_cast<int64_t>(r) * ldo + o, ldo, u, xq + static_cast<int64_t>(r) * k, xd + static_cast<int64_t>(r) * nb,
+                      xs + static_cast<int64_t>(r) * nb, k, nb);
+    for (; r < rows; ++r)
+      dot_unpacked<1>(out + static_cast<int64_t>(r) * ldo + o, ldo, u, xq + static_cast<int64_t>(r) * k, xd + static_cast<int64_t>(r) * nb,
+                      xs + static_cast<int64_t>(r) * nb, k, nb);
+  }
+  return true;
+}
+
 // Eight horizontal sums at once: sums[i] = the lanes of a[i] added up (a 256-bit transpose-add;
 // one hsum per row cost more than the row's FMAs).
 template <class V>
@@ -417,7 +701,7 @@ float exp_sum(float* x, int n, float m) {
 template <class V>
 Kernels make_kernels(const char* name) {
   return Kernels{name,           2 * V::N,       matmul_f32<V>, matmul_bf16<V>,       matmul_f16<V>,
-                 dequant_row<V>, matmul_rows<V>, dot_rows<V>,   axpy_rows<V>,         weighted_sum_rows<V>,
+                 dequant_row<V>, matmul_rows<V>, matmul_q8<V>,  dot_rows<V>,   axpy_rows<V>,         weighted_sum_rows<V>,
                  indices_at_least<V>, max<V>,    exp_sum<V>};
 }
 

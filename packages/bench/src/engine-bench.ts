@@ -3,7 +3,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { argmax, Engine, measureReadBandwidth } from '@kcache/engine';
-import { type ModelSpec, resolveModel, type WeightDType } from '@kcache/models';
+import { type ModelSpec, resolveModel, rowBytes, type WeightDType } from '@kcache/models';
 import { writeGguf } from './gguf.js';
 import { LlamaCppRunner } from './llamacpp.js';
 
@@ -47,7 +47,7 @@ export function decodeWeightBytes(spec: ModelSpec): number {
   const tied = !spec.tensors.some((t) => t.name === 'output');
   return spec.tensors
     .filter((t) => t.name !== 'tok_embeddings' || tied)
-    .reduce((n, t) => n + t.rows * t.cols * (t.rows === 1 ? 4 : t.dtype === 'f32' ? 4 : 2), 0);
+    .reduce((n, t) => n + t.rows * (t.rows === 1 ? 4 * t.cols : rowBytes(t.quantize ?? t.dtype, t.cols)), 0);
 }
 
 /** Deterministic pseudo-random prompt ids among the byte tokens. */
@@ -124,7 +124,7 @@ export async function runEngineBench(o: EngineBenchOptions): Promise<EngineBench
         await runner.close();
       }
     }
-    rows.push({ dtype: spec.tensors[1]?.dtype ?? dtype, bytesPerToken, kcache, llamaCpp: llama });
+    rows.push({ dtype: spec.id.split(':')[2] as WeightDType, bytesPerToken, kcache, llamaCpp: llama });
   }
   return { model: o.model, promptLen: o.promptLen, threads: o.threads, bandwidth, rows };
 }

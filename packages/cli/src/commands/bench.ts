@@ -31,7 +31,7 @@ import {
   runWorkerBench,
   sharedPrefixWorkload,
 } from '@kcache/bench';
-import { resolveModel, type WeightDType } from '@kcache/models';
+import { LOAD_QUANT_DTYPES, resolveModel, type WeightDType } from '@kcache/models';
 import { POLICIES, type PolicyName } from '@kcache/routing';
 import { idsArg, intArg, UsageError } from '../args.js';
 
@@ -60,8 +60,9 @@ export async function benchCommand(argv: string[]): Promise<void> {
     },
   });
   const dtypes = (values.dtypes ?? 'f32,bf16').split(',');
-  const bad = dtypes.find((d) => !['f32', 'bf16', 'f16'].includes(d));
-  if (bad !== undefined) throw new UsageError(`--dtypes: '${bad}' is not one of f32, bf16, f16`);
+  const allowed = ['f32', 'bf16', 'f16', ...LOAD_QUANT_DTYPES];
+  const bad = dtypes.find((d) => !allowed.includes(d));
+  if (bad !== undefined) throw new UsageError(`--dtypes: '${bad}' is not one of ${allowed.join(', ')}`);
   const result = await runEngineBench({
     model: values.model ?? 'dummy:smol135',
     dtypes: dtypes as WeightDType[],
