@@ -63,6 +63,10 @@ EngineOptions parse_options(const Napi::Object& o) {
   opts.num_blocks = static_cast<int>(num_field(o, "numBlocks", 0, true));
   opts.block_size = static_cast<int>(num_field(o, "blockSize", 16));
   opts.threads = static_cast<int>(num_field(o, "threads", 0));
+  if (o.Get("kvDtype").IsString() && !parse_dtype(o.Get("kvDtype").As<Napi::String>().Utf8Value(), &opts.kv_dtype))
+    throw Napi::TypeError::New(env, "loadEngine: unknown kvDtype " + o.Get("kvDtype").As<Napi::String>().Utf8Value());
+  opts.kv_dtype_is_default = o.Get("kvDtypeIsDefault").ToBoolean().Value();
+  opts.kv_fallback_keeps_bytes = o.Get("kvPoolSizedInBytes").ToBoolean().Value();
   if (o.Get("backend").IsString()) opts.backend = o.Get("backend").As<Napi::String>().Utf8Value();
   const std::string mode = o.Get("attention").IsString() ? o.Get("attention").As<Napi::String>().Utf8Value() : "full";
   if (mode == "full") opts.attention = AttentionMode::Full;
@@ -256,6 +260,7 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("numBlocks", engine_->num_blocks());
   o.Set("blockSize", engine_->block_size());
   o.Set("kvBytesPerBlock", static_cast<double>(engine_->kv_bytes_per_block()));
+  o.Set("kvDtype", dtype_name(engine_->kv_dtype()));
   o.Set("kvDeviceBytesPerBlock", static_cast<double>(engine_->kv_device_bytes_per_block()));
   o.Set("kvHostBytesPerBlock", static_cast<double>(engine_->kv_host_bytes_per_block()));
   const bool kcache = engine_->attention_mode() == AttentionMode::KCache;

@@ -9,6 +9,8 @@
 //    head's N largest and reads only those value rows, which live in the host tier.
 // Chunks are cut at fixed positions, so a row's result does not depend on what else is in the
 // batch, and a top-N row whose N covers its context takes the full path bit for bit.
+// A cache of 16-bit or q8_0 rows is read a tile at a time: the tile's rows (every KV head) are
+// converted to f32 once in L1, and the f32 kernels run on them; products and sums stay in f32.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -45,6 +47,8 @@ struct Row {
 struct Shape {
   int n_heads, group, hd, bs, kv_dim, q_dim;
   float scale;
+  DType dtype;
+  size_t row_bytes;
   explicit Shape(const AttentionBatch& b)
       : n_heads(b.n_heads),
         group(b.n_heads / b.n_kv_heads),
@@ -52,10 +56,16 @@ struct Shape {
         bs(b.block_size),
         kv_dim(b.n_kv_heads * b.head_dim),
         q_dim(b.n_heads * b.head_dim),
-        scale(b.scale) {}
-  // Row t of a sequence's cache (K or V) for KV head kvh.
-  const float* at(const float* cache, const int32_t* table, int t, int kvh) const {
-    return cache + (static_cast<int64_t>(table[t / bs]) * bs + t % bs) * kv_dim + static_cast<int64_t>(kvh) * hd;
+        scale(b.scale),
+        dtype(b.kv_dtype),
+        row_bytes(dtype_row_bytes(b.kv_dtype, b.n_kv_heads * b.head_dim)) {}
+  // Row t of a sequence's cache (K or V), as stored.
+  const uint8_t* row(const void* cache, const int32_t* table, int t) const {
+    return static_cast<const uint8_t*>(cache) + (static_cast<int64_t>(table[t / bs]) * bs + t % bs) * row_bytes;
+  }
+  // Row t for KV head kvh, of an f32 cache.
+  const float* at(const void* cache, const int32_t* table, int t, int kvh) const {
+    return reinterpret_cast<const float*>(row(cache, table, t)) + static_cast<int64_t>(kvh) * hd;
   }
   int partial_floats() const { return hd + 2; }  // max score, softmax sum, weighted values
 };
@@ -68,15 +78,26 @@ struct Shape {
 constexpr int kTile = 8;
 constexpr int kAhead = 16;
 
+// f(t, n, tile): tile points at row t's KV head 0 in f32, rows kv_dim apart (the cache itself, or
+// the tile converted into a per-thread buffer).
 template <typename F>
-void for_tiles(const Shape& s, const float* cache, const int32_t* table, int t0, int t1, F&& f) {
+void for_tiles(Ctx& c, const Shape& s, const void* cache, const int32_t* table, int t0, int t1, F&& f) {
+  thread_local std::vector<float> converted;
+  if (s.dtype != DType::F32) converted.resize(static_cast<size_t>(kTile) * s.kv_dim);
   for (int t = t0; t < t1;) {
     const int n = std::min({t1 - t, s.bs - t % s.bs, kTile});
     for (int p = t + kAhead; p < std::min(t1, t + kAhead + n); ++p) {
-      const char* row = reinterpret_cast<const char*>(s.at(cache, table, p, 0));
-      for (int64_t b = 0; b < static_cast<int64_t>(s.kv_dim) * 4; b += 64) __builtin_prefetch(row + b);
+      const char* row = reinterpret_cast<const char*>(s.row(cache, table, p));
+      for (size_t b = 0; b < s.row_bytes; b += 64) __builtin_prefetch(row + b);
     }
-    f(t, n);
+    if (s.dtype == DType::F32) {
+      f(t, n, s.at(cache, table, t, 0));
+    } else {
+      // a tile lies in one cache block: its rows are consecutive
+      const uint8_t* src = s.row(cache, table, t);
+      for (int i = 0; i < n; ++i) c.k.dequant_row(s.dtype, src + i * s.row_bytes, converted.data() + i * s.kv_dim, s.kv_dim);
+      f(t, n, converted.data());
+    }
     t += n;
   }
 }
@@ -89,7 +110,7 @@ constexpr int kQueryRows = 4;
 // the same chunk length) over chunk `chunk` of their contexts, every query head, a tile at a time.
 // Each row computes exactly what it would alone: its tiles are the group's cut at its own end.
 void chunk_task(Ctx& c, const Shape& s, const Row* rows, int r0, int nq, int chunk, const float* q,
-                const float* k_cache, const float* v_cache, float* out, float* scratch) {
+                const void* k_cache, const void* v_cache, float* out, float* scratch) {
   thread_local std::vector<float> local;
   thread_local std::vector<float> sums;
   const Row& last = rows[r0 + nq - 1];  // the group's longest context
@@ -109,15 +130,14 @@ void chunk_task(Ctx& c, const Shape& s, const Row* rows, int r0, int nq, int chu
     return topn ? scratch + last.scratch + t0 : local.data() + static_cast<int64_t>(i) * s.n_heads * kChunk;
   };
   const int32_t* table = last.table;
-  for_tiles(s, k_cache, table, t0, t_end, [&](int t, int n) {
+  for_tiles(c, s, k_cache, table, t0, t_end, [&](int t, int n, const float* tile) {
     for (int i = first; i < nq; ++i) {
       const int ni = std::min(n, end_of(i) - t);
       if (ni <= 0) continue;
       const float* qr = q + static_cast<int64_t>(r0 + i) * s.q_dim;
       float* sc = scores_of(i);
       for (int h = 0; h < s.n_heads; ++h)
-        c.k.dot_rows(sc + h * lds + (t - t0), qr + h * s.hd, s.at(k_cache, table, t, h / s.group), ni, s.kv_dim, s.hd,
-                     s.scale);
+        c.k.dot_rows(sc + h * lds + (t - t0), qr + h * s.hd, tile + (h / s.group) * s.hd, ni, s.kv_dim, s.hd, s.scale);
     }
   });
   if (topn) return;
@@ -145,13 +165,13 @@ void chunk_task(Ctx& c, const Shape& s, const Row* rows, int r0, int nq, int chu
       std::fill(acc, acc + s.hd, 0.0f);
     }
   }
-  for_tiles(s, v_cache, table, t0, t_end, [&](int t, int n) {
+  for_tiles(c, s, v_cache, table, t0, t_end, [&](int t, int n, const float* tile) {
     for (int i = first; i < nq; ++i) {
       const int ni = std::min(n, end_of(i) - t);
       if (ni <= 0) continue;
       const float* sc = scores_of(i);
       for (int h = 0; h < s.n_heads; ++h)
-        c.k.axpy_rows(acc_of(i, h), sc + h * lds + (t - t0), s.at(v_cache, table, t, h / s.group), ni, s.kv_dim, s.hd);
+        c.k.axpy_rows(acc_of(i, h), sc + h * lds + (t - t0), tile + (h / s.group) * s.hd, ni, s.kv_dim, s.hd);
     }
   });
   for (int i = first; i < nq; ++i) {
@@ -186,6 +206,7 @@ struct TopNScratch {
   std::vector<int> cand;
   std::vector<float> weights;
   std::vector<const float*> rows;
+  std::vector<float> converted;  // the kept value rows of a non-f32 cache, in f32
 };
 
 // The indices of the `keep` largest of n scores (ties: the earlier position), in position order.
@@ -227,7 +248,7 @@ void select_topn(Ctx& c, const float* sc, int n, int keep, TopNScratch& w) {
 }
 
 // Top-N attention for one (row, query head) whose scores the chunk tasks wrote.
-void topn_head(Ctx& c, const Shape& s, const Row& row, int h, float* scratch, const float* v_host, bool renormalize,
+void topn_head(Ctx& c, const Shape& s, const Row& row, int h, float* scratch, const void* v_host, bool renormalize,
                float* o) {
   thread_local TopNScratch w;
   float* sc = scratch + row.scratch + static_cast<int64_t>(h) * row.n_ctx;
@@ -244,9 +265,16 @@ void topn_head(Ctx& c, const Shape& s, const Row& row, int h, float* scratch, co
   const float inv = 1.0f / sum;
   const int kvh = h / s.group;
   w.rows.resize(row.keep);
+  if (s.dtype != DType::F32) w.converted.resize(static_cast<size_t>(row.keep) * s.kv_dim);
   for (int k = 0; k < row.keep; ++k) {
     w.weights[k] *= inv;
-    w.rows[k] = s.at(v_host, row.table, w.cand[k], kvh);
+    if (s.dtype == DType::F32) {
+      w.rows[k] = s.at(v_host, row.table, w.cand[k], kvh);
+    } else {
+      float* dst = w.converted.data() + static_cast<int64_t>(k) * s.kv_dim;
+      c.k.dequant_row(s.dtype, s.row(v_host, row.table, w.cand[k]), dst, s.kv_dim);
+      w.rows[k] = dst + static_cast<int64_t>(kvh) * s.hd;
+    }
   }
   c.k.weighted_sum_rows(o, w.weights.data(), w.rows.data(), row.keep, s.hd);
 }
@@ -263,7 +291,7 @@ int64_t scratch_cap_floats() {
   return cap;
 }
 
-void run(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_cache, const AttentionBatch& b) {
+void run(Ctx& c, float* out, const float* q, const void* k_cache, const void* v_cache, const AttentionBatch& b) {
   const Shape s(b);
   // The calling thread's buffers, reused across calls; the tasks see them through these references
   // (a lambda names a thread_local of the thread it runs on, not of the caller).
@@ -339,14 +367,14 @@ void run(Ctx& c, float* out, const float* q, const float* k_cache, const float* 
 
 }  // namespace
 
-void attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_cache,
+void attention(Ctx& c, float* out, const float* q, const void* k_cache, const void* v_cache,
                const AttentionBatch& b) {
   AttentionBatch full = b;
   full.row_topn = nullptr;
   run(c, out, q, k_cache, v_cache, full);
 }
 
-void kcache_attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_host,
+void kcache_attention(Ctx& c, float* out, const float* q, const void* k_cache, const void* v_host,
                       const AttentionBatch& b) {
   run(c, out, q, k_cache, v_host, b);
 }

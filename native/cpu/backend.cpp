@@ -94,15 +94,20 @@ class CpuBackend final : public Backend {
   void get_rows(float* out, const float* x, const int32_t* idx, int n, int dim) override {
     cpu::get_rows(ctx_, out, x, idx, n, dim);
   }
-  void kv_store(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots, int rows,
-                int kv_dim) override {
-    cpu::kv_store(ctx_, k_cache, v_cache, k, v, slots, rows, kv_dim);
+  bool supports_kv(DType t, std::string* why) const override {
+    if (t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0) return true;
+    if (why) *why = std::string("the KV cache stores f32, f16, bf16 or q8_0, not ") + dtype_name(t);
+    return false;
   }
-  void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
+  void kv_store(void* k_cache, void* v_cache, const float* k, const float* v, const int32_t* slots, int rows,
+                int kv_dim, DType kv_dtype) override {
+    cpu::kv_store(ctx_, k_cache, v_cache, k, v, slots, rows, kv_dim, kv_dtype);
+  }
+  void attention(float* out, const float* q, const void* k_cache, const void* v_cache,
                  const AttentionBatch& b) override {
     cpu::attention(ctx_, out, q, k_cache, v_cache, b);
   }
-  void kcache_attention(float* out, const float* q, const float* k_cache, const float* v_host,
+  void kcache_attention(float* out, const float* q, const void* k_cache, const void* v_host,
                         const AttentionBatch& b) override {
     cpu::kcache_attention(ctx_, out, q, k_cache, v_host, b);
   }

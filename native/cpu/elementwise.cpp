@@ -1,6 +1,7 @@
 // Small data-movement ops: residual add, row gather, KV-cache store.
 #include <cstring>
 
+#include "kcache/quant.h"
 #include "ops.h"
 
 namespace kc::cpu {
@@ -16,13 +17,16 @@ void get_rows(Ctx&, float* out, const float* x, const int32_t* idx, int n, int d
     std::memcpy(out + static_cast<int64_t>(i) * dim, x + static_cast<int64_t>(idx[i]) * dim, sizeof(float) * dim);
 }
 
-void kv_store(Ctx&, float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots,
-              int rows, int kv_dim) {
-  for (int r = 0; r < rows; ++r) {
-    const int64_t dst = static_cast<int64_t>(slots[r]) * kv_dim;
-    std::memcpy(k_cache + dst, k + static_cast<int64_t>(r) * kv_dim, sizeof(float) * kv_dim);
-    std::memcpy(v_cache + dst, v + static_cast<int64_t>(r) * kv_dim, sizeof(float) * kv_dim);
-  }
+void kv_store(Ctx& c, void* k_cache, void* v_cache, const float* k, const float* v, const int32_t* slots,
+              int rows, int kv_dim, DType kv_dtype) {
+  const size_t row_bytes = dtype_row_bytes(kv_dtype, kv_dim);
+  parallel_ranges(c, static_cast<size_t>(rows), 16, [&](size_t b, size_t e) {
+    for (size_t r = b; r < e; ++r) {
+      const size_t dst = static_cast<size_t>(slots[r]) * row_bytes;
+      encode_row(kv_dtype, k + r * kv_dim, static_cast<uint8_t*>(k_cache) + dst, kv_dim);
+      encode_row(kv_dtype, v + r * kv_dim, static_cast<uint8_t*>(v_cache) + dst, kv_dim);
+    }
+  });
 }
 
 }  // namespace kc::cpu

@@ -11,8 +11,8 @@
 
 namespace kc {
 
-std::unique_ptr<Backend> choose_backend(std::string want, const ModelConfig& cfg, const std::vector<DType>& weight_types, int threads,
-                                        std::string* note) {
+std::unique_ptr<Backend> choose_backend(std::string want, const ModelConfig& cfg, const std::vector<DType>& weight_types, DType kv_dtype,
+                                        int threads, std::string* note) {
   const char* env = std::getenv("KCACHE_BACKEND");
   if (want == "auto" && env && *env) want = env;
   if (want != "auto" && want != "cpu" && want != "cuda") throw std::runtime_error("backend must be auto, cpu or cuda, got '" + want + "'");
@@ -27,6 +27,7 @@ std::unique_ptr<Backend> choose_backend(std::string want, const ModelConfig& cfg
     std::string why;
     bool ok = b->supports_model(cfg, &why);
     for (DType t : weight_types) ok = ok && b->supports_weights(t, &why);
+    ok = ok && b->supports_kv(kv_dtype, &why);
     if (ok) {
       *note = "cuda: " + device;
       return b;
@@ -41,6 +42,7 @@ std::unique_ptr<Backend> choose_backend(std::string want, const ModelConfig& cfg
   if (want == "cuda") throw std::runtime_error("backend cuda: this build has no CUDA backend (nvcc was not found at build time)");
   (void)cfg;
   (void)weight_types;
+  (void)kv_dtype;
   *note = "cpu: built without CUDA";
 #endif
   return make_cpu_backend(threads);

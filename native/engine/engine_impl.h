@@ -22,8 +22,8 @@ struct LayerWeights {
   float* bv = nullptr;         // (kv_dim)
   float* ffn_norm = nullptr;   // (dim)
   Tensor w1, w2, w3;           // gate (hidden, dim), down (dim, hidden), up (hidden, dim)
-  float* k_cache = nullptr;    // (num_blocks, block_size, kv_dim)
-  float* v_cache = nullptr;    // (num_blocks, block_size, kv_dim); host tier when kcache
+  void* k_cache = nullptr;     // (num_blocks, block_size) rows of kv_dim values, as kv_dtype
+  void* v_cache = nullptr;     // the same; host tier when kcache
   bool kcache = false;         // V in host memory, top-N attention at decode
 };
 
@@ -49,8 +49,8 @@ std::vector<int32_t> topn_per_row(const StepInput& in, AttentionMode mode, const
 
 // `want` is auto, cpu or cuda (auto: KCACHE_BACKEND, then CUDA when built with it, a GPU is
 // visible and it can run the model, else the CPU); `note` says which and why.
-std::unique_ptr<Backend> choose_backend(std::string want, const ModelConfig& cfg, const std::vector<DType>& weight_types, int threads,
-                                        std::string* note);
+std::unique_ptr<Backend> choose_backend(std::string want, const ModelConfig& cfg, const std::vector<DType>& weight_types, DType kv_dtype,
+                                        int threads, std::string* note);
 
 class EngineImpl final : public Engine {
  public:
@@ -76,9 +76,10 @@ class EngineImpl final : public Engine {
   AttentionMode attention_mode() const override { return mode_; }
   const KCacheOptions& kcache_options() const override { return kc_; }
   size_t weight_bytes() const override { return weight_bytes_; }
+  DType kv_dtype() const override { return kv_dtype_; }
 
  private:
-  size_t layer_block_bytes() const { return static_cast<size_t>(block_size_) * cfg_.kv_dim() * sizeof(float); }
+  size_t layer_block_bytes() const { return static_cast<size_t>(block_size_) * dtype_row_bytes(kv_dtype_, cfg_.kv_dim()); }
   int kcache_layers() const { return mode_ == AttentionMode::KCache ? cfg_.n_layers - kc_.full_layers : 0; }
 
   // load.cpp
@@ -99,6 +100,7 @@ class EngineImpl final : public Engine {
   std::map<std::string, bool> known_;
   AttentionMode mode_;
   KCacheOptions kc_;
+  DType kv_dtype_;
   std::string note_;
   std::vector<void*> allocations_;
   std::vector<void*> host_allocations_;

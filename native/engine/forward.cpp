@@ -57,6 +57,7 @@ StepOutput EngineImpl::step(const StepInput& in) {
   // a bound, not the exact maximum: rounded up so that consecutive decode steps share a shape
   ab.max_context = (ab.max_context + 255) / 256 * 256;
   ab.topn_renormalize = kc_.renormalize;
+  ab.kv_dtype = kv_dtype_;
 
   // A backend may record the forward pass of one step shape and replay it (CUDA graphs): the
   // shape is everything that sizes a launch; the data (tokens, positions, block tables) lives
@@ -78,7 +79,7 @@ StepOutput EngineImpl::step(const StepInput& in) {
       }
       B.rope(s.q, s.pos, rows, cfg_.n_heads, cfg_.head_dim, cfg_.rope);
       B.rope(s.k, s.pos, rows, cfg_.n_kv_heads, cfg_.head_dim, cfg_.rope);
-      B.kv_store(L.k_cache, L.v_cache, s.k, s.v, s.slots, rows, kv_dim);
+      B.kv_store(L.k_cache, L.v_cache, s.k, s.v, s.slots, rows, kv_dim, kv_dtype_);
       if (L.kcache) B.kcache_attention(s.att, s.q, L.k_cache, L.v_cache, ab);  // (rows, q_dim)
       else B.attention(s.att, s.q, L.k_cache, L.v_cache, ab);
       B.matmul(s.xb, s.att, rows, L.wo, nullptr);

@@ -11,7 +11,7 @@
 namespace kc {
 
 EngineImpl::EngineImpl(const EngineOptions& o)
-    : cfg_(o.config), block_size_(o.block_size), num_blocks_(o.num_blocks), mode_(o.attention), kc_(o.kcache) {
+    : cfg_(o.config), block_size_(o.block_size), num_blocks_(o.num_blocks), mode_(o.attention), kc_(o.kcache), kv_dtype_(o.kv_dtype) {
   validate_config(cfg_, block_size_, num_blocks_, mode_, kc_);
   threads_ = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<DType> weight_types;
@@ -21,7 +21,19 @@ EngineImpl::EngineImpl(const EngineOptions& o)
     load_total_ += s.stored_bytes();
     weight_types.push_back(s.placed_dtype());
   }
-  backend_ = choose_backend(o.backend, cfg_, weight_types, threads_, &note_);
+  backend_ = choose_backend(o.backend, cfg_, weight_types, o.kv_dtype_is_default ? DType::F32 : kv_dtype_, threads_, &note_);
+  std::string why;
+  if (!backend_->supports_kv(kv_dtype_, &why)) {
+    if (!o.kv_dtype_is_default) throw std::runtime_error(why);
+    if (o.kv_fallback_keeps_bytes)
+      num_blocks_ = std::max<int>(1, static_cast<int>(static_cast<int64_t>(num_blocks_) * dtype_row_bytes(kv_dtype_, cfg_.kv_dim()) /
+                                                       dtype_row_bytes(DType::F32, cfg_.kv_dim())));
+    note_ += std::string("; KV cache f32 (") + why + ")";
+    kv_dtype_ = DType::F32;
+  }
+  if (cfg_.kv_dim() % dtype_block(kv_dtype_) != 0)
+    throw std::runtime_error(std::string("kv cache dtype ") + dtype_name(kv_dtype_) + ": rows of " + std::to_string(cfg_.kv_dim()) +
+                             " values are not whole blocks of " + std::to_string(dtype_block(kv_dtype_)));
   on_progress_ = o.on_progress;
 
   tok_embeddings_ = matrix(specs, "tok_embeddings", cfg_.vocab_size, cfg_.dim, Backend::WeightUse::Rows);
@@ -45,14 +57,14 @@ EngineImpl::EngineImpl(const EngineOptions& o)
     L.w1 = matrix(specs, p + "w1", cfg_.hidden_dim, cfg_.dim);
     L.w2 = matrix(specs, p + "w2", cfg_.dim, cfg_.hidden_dim);
     L.w3 = matrix(specs, p + "w3", cfg_.hidden_dim, cfg_.dim);
-    const size_t cache_bytes = static_cast<size_t>(num_blocks_) * block_size_ * cfg_.kv_dim() * sizeof(float);
+    const size_t cache_bytes = static_cast<size_t>(num_blocks_) * layer_block_bytes();
     L.kcache = mode_ == AttentionMode::KCache && l >= kc_.full_layers;
-    L.k_cache = static_cast<float*>(track(backend_->alloc(cache_bytes)));
+    L.k_cache = track(backend_->alloc(cache_bytes));
     if (L.kcache) {
-      L.v_cache = static_cast<float*>(backend_->alloc_host(cache_bytes));
+      L.v_cache = backend_->alloc_host(cache_bytes);
       host_allocations_.push_back(L.v_cache);
     } else {
-      L.v_cache = static_cast<float*>(track(backend_->alloc(cache_bytes)));
+      L.v_cache = track(backend_->alloc(cache_bytes));
     }
   }
   for (const auto& s : o.tensors) {
@@ -83,11 +95,25 @@ std::vector<float> EngineImpl::read_weight(const std::string& name) const {
 
 void EngineImpl::fill_kv_random(uint64_t seed) {
   const size_t n = static_cast<size_t>(num_blocks_) * block_size_ * cfg_.kv_dim();
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    backend_->fill_uniform(layers_[l].k_cache, n, seed + 2 * l, -1.0f, 1.0f);
-    backend_->fill_uniform(layers_[l].v_cache, n, seed + 2 * l + 1, -1.0f, 1.0f);
+  if (kv_dtype_ == DType::F32) {
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      backend_->fill_uniform(static_cast<float*>(layers_[l].k_cache), n, seed + 2 * l, -1.0f, 1.0f);
+      backend_->fill_uniform(static_cast<float*>(layers_[l].v_cache), n, seed + 2 * l + 1, -1.0f, 1.0f);
+    }
+    backend_->synchronize();
+    return;
   }
-  backend_->synchronize();
+  // other dtypes (CPU backends only): the same values, stored as the cache's rows
+  std::vector<float> f(n);
+  const int kv_dim = cfg_.kv_dim();
+  const size_t row_bytes = dtype_row_bytes(kv_dtype_, kv_dim);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    for (int which = 0; which < 2; ++which) {
+      backend_->fill_uniform(f.data(), n, seed + 2 * l + which, -1.0f, 1.0f);
+      auto* dst = static_cast<uint8_t*>(which == 0 ? layers_[l].k_cache : layers_[l].v_cache);
+      for (size_t r = 0; r < n / kv_dim; ++r) encode_row(kv_dtype_, f.data() + r * kv_dim, dst + r * row_bytes, kv_dim);
+    }
+  }
 }
 
 void* EngineImpl::track(void* p) {

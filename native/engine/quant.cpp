@@ -264,6 +264,19 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t k) {
   }
 }
 
+void encode_row(DType t, const float* src, void* dst, int64_t k) {
+  switch (t) {
+    case DType::F32: std::memcpy(dst, src, static_cast<size_t>(k) * 4); return;
+    case DType::F16:
+      for (int64_t i = 0; i < k; ++i) static_cast<uint16_t*>(dst)[i] = f32_to_f16(src[i]);
+      return;
+    case DType::BF16:
+      for (int64_t i = 0; i < k; ++i) static_cast<uint16_t*>(dst)[i] = f32_to_bf16(src[i]);
+      return;
+    default: quantize_row(t, src, dst, k); return;
+  }
+}
+
 bool can_quantize(DType t) { return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q5_0 || t == DType::Q4_K; }
 
 void quantize_row(DType t, const float* src, void* dst, int64_t k) {

@@ -170,8 +170,8 @@ void test_elementwise(Backend& C, Backend& G) {
     Buf kcc(C, kc0.size() * 4), kcg(G, kc0.size() * 4), vcc(C, vc0.size() * 4), vcg(G, vc0.size() * 4);
     Buf kC(C, k.size() * 4), kG(G, k.size() * 4), vC(C, v.size() * 4), vG(G, v.size() * 4), sc(C, rows * 4), sg(G, rows * 4);
     kcc.set(kc0), kcg.set(kc0), vcc.set(vc0), vcg.set(vc0), kC.set(k), kG.set(k), vC.set(v), vG.set(v), sc.set(slots), sg.set(slots);
-    C.kv_store(kcc.as<float>(), vcc.as<float>(), kC.as<float>(), vC.as<float>(), sc.as<int32_t>(), rows, kv);
-    G.kv_store(kcg.as<float>(), vcg.as<float>(), kG.as<float>(), vG.as<float>(), sg.as<int32_t>(), rows, kv);
+    C.kv_store(kcc.as<float>(), vcc.as<float>(), kC.as<float>(), vC.as<float>(), sc.as<int32_t>(), rows, kv, DType::F32);
+    G.kv_store(kcg.as<float>(), vcg.as<float>(), kG.as<float>(), vG.as<float>(), sg.as<int32_t>(), rows, kv, DType::F32);
     check("kv_store K", kcc.get(kc0.size()), kcg.get(kc0.size()), 0.0);
     check("kv_store V", vcc.get(vc0.size()), vcg.get(vc0.size()), 0.0);
   }

@@ -175,6 +175,16 @@ void dequant_row(DType t, const void* src, float* y, int k) {
   const auto* b = static_cast<const uint8_t*>(src);
   alignas(16) int8_t q[128];
   switch (t) {
+    case DType::F16:
+    case DType::BF16: {
+      int i = 0;
+      if (t == DType::F16)
+        for (; i + V::N <= k; i += V::N) V::store(y + i, V::load(reinterpret_cast<const F16*>(src) + i));
+      else
+        for (; i + V::N <= k; i += V::N) V::store(y + i, V::load(reinterpret_cast<const Bf16*>(src) + i));
+      if (i < k) dequantize_row(t, static_cast<const uint16_t*>(src) + i, y + i, k - i);
+      return;
+    }
     case DType::Q8_0:
       for (int i = 0; i < k; i += 32, b += 34, y += 32) scale_i8<V>(y, reinterpret_cast<const int8_t*>(b + 2), 32, half_at(b), 0.0f);
       return;

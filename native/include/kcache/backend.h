@@ -45,6 +45,8 @@ struct AttentionBatch {
   const int32_t* row_seq = nullptr;       // [rows]
   const int32_t* block_tables = nullptr;  // all sequences' tables, concatenated
   const int32_t* table_offset = nullptr;  // [n_seqs] start of each table in block_tables
+  // How the K and V caches store each row of kv_dim values (the KV cache dtype).
+  DType kv_dtype = DType::F32;
   // Host-side bounds for sizing launches and scratch (a device backend cannot read row_pos):
   int max_context = 0;  // max over rows of row_pos + 1
   int max_topn = 0;     // max over rows of row_topn
@@ -63,6 +65,12 @@ class Backend {
   // Whether every op can run this model's shapes; `why` says what cannot.
   virtual bool supports_model(const ModelConfig&, std::string* why) const { return true; }
   virtual bool supports_weights(DType, std::string* why) const { return true; }
+  // Whether the KV cache can store rows as this dtype (kv_store, attention, kcache_attention).
+  virtual bool supports_kv(DType t, std::string* why) const {
+    if (t == DType::F32) return true;
+    if (why) *why = std::string(name()) + " has no KV cache kernels for " + dtype_name(t);
+    return false;
+  }
 
   // Memory owned by the backend.
   virtual void* alloc(size_t bytes) = 0;
@@ -120,17 +128,19 @@ class Backend {
   virtual void add(float* x, const float* y, size_t n) = 0;
   // out[i, :] = x[idx[i], :]
   virtual void get_rows(float* out, const float* x, const int32_t* idx, int n, int dim) = 0;
-  // Writes k[r], v[r] into cache slot slots[r] (slot = block * block_size + offset).
-  virtual void kv_store(float* k_cache, float* v_cache, const float* k, const float* v,
-                        const int32_t* slots, int rows, int kv_dim) = 0;
-  // out[r, h * head_dim ..] = softmax(q·Kᵀ * scale) V over the row's cached context.
-  virtual void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
+  // Writes k[r], v[r] into cache slot slots[r] (slot = block * block_size + offset), each row
+  // of kv_dim values stored as kv_dtype (dtype_row_bytes(kv_dtype, kv_dim) bytes a row).
+  virtual void kv_store(void* k_cache, void* v_cache, const float* k, const float* v,
+                        const int32_t* slots, int rows, int kv_dim, DType kv_dtype) = 0;
+  // out[r, h * head_dim ..] = softmax(q·Kᵀ * scale) V over the row's cached context; the caches
+  // hold rows of b.kv_dtype, and every product and sum is in f32.
+  virtual void attention(float* out, const float* q, const void* k_cache, const void* v_cache,
                          const AttentionBatch& b) = 0;
   // KCache (He & Wu 2024): scores q·Kᵀ against every cached key (K in backend memory), softmax,
   // keeps the top b.row_topn[r] weights per query head and sums only those rows of V, which
   // lives in host memory (alloc_host). Rows with row_topn 0 or >= their context compute exactly
   // what attention() computes.
-  virtual void kcache_attention(float* out, const float* q, const float* k_cache, const float* v_host,
+  virtual void kcache_attention(float* out, const float* q, const void* k_cache, const void* v_host,
                                 const AttentionBatch& b) = 0;
 };
 

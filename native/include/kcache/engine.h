@@ -50,6 +50,12 @@ struct EngineOptions {
   std::vector<TensorSpec> tensors;
   int num_blocks = 0;
   int block_size = 16;
+  // How the KV cache stores each row: f32, f16, bf16 or q8_0 (the CPU backend; CUDA: f32).
+  DType kv_dtype = DType::F32;
+  // kv_dtype is a default, not a demand: a backend without kernels for it stores f32 rows; with
+  // kv_fallback_keeps_bytes (a pool sized in bytes) in fewer blocks, else in as many.
+  bool kv_dtype_is_default = false;
+  bool kv_fallback_keeps_bytes = false;
   int threads = 0;  // 0: all hardware threads (CPU backend)
   // "auto" (CUDA when this build has it and a device is visible, else CPU; KCACHE_BACKEND
   // overrides), "cpu" or "cuda" (an error when unavailable).
@@ -103,6 +109,7 @@ class Engine {
   virtual AttentionMode attention_mode() const = 0;
   virtual const KCacheOptions& kcache_options() const = 0;
   virtual size_t weight_bytes() const = 0;
+  virtual DType kv_dtype() const = 0;
 };
 
 }  // namespace kc

@@ -20,6 +20,10 @@ bool can_quantize(DType t);
 // magnitude); Q4_K sets each sub-block's scale and minimum from its range.
 void quantize_row(DType t, const float* src, void* dst, int64_t k);
 
+// Writes one row of `k` floats as `t`: f32 copied, f16/bf16 rounded to nearest even, block types
+// by quantize_row (the KV cache's rows).
+void encode_row(DType t, const float* src, void* dst, int64_t k);
+
 // Q4_K/Q5_K: the 6-bit scale and minimum of sub-block j (0..7) from the 12 packed bytes.
 inline void k_scale_min(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
   if (j < 4) {

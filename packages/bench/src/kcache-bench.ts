@@ -5,6 +5,11 @@
 //  - end-to-end decode tokens/s on a model at long contexts, full vs. top-N, in one engine;
 //  - the most concurrent long sequences a fixed device-tier budget holds, full vs. KCache.
 import { argmax, benchDecodeAttention, DEFAULT_KCACHE, Engine, type KCacheSettings, kvBytesPerBlock, Rng, sample } from '@kcache/engine';
+
+// KCache's figures (docs/KCACHE.md, docs/BENCHMARKS.md) are measured on an f32 KV cache; the
+// 16-bit caches shrink both tiers alike.
+const KV_DTYPE = 'f32' as const;
+
 import { type ModelSpec, resolveModel } from '@kcache/models';
 
 export interface FidelityConfig {
@@ -109,7 +114,12 @@ export async function measureFidelity(o: FidelityOptions, log: (line: string) =>
   const spec = resolveModel(o.model);
   const blocks = o.sequences * Math.ceil(o.length / 16);
   const load = (k?: KCacheSettings) =>
-    Engine.load(spec, { numBlocks: blocks, threads: o.threads, ...(k ? { attention: 'kcache' as const, kcache: k } : {}) });
+    Engine.load(spec, {
+      numBlocks: blocks,
+      threads: o.threads,
+      kvDtype: KV_DTYPE,
+      ...(k ? { attention: 'kcache' as const, kcache: k } : {}),
+    });
   const full = await load();
   const bos = spec.tokenizer?.encode('', { addBos: true })[0] ?? 1; // llama2.c models: BOS is 1
   const seqs = await sampleSequences(full, o.sequences, o.length, o.seed, bos);
@@ -216,7 +226,7 @@ export async function measureDecode(
   const maxContext = Math.max(...contexts);
   const maxBatch = Math.max(...batches);
   const prefixBlocks = Math.ceil(maxContext / bs);
-  const engine = await Engine.load(spec, { numBlocks: prefixBlocks + maxBatch, threads, attention: 'kcache' });
+  const engine = await Engine.load(spec, { numBlocks: prefixBlocks + maxBatch, threads, attention: 'kcache', kvDtype: KV_DTYPE });
   const prefixTable = Array.from({ length: prefixBlocks }, (_, i) => i);
   const t0 = performance.now();
   for (let p = 0; p < maxContext; p += 512) {
@@ -275,14 +285,14 @@ export async function measureBudgetDecode(
     );
   const blocksPerSeq = Math.ceil((context + steps + 1) / bs);
   const fits = (deviceBytesPerBlock: number) => Math.floor(budgetBytes / (deviceBytesPerBlock * blocksPerSeq));
-  const fullBatch = fits(kvBytesPerBlock(spec.config, bs, 'full').device);
-  const kvBatch = fits(kvBytesPerBlock(spec.config, bs, 'kcache', DEFAULT_KCACHE.fullLayers).device);
+  const fullBatch = fits(kvBytesPerBlock(spec.config, bs, 'full', 0, KV_DTYPE).device);
+  const kvBatch = fits(kvBytesPerBlock(spec.config, bs, 'kcache', DEFAULT_KCACHE.fullLayers, KV_DTYPE).device);
   if (fullBatch < 1) throw new RangeError(`a budget of ${budgetBytes} bytes holds no sequence of ${context} tokens`);
   if (kvBatch > MAX_BUDGET_BATCH)
     throw new RangeError(
       `a budget of ${budgetBytes} bytes holds ${kvBatch} sequences of ${context} tokens (at most ${MAX_BUDGET_BATCH}): use a smaller budget or longer contexts`,
     );
-  const engine = await Engine.load(spec, { numBlocks: kvBatch * blocksPerSeq, threads, attention: 'kcache' });
+  const engine = await Engine.load(spec, { numBlocks: kvBatch * blocksPerSeq, threads, attention: 'kcache', kvDtype: KV_DTYPE });
   engine.fillKvRandom(1);
   const tables = (batch: number) =>
     Array.from({ length: batch }, (_, s) => Array.from({ length: blocksPerSeq }, (_, i) => s * blocksPerSeq + i));
@@ -317,8 +327,8 @@ export function capacity(shape: ModelShape, deviceBytes: number, contextTokens: 
     sequences: Math.floor(Math.floor(deviceBytes / device) / blocksPerSeq),
   });
   return [
-    row('full', kvBytesPerBlock(shape, bs, 'full').device),
-    ...fullLayers.map((l) => row(`kcache L=${l}`, kvBytesPerBlock(shape, bs, 'kcache', l).device)),
+    row('full', kvBytesPerBlock(shape, bs, 'full', 0, KV_DTYPE).device),
+    ...fullLayers.map((l) => row(`kcache L=${l}`, kvBytesPerBlock(shape, bs, 'kcache', l, KV_DTYPE).device)),
   ];
 }
 

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { checkRedisUrl, connectRedis, type RedisClient, redactRedisUrl } from '@kcache/block-index';
+import { KV_DTYPES, type KvDtype } from '@kcache/engine';
 import { LOAD_QUANT_DTYPES, loadChatTemplate } from '@kcache/models';
 import { type ClusterTls, ClusterTlsError, loadClusterTls } from '@kcache/protocol';
 import { ApiKeys, ApiKeysError, parseApiKeyLines, readApiKeysFile } from '@kcache/router';
@@ -50,6 +51,14 @@ export function modelRefArg(model: string, quantize: string | undefined): string
     throw new UsageError(`--quantize must be one of ${LOAD_QUANT_DTYPES.join(', ')}, got '${quantize}'`);
   if (model.startsWith('dummy:')) throw new UsageError(`--quantize: name the type in a dummy model instead (dummy:<preset>:${quantize})`);
   return `${model}#${quantize}`;
+}
+
+/** `--kv-cache-dtype`: how the KV cache stores rows. */
+export function kvDtypeArg(v: string | undefined): KvDtype | undefined {
+  if (v === undefined) return undefined;
+  if (!(KV_DTYPES as readonly string[]).includes(v))
+    throw new UsageError(`--kv-cache-dtype must be one of ${KV_DTYPES.join(', ')}, got '${v}'`);
+  return v as KvDtype;
 }
 
 export const ATTENTION_OPTIONS = {

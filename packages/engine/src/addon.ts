@@ -19,6 +19,10 @@ export interface KCacheSettings {
   renormalize: boolean;
 }
 
+/** KV cache row formats (`--kv-cache-dtype`). */
+export type KvDtype = 'f32' | 'f16' | 'bf16' | 'q8_0';
+export const KV_DTYPES: readonly KvDtype[] = ['f32', 'f16', 'bf16', 'q8_0'];
+
 export interface NativeLoadOptions {
   config: NativeModelConfig;
   tensors: NativeTensorSpec[];
@@ -31,6 +35,11 @@ export interface NativeLoadOptions {
   backend?: 'auto' | 'cpu' | 'cuda';
   /** Called on this thread as weights are placed: bytes read so far and in all (as stored). */
   onProgress?: (loadedBytes: number, totalBytes: number) => void;
+  /** How the KV cache stores rows: f32, f16, bf16 or q8_0. */
+  kvDtype?: KvDtype;
+  /** kvDtype is the default: a backend without it stores f32 (in fewer blocks when kvPoolSizedInBytes). */
+  kvDtypeIsDefault?: boolean;
+  kvPoolSizedInBytes?: boolean;
 }
 
 /** One batched step; rows are the new tokens of all sequences, concatenated. */
@@ -56,6 +65,8 @@ export interface NativeEngineInfo {
   blockSize: number;
   /** Both tiers. */
   kvBytesPerBlock: number;
+  /** How the KV cache stores rows. */
+  kvDtype: KvDtype;
   /** K of every layer and V of full-attention layers. */
   kvDeviceBytesPerBlock: number;
   /** V of KCache layers (0 in full mode). */

@@ -5,6 +5,8 @@ import {
   type AttentionMode,
   addon,
   type KCacheSettings,
+  KV_DTYPES,
+  type KvDtype,
   type NativeEngine,
   type NativeEngineInfo,
 } from './addon.js';
@@ -28,6 +30,18 @@ export interface EngineOptions {
   backend?: 'auto' | 'cpu' | 'cuda';
   /** Loading progress: bytes of weights read so far and in all (calls may trail the load's end). */
   onProgress?: (loadedBytes: number, totalBytes: number) => void;
+  /**
+   * How the KV cache stores rows (default f32, exact). 'auto' is the serving default
+   * (`--kv-cache-dtype`): the weights' 16-bit type (bf16 for bf16 models, else f16), as vLLM's
+   * "auto" and llama.cpp's f16, kept f32 on a backend without kernels for it (CUDA, for now).
+   */
+  kvDtype?: KvDtype | 'auto';
+}
+
+/** The KV dtype a model gets by default: bf16 for bf16 weights, f16 otherwise. */
+export function defaultKvDtype(model: ModelSpec): KvDtype {
+  const wq = model.tensors.find((t) => t.name === 'layers.0.wq');
+  return wq?.dtype === 'bf16' && !wq.quantize ? 'bf16' : 'f16';
 }
 
 /** One sequence's part of a batched step. */
@@ -75,7 +89,9 @@ export class Engine {
     const attention = opts.attention ?? 'full';
     if (attention !== 'full' && attention !== 'kcache') throw new RangeError(`attention must be 'full' or 'kcache', got '${attention}'`);
     const kcache = resolveKCache(opts.kcache, c.nLayers);
-    const { device, host } = kvBytesPerBlock(c, blockSize, attention, kcache.fullLayers);
+    const kvDtype = opts.kvDtype === 'auto' ? defaultKvDtype(model) : (opts.kvDtype ?? 'f32');
+    if (!KV_DTYPES.includes(kvDtype)) throw new RangeError(`kvDtype must be one of ${KV_DTYPES.join(', ')}, got '${kvDtype}'`);
+    const { device, host } = kvBytesPerBlock(c, blockSize, attention, kcache.fullLayers, kvDtype);
     let numBlocks = opts.numBlocks ?? Math.max(1, Math.floor((opts.kvCacheBytes ?? 2 ** 30) / device));
     if (opts.numBlocks === undefined && host > 0 && opts.kvHostBytes !== undefined)
       numBlocks = Math.min(numBlocks, Math.max(1, Math.floor(opts.kvHostBytes / host)));
@@ -90,6 +106,9 @@ export class Engine {
         kcache,
         backend: opts.backend,
         onProgress: opts.onProgress,
+        kvDtype,
+        kvDtypeIsDefault: opts.kvDtype === 'auto',
+        kvPoolSizedInBytes: opts.numBlocks === undefined,
       });
       return new Engine(native, model);
     } catch (e) {
@@ -240,8 +259,12 @@ export function kvBytesPerBlock(
   blockSize: number,
   attention: AttentionMode,
   fullLayers = 0,
+  kvDtype: KvDtype = 'f32',
 ): { device: number; host: number } {
-  const layer = blockSize * c.nKvHeads * c.headDim * 4;
+  const kvDim = c.nKvHeads * c.headDim;
+  // q8_0: blocks of 32 values in 34 bytes
+  const rowBytes = kvDtype === 'f32' ? 4 * kvDim : kvDtype === 'q8_0' ? (kvDim / 32) * 34 : 2 * kvDim;
+  const layer = blockSize * rowBytes;
   const kcLayers = attention === 'kcache' ? c.nLayers - fullLayers : 0;
   return { device: layer * (2 * c.nLayers - kcLayers), host: layer * kcLayers };
 }

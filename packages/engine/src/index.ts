@@ -1,7 +1,8 @@
-export type { AttentionMode, KCacheSettings } from './addon.js';
+export { type AttentionMode, type KCacheSettings, KV_DTYPES, type KvDtype } from './addon.js';
 export {
   benchDecodeAttention,
   DEFAULT_KCACHE,
+  defaultKvDtype,
   Engine,
   type EngineInfo,
   type EngineOptions,

@@ -1,12 +1,12 @@
 import { parseArgs } from 'node:util';
 import { Engine, generate, validateSampling } from '@kcache/engine';
 import { resolveModel, type WeightDType } from '@kcache/models';
-import { ATTENTION_OPTIONS, attentionArgs, idsArg, intArg, modelRefArg, numArg, UsageError } from '../args.js';
+import { ATTENTION_OPTIONS, attentionArgs, idsArg, intArg, kvDtypeArg, modelRefArg, numArg, UsageError } from '../args.js';
 import { stderrLoadProgress } from '../load-progress.js';
 
 export const GENERATE_USAGE = `kcache generate --model <dir | file.gguf | file.bin | dummy:preset[:dtype]> (--prompt TEXT | --prompt-ids 1,2,3)
     [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--ignore-eos] [--json]
-    [--dtype f32|bf16|f16] [--quantize q8_0|q4_0|q5_0|q4_k] [--threads N] [--block-size N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]`;
+    [--dtype f32|bf16|f16] [--quantize q8_0|q4_0|q5_0|q4_k] [--kv-cache-dtype f32|f16|bf16|q8_0] [--threads N] [--block-size N] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]`;
 
 /** Offline generation with the native engine, one sequence. */
 export async function generateCommand(argv: string[]): Promise<void> {
@@ -27,6 +27,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
       json: { type: 'boolean' },
       dtype: { type: 'string' },
       quantize: { type: 'string' },
+      'kv-cache-dtype': { type: 'string' },
       threads: { type: 'string' },
       'block-size': { type: 'string' },
       ...ATTENTION_OPTIONS,
@@ -72,12 +73,18 @@ export async function generateCommand(argv: string[]): Promise<void> {
   }
   const blocks = Math.ceil((promptIds.length + maxTokens) / blockSize);
   const progress = stderrLoadProgress(spec.id);
-  const engine = await Engine.load(spec, { blockSize, numBlocks: blocks, threads, ...attention, onProgress: progress.update }).catch(
-    (e: unknown) => {
-      progress.abort();
-      throw e;
-    },
-  );
+  const kvDtype = kvDtypeArg(values['kv-cache-dtype']) ?? 'auto';
+  const engine = await Engine.load(spec, {
+    blockSize,
+    numBlocks: blocks,
+    threads,
+    kvDtype,
+    ...attention,
+    onProgress: progress.update,
+  }).catch((e: unknown) => {
+    progress.abort();
+    throw e;
+  });
 
   // Stream text as it completes; hold back a trailing partial UTF-8 character.
   const generated: number[] = [];

@@ -16,6 +16,7 @@ import {
   chatTemplateArg,
   connectJobsRedis,
   intArg,
+  kvDtypeArg,
   modelRefArg,
   NO_AUTH_WARNING,
   numArg,
@@ -30,7 +31,7 @@ import { stderrLoadProgress } from '../load-progress.js';
 
 export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--advertise-host H] [--metrics-port N] [--metrics-host H]
     [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-waiting N]
-    [--drain-grace-ms N] [--lease-ttl-ms N] [--redis-wait-ms 30000] [--tls-cert F --tls-key F --tls-ca F] [--served-model-name NAME] [--kv-cache-bytes N] [--quantize q8_0|q4_0|q5_0|q4_k] [--warm-prompts FILE] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
+    [--drain-grace-ms N] [--lease-ttl-ms N] [--redis-wait-ms 30000] [--tls-cert F --tls-key F --tls-ca F] [--served-model-name NAME] [--kv-cache-bytes N] [--quantize q8_0|q4_0|q5_0|q4_k] [--kv-cache-dtype f32|f16|bf16|q8_0] [--warm-prompts FILE] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
   kcache serve router --port P --redis-url URL (--api-keys-file FILE | --no-auth) [--tenant-requests-per-s N] [--tenant-tokens-per-s N]
     [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N] [--metrics-host H]
     [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
@@ -264,12 +265,14 @@ export async function serveCommand(argv: string[]): Promise<void> {
       'served-model-name': { type: 'string' },
       'warm-prompts': { type: 'string' },
       quantize: { type: 'string' },
+      'kv-cache-dtype': { type: 'string' },
       ...TLS_OPTIONS,
       ...ATTENTION_OPTIONS,
     },
   });
   if (!values.model) throw new UsageError('--model is required');
   const model = modelRefArg(values.model, values.quantize);
+  const kvDtype = kvDtypeArg(values['kv-cache-dtype']);
   if (values.port === undefined) throw new UsageError('--port is required');
   const opt = (name: string, v: string | undefined, min = 1) => (v === undefined ? undefined : intArg(name, v, 0, min));
   const grace = intArg('drain-grace-ms', values['drain-grace-ms'], 30_000, 0);
@@ -299,6 +302,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     leaseTtlMs: opt('lease-ttl-ms', values['lease-ttl-ms'], 100),
     redisWaitMs: opt('redis-wait-ms', values['redis-wait-ms'], 0),
     kvCacheBytes: opt('kv-cache-bytes', values['kv-cache-bytes']),
+    kvDtype,
     ...attention,
   }).catch((e: unknown) => {
     progress.abort();

@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { connectRedis, type RedisClient, redactRedisUrl } from '@kcache/block-index';
-import { type AttentionMode, Engine, type KCacheSettings } from '@kcache/engine';
+import { type AttentionMode, Engine, type KCacheSettings, type KvDtype } from '@kcache/engine';
 import { serveMetrics } from '@kcache/metrics';
 import { type GenerationDefaults, type ModelSpec, resolveModel } from '@kcache/models';
 import {
@@ -41,6 +41,8 @@ export interface WorkerOptions {
   numBlocks?: number;
   /** Device-tier KV budget when numBlocks is not given (the engine's default otherwise). */
   kvCacheBytes?: number;
+  /** How the KV cache stores rows (`--kv-cache-dtype`); default 'auto': the weights' 16-bit type. */
+  kvDtype?: KvDtype | 'auto';
   blockSize?: number;
   /** 'kcache': V in the host tier, top-N attention at decode (see docs/KCACHE.md). */
   attention?: AttentionMode;
@@ -142,6 +144,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const engine = await Engine.load(spec, {
     numBlocks: o.numBlocks,
     kvCacheBytes: o.kvCacheBytes,
+    kvDtype: o.kvDtype ?? 'auto',
     blockSize: o.blockSize,
     threads: o.threads,
     attention: o.attention,
