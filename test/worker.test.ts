@@ -32,7 +32,8 @@ async function cold(ids: number[], maxTokens: number): Promise<number[]> {
 
 beforeAll(async () => {
   redis = await startRedis();
-  reference = await Engine.load(resolveModel(STORIES_260K), { numBlocks: 40, threads: 1 });
+  // the worker's default KV cache ('auto': f16 for these f32 weights)
+  reference = await Engine.load(resolveModel(STORIES_260K), { numBlocks: 40, threads: 1, kvDtype: 'auto' });
 });
 afterAll(async () => {
   reference.dispose();
