@@ -17,6 +17,7 @@ test('kcache and llama.cpp agree on greedy tokens of the same weights', async ({
     decodeTokens: 12,
     batches: [3],
     batchDecodeSteps: 4,
+    kvDtype: 'auto',
     llamaCpp: true,
     cacheDir,
     log: () => {},

@@ -2,7 +2,7 @@
 // identical weights, in one run, plus the machine's measured read bandwidth as the roofline.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { argmax, Engine, measureReadBandwidth } from '@kcache/engine';
+import { argmax, defaultKvDtype, Engine, type KvDtype, measureReadBandwidth } from '@kcache/engine';
 import { type ModelSpec, resolveModel, rowBytes, type WeightDType } from '@kcache/models';
 import { writeGguf } from './gguf.js';
 import { LlamaCppRunner } from './llamacpp.js';
@@ -15,6 +15,8 @@ export interface EngineBenchOptions {
   decodeTokens: number;
   batches: number[];
   batchDecodeSteps: number;
+  /** kcache's KV cache ('auto': the weights' 16-bit type; llama.cpp keeps its default, f16). */
+  kvDtype: KvDtype | 'auto';
   llamaCpp: boolean;
   cacheDir: string;
   log: (line: string) => void;
@@ -36,6 +38,7 @@ export interface EngineBenchRow {
 
 export interface EngineBenchResult {
   model: string;
+  kvDtype: KvDtype | 'auto';
   promptLen: number;
   threads: number;
   bandwidth: number;
@@ -59,7 +62,7 @@ async function benchKcache(spec: ModelSpec, o: EngineBenchOptions): Promise<Figu
   const maxCtx = Math.max(o.promptLen + o.decodeTokens, 16 + o.batchDecodeSteps);
   const blocksPerSeq = Math.ceil(maxCtx / 16);
   const maxBatch = Math.max(1, ...o.batches);
-  const engine = await Engine.load(spec, { numBlocks: blocksPerSeq * maxBatch, threads: o.threads });
+  const engine = await Engine.load(spec, { numBlocks: blocksPerSeq * maxBatch, threads: o.threads, kvDtype: o.kvDtype });
   try {
     const table = (s: number) => Array.from({ length: blocksPerSeq }, (_, i) => s * blocksPerSeq + i);
     // warm up: first touches of the weights and scratch buffers
@@ -101,7 +104,9 @@ export async function runEngineBench(o: EngineBenchOptions): Promise<EngineBench
   const rows: EngineBenchRow[] = [];
   for (const dtype of o.dtypes) {
     const spec = resolveModel(o.model.split(':').length > 2 ? o.model : `${o.model}:${dtype}`);
-    const kvBytesPerToken = 2 * spec.config.nLayers * spec.config.nKvHeads * spec.config.headDim * 4;
+    const kv = o.kvDtype === 'auto' ? defaultKvDtype(spec) : o.kvDtype;
+    const kvDim = spec.config.nKvHeads * spec.config.headDim;
+    const kvBytesPerToken = 2 * spec.config.nLayers * (kv === 'f32' ? 4 * kvDim : kv === 'q8_0' ? (kvDim / 32) * 34 : 2 * kvDim);
     // average context over the single-sequence decode run
     const bytesPerToken = decodeWeightBytes(spec) + (o.promptLen + o.decodeTokens / 2) * kvBytesPerToken;
     o.log(`[${spec.id}] kcache ...`);
@@ -126,7 +131,7 @@ export async function runEngineBench(o: EngineBenchOptions): Promise<EngineBench
     }
     rows.push({ dtype: spec.id.split(':')[2] as WeightDType, bytesPerToken, kcache, llamaCpp: llama });
   }
-  return { model: o.model, promptLen: o.promptLen, threads: o.threads, bandwidth, rows };
+  return { model: o.model, kvDtype: o.kvDtype, promptLen: o.promptLen, threads: o.threads, bandwidth, rows };
 }
 
 const f1 = (n: number) => n.toFixed(1);
@@ -135,7 +140,9 @@ const ratio = (a: number, b: number | undefined) => (b ? `${(a / b).toFixed(2)}Ã
 /** The result as a Markdown table (the form recorded in docs/BENCHMARKS.md). */
 export function formatEngineBench(r: EngineBenchResult): string {
   const lines: string[] = [];
-  lines.push(`model ${r.model}, ${r.threads} threads, measured read bandwidth ${(r.bandwidth / 1e9).toFixed(2)} GB/s`);
+  lines.push(
+    `model ${r.model}, ${r.threads} threads, kcache KV cache ${r.kvDtype} (llama.cpp: f16), measured read bandwidth ${(r.bandwidth / 1e9).toFixed(2)} GB/s`,
+  );
   lines.push('');
   lines.push('| weights | figure | kcache | llama.cpp | kcache / llama.cpp |');
   lines.push('|---|---|---:|---:|---:|');

@@ -33,7 +33,7 @@ import {
 } from '@kcache/bench';
 import { LOAD_QUANT_DTYPES, resolveModel, type WeightDType } from '@kcache/models';
 import { POLICIES, type PolicyName } from '@kcache/routing';
-import { idsArg, intArg, UsageError } from '../args.js';
+import { idsArg, intArg, kvDtypeArg, UsageError } from '../args.js';
 
 export async function benchCommand(argv: string[]): Promise<void> {
   const [what, ...rest] = argv;
@@ -56,6 +56,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
       'decode-tokens': { type: 'string' },
       batches: { type: 'string' },
       'no-llama-cpp': { type: 'boolean' },
+      'kv-cache-dtype': { type: 'string' },
       json: { type: 'boolean' },
     },
   });
@@ -71,6 +72,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
     decodeTokens: intArg('decode-tokens', values['decode-tokens'], 64, 1),
     batches: idsArg('batches', values.batches ?? '8,32'),
     batchDecodeSteps: 32,
+    kvDtype: values['kv-cache-dtype'] === 'auto' ? 'auto' : (kvDtypeArg(values['kv-cache-dtype']) ?? 'auto'),
     llamaCpp: !values['no-llama-cpp'],
     cacheDir: '.bench',
     log: (line) => process.stderr.write(`${line}\n`),
