@@ -281,10 +281,6 @@ inline __m256 dot_signed(__m256i w, __m256i x) {
   const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
 }
-// the same for unsigned weights (0..63)
-inline __m256 dot_unsigned(__m256i w, __m256i x) {
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
-}
 inline float hsum256(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -292,237 +288,122 @@ inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// One weight row (nb blocks of 32 values) · one activation row: the scaled integer dots in one
-// vector accumulator, the minimum terms (types with a minimum) in one scalar, in block order
-// (explicit fma, so that no compiler contraction makes the two paths below differ).
+// One block of 32 weights as the integer path uses it: value = scale * q + min, the scale s0 for
+// values 0..15 and s1 for 16..31 (they differ only in Q6_K, whose scales cover 16 values).
+struct QBlock {
+  __m256i q;
+  float s0, s1, min;
+};
+
+// Block b of a row of type T, from ggml-common.h's layouts (see quant.cpp's reference).
+template <DType T>
+inline QBlock q_block(const uint8_t* row, int b) {
+  if constexpr (T == DType::Q8_0) {
+    const uint8_t* w = row + 34 * b;
+    return {load32(w + 2), f16c(w), f16c(w), 0.0f};
+  } else if constexpr (T == DType::Q4_0) {
+    const uint8_t* w = row + 18 * b;
+    return {_mm256_sub_epi8(nibbles32(w + 2), bytes8(8)), f16c(w), f16c(w), 0.0f};
+  } else if constexpr (T == DType::Q4_1) {
+    const uint8_t* w = row + 20 * b;
+    return {nibbles32(w + 4), f16c(w), f16c(w), f16c(w + 2)};
+  } else if constexpr (T == DType::Q5_0) {
+    const uint8_t* w = row + 22 * b;
+    return {_mm256_sub_epi8(_mm256_or_si256(nibbles32(w + 6), fifth_bits(w + 2)), bytes8(16)), f16c(w), f16c(w), 0.0f};
+  } else if constexpr (T == DType::Q5_1) {
+    const uint8_t* w = row + 24 * b;
+    return {_mm256_or_si256(nibbles32(w + 8), fifth_bits(w + 4)), f16c(w), f16c(w), f16c(w + 2)};
+  } else if constexpr (T == DType::Q4_K || T == DType::Q5_K) {
+    // sub-block i of 8: nibbles of qs[32 (i/2) ..] (low for even i, high for odd), fifth bit i of qh
+    constexpr bool five = T == DType::Q5_K;
+    const uint8_t* w = row + (five ? 176 : 144) * (b / 8);
+    const int i = b % 8;
+    __m256i q = bits32(load32(w + (five ? 48 : 16) + 32 * (i / 2)), 4 * (i % 2), 0xF);
+    if constexpr (five) q = _mm256_or_si256(q, _mm256_slli_epi16(bits32(load32(w + 16), i, 1), 4));
+    uint8_t sc, m;
+    k_scale_min(i, w + 4, &sc, &m);
+    const float d = f16c(w) * sc;
+    return {q, d, d, -(f16c(w + 2) * m)};
+  } else {  // Q6_K: 32 values of half n: 4 low bits from ql (byte l or l+32, low or high nibble), 2 from qh[l]
+    const uint8_t* w = row + 210 * (b / 8);
+    const int n = (b % 8) / 4, i = b % 4;
+    const __m256i lo = bits32(load32(w + 64 * n + 32 * (i % 2)), 4 * (i / 2), 0xF);
+    const __m256i hi = _mm256_slli_epi16(bits32(load32(w + 128 + 32 * n), 2 * i, 3), 4);
+    const auto* sc = reinterpret_cast<const int8_t*>(w + 192 + 8 * n);
+    const float d = f16c(w + 208);
+    return {_mm256_sub_epi8(_mm256_or_si256(lo, hi), bytes8(32)), d * sc[2 * i], d * sc[2 * i + 1], 0.0f};
+  }
+}
+
 // Weight bytes are prefetched this far ahead (rows are contiguous, so past a row's end is the next
 // row): one core's demand misses alone leave most of the memory bandwidth unused.
 constexpr int kQuantPrefetch = 1024;
-#define KC_PREFETCH_W(p) _mm_prefetch(reinterpret_cast<const char*>(p) + kQuantPrefetch, _MM_HINT_T0)
 
-inline float dot_q8(DType t, const uint8_t* w, const int8_t* xq, const float* xd, const int32_t* xs, int nb) {
+// Adds block b's terms for one activation row: the scaled integer dot into acc, the minimum term
+// into mins (explicit fma: no compiler contraction may make two callers differ).
+inline void add_block(const QBlock& k, const __m256i x, float xd, int32_t xs, __m256& acc, float& mins) {
+  const __m256 scale = _mm256_mul_ps(_mm256_setr_ps(k.s0, k.s0, k.s0, k.s0, k.s1, k.s1, k.s1, k.s1), _mm256_set1_ps(xd));
+  acc = _mm256_fmadd_ps(scale, dot_signed(k.q, x), acc);
+  mins = std::fma(k.min * xd, static_cast<float>(xs), mins);
+}
+
+// One weight row (nb blocks) · one activation row, each block unpacked in registers.
+template <DType T>
+float dot_row(const uint8_t* w, const int8_t* xq, const float* xd, const int32_t* xs, int nb) {
+  const size_t block_bytes = dtype_block_bytes(T) * 32 / dtype_block(T);
   __m256 acc = _mm256_setzero_ps();
   float mins = 0.0f;
-  switch (t) {
-    case DType::Q8_0:
-      for (int b = 0; b < nb; ++b, w += 34) {
-        KC_PREFETCH_W(w);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c(w) * xd[b]), dot_signed(load32(w + 2), load32(xq + 32 * b)), acc);
-      }
-      break;
-    case DType::Q4_0:
-      for (int b = 0; b < nb; ++b, w += 18) {
-        KC_PREFETCH_W(w);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c(w) * xd[b]), dot_signed(_mm256_sub_epi8(nibbles32(w + 2), bytes8(8)), load32(xq + 32 * b)), acc);
-      }
-      break;
-    case DType::Q4_1:
-      for (int b = 0; b < nb; ++b, w += 20) {
-        KC_PREFETCH_W(w);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c(w) * xd[b]), dot_unsigned(nibbles32(w + 4), load32(xq + 32 * b)), acc);
-        mins = std::fma(f16c(w + 2) * xd[b], static_cast<float>(xs[b]), mins);  // value = d * q + m
-      }
-      break;
-    case DType::Q5_0:
-      for (int b = 0; b < nb; ++b, w += 22) {
-        KC_PREFETCH_W(w);
-        const __m256i q = _mm256_sub_epi8(_mm256_or_si256(nibbles32(w + 6), fifth_bits(w + 2)), bytes8(16));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c(w) * xd[b]), dot_signed(q, load32(xq + 32 * b)), acc);
-      }
-      break;
-    case DType::Q5_1:
-      for (int b = 0; b < nb; ++b, w += 24) {
-        KC_PREFETCH_W(w);
-        const __m256i q = _mm256_or_si256(nibbles32(w + 8), fifth_bits(w + 4));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16c(w) * xd[b]), dot_unsigned(q, load32(xq + 32 * b)), acc);
-        mins = std::fma(f16c(w + 2) * xd[b], static_cast<float>(xs[b]), mins);  // value = d * q + m
-      }
-      break;
-    case DType::Q4_K:
-    case DType::Q5_K: {
-      const bool five = t == DType::Q5_K;
-      for (int sb = 0; sb < nb / 8; ++sb, w += five ? 176 : 144) {
-        const float d = f16c(w), dmin = f16c(w + 2);
-        const uint8_t* qs = w + (five ? 48 : 16);
-        const __m256i qh = five ? load32(w + 16) : _mm256_setzero_si256();
-        for (int j = 0; j < 4; ++j) {
-          KC_PREFETCH_W(qs + 32 * j);
-          const __m256i v = load32(qs + 32 * j);
-          __m256i lo = bits32(v, 0, 0xF), hi = bits32(v, 4, 0xF);
-          if (five) {
-            lo = _mm256_or_si256(lo, _mm256_slli_epi16(bits32(qh, 2 * j, 1), 4));
-            hi = _mm256_or_si256(hi, _mm256_slli_epi16(bits32(qh, 2 * j + 1, 1), 4));
-          }
-          const int b = 8 * sb + 2 * j;
-          uint8_t sc, m;
-          k_scale_min(2 * j, w + 4, &sc, &m);
-          acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sc * xd[b]), dot_unsigned(lo, load32(xq + 32 * b)), acc);
-          mins = std::fma(-(dmin * m) * xd[b], static_cast<float>(xs[b]), mins);  // value = d * sc * q - dmin * m
-          k_scale_min(2 * j + 1, w + 4, &sc, &m);
-          acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sc * xd[b + 1]), dot_unsigned(hi, load32(xq + 32 * (b + 1))), acc);
-          mins = std::fma(-(dmin * m) * xd[b + 1], static_cast<float>(xs[b + 1]), mins);
-        }
-      }
-      break;
-    }
-    case DType::Q6_K:
-      for (int sb = 0; sb < nb / 8; ++sb, w += 210) {
-        const float d = f16c(w + 208);
-        for (int n = 0; n < 2; ++n) {
-          KC_PREFETCH_W(w + 64 * n);
-          KC_PREFETCH_W(w + 128 + 64 * n);
-          const uint8_t* ql = w + 64 * n;
-          const __m256i l0 = load32(ql), l1 = load32(ql + 32), h = load32(w + 128 + 32 * n);
-          const auto* sc = reinterpret_cast<const int8_t*>(w + 192 + 8 * n);
-          const __m256i q[4] = {
-              _mm256_or_si256(bits32(l0, 0, 0xF), _mm256_slli_epi16(bits32(h, 0, 3), 4)),
-              _mm256_or_si256(bits32(l1, 0, 0xF), _mm256_slli_epi16(bits32(h, 2, 3), 4)),
-              _mm256_or_si256(bits32(l0, 4, 0xF), _mm256_slli_epi16(bits32(h, 4, 3), 4)),
-              _mm256_or_si256(bits32(l1, 4, 0xF), _mm256_slli_epi16(bits32(h, 6, 3), 4)),
-          };
-          for (int i = 0; i < 4; ++i) {
-            const int b = 8 * sb + 4 * n + i;
-            // values 0..15 of the 32 have scale sc[2i], 16..31 sc[2i+1]: lanes 0..3 and 4..7
-            const float s0 = d * sc[2 * i], s1 = d * sc[2 * i + 1];
-            const __m256 scale = _mm256_mul_ps(_mm256_setr_ps(s0, s0, s0, s0, s1, s1, s1, s1), _mm256_set1_ps(xd[b]));
-            acc = _mm256_fmadd_ps(scale, dot_signed(_mm256_sub_epi8(q[i], bytes8(32)), load32(xq + 32 * b)), acc);
-          }
-        }
-      }
-      break;
-    default:
-      break;
+  for (int b = 0; b < nb; ++b) {
+    _mm_prefetch(reinterpret_cast<const char*>(w + b * block_bytes) + kQuantPrefetch, _MM_HINT_T0);
+    add_block(q_block<T>(w, b), load32(xq + 32 * b), xd[b], xs[b], acc, mins);
   }
   return hsum256(acc) + mins;
 }
-#undef KC_PREFETCH_W
 
-// A weight row unpacked for many activation rows: the integers of each block of 32 (int8), the
-// block's scale for each of its 8 partial sums (Q6_K's two sub-blocks of 16 differ) and its
-// minimum. dot_unpacked computes from it exactly what dot_q8 computes from the packed row.
+// A weight row unpacked once for many activation rows (the blocks q_block gives, stored).
 struct Unpacked {
-  std::vector<int8_t> q;
-  std::vector<float> scale;  // 8 per block
-  std::vector<float> min;    // 1 per block: value = scale * q + min
+  std::vector<QBlock> blocks;
 };
 
-inline void unpack_q8(DType t, const uint8_t* w, int nb, Unpacked& u) {
-  u.q.resize(static_cast<size_t>(nb) * 32);
-  u.scale.resize(static_cast<size_t>(nb) * 8);
-  u.min.assign(static_cast<size_t>(nb), 0.0f);
-  auto put = [&](int b, __m256i q, float s0, float s1, float m) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(u.q.data() + 32 * b), q);
-    _mm256_storeu_ps(u.scale.data() + 8 * b, _mm256_setr_ps(s0, s0, s0, s0, s1, s1, s1, s1));
-    u.min[b] = m;
-  };
-  switch (t) {
-    case DType::Q8_0:
-      for (int b = 0; b < nb; ++b, w += 34) put(b, load32(w + 2), f16c(w), f16c(w), 0.0f);
-      break;
-    case DType::Q4_0:
-      for (int b = 0; b < nb; ++b, w += 18) put(b, _mm256_sub_epi8(nibbles32(w + 2), bytes8(8)), f16c(w), f16c(w), 0.0f);
-      break;
-    case DType::Q4_1:
-      for (int b = 0; b < nb; ++b, w += 20) put(b, nibbles32(w + 4), f16c(w), f16c(w), f16c(w + 2));
-      break;
-    case DType::Q5_0:
-      for (int b = 0; b < nb; ++b, w += 22)
-        put(b, _mm256_sub_epi8(_mm256_or_si256(nibbles32(w + 6), fifth_bits(w + 2)), bytes8(16)), f16c(w), f16c(w), 0.0f);
-      break;
-    case DType::Q5_1:
-      for (int b = 0; b < nb; ++b, w += 24) put(b, _mm256_or_si256(nibbles32(w + 8), fifth_bits(w + 4)), f16c(w), f16c(w), f16c(w + 2));
-      break;
-    case DType::Q4_K:
-    case DType::Q5_K: {
-      const bool five = t == DType::Q5_K;
-      for (int sb = 0; sb < nb / 8; ++sb, w += five ? 176 : 144) {
-        const float d = f16c(w), dmin = f16c(w + 2);
-        const uint8_t* qs = w + (five ? 48 : 16);
-        const __m256i qh = five ? load32(w + 16) : _mm256_setzero_si256();
-        for (int j = 0; j < 4; ++j) {
-          const __m256i v = load32(qs + 32 * j);
-          __m256i lo = bits32(v, 0, 0xF), hi = bits32(v, 4, 0xF);
-          if (five) {
-            lo = _mm256_or_si256(lo, _mm256_slli_epi16(bits32(qh, 2 * j, 1), 4));
-            hi = _mm256_or_si256(hi, _mm256_slli_epi16(bits32(qh, 2 * j + 1, 1), 4));
-          }
-          uint8_t sc, m;
-          k_scale_min(2 * j, w + 4, &sc, &m);
-          put(8 * sb + 2 * j, lo, d * sc, d * sc, -(dmin * m));
-          k_scale_min(2 * j + 1, w + 4, &sc, &m);
-          put(8 * sb + 2 * j + 1, hi, d * sc, d * sc, -(dmin * m));
-        }
-      }
-      break;
-    }
-    case DType::Q6_K:
-      for (int sb = 0; sb < nb / 8; ++sb, w += 210) {
-        const float d = f16c(w + 208);
-        for (int n = 0; n < 2; ++n) {
-          const uint8_t* ql = w + 64 * n;
-          const __m256i l0 = load32(ql), l1 = load32(ql + 32), h = load32(w + 128 + 32 * n);
-          const auto* sc = reinterpret_cast<const int8_t*>(w + 192 + 8 * n);
-          const __m256i q[4] = {
-              _mm256_or_si256(bits32(l0, 0, 0xF), _mm256_slli_epi16(bits32(h, 0, 3), 4)),
-              _mm256_or_si256(bits32(l1, 0, 0xF), _mm256_slli_epi16(bits32(h, 2, 3), 4)),
-              _mm256_or_si256(bits32(l0, 4, 0xF), _mm256_slli_epi16(bits32(h, 4, 3), 4)),
-              _mm256_or_si256(bits32(l1, 4, 0xF), _mm256_slli_epi16(bits32(h, 6, 3), 4)),
-          };
-          for (int i = 0; i < 4; ++i) put(8 * sb + 4 * n + i, _mm256_sub_epi8(q[i], bytes8(32)), d * sc[2 * i], d * sc[2 * i + 1], 0.0f);
-        }
-      }
-      break;
-    default:
-      break;
-  }
+template <DType T>
+void unpack_row(const uint8_t* w, int nb, Unpacked& u) {
+  u.blocks.resize(static_cast<size_t>(nb));
+  for (int b = 0; b < nb; ++b) u.blocks[b] = q_block<T>(w, b);
 }
 
-// TT activation rows against one unpacked weight row: per block, the weight's absolute values
-// are taken once and each row's dot scaled as dot_q8 scales it.
+// TT activation rows against one unpacked weight row: each row's terms as dot_row adds them.
 template <int TT>
 inline void dot_unpacked(float* out, int64_t ldo, const Unpacked& u, const int8_t* xq, const float* xd, const int32_t* xs, int k,
                          int nb) {
   __m256 acc[TT];
-  for (int t = 0; t < TT; ++t) acc[t] = _mm256_setzero_ps();
-  const __m256i ones = _mm256_set1_epi16(1);
+  float mins[TT];
+  for (int t = 0; t < TT; ++t) acc[t] = _mm256_setzero_ps(), mins[t] = 0.0f;
   for (int b = 0; b < nb; ++b) {
-    const __m256i q = load32(u.q.data() + 32 * b);
-    const __m256i aq = _mm256_sign_epi8(q, q);
-    const __m256 sv = _mm256_loadu_ps(u.scale.data() + 8 * b);
-    for (int t = 0; t < TT; ++t) {
-      const __m256i x = load32(xq + static_cast<int64_t>(t) * k + 32 * b);
-      const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(x, q)), ones));
-      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(sv, _mm256_set1_ps(xd[static_cast<int64_t>(t) * nb + b])), dot, acc[t]);
-    }
+    const QBlock& blk = u.blocks[b];
+    for (int t = 0; t < TT; ++t)
+      add_block(blk, load32(xq + static_cast<int64_t>(t) * k + 32 * b), xd[static_cast<int64_t>(t) * nb + b],
+                xs[static_cast<int64_t>(t) * nb + b], acc[t], mins[t]);
   }
-  for (int t = 0; t < TT; ++t) {
-    float mins = 0.0f;
-    for (int b = 0; b < nb; ++b)
-      mins = std::fma(u.min[b] * xd[static_cast<int64_t>(t) * nb + b], static_cast<float>(xs[static_cast<int64_t>(t) * nb + b]), mins);
-    out[t * ldo] = hsum256(acc[t]) + mins;
-  }
+  for (int t = 0; t < TT; ++t) out[t * ldo] = hsum256(acc[t]) + mins[t];
 }
 
-// Few rows (decode): each block is unpacked in registers as it is used (dot_q8). Many rows: each
-// weight row is unpacked once and reused by every row. Both compute each output identically.
-template <class V>
-bool matmul_q8(DType t, float* out, int ldo, const int8_t* xq, const float* xd, const int32_t* xs, int rows, const uint8_t* w,
-               int k, int o0, int o1) {
-  if (!dtype_quantized(t)) return false;
-  const size_t row_bytes = dtype_row_bytes(t, k);
+// Few rows (decode): each block is unpacked in registers as it is used. Many rows: each weight
+// row is unpacked once and reused by every row. Both add the same terms in the same order.
+template <DType T>
+void matmul_q8_typed(float* out, int ldo, const int8_t* xq, const float* xd, const int32_t* xs, int rows, const uint8_t* w, int k,
+                     int o0, int o1) {
+  const size_t row_bytes = dtype_row_bytes(T, k);
   const int nb = k / 32;
   if (rows < 4) {
-    for (int o = o0; o < o1; ++o) {
-      const uint8_t* wr = w + o * row_bytes;
+    for (int o = o0; o < o1; ++o)
       for (int r = 0; r < rows; ++r)
-        out[static_cast<int64_t>(r) * ldo + o] = dot_q8(t, wr, xq + static_cast<int64_t>(r) * k, xd + static_cast<int64_t>(r) * nb,
-                                                       xs + static_cast<int64_t>(r) * nb, nb);
-    }
-    return true;
+        out[static_cast<int64_t>(r) * ldo + o] = dot_row<T>(w + o * row_bytes, xq + static_cast<int64_t>(r) * k,
+                                                            xd + static_cast<int64_t>(r) * nb, xs + static_cast<int64_t>(r) * nb, nb);
+    return;
   }
   thread_local Unpacked u;
   for (int o = o0; o < o1; ++o) {
-    unpack_q8(t, w + o * row_bytes, nb, u);
+    unpack_row<T>(w + o * row_bytes, nb, u);
     int r = 0;
     for (; r + 4 <= rows; r += 4)
       dot_unpacked<4>(out + static_cast<int64_t>(r) * ldo + o, ldo, u, xq + static_cast<int64_t>(r) * k, xd + static_cast<int64_t>(r) * nb,
@@ -531,7 +412,28 @@ bool matmul_q8(DType t, float* out, int ldo, const int8_t* xq, const float* xd, 
       dot_unpacked<1>(out + static_cast<int64_t>(r) * ldo + o, ldo, u, xq + static_cast<int64_t>(r) * k, xd + static_cast<int64_t>(r) * nb,
                       xs + static_cast<int64_t>(r) * nb, k, nb);
   }
-  return true;
+}
+
+template <class V>
+bool matmul_q8(DType t, float* out, int ldo, const int8_t* xq, const float* xd, const int32_t* xs, int rows, const uint8_t* w,
+               int k, int o0, int o1) {
+  switch (t) {
+#define KC_Q8_CASE(T)                                                    \
+  case DType::T:                                                         \
+    matmul_q8_typed<DType::T>(out, ldo, xq, xd, xs, rows, w, k, o0, o1); \
+    return true;
+    KC_Q8_CASE(Q8_0)
+    KC_Q8_CASE(Q4_0)
+    KC_Q8_CASE(Q4_1)
+    KC_Q8_CASE(Q5_0)
+    KC_Q8_CASE(Q5_1)
+    KC_Q8_CASE(Q4_K)
+    KC_Q8_CASE(Q5_K)
+    KC_Q8_CASE(Q6_K)
+#undef KC_Q8_CASE
+    default:
+      return false;
+  }
 }
 
 // Eight horizontal sums at once: sums[i] = the lanes of a[i] added up (a 256-bit transpose-add;
