@@ -300,19 +300,24 @@ template <DType T>
 inline QBlock q_block(const uint8_t* row, int b) {
   if constexpr (T == DType::Q8_0) {
     const uint8_t* w = row + 34 * b;
-    return {load32(w + 2), f16c(w), f16c(w), 0.0f};
+    const float d = f16c(w);
+    return {load32(w + 2), d, d, 0.0f};
   } else if constexpr (T == DType::Q4_0) {
     const uint8_t* w = row + 18 * b;
-    return {_mm256_sub_epi8(nibbles32(w + 2), bytes8(8)), f16c(w), f16c(w), 0.0f};
+    const float d = f16c(w);
+    return {_mm256_sub_epi8(nibbles32(w + 2), bytes8(8)), d, d, 0.0f};
   } else if constexpr (T == DType::Q4_1) {
     const uint8_t* w = row + 20 * b;
-    return {nibbles32(w + 4), f16c(w), f16c(w), f16c(w + 2)};
+    const float d = f16c(w);
+    return {nibbles32(w + 4), d, d, f16c(w + 2)};
   } else if constexpr (T == DType::Q5_0) {
     const uint8_t* w = row + 22 * b;
-    return {_mm256_sub_epi8(_mm256_or_si256(nibbles32(w + 6), fifth_bits(w + 2)), bytes8(16)), f16c(w), f16c(w), 0.0f};
+    const float d = f16c(w);
+    return {_mm256_sub_epi8(_mm256_or_si256(nibbles32(w + 6), fifth_bits(w + 2)), bytes8(16)), d, d, 0.0f};
   } else if constexpr (T == DType::Q5_1) {
     const uint8_t* w = row + 24 * b;
-    return {_mm256_or_si256(nibbles32(w + 8), fifth_bits(w + 4)), f16c(w), f16c(w), f16c(w + 2)};
+    const float d = f16c(w);
+    return {_mm256_or_si256(nibbles32(w + 8), fifth_bits(w + 4)), d, d, f16c(w + 2)};
   } else if constexpr (T == DType::Q4_K || T == DType::Q5_K) {
     // sub-block i of 8: nibbles of qs[32 (i/2) ..] (low for even i, high for odd), fifth bit i of qh
     constexpr bool five = T == DType::Q5_K;
@@ -339,12 +344,20 @@ inline QBlock q_block(const uint8_t* row, int b) {
 // row): one core's demand misses alone leave most of the memory bandwidth unused.
 constexpr int kQuantPrefetch = 1024;
 
+template <DType T>
+constexpr bool has_min = T == DType::Q4_1 || T == DType::Q5_1 || T == DType::Q4_K || T == DType::Q5_K;
+
 // Adds block b's terms for one activation row: the scaled integer dot into acc, the minimum term
 // into mins (explicit fma: no compiler contraction may make two callers differ).
+template <DType T>
 inline void add_block(const QBlock& k, const __m256i x, float xd, int32_t xs, __m256& acc, float& mins) {
-  const __m256 scale = _mm256_mul_ps(_mm256_setr_ps(k.s0, k.s0, k.s0, k.s0, k.s1, k.s1, k.s1, k.s1), _mm256_set1_ps(xd));
+  __m256 scale;
+  if constexpr (T == DType::Q6_K)
+    scale = _mm256_mul_ps(_mm256_setr_ps(k.s0, k.s0, k.s0, k.s0, k.s1, k.s1, k.s1, k.s1), _mm256_set1_ps(xd));
+  else
+    scale = _mm256_set1_ps(k.s0 * xd);
   acc = _mm256_fmadd_ps(scale, dot_signed(k.q, x), acc);
-  mins = std::fma(k.min * xd, static_cast<float>(xs), mins);
+  if constexpr (has_min<T>) mins = std::fma(k.min * xd, static_cast<float>(xs), mins);
 }
 
 // One weight row (nb blocks) · one activation row, each block unpacked in registers.
@@ -355,7 +368,7 @@ float dot_row(const uint8_t* w, const int8_t* xq, const float* xd, const int32_t
   float mins = 0.0f;
   for (int b = 0; b < nb; ++b) {
     _mm_prefetch(reinterpret_cast<const char*>(w + b * block_bytes) + kQuantPrefetch, _MM_HINT_T0);
-    add_block(q_block<T>(w, b), load32(xq + 32 * b), xd[b], xs[b], acc, mins);
+    add_block<T>(q_block<T>(w, b), load32(xq + 32 * b), xd[b], xs[b], acc, mins);
   }
   return hsum256(acc) + mins;
 }
@@ -372,7 +385,7 @@ void unpack_row(const uint8_t* w, int nb, Unpacked& u) {
 }
 
 // TT activation rows against one unpacked weight row: each row's terms as dot_row adds them.
-template <int TT>
+template <DType T, int TT>
 inline void dot_unpacked(float* out, int64_t ldo, const Unpacked& u, const int8_t* xq, const float* xd, const int32_t* xs, int k,
                          int nb) {
   __m256 acc[TT];
@@ -381,7 +394,7 @@ inline void dot_unpacked(float* out, int64_t ldo, const Unpacked& u, const int8_
   for (int b = 0; b < nb; ++b) {
     const QBlock& blk = u.blocks[b];
     for (int t = 0; t < TT; ++t)
-      add_block(blk, load32(xq + static_cast<int64_t>(t) * k + 32 * b), xd[static_cast<int64_t>(t) * nb + b],
+      add_block<T>(blk, load32(xq + static_cast<int64_t>(t) * k + 32 * b), xd[static_cast<int64_t>(t) * nb + b],
                 xs[static_cast<int64_t>(t) * nb + b], acc[t], mins[t]);
   }
   for (int t = 0; t < TT; ++t) out[t * ldo] = hsum256(acc[t]) + mins[t];
@@ -406,10 +419,10 @@ void matmul_q8_typed(float* out, int ldo, const int8_t* xq, const float* xd, con
     unpack_row<T>(w + o * row_bytes, nb, u);
     int r = 0;
     for (; r + 4 <= rows; r += 4)
-      dot_unpacked<4>(out + static_cast<int64_t>(r) * ldo + o, ldo, u, xq + static_cast<int64_t>(r) * k, xd + static_cast<int64_t>(r) * nb,
+      dot_unpacked<T, 4>(out + static_cast<int64_t>(r) * ldo + o, ldo, u, xq + static_cast<int64_t>(r) * k, xd + static_cast<int64_t>(r) * nb,
                       xs + static_cast<int64_t>(r) * nb, k, nb);
     for (; r < rows; ++r)
-      dot_unpacked<1>(out + static_cast<int64_t>(r) * ldo + o, ldo, u, xq + static_cast<int64_t>(r) * k, xd + static_cast<int64_t>(r) * nb,
+      dot_unpacked<T, 1>(out + static_cast<int64_t>(r) * ldo + o, ldo, u, xq + static_cast<int64_t>(r) * k, xd + static_cast<int64_t>(r) * nb,
                       xs + static_cast<int64_t>(r) * nb, k, nb);
   }
 }
