@@ -15,7 +15,8 @@ import { generate, workerClient } from './helpers/worker-client.js';
 test('SIGTERM drains in-flight requests and exits 0', async () => {
   const redis: TestRedis = await startRedis();
   const { proc, events, ready, exited } = spawnKcache([...workerArgs(STORIES_260K, redis.url, 'cli-w', 64)]);
-  const { address } = (await ready) as { address: string };
+  const { address, kvCacheDtype } = (await ready) as { address: string; kvCacheDtype: string };
+  expect(kvCacheDtype).toBe('f16'); // the default for f32 weights: their 16-bit type
   expect(await redis.client.exists(leaseKey('cli-w'))).toBe(1);
   const client = workerClient(address);
   let streaming: Promise<unknown> = Promise.resolve();

@@ -9,8 +9,8 @@
 //    head's N largest and reads only those value rows, which live in the host tier.
 // Chunks are cut at fixed positions, so a row's result does not depend on what else is in the
 // batch, and a top-N row whose N covers its context takes the full path bit for bit.
-// A cache of 16-bit or q8_0 rows is read a tile at a time: the tile's rows (every KV head) are
-// converted to f32 once in L1, and the f32 kernels run on them; products and sums stay in f32.
+// A 16-bit cache is read as it is, widened to f32 in registers; a q8_0 cache a tile at a time,
+// the tile's rows (every KV head) dequantized to f32 once in L1. Products and sums are f32.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -78,25 +78,46 @@ struct Shape {
 constexpr int kTile = 8;
 constexpr int kAhead = 16;
 
-// f(t, n, tile): tile points at row t's KV head 0 in f32, rows kv_dim apart (the cache itself, or
-// the tile converted into a per-thread buffer).
+// Rows of a tile as the kernels read them: f32 (the cache, or a q8_0 tile dequantized), or the
+// 16-bit cache's own rows; rows kv_dim values apart, from KV head 0.
+struct Tile {
+  const void* rows;
+  DType dtype;  // F32, F16 or BF16
+  // KV head kvh of the tile's first row
+  const void* head(const Shape& s, int kvh) const {
+    return static_cast<const uint8_t*>(rows) + static_cast<size_t>(kvh) * s.hd * (dtype == DType::F32 ? 4 : 2);
+  }
+};
+
+// scores = scale * q · K rows, and out += weights · V rows, on a tile of either kind.
+inline void tile_dot(Ctx& c, const Shape& s, const Tile& tile, int kvh, float* scores, const float* q, int n) {
+  if (tile.dtype == DType::F32) c.k.dot_rows(scores, q, static_cast<const float*>(tile.head(s, kvh)), n, s.kv_dim, s.hd, s.scale);
+  else c.k.dot_rows_16(tile.dtype, scores, q, static_cast<const uint16_t*>(tile.head(s, kvh)), n, s.kv_dim, s.hd, s.scale);
+}
+inline void tile_axpy(Ctx& c, const Shape& s, const Tile& tile, int kvh, float* out, const float* weights, int n) {
+  if (tile.dtype == DType::F32) c.k.axpy_rows(out, weights, static_cast<const float*>(tile.head(s, kvh)), n, s.kv_dim, s.hd);
+  else c.k.axpy_rows_16(tile.dtype, out, weights, static_cast<const uint16_t*>(tile.head(s, kvh)), n, s.kv_dim, s.hd);
+}
+
+// f(t, n, tile) for each tile of positions [t, t + n).
 template <typename F>
 void for_tiles(Ctx& c, const Shape& s, const void* cache, const int32_t* table, int t0, int t1, F&& f) {
   thread_local std::vector<float> converted;
-  if (s.dtype != DType::F32) converted.resize(static_cast<size_t>(kTile) * s.kv_dim);
+  const bool dequantize = dtype_quantized(s.dtype);
+  if (dequantize) converted.resize(static_cast<size_t>(kTile) * s.kv_dim);
   for (int t = t0; t < t1;) {
     const int n = std::min({t1 - t, s.bs - t % s.bs, kTile});
     for (int p = t + kAhead; p < std::min(t1, t + kAhead + n); ++p) {
       const char* row = reinterpret_cast<const char*>(s.row(cache, table, p));
       for (size_t b = 0; b < s.row_bytes; b += 64) __builtin_prefetch(row + b);
     }
-    if (s.dtype == DType::F32) {
-      f(t, n, s.at(cache, table, t, 0));
+    if (!dequantize) {
+      f(t, n, Tile{s.row(cache, table, t), s.dtype});
     } else {
       // a tile lies in one cache block: its rows are consecutive
       const uint8_t* src = s.row(cache, table, t);
       for (int i = 0; i < n; ++i) c.k.dequant_row(s.dtype, src + i * s.row_bytes, converted.data() + i * s.kv_dim, s.kv_dim);
-      f(t, n, converted.data());
+      f(t, n, Tile{converted.data(), DType::F32});
     }
     t += n;
   }
@@ -130,14 +151,13 @@ void chunk_task(Ctx& c, const Shape& s, const Row* rows, int r0, int nq, int chu
     return topn ? scratch + last.scratch + t0 : local.data() + static_cast<int64_t>(i) * s.n_heads * kChunk;
   };
   const int32_t* table = last.table;
-  for_tiles(c, s, k_cache, table, t0, t_end, [&](int t, int n, const float* tile) {
+  for_tiles(c, s, k_cache, table, t0, t_end, [&](int t, int n, const Tile& tile) {
     for (int i = first; i < nq; ++i) {
       const int ni = std::min(n, end_of(i) - t);
       if (ni <= 0) continue;
       const float* qr = q + static_cast<int64_t>(r0 + i) * s.q_dim;
       float* sc = scores_of(i);
-      for (int h = 0; h < s.n_heads; ++h)
-        c.k.dot_rows(sc + h * lds + (t - t0), qr + h * s.hd, tile + (h / s.group) * s.hd, ni, s.kv_dim, s.hd, s.scale);
+      for (int h = 0; h < s.n_heads; ++h) tile_dot(c, s, tile, h / s.group, sc + h * lds + (t - t0), qr + h * s.hd, ni);
     }
   });
   if (topn) return;
@@ -165,13 +185,12 @@ void chunk_task(Ctx& c, const Shape& s, const Row* rows, int r0, int nq, int chu
       std::fill(acc, acc + s.hd, 0.0f);
     }
   }
-  for_tiles(c, s, v_cache, table, t0, t_end, [&](int t, int n, const float* tile) {
+  for_tiles(c, s, v_cache, table, t0, t_end, [&](int t, int n, const Tile& tile) {
     for (int i = first; i < nq; ++i) {
       const int ni = std::min(n, end_of(i) - t);
       if (ni <= 0) continue;
       const float* sc = scores_of(i);
-      for (int h = 0; h < s.n_heads; ++h)
-        c.k.axpy_rows(acc_of(i, h), sc + h * lds + (t - t0), tile + (h / s.group) * s.hd, ni, s.kv_dim, s.hd);
+      for (int h = 0; h < s.n_heads; ++h) tile_axpy(c, s, tile, h / s.group, acc_of(i, h), sc + h * lds + (t - t0), ni);
     }
   });
   for (int i = first; i < nq; ++i) {

@@ -39,6 +39,9 @@ struct Kernels {
   // scores[r] = scale * q · k_r, and out += sum_r weights[r] * v_r, over hd elements.
   void (*dot_rows)(float* scores, const float* q, const float* k, int n, int stride, int hd, float scale);
   void (*axpy_rows)(float* out, const float* weights, const float* v, int n, int stride, int hd);
+  // The same over a 16-bit KV cache's rows (t: F16 or BF16), widened to f32 as they are read.
+  void (*dot_rows_16)(DType t, float* scores, const float* q, const uint16_t* k, int n, int stride, int hd, float scale);
+  void (*axpy_rows_16)(DType t, float* out, const float* weights, const uint16_t* v, int n, int stride, int hd);
   // out[0, hd) = sum_r weights[r] * rows[r][0, hd): the value rows top-N attention kept, wherever
   // they are (rows ahead are prefetched: each is a likely cache miss in the host tier).
   void (*weighted_sum_rows)(float* out, const float* weights, const float* const* rows, int n, int hd);

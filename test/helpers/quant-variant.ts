@@ -1,8 +1,10 @@
 // The block-quantized kernels of one SIMD variant (the test file sets KCACHE_SIMD first) against
 // the formats' definitions (quant-blocks.ts) and a float64 matmul.
-import { quantKernels } from '@kcache/engine';
-import type { LoadQuantDType } from '@kcache/models';
+import { Engine, quantKernels } from '@kcache/engine';
+import { type LoadQuantDType, resolveModel } from '@kcache/models';
 import { describe, expect, test } from 'vitest';
+import { randomIds } from './ids.js';
+import { STORIES_260K } from './paths.js';
 import { QUANT_TYPES, randomRow, rng } from './quant-blocks.js';
 
 export function testQuantKernels(variant: string): void {
@@ -85,6 +87,35 @@ export function testQuantKernels(variant: string): void {
         }
       }
       expect(Math.sqrt(se / sx)).toBeLessThan(STEP[type].rms);
+    });
+
+    // the KV cache's 16-bit rows are read by this variant's kernels as they are (q8_0 rows through
+    // its dequantization): a 64-token sequence's logits against an f32 cache
+    test.each([
+      ['f16', 0.01],
+      ['bf16', 0.06],
+      ['q8_0', 0.2],
+    ] as const)('%s KV cache: logits within %s of the largest against an f32 cache', async (kvDtype, tolerance) => {
+      const spec = resolveModel(STORIES_260K);
+      const ids = [1, ...randomIds(63, 512, 9)];
+      const run = async (kv: 'f32' | typeof kvDtype) => {
+        const e = await Engine.load(spec, { numBlocks: 8, threads: 2, kvDtype: kv });
+        try {
+          const [l] = await e.step([{ tokens: ids, startPos: 0, blockTable: [0, 1, 2, 3, 4], allLogits: true }]);
+          return l as Float32Array;
+        } finally {
+          e.dispose();
+        }
+      };
+      const ref = await run('f32');
+      const got = await run(kvDtype);
+      let worst = 0;
+      let scale = 0;
+      for (let i = 0; i < ref.length; i++) {
+        worst = Math.max(worst, Math.abs((ref[i] as number) - (got[i] as number)));
+        scale = Math.max(scale, Math.abs(ref[i] as number));
+      }
+      expect(worst / scale).toBeLessThan(tolerance);
     });
   });
 }

@@ -61,6 +61,24 @@ void axpy_rows_generic(float* out, const float* weights, const float* v, int n, 
   }
 }
 
+inline float half_value(DType t, uint16_t h) { return t == DType::F16 ? f16_to_f32(h) : bf16_to_f32(h); }
+
+void dot_rows_16_generic(DType t, float* scores, const float* q, const uint16_t* k, int n, int stride, int hd, float scale) {
+  for (int r = 0; r < n; ++r) {
+    const uint16_t* kr = k + static_cast<int64_t>(r) * stride;
+    float acc = 0.0f;
+    for (int i = 0; i < hd; ++i) acc += q[i] * half_value(t, kr[i]);
+    scores[r] = acc * scale;
+  }
+}
+
+void axpy_rows_16_generic(DType t, float* out, const float* weights, const uint16_t* v, int n, int stride, int hd) {
+  for (int r = 0; r < n; ++r) {
+    const uint16_t* vr = v + static_cast<int64_t>(r) * stride;
+    for (int i = 0; i < hd; ++i) out[i] += weights[r] * half_value(t, vr[i]);
+  }
+}
+
 void weighted_sum_rows_generic(float* out, const float* weights, const float* const* rows, int n, int hd) {
   for (int i = 0; i < hd; ++i) out[i] = 0.0f;
   for (int r = 0; r < n; ++r)
@@ -105,6 +123,8 @@ const Kernels& generic_kernels() {
       nullptr,
       dot_rows_generic,
       axpy_rows_generic,
+      dot_rows_16_generic,
+      axpy_rows_16_generic,
       weighted_sum_rows_generic,
       indices_at_least_generic,
       max_generic,

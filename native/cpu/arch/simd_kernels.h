@@ -464,43 +464,48 @@ inline __m256 hsum8(const typename V::vec* a) {
   return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-// scores[r] = scale * q · k[r * stride ..], for the n keys of one cache block; for the usual
+inline float scalar(float v) { return v; }
+inline float scalar(F16 v) { return f16_to_f32(v.bits); }
+inline float scalar(Bf16 v) { return bf16_to_f32(v.bits); }
+
+// scores[r] = scale * q · k[r * stride ..], for the n keys of one cache block (K as f32 or, in a
+// 16-bit KV cache, widened in registers); for the usual
 // head sizes q stays in C registers across the block, and rows go eight at a time.
-template <class V, int C>
-inline void dot_rows_regs(float* scores, const float* q, const float* k, int n, int stride, float scale) {
+template <class V, int C, typename W>
+inline void dot_rows_regs(float* scores, const float* q, const W* k, int n, int stride, float scale) {
   typename V::vec qv[C];
   for (int c = 0; c < C; ++c) qv[c] = V::load(q + c * V::N);
   int r = 0;
   for (; r + 8 <= n; r += 8) {
     typename V::vec acc[8];
     for (int i = 0; i < 8; ++i) {
-      const float* kr = k + static_cast<int64_t>(r + i) * stride;
+      const W* kr = k + static_cast<int64_t>(r + i) * stride;
       acc[i] = V::mul(qv[0], V::load(kr));
       for (int c = 1; c < C; ++c) acc[i] = V::fma(qv[c], V::load(kr + c * V::N), acc[i]);
     }
     _mm256_storeu_ps(scores + r, _mm256_mul_ps(hsum8<V>(acc), _mm256_set1_ps(scale)));
   }
   for (; r < n; ++r) {
-    const float* kr = k + static_cast<int64_t>(r) * stride;
+    const W* kr = k + static_cast<int64_t>(r) * stride;
     typename V::vec acc = V::mul(qv[0], V::load(kr));
     for (int c = 1; c < C; ++c) acc = V::fma(qv[c], V::load(kr + c * V::N), acc);
     scores[r] = V::hsum(acc) * scale;
   }
 }
 
-template <class V>
-void dot_rows(float* scores, const float* q, const float* k, int n, int stride, int hd, float scale) {
-  if (hd == V::N) return dot_rows_regs<V, 1>(scores, q, k, n, stride, scale);
-  if (hd == 2 * V::N) return dot_rows_regs<V, 2>(scores, q, k, n, stride, scale);
-  if (hd == 4 * V::N) return dot_rows_regs<V, 4>(scores, q, k, n, stride, scale);
-  if (hd == 8 * V::N) return dot_rows_regs<V, 8>(scores, q, k, n, stride, scale);
+template <class V, typename W = float>
+void dot_rows(float* scores, const float* q, const W* k, int n, int stride, int hd, float scale) {
+  if (hd == V::N) return dot_rows_regs<V, 1, W>(scores, q, k, n, stride, scale);
+  if (hd == 2 * V::N) return dot_rows_regs<V, 2, W>(scores, q, k, n, stride, scale);
+  if (hd == 4 * V::N) return dot_rows_regs<V, 4, W>(scores, q, k, n, stride, scale);
+  if (hd == 8 * V::N) return dot_rows_regs<V, 8, W>(scores, q, k, n, stride, scale);
   for (int r = 0; r < n; ++r) {
-    const float* kr = k + static_cast<int64_t>(r) * stride;
+    const W* kr = k + static_cast<int64_t>(r) * stride;
     typename V::vec acc = V::zero();
     int i = 0;
     for (; i + V::N <= hd; i += V::N) acc = V::fma(V::load(q + i), V::load(kr + i), acc);
     float s = V::hsum(acc);
-    for (; i < hd; ++i) s += q[i] * kr[i];
+    for (; i < hd; ++i) s += q[i] * scalar(kr[i]);
     scores[r] = s * scale;
   }
 }
@@ -508,30 +513,42 @@ void dot_rows(float* scores, const float* q, const float* k, int n, int stride, 
 // out += sum_r weights[r] * v[r * stride ..], for the n values of one cache block. The head is
 // held in C registers and each row adds into all of them: independent FMA chains, not one
 // chain per register through all the rows.
-template <class V, int C>
-inline void axpy_rows_regs(float* out, const float* weights, const float* v, int n, int stride) {
+template <class V, int C, typename W>
+inline void axpy_rows_regs(float* out, const float* weights, const W* v, int n, int stride) {
   typename V::vec acc[C];
   for (int c = 0; c < C; ++c) acc[c] = V::load(out + c * V::N);
   for (int r = 0; r < n; ++r) {
     const typename V::vec w = V::set1(weights[r]);
-    const float* vr = v + static_cast<int64_t>(r) * stride;
+    const W* vr = v + static_cast<int64_t>(r) * stride;
     for (int c = 0; c < C; ++c) acc[c] = V::fma(w, V::load(vr + c * V::N), acc[c]);
   }
   for (int c = 0; c < C; ++c) V::store(out + c * V::N, acc[c]);
 }
 
-template <class V>
-void axpy_rows(float* out, const float* weights, const float* v, int n, int stride, int hd) {
-  if (hd == V::N) return axpy_rows_regs<V, 1>(out, weights, v, n, stride);
-  if (hd == 2 * V::N) return axpy_rows_regs<V, 2>(out, weights, v, n, stride);
-  if (hd == 4 * V::N) return axpy_rows_regs<V, 4>(out, weights, v, n, stride);
-  if (hd == 8 * V::N) return axpy_rows_regs<V, 8>(out, weights, v, n, stride);
+template <class V, typename W = float>
+void axpy_rows(float* out, const float* weights, const W* v, int n, int stride, int hd) {
+  if (hd == V::N) return axpy_rows_regs<V, 1, W>(out, weights, v, n, stride);
+  if (hd == 2 * V::N) return axpy_rows_regs<V, 2, W>(out, weights, v, n, stride);
+  if (hd == 4 * V::N) return axpy_rows_regs<V, 4, W>(out, weights, v, n, stride);
+  if (hd == 8 * V::N) return axpy_rows_regs<V, 8, W>(out, weights, v, n, stride);
   for (int r = 0; r < n; ++r) {
-    const float* vr = v + static_cast<int64_t>(r) * stride;
+    const W* vr = v + static_cast<int64_t>(r) * stride;
     int i = 0;
     for (; i + V::N <= hd; i += V::N) V::store(out + i, V::fma(V::set1(weights[r]), V::load(vr + i), V::load(out + i)));
-    for (; i < hd; ++i) out[i] += weights[r] * vr[i];
+    for (; i < hd; ++i) out[i] += weights[r] * scalar(vr[i]);
   }
+}
+
+// The 16-bit KV cache's rows, read as they are (t: F16 or BF16).
+template <class V>
+void dot_rows_16(DType t, float* scores, const float* q, const uint16_t* k, int n, int stride, int hd, float scale) {
+  if (t == DType::F16) dot_rows<V, F16>(scores, q, reinterpret_cast<const F16*>(k), n, stride, hd, scale);
+  else dot_rows<V, Bf16>(scores, q, reinterpret_cast<const Bf16*>(k), n, stride, hd, scale);
+}
+template <class V>
+void axpy_rows_16(DType t, float* out, const float* weights, const uint16_t* v, int n, int stride, int hd) {
+  if (t == DType::F16) axpy_rows<V, F16>(out, weights, reinterpret_cast<const F16*>(v), n, stride, hd);
+  else axpy_rows<V, Bf16>(out, weights, reinterpret_cast<const Bf16*>(v), n, stride, hd);
 }
 
 template <class V, int C>
@@ -626,7 +643,7 @@ float exp_sum(float* x, int n, float m) {
 template <class V>
 Kernels make_kernels(const char* name) {
   return Kernels{name,           2 * V::N,       matmul_f32<V>, matmul_bf16<V>,       matmul_f16<V>,
-                 dequant_row<V>, matmul_rows<V>, matmul_q8<V>,  dot_rows<V>,   axpy_rows<V>,         weighted_sum_rows<V>,
+                 dequant_row<V>, matmul_rows<V>, matmul_q8<V>,  dot_rows<V>,   axpy_rows<V>,  dot_rows_16<V>, axpy_rows_16<V>,         weighted_sum_rows<V>,
                  indices_at_least<V>, max<V>,    exp_sum<V>};
 }
 

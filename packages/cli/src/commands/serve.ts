@@ -319,6 +319,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       backend: info.backend,
       backendNote: info.backendNote,
       kvBlocks: info.numBlocks,
+      kvCacheDtype: info.kvDtype,
       blockSize: info.blockSize,
       attention: info.attention,
       redis: values['redis-url'] ?? null,
