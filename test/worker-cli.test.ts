@@ -88,3 +88,14 @@ test('a worker whose Redis is down at start waits for it, then registers; with n
     await new Promise((r) => server.once('exit', r));
   }
 }, 60_000);
+
+test('a worker whose Redis is gone still stops on SIGTERM (its lease expires by itself)', async () => {
+  const redis: TestRedis = await startRedis();
+  const w = spawnKcache([...workerArgs(STORIES_260K, redis.url, 'orphan', 16)]);
+  await w.ready;
+  await redis.stop();
+  const t = Date.now();
+  w.proc.kill('SIGTERM');
+  expect(await w.exited).toBe(0);
+  expect(Date.now() - t).toBeLessThan(15_000);
+}, 60_000);

@@ -28,6 +28,8 @@ import { WorkerMetrics } from '../metrics.js';
 import { BlockManager, type KvEvent } from '../scheduler/block-manager.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 
+/** How long shutdown waits for Redis to take the lease back. */
+const REDIS_SHUTDOWN_MS = 3000;
 export interface WorkerOptions {
   model: string | ModelSpec;
   host?: string;
@@ -269,7 +271,9 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     health.setStatus(WORKER_SERVICE, 'NOT_SERVING');
     await loop.stop();
     await new Promise<void>((r) => server.tryShutdown(() => r()));
-    await publisher?.stop();
+    // Redis may be gone (its commands would wait for it forever): the lease's expiry removes what
+    // this could not
+    await Promise.race([publisher?.stop(), new Promise((r) => setTimeout(r, REDIS_SHUTDOWN_MS).unref())]);
     redis?.disconnect();
     await metricsServer?.close();
     engine.dispose();
