@@ -70,7 +70,8 @@ export async function runWorkerBench(o: WorkerBenchOptions): Promise<WorkerBench
   const spec = resolveModel(o.model);
   const maxB = Math.max(...o.streams);
   const numBlocks = maxB * Math.ceil((PROMPT + o.tokens) / 16) + 16;
-  const engine = await Engine.load(spec, { numBlocks, threads: o.threads });
+  // the worker's default KV cache ('auto'), so the ratio is the worker's overhead alone
+  const engine = await Engine.load(spec, { numBlocks, threads: o.threads, kvDtype: 'auto' });
   await rawEngine(engine, 1, 4); // warm-up
   const raw: Record<number, number> = {};
   for (const b of o.streams) {
