@@ -37,7 +37,11 @@ void quantize_activations(const float* x, int rows, int k, int8_t* xq, float* xd
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     int32_t sum = 0;
     for (int i = 0; i < 32; ++i) {
-      const int q = static_cast<int>(std::lround(v[i] * id));
+      // round half away from zero (lround's rule, without its library call): p - trunc(p) is exact
+      const float p = v[i] * id;
+      int q = static_cast<int>(p);
+      const float frac = p - static_cast<float>(q);
+      q += (frac >= 0.5f) - (frac <= -0.5f);
       xq[b * 32 + i] = static_cast<int8_t>(q);
       sum += q;
     }

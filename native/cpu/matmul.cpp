@@ -24,11 +24,13 @@ void matmul_quantized(Ctx& c, float* out, const float* x, int rows, const Tensor
     xq.resize(static_cast<size_t>(rows) * k);
     xd.resize(static_cast<size_t>(rows) * k / 32);
     xs.resize(xd.size());
-    quantize_activations(x, rows, k, xq.data(), xd.data(), xs.data());
     // (the pool's threads have thread_locals of their own: they get these buffers by pointer)
-    const int8_t* q = xq.data();
-    const float* d = xd.data();
-    const int32_t* sums = xs.data();
+    int8_t* q = xq.data();
+    float* d = xd.data();
+    int32_t* sums = xs.data();
+    parallel_ranges(c, static_cast<size_t>(rows), 8, [&](size_t b, size_t e) {
+      quantize_activations(x + b * k, static_cast<int>(e - b), k, q + b * k, d + b * (k / 32), sums + b * (k / 32));
+    });
     std::atomic<bool> done{true};
     parallel_ranges(c, static_cast<size_t>(n_out), kQuantRows, [&](size_t b, size_t e) {
       if (!c.k.matmul_q8(w.dtype, out, n_out, q, d, sums, rows, base, k, static_cast<int>(b), static_cast<int>(e)))
