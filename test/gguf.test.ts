@@ -1,9 +1,11 @@
 // GGUF models against llama.cpp on the same files: tokenization from GGUF metadata (SentencePiece
 // and byte-level BPE vocabularies), and greedy tokens and next-token distributions of random
 // llama-architecture models in every weight type kcache runs.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { Engine, generate, quantKernels } from '@kcache/engine';
 import {
   GGML_TYPE,
@@ -18,6 +20,7 @@ import {
 import { afterAll, describe, expect, test } from 'vitest';
 import { bpeVocab, CORPUS, spmVocab, writeTestModel } from './helpers/gguf-model.js';
 import { LlamaCpp } from './helpers/llama-cpp.js';
+import { REPO_ROOT } from './helpers/paths.js';
 import { runKcache } from './helpers/processes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kcache-gguf-'));
@@ -245,3 +248,73 @@ describe('GGUF files and quantize-on-load', () => {
     expect(dummy.stderr).toMatch(/dummy:<preset>:q8_0/);
   }, 60_000);
 });
+
+test('kcache up serves a GGUF model (quantized on load, q8_0 KV): its tokenizer and chat template through the router, a prefix cache hit', async ({
+  onTestFinished,
+}) => {
+  const f = join(dir, 'served.gguf');
+  const vocab = spmVocab();
+  vocab.entries.push({
+    key: 'tokenizer.chat_template',
+    type: GgufType.STRING,
+    value:
+      "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+  });
+  writeTestModel(f, 'f16', vocab);
+  const up = spawn(
+    process.execPath,
+    [
+      join(REPO_ROOT, 'packages/cli/dist/main.js'),
+      'up',
+      '--model',
+      f,
+      '--quantize',
+      'q8_0',
+      '--kv-cache-dtype',
+      'q8_0',
+      '--workers',
+      '1',
+    ].concat(['--port', '0', '--worker-port', '0', '--metrics-port', '0', '--http-port', '0', '--threads', '1', '--json']),
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let pids: number[] = [];
+  onTestFinished(() => {
+    if (up.exitCode === null) up.kill('SIGKILL');
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {}
+    }
+  });
+  const ready = await new Promise<{ routers: { address: string }[]; pids: number[] }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('kcache up was not ready within 60 s')), 60_000);
+    createInterface({ input: up.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      const m = JSON.parse(line);
+      if (m.event === 'ready') {
+        clearTimeout(timer);
+        resolve(m);
+      }
+    });
+    up.once('exit', (code) => reject(new Error(`kcache up exited with ${code}`)));
+  });
+  pids = ready.pids;
+  const addr = (ready.routers[0] as { address: string }).address;
+  const ask = (...a: string[]) =>
+    runKcache('ask', '--addr', addr, '--json', '--max-tokens', '4', '--ignore-eos', '--temperature', '0', ...a);
+  const text = `${CORPUS[0]} ${CORPUS[1]}`;
+  const first = await ask(text);
+  expect(first.code).toBe(0);
+  const tok = resolveModel(f).tokenizer;
+  const a = JSON.parse(first.stdout);
+  expect(a.usage.promptTokens).toBe(tok?.encode(text, { addBos: true }).length);
+  const second = JSON.parse((await ask(text)).stdout);
+  expect(second.usage.cachedTokens).toBeGreaterThan(0);
+  expect(second.tokenIds).toEqual(a.tokenIds);
+  const chat = await ask('--chat', 'hi');
+  expect(chat.code).toBe(0);
+  // the rendered conversation, tokenized as a chat prompt is (no BOS of its own; this template
+  // writes none): '<|im_start|>' is one token of the GGUF vocabulary
+  expect(JSON.parse(chat.stdout).usage.promptTokens).toBe(tok?.encode('<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n').length);
+  up.kill('SIGTERM');
+  expect(await new Promise((r) => up.once('exit', r))).toBe(0);
+}, 120_000);
