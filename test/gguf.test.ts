@@ -80,13 +80,20 @@ describe('random GGUF models: kcache and llama.cpp agree', () => {
   const QUANTIZED_TOLERANCE = 0.1;
   const TYPES: WeightDType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k'];
   const vocab = spmVocab();
-  test.each(TYPES)(
-    '%s: the same 32 greedy tokens, and next-token distributions within tolerance',
-    async (type) => {
-      const file = join(dir, `model-${type}.gguf`);
-      writeTestModel(file, type, vocab, 100 + TYPES.indexOf(type));
+  const CASES: ['llama' | 'qwen2', WeightDType][] = [
+    ...TYPES.map((t) => ['llama', t] as ['llama', WeightDType]),
+    ['qwen2', 'f32'],
+    ['qwen2', 'q4_k'],
+  ];
+  test.each(CASES)(
+    '%s %s: the same 32 greedy tokens, and next-token distributions within tolerance',
+    async (arch, type) => {
+      const file = join(dir, `model-${arch}-${type}.gguf`);
+      writeTestModel(file, type, vocab, 100 + TYPES.indexOf(type), arch);
       const spec = resolveModel(file);
       expect(spec.tensors.find((t) => t.name === 'layers.0.wq')?.dtype).toBe(type);
+      expect(spec.config.rope.style).toBe(arch === 'qwen2' ? 'half-split' : 'interleaved');
+      expect(spec.config.qkvBias).toBe(arch === 'qwen2');
       const tokenizer = spec.tokenizer;
       if (!tokenizer) throw new Error('no tokenizer');
       const V = spec.config.vocabSize;
@@ -130,7 +137,7 @@ describe('random GGUF models: kcache and llama.cpp agree', () => {
           for (let t = 0; t < V; t++) maxDiff = Math.max(maxDiff, Math.abs(Math.exp((row[t] as number) - m) / sum - (p[t] as number)));
         }
         console.log(
-          `${type}: greedy ${ours.tokenIds.filter((t, i) => t === llamaGreedy[i]).length}/32; along the text: same argmax ${sameTop}/${text.length}, max |Δp| ${maxDiff.toExponential(2)}`,
+          `${arch} ${type}: greedy ${ours.tokenIds.filter((t, i) => t === llamaGreedy[i]).length}/32; along the text: same argmax ${sameTop}/${text.length}, max |Δp| ${maxDiff.toExponential(2)}`,
         );
         expect(ours.tokenIds).toEqual(llamaGreedy);
         // near-ties along the text may go either way under that rounding

@@ -136,24 +136,27 @@ function matrix(type: WeightDType, rows: number, cols: number, std: number, r: (
   return out;
 }
 
-/** A llama-architecture model (TEST_SHAPE, tied embeddings) of random weights of `type`, with `vocab`. */
-export function writeTestModel(path: string, type: WeightDType, vocab: Vocab, seed = 7): void {
+/**
+ * A model (TEST_SHAPE, tied embeddings) of random weights of `type`, with `vocab`: the llama
+ * architecture, or qwen2 (q/k/v biases, RoPE on rotate-half pairs).
+ */
+export function writeTestModel(path: string, type: WeightDType, vocab: Vocab, seed = 7, arch: 'llama' | 'qwen2' = 'llama'): void {
   const s = TEST_SHAPE;
   const r = rng(seed);
   const headDim = s.dim / s.heads;
   const u32 = (key: string, value: number): GgufEntry => ({ key, type: GgufType.U32, value });
   const entries: GgufEntry[] = [
-    { key: 'general.architecture', type: GgufType.STRING, value: 'llama' },
+    { key: 'general.architecture', type: GgufType.STRING, value: arch },
     u32('general.alignment', 32),
-    u32('llama.context_length', s.context),
-    u32('llama.embedding_length', s.dim),
-    u32('llama.block_count', s.layers),
-    u32('llama.feed_forward_length', s.hidden),
-    u32('llama.rope.dimension_count', headDim),
-    u32('llama.attention.head_count', s.heads),
-    u32('llama.attention.head_count_kv', s.kvHeads),
-    { key: 'llama.attention.layer_norm_rms_epsilon', type: GgufType.F32, value: 1e-5 },
-    { key: 'llama.rope.freq_base', type: GgufType.F32, value: 10000 },
+    u32(`${arch}.context_length`, s.context),
+    u32(`${arch}.embedding_length`, s.dim),
+    u32(`${arch}.block_count`, s.layers),
+    u32(`${arch}.feed_forward_length`, s.hidden),
+    u32(`${arch}.rope.dimension_count`, headDim),
+    u32(`${arch}.attention.head_count`, s.heads),
+    u32(`${arch}.attention.head_count_kv`, s.kvHeads),
+    { key: `${arch}.attention.layer_norm_rms_epsilon`, type: GgufType.F32, value: 1e-5 },
+    { key: `${arch}.rope.freq_base`, type: GgufType.F32, value: 10000 },
     ...vocab.entries,
   ];
   const tensors: GgufTensorOut[] = [];
@@ -176,6 +179,19 @@ export function writeTestModel(path: string, type: WeightDType, vocab: Vocab, se
     mat(`blk.${l}.attn_k.weight`, s.kvHeads * headDim, s.dim);
     mat(`blk.${l}.attn_v.weight`, s.kvHeads * headDim, s.dim);
     mat(`blk.${l}.attn_output.weight`, s.dim, s.dim);
+    if (arch === 'qwen2') {
+      for (const [name, n] of [
+        ['attn_q.bias', s.dim],
+        ['attn_k.bias', s.kvHeads * headDim],
+        ['attn_v.bias', s.kvHeads * headDim],
+      ] as const)
+        tensors.push({
+          name: `blk.${l}.${name}`,
+          dims: [n],
+          ggmlType: GGML_TYPE.f32,
+          data: new Uint8Array(Float32Array.from({ length: n }, () => 0.5 * (r() - 0.5)).buffer),
+        });
+    }
     norm(`blk.${l}.ffn_norm.weight`);
     mat(`blk.${l}.ffn_gate.weight`, s.hidden, s.dim);
     mat(`blk.${l}.ffn_down.weight`, s.dim, s.hidden);
