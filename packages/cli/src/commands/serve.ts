@@ -30,7 +30,7 @@ import {
 import { stderrLoadProgress } from '../load-progress.js';
 
 export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--advertise-host H] [--metrics-port N] [--metrics-host H]
-    [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-waiting N]
+    [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-background-prefill-tokens N] [--max-waiting N]
     [--drain-grace-ms N] [--lease-ttl-ms N] [--redis-wait-ms 30000] [--tls-cert F --tls-key F --tls-ca F] [--served-model-name NAME] [--kv-cache-bytes N] [--quantize q8_0|q4_0|q5_0|q4_k] [--kv-cache-dtype f32|f16|bf16|q8_0] [--warm-prompts FILE] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
   kcache serve router --port P --redis-url URL (--api-keys-file FILE | --no-auth) [--tenant-requests-per-s N] [--tenant-tokens-per-s N]
     [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N] [--metrics-host H]
@@ -257,6 +257,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       threads: { type: 'string' },
       'max-num-seqs': { type: 'string' },
       'max-batched-tokens': { type: 'string' },
+      'max-background-prefill-tokens': { type: 'string' },
       'max-waiting': { type: 'string' },
       'drain-grace-ms': { type: 'string' },
       'lease-ttl-ms': { type: 'string' },
@@ -298,6 +299,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     threads: opt('threads', values.threads),
     maxNumSeqs: opt('max-num-seqs', values['max-num-seqs']),
     maxBatchedTokens: opt('max-batched-tokens', values['max-batched-tokens']),
+    maxBackgroundPrefillTokens: opt('max-background-prefill-tokens', values['max-background-prefill-tokens']),
     maxWaiting: opt('max-waiting', values['max-waiting'], 0),
     leaseTtlMs: opt('lease-ttl-ms', values['lease-ttl-ms'], 100),
     redisWaitMs: opt('redis-wait-ms', values['redis-wait-ms'], 0),

@@ -143,6 +143,19 @@ describe('Scheduler', () => {
     expect(p.items.map((i) => [i.req.id, i.tokens.length])).toEqual([['live', 10]]);
   });
 
+  test('the background prefill cap is a setting', () => {
+    for (const [cap, chunk] of [
+      [undefined, 128],
+      [16, 16],
+    ] as const) {
+      const s = new Scheduler(new BlockManager(64, 16), { maxNumSeqs: 8, maxBatchedTokens: 512, maxBackgroundPrefillTokens: cap });
+      const a = new SchedRequest('a', seq(300), extra, 0);
+      a.priority = 1;
+      s.add(a);
+      expect(s.schedule().items.map((i) => [i.req.id, i.tokens.length])).toEqual([['a', chunk]]);
+    }
+  });
+
   test('out of blocks, the worst class is preempted, not the latest arrival', () => {
     const { s } = setup(4, 8, 64);
     const low = new SchedRequest('low', seq(6), extra, 0);

@@ -29,8 +29,9 @@ export interface SchedulerConfig {
   maxBatchedTokens: number;
   /**
    * Most prefill tokens of background work (priority > 0) in one step (default: a quarter of
-   * maxBatchedTokens): steps stay short while background prefills run, so an interactive request
-   * that arrives meanwhile waits for little before its own prefill.
+   * maxBatchedTokens; `serve worker --max-background-prefill-tokens`). A step already running is
+   * not interrupted, so an interactive request that arrives meanwhile waits for it: shorter
+   * background steps shorten that wait and lengthen the batch (docs/BENCHMARKS.md measures 16).
    */
   maxBackgroundPrefillTokens?: number;
 }

@@ -60,6 +60,8 @@ export interface WorkerOptions {
   onLoadProgress?: (loadedBytes: number, totalBytes: number) => void;
   maxNumSeqs?: number;
   maxBatchedTokens?: number;
+  /** Most prefill tokens of background requests (priority > 0) in one step (default: a quarter of maxBatchedTokens). */
+  maxBackgroundPrefillTokens?: number;
   maxWaiting?: number;
   /** HTTP port for /metrics; 0 picks a free one, null disables. */
   metricsPort?: number | null;
@@ -173,7 +175,11 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const blocks = new BlockManager(info.numBlocks, info.blockSize, onEvent, info.attention === 'kcache' ? 'host' : 'device');
   const maxNumSeqs = o.maxNumSeqs ?? 64;
   const maxWaiting = o.maxWaiting ?? 1024;
-  const scheduler = new Scheduler(blocks, { maxNumSeqs, maxBatchedTokens: o.maxBatchedTokens ?? 512 });
+  const scheduler = new Scheduler(blocks, {
+    maxNumSeqs,
+    maxBatchedTokens: o.maxBatchedTokens ?? 512,
+    maxBackgroundPrefillTokens: o.maxBackgroundPrefillTokens,
+  });
   const loop = new EngineLoop(engine, blocks, scheduler, metrics, {
     tiers: kvTiers(info).map((t) => t.tier),
     // with a fractional N the per-request cap is the context; with an absolute one, that N
