@@ -1,11 +1,9 @@
 // GGUF models against llama.cpp on the same files: tokenization from GGUF metadata (SentencePiece
 // and byte-level BPE vocabularies), and greedy tokens and next-token distributions of random
 // llama-architecture models in every weight type kcache runs.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { Engine, generate, quantKernels } from '@kcache/engine';
 import {
   GGML_TYPE,
@@ -20,8 +18,7 @@ import {
 import { afterAll, describe, expect, test } from 'vitest';
 import { bpeVocab, CORPUS, spmVocab, writeTestModel } from './helpers/gguf-model.js';
 import { LlamaCpp } from './helpers/llama-cpp.js';
-import { REPO_ROOT } from './helpers/paths.js';
-import { runKcache } from './helpers/processes.js';
+import { runKcache, spawnKcache } from './helpers/processes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kcache-gguf-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -268,21 +265,24 @@ test('kcache up serves a GGUF model (quantized on load, q8_0 KV): its tokenizer 
       "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
   });
   writeTestModel(f, 'f16', vocab);
-  const up = spawn(
-    process.execPath,
-    [
-      join(REPO_ROOT, 'packages/cli/dist/main.js'),
-      'up',
-      '--model',
-      f,
-      '--quantize',
-      'q8_0',
-      '--kv-cache-dtype',
-      'q8_0',
-      '--workers',
+  const {
+    proc: up,
+    ready: started,
+    exited,
+  } = spawnKcache(
+    ['up', '--model', f, '--quantize', 'q8_0', '--kv-cache-dtype', 'q8_0', '--workers', '1'].concat([
+      '--port',
+      '0',
+      '--worker-port',
+      '0',
+      '--metrics-port',
+      '0',
+      '--http-port',
+      '0',
+      '--threads',
       '1',
-    ].concat(['--port', '0', '--worker-port', '0', '--metrics-port', '0', '--http-port', '0', '--threads', '1', '--json']),
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+      '--json',
+    ]),
   );
   let pids: number[] = [];
   onTestFinished(() => {
@@ -293,17 +293,7 @@ test('kcache up serves a GGUF model (quantized on load, q8_0 KV): its tokenizer 
       } catch {}
     }
   });
-  const ready = await new Promise<{ routers: { address: string }[]; pids: number[] }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('kcache up was not ready within 60 s')), 60_000);
-    createInterface({ input: up.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-      const m = JSON.parse(line);
-      if (m.event === 'ready') {
-        clearTimeout(timer);
-        resolve(m);
-      }
-    });
-    up.once('exit', (code) => reject(new Error(`kcache up exited with ${code}`)));
-  });
+  const ready = (await started) as { routers: { address: string }[]; pids: number[] };
   pids = ready.pids;
   const addr = (ready.routers[0] as { address: string }).address;
   const ask = (...a: string[]) =>
@@ -323,5 +313,5 @@ test('kcache up serves a GGUF model (quantized on load, q8_0 KV): its tokenizer 
   // writes none): '<|im_start|>' is one token of the GGUF vocabulary
   expect(JSON.parse(chat.stdout).usage.promptTokens).toBe(tok?.encode('<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n').length);
   up.kill('SIGTERM');
-  expect(await new Promise((r) => up.once('exit', r))).toBe(0);
+  expect(await exited).toBe(0);
 }, 120_000);
