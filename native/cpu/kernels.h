@@ -30,10 +30,10 @@ struct Kernels {
   // The x86 variants' integer path, llama.cpp's: activations rounded to int8 per block of 32
   // (xq, with scale xd and sum xs per block; see quantize_activations), multiplied with the
   // weights' integers 32 at a time and scaled per block:
-  // out[t * ldo + o] = sum over blocks of (w scale) * xd * (int dot) [- (w min) * xd * xs], for o in
-  // [o0, o1). Each output is the same chain of operations whatever the batch. Null, or false
-  // returned for a type it has no kernel for: the dequantizing path above is used.
-  bool (*matmul_q8)(DType t, float* out, int ldo, const int8_t* xq, const float* xd, const int32_t* xs, int rows,
+  // out[t * ldo + o] = sum over blocks of (w scale) * xd * (int dot) [+ (w min) * xd * xs], for o
+  // in [o0, o1), every block-quantized type. Each output is the same chain of operations whatever
+  // the batch. Null (the generic variant): the dequantizing path above is used.
+  void (*matmul_q8)(DType t, float* out, int ldo, const int8_t* xq, const float* xd, const int32_t* xs, int rows,
                     const uint8_t* w, int k, int o0, int o1);
   // Attention over one cache block of n rows (row r at r * stride):
   // scores[r] = scale * q · k_r, and out += sum_r weights[r] * v_r, over hd elements.

@@ -1,4 +1,3 @@
-#include <atomic>
 #include <vector>
 
 #include "ops.h"
@@ -7,9 +6,10 @@ namespace kc::cpu {
 
 namespace {
 
-// Block-quantized weights (GGML's row-major blocks, as mapped from the file): each task
-// dequantizes kQuantRows weight rows into a per-thread f32 buffer, reused by every activation
-// row, so the quantized bytes are read from memory once per step.
+// Block-quantized weights (GGML's row-major blocks, as mapped from the file), kQuantRows output
+// rows a task, so the quantized bytes are read from memory once per step: the x86 variants'
+// integer path on activations rounded to int8 once per call, or (the generic variant) each task
+// dequantizing its weight rows into a per-thread f32 buffer reused by every activation row.
 void matmul_quantized(Ctx& c, float* out, const float* x, int rows, const Tensor& w, const float* bias) {
   constexpr size_t kQuantRows = 16;
   const int k = static_cast<int>(w.cols);
@@ -31,15 +31,13 @@ void matmul_quantized(Ctx& c, float* out, const float* x, int rows, const Tensor
     parallel_ranges(c, static_cast<size_t>(rows), 8, [&](size_t b, size_t e) {
       quantize_activations(x + b * k, static_cast<int>(e - b), k, q + b * k, d + b * (k / 32), sums + b * (k / 32));
     });
-    std::atomic<bool> done{true};
     parallel_ranges(c, static_cast<size_t>(n_out), kQuantRows, [&](size_t b, size_t e) {
-      if (!c.k.matmul_q8(w.dtype, out, n_out, q, d, sums, rows, base, k, static_cast<int>(b), static_cast<int>(e)))
-        done = false;
-      else if (bias)
+      c.k.matmul_q8(w.dtype, out, n_out, q, d, sums, rows, base, k, static_cast<int>(b), static_cast<int>(e));
+      if (bias)
         for (int t = 0; t < rows; ++t)
           for (size_t o = b; o < e; ++o) out[static_cast<int64_t>(t) * n_out + o] += bias[o];
     });
-    if (done) return;
+    return;
   }
   parallel_ranges(c, static_cast<size_t>(n_out), kQuantRows, [&](size_t b, size_t e) {
     thread_local std::vector<float> buf;

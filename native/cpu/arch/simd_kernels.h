@@ -428,13 +428,13 @@ void matmul_q8_typed(float* out, int ldo, const int8_t* xq, const float* xd, con
 }
 
 template <class V>
-bool matmul_q8(DType t, float* out, int ldo, const int8_t* xq, const float* xd, const int32_t* xs, int rows, const uint8_t* w,
+void matmul_q8(DType t, float* out, int ldo, const int8_t* xq, const float* xd, const int32_t* xs, int rows, const uint8_t* w,
                int k, int o0, int o1) {
   switch (t) {
 #define KC_Q8_CASE(T)                                                    \
   case DType::T:                                                         \
     matmul_q8_typed<DType::T>(out, ldo, xq, xd, xs, rows, w, k, o0, o1); \
-    return true;
+    return;
     KC_Q8_CASE(Q8_0)
     KC_Q8_CASE(Q4_0)
     KC_Q8_CASE(Q4_1)
@@ -445,7 +445,7 @@ bool matmul_q8(DType t, float* out, int ldo, const int8_t* xq, const float* xd, 
     KC_Q8_CASE(Q6_K)
 #undef KC_Q8_CASE
     default:
-      return false;
+      return;  // not block-quantized: matmul never calls this
   }
 }
 
