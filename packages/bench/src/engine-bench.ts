@@ -2,7 +2,7 @@
 // identical weights, in one run, plus the machine's measured read bandwidth as the roofline.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { argmax, defaultKvDtype, Engine, type KvDtype, measureReadBandwidth } from '@kcache/engine';
+import { argmax, defaultKvDtype, Engine, type KvDtype, kvBytesPerBlock, measureReadBandwidth } from '@kcache/engine';
 import { type ModelSpec, resolveModel, rowBytes, type WeightDType } from '@kcache/models';
 import { writeGguf } from './gguf.js';
 import { LlamaCppRunner } from './llamacpp.js';
@@ -105,8 +105,8 @@ export async function runEngineBench(o: EngineBenchOptions): Promise<EngineBench
   for (const dtype of o.dtypes) {
     const spec = resolveModel(o.model.split(':').length > 2 ? o.model : `${o.model}:${dtype}`);
     const kv = o.kvDtype === 'auto' ? defaultKvDtype(spec) : o.kvDtype;
-    const kvDim = spec.config.nKvHeads * spec.config.headDim;
-    const kvBytesPerToken = 2 * spec.config.nLayers * (kv === 'f32' ? 4 * kvDim : kv === 'q8_0' ? (kvDim / 32) * 34 : 2 * kvDim);
+    // K and V of every layer for one token: a one-token block
+    const kvBytesPerToken = kvBytesPerBlock(spec.config, 1, 'full', 0, kv).device;
     // average context over the single-sequence decode run
     const bytesPerToken = decodeWeightBytes(spec) + (o.promptLen + o.decodeTokens / 2) * kvBytesPerToken;
     o.log(`[${spec.id}] kcache ...`);
