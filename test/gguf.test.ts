@@ -214,6 +214,9 @@ describe('GGUF files and quantize-on-load', () => {
   test('--quantize: float matrices become the type (or its fallback) as they load; norms stay f32', async () => {
     const f = join(dir, 'float.gguf');
     writeTestModel(f, 'f32', spmVocab());
+    const plain = await Engine.load(resolveModel(f), { numBlocks: 4, threads: 2 });
+    const source = plain.readWeight('layers.0.wq').slice(0, 256);
+    plain.dispose();
     for (const q of ['q8_0', 'q4_0', 'q5_0', 'q4_k'] as const) {
       const spec = resolveModel(f, { quantize: q });
       expect(spec.id).toBe(`${f}#${q}`);
@@ -223,11 +226,13 @@ describe('GGUF files and quantize-on-load', () => {
         const wq = spec.tensors.find((t) => t.name === 'layers.0.wq');
         expect(wq?.quantize).toBe(q);
         expect(spec.tensors.find((t) => t.name === 'norm')?.quantize).toBeUndefined();
-        const source = engine.readWeight('layers.0.wq').subarray(0, 256);
-        // readWeight gives the dequantized values: what the quantizer of that type makes of the source row
+        // the bytes the engine holds are the quantizer's output for the file's f32 row
         const raw = engine.readWeightRaw('layers.0.wq');
-        const row0 = quantKernels.dequantizeRow(q, raw.subarray(0, raw.length / 256), 256);
-        expect(Array.from(row0)).toEqual(Array.from(source));
+        const row0 = quantKernels.quantizeRow(q, source);
+        expect(Array.from(raw.subarray(0, row0.length))).toEqual(Array.from(row0));
+        // and they dequantize back within a step of the format
+        const back = quantKernels.dequantizeRow(q, row0, 256);
+        expect(Math.max(...Array.from(back, (v, i) => Math.abs(v - (source[i] as number))))).toBeLessThan(0.2);
       } finally {
         engine.dispose();
       }

@@ -22,6 +22,8 @@ export interface BatchBenchOptions {
   prefixChars: number;
   /** KV blocks per worker (small: the cache holds a few prefixes, as a busy cluster's does). */
   numBlocks: number;
+  /** The workers' background prefill cap per step (`serve worker --max-background-prefill-tokens`); unset: their default. */
+  maxBackgroundPrefillTokens?: number;
   /** Interactive requests per TTFT measurement, one every 1000/ratePerS ms. */
   interactive: number;
   ratePerS: number;
@@ -53,7 +55,8 @@ function batchText(o: BatchBenchOptions): string {
 }
 
 export async function runBatchBench(o: BatchBenchOptions): Promise<BatchBenchResult> {
-  const cluster = await startLocalCluster(o.cli, ['--workers', '2', '--model', o.model, '--num-blocks', String(o.numBlocks)]);
+  const cap = o.maxBackgroundPrefillTokens === undefined ? [] : ['--max-background-prefill-tokens', String(o.maxBackgroundPrefillTokens)];
+  const cluster = await startLocalCluster(o.cli, ['--workers', '2', '--model', o.model, '--num-blocks', String(o.numBlocks), ...cap]);
   const redisUrl = cluster.redisUrl;
   const redis = connectRedis(redisUrl, { maxRetriesPerRequest: null });
   const client = new KcacheClient(cluster.routers[0]?.address as string);

@@ -311,9 +311,11 @@ async function batchBench(argv: string[]): Promise<void> {
       'num-blocks': { type: 'string' },
       interactive: { type: 'string' },
       rate: { type: 'string' },
+      'max-background-prefill-tokens': { type: 'string' },
       json: { type: 'boolean' },
     },
   });
+  const cap = values['max-background-prefill-tokens'];
   const r = await runBatchBench({
     cli: process.argv[1] as string,
     model: values.model ?? 'dummy:smol135:bf16',
@@ -323,6 +325,7 @@ async function batchBench(argv: string[]): Promise<void> {
     numBlocks: intArg('num-blocks', values['num-blocks'], 64, 8),
     interactive: intArg('interactive', values.interactive, 40, 2),
     ratePerS: intArg('rate', values.rate, 4, 1),
+    maxBackgroundPrefillTokens: cap === undefined ? undefined : intArg('max-background-prefill-tokens', cap, 0, 1),
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(values.json ? `${JSON.stringify(r)}\n` : `${formatBatchBench(r)}\n`);

@@ -34,7 +34,7 @@ import { LOAD_PROGRESS_LINE } from '../load-progress.js';
 import { type CertPaths, makeClusterCerts } from './certs.js';
 
 export const UP_USAGE = `kcache up [--workers 2] [--routers 1] [--model dummy:smol135:bf16] [--redis-url URL] [--port 50051] [--http-port 8000] [--chat-template FILE] [--served-model-name NAME] [--api-keys-file FILE] [--tls]
-    [--worker-port 50061] [--metrics-port 9400] [--policy cache_aware] [--threads N] [--num-blocks N] [--quantize q8_0|q4_0|q5_0|q4_k] [--kv-cache-dtype f32|f16|bf16|q8_0] [--warm-prompts FILE]
+    [--worker-port 50061] [--metrics-port 9400] [--policy cache_aware] [--threads N] [--num-blocks N] [--quantize q8_0|q4_0|q5_0|q4_k] [--kv-cache-dtype f32|f16|bf16|q8_0] [--max-background-prefill-tokens N] [--warm-prompts FILE]
     [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L] [--load-cost-tokens N] [--cache-threshold F] [--json]`;
 
 export const DEFAULT_UP_MODEL = 'dummy:smol135:bf16';
@@ -143,6 +143,7 @@ export async function upCommand(argv: string[]): Promise<void> {
       'num-blocks': { type: 'string' },
       quantize: { type: 'string' },
       'kv-cache-dtype': { type: 'string' },
+      'max-background-prefill-tokens': { type: 'string' },
       json: { type: 'boolean' },
       tls: { type: 'boolean' },
       ...AUTH_OPTIONS,
@@ -158,6 +159,8 @@ export async function upCommand(argv: string[]): Promise<void> {
   const nRouters = intArg('routers', values.routers, 1, 1);
   const model = modelRefArg(values.model ?? DEFAULT_UP_MODEL, values.quantize);
   const kvDtype = kvDtypeArg(values['kv-cache-dtype']);
+  const backgroundCap = values['max-background-prefill-tokens'];
+  if (backgroundCap !== undefined) intArg('max-background-prefill-tokens', backgroundCap, 0, 1); // one line now, not in each worker
   // 0: every process of that kind picks a free port (the ready line says which)
   const routerPort = intArg('port', values.port, 50051, 0);
   const httpPort = intArg('http-port', values['http-port'], 8000, 0);
@@ -236,6 +239,7 @@ export async function upCommand(argv: string[]): Promise<void> {
           '3000',
           ...(values['num-blocks'] ? ['--num-blocks', values['num-blocks']] : []),
           ...(kvDtype ? ['--kv-cache-dtype', kvDtype] : []),
+          ...(backgroundCap ? ['--max-background-prefill-tokens', backgroundCap] : []),
           ...(values['served-model-name'] ? ['--served-model-name', values['served-model-name']] : []),
           ...(values['warm-prompts'] ? ['--warm-prompts', values['warm-prompts']] : []),
           ...tlsFlags(certs?.workers.get(`w${i + 1}`)),
