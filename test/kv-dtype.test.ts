@@ -108,6 +108,32 @@ describe('KV cache dtypes on stories260K', () => {
     },
   );
 
+  test.each(['f16', 'q8_0'] as KvDtype[])(
+    '%s: fillKvRandom stores the f32 fill rounded to the dtype, in both KCache tiers',
+    async (kvDtype) => {
+      const ref = await load({ kvDtype: 'f32' });
+      const eng = await load({ kvDtype });
+      const kc = await load({ kvDtype, attention: 'kcache', kcache: { topN: 64, fullLayers: 1 } });
+      // a decode row at position 40 attends to 40 filled positions in every layer
+      const chunk = { tokens: [7], startPos: 40, blockTable: table(41) };
+      const out: Float32Array[] = [];
+      for (const e of [ref, eng, kc]) {
+        e.fillKvRandom(5);
+        const [l] = await e.step([chunk]);
+        out.push(Float32Array.from(l as Float32Array));
+      }
+      const [a, b, c] = out as [Float32Array, Float32Array, Float32Array];
+      // the host-resident V tier holds the same rows as the device pool
+      expect(Array.from(c)).toEqual(Array.from(b));
+      let scale = 0;
+      let worst = 0;
+      for (let t = 0; t < a.length; t++) scale = Math.max(scale, Math.abs(a[t] as number));
+      for (let t = 0; t < a.length; t++) worst = Math.max(worst, Math.abs((a[t] as number) - (b[t] as number)) / scale);
+      // the same values as the f32 fill, rounded: a different fill would be off by O(1)
+      expect(worst).toBeLessThan(kvDtype === 'q8_0' ? 0.05 : 0.005);
+    },
+  );
+
   test('--kv-cache-dtype: a bad value is one line and exit 2', async () => {
     const bad = await runKcache('generate', '--model', STORIES_260K, '--prompt-ids', '1', '--kv-cache-dtype', 'q4_0');
     expect(bad.code).toBe(2);

@@ -65,13 +65,7 @@ class CpuBackend final : public Backend {
   void synchronize() override {}
   void fill_uniform(float* dst, size_t n, uint64_t seed, float lo, float hi) override {
     cpu::parallel_ranges(ctx_, n, 1 << 16, [&](size_t b, size_t e) {
-      for (size_t i = b; i < e; ++i) {
-        uint64_t z = (seed ^ (i * 0x2545f4914f6cdd1dull)) + 0x9e3779b97f4a7c15ull;  // splitmix64, as on CUDA
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        z ^= z >> 31;
-        dst[i] = lo + (hi - lo) * (static_cast<float>(z >> 40) * (1.0f / 16777216.0f));
-      }
+      for (size_t i = b; i < e; ++i) dst[i] = uniform_at(seed, i, lo, hi);
     });
   }
 

@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "attention.cuh"
+#include "kv_rows.cuh"
 
 namespace kc::cuda {
 namespace {
@@ -21,8 +22,8 @@ constexpr int kMaxSplitBlocks = 512;  // block-table entries of one split staged
 
 // G (query heads per KV head) is a template parameter so the per-head arrays live in registers
 // sized exactly (fewer registers, more resident warps).
-template <int E, int kUnrollPos, int G>
-__global__ void __launch_bounds__(32 * kWarps) attn_split(const float* q, const float* k_cache, const float* v_cache, AttnArgs a,
+template <typename KV, int E, int kUnrollPos, int G>
+__global__ void __launch_bounds__(32 * kWarps) attn_split(const float* q, const uint8_t* k_cache, const uint8_t* v_cache, AttnArgs a,
                                                          float* part) {
   const int split = blockIdx.x, kvh = blockIdx.y, r = blockIdx.z;
   const int n_ctx = a.row_pos[r] + 1;
@@ -32,7 +33,6 @@ __global__ void __launch_bounds__(32 * kWarps) attn_split(const float* q, const 
   const int gi = lane / L, li = lane % L;
   const int t_begin = split * a.chunk, t_end = min(n_ctx, t_begin + a.chunk);
   const int32_t* table_g = a.block_tables + a.table_offset[a.row_seq[r]];
-  const int kv_dim = a.n_kv_heads * hd;
   // this split's block-table entries, read once into shared memory (no dependent global load per position)
   __shared__ int32_t s_table[kMaxSplitBlocks];
   const int first_blk = t_begin / a.block_size;
@@ -62,11 +62,11 @@ __global__ void __launch_bounds__(32 * kWarps) attn_split(const float* q, const 
     for (int u = 0; u < kUnrollPos; ++u) {
       const int t = t0 + u * P + gi;
       if (t < t_end) {
-        const int64_t off = (static_cast<int64_t>(block_of(t)) * a.block_size + t % a.block_size) * kv_dim + kvh * hd + li * E;
+        const int64_t off = (static_cast<int64_t>(block_of(t)) * a.block_size + t % a.block_size) * a.row_bytes;
 #pragma unroll
         for (int e = 0; e < E; e += 4) {
-          const float4 k4 = __ldg(reinterpret_cast<const float4*>(k_cache + off + e));
-          const float4 v4 = *reinterpret_cast<const float4*>(v_cache + off + e);
+          const float4 k4 = KV::load4_ro(k_cache + off, kvh * hd + li * E + e);
+          const float4 v4 = KV::load4(v_cache + off, kvh * hd + li * E + e);  // V may be mapped host memory (KCache)
           kv[u][e] = k4.x, kv[u][e + 1] = k4.y, kv[u][e + 2] = k4.z, kv[u][e + 3] = k4.w;
           vv[u][e] = v4.x, vv[u][e + 1] = v4.y, vv[u][e + 2] = v4.z, vv[u][e + 3] = v4.w;
         }
@@ -195,6 +195,8 @@ AttnArgs attn_args(const AttentionBatch& b) {
   a.block_tables = b.block_tables;
   a.table_offset = b.table_offset;
   a.row_topn = nullptr;
+  a.kv_dtype = b.kv_dtype;
+  a.row_bytes = static_cast<int64_t>(dtype_row_bytes(b.kv_dtype, static_cast<int64_t>(b.n_kv_heads) * b.head_dim));
   return a;
 }
 
@@ -205,7 +207,7 @@ void check_attention_shape(int head_dim, int group) {
     throw std::runtime_error("CUDA attention: " + std::to_string(group) + " query heads per KV head is not supported (1, 2, 3, 4 or 8)");
 }
 
-void paged_attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_cache, AttnArgs a, int max_context) {
+void paged_attention(Ctx& c, float* out, const float* q, const void* k_cache, const void* v_cache, AttnArgs a, int max_context) {
   if (a.rows == 0) return;
   check_attention_shape(a.head_dim, a.group);
   // enough blocks to fill the GPU many times over, splits of at least 64 positions
@@ -218,25 +220,30 @@ void paged_attention(Ctx& c, float* out, const float* q, const float* k_cache, c
   // KCACHE_ATTN_UNROLL=8 loads 8 positions per lane group before the math (default 4)
   const char* u = std::getenv("KCACHE_ATTN_UNROLL");
   const bool u8 = u && std::atoi(u) == 8;
-  auto launch = [&](auto g_tag) {
-    constexpr int G = decltype(g_tag)::value;
-    if (u8) attn_split<4, 8, G><<<grid, 32 * kWarps, 0, c.stream>>>(q, k_cache, v_cache, a, part);
-    else attn_split<4, 4, G><<<grid, 32 * kWarps, 0, c.stream>>>(q, k_cache, v_cache, a, part);
-  };
-  switch (a.group) {
-    case 1: launch(std::integral_constant<int, 1>{}); break;
-    case 2: launch(std::integral_constant<int, 2>{}); break;
-    case 3: launch(std::integral_constant<int, 3>{}); break;
-    case 4: launch(std::integral_constant<int, 4>{}); break;
-    case 8: launch(std::integral_constant<int, 8>{}); break;
-    default: throw std::runtime_error("CUDA attention: unsupported group " + std::to_string(a.group));
-  }
+  const auto* kc = static_cast<const uint8_t*>(k_cache);
+  const auto* vc = static_cast<const uint8_t*>(v_cache);
+  dispatch_kv(a.kv_dtype, [&](auto kv_tag) {
+    using KV = decltype(kv_tag);
+    auto launch = [&](auto g_tag) {
+      constexpr int G = decltype(g_tag)::value;
+      if (u8) attn_split<KV, 4, 8, G><<<grid, 32 * kWarps, 0, c.stream>>>(q, kc, vc, a, part);
+      else attn_split<KV, 4, 4, G><<<grid, 32 * kWarps, 0, c.stream>>>(q, kc, vc, a, part);
+    };
+    switch (a.group) {
+      case 1: launch(std::integral_constant<int, 1>{}); break;
+      case 2: launch(std::integral_constant<int, 2>{}); break;
+      case 3: launch(std::integral_constant<int, 3>{}); break;
+      case 4: launch(std::integral_constant<int, 4>{}); break;
+      case 8: launch(std::integral_constant<int, 8>{}); break;
+      default: throw std::runtime_error("CUDA attention: unsupported group " + std::to_string(a.group));
+    }
+  });
   KC_LAUNCH();
   attn_combine<<<dim3(a.rows, a.n_heads), 64, 0, c.stream>>>(out, part, a);
   KC_LAUNCH();
 }
 
-void attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_cache, const AttentionBatch& b) {
+void attention(Ctx& c, float* out, const float* q, const void* k_cache, const void* v_cache, const AttentionBatch& b) {
   paged_attention(c, out, q, k_cache, v_cache, attn_args(b), b.max_context);
 }
 }  // namespace kc::cuda

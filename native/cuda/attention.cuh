@@ -16,12 +16,14 @@ struct AttnArgs {
   const int32_t* block_tables;
   const int32_t* table_offset;
   const int32_t* row_topn;  // non-null: rows with 0 < topn < context are skipped
+  DType kv_dtype;           // how the caches store each row (kv_rows.cuh)
+  int64_t row_bytes;        // bytes of one cached row of kv_dim values
   int n_splits = 1, chunk = 0;
 };
 
 AttnArgs attn_args(const AttentionBatch& b);
 void check_attention_shape(int head_dim, int group);
 // Full attention over every row not marked top-N in a.row_topn.
-void paged_attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_cache, AttnArgs a, int max_context);
+void paged_attention(Ctx& c, float* out, const float* q, const void* k_cache, const void* v_cache, AttnArgs a, int max_context);
 
 }  // namespace kc::cuda

@@ -9,6 +9,7 @@
 
 #include "attention.cuh"
 #include "common.cuh"
+#include "kv_rows.cuh"
 #include "kcache/cuda_backend.h"
 
 namespace kc {
@@ -84,6 +85,12 @@ class CudaBackend final : public Backend {
   bool supports_weights(DType t, std::string* why) const override {
     if (!dtype_quantized(t)) return true;
     if (why) *why = std::string("the CUDA backend has no kernels for ") + dtype_name(t) + " weights yet";
+    return false;
+  }
+
+  bool supports_kv(DType t, std::string* why) const override {
+    if (cuda::kv_dtype_supported(t)) return true;
+    if (why) *why = std::string("the CUDA backend has no KV cache kernels for ") + dtype_name(t);
     return false;
   }
 
@@ -205,22 +212,15 @@ class CudaBackend final : public Backend {
   void swiglu(float* out, const float* gate, const float* up, size_t n) override { timed("swiglu", [&] { cuda::swiglu(ctx_, out, gate, up, n); }); }
   void add(float* x, const float* y, size_t n) override { timed("add", [&] { cuda::add(ctx_, x, y, n); }); }
   void get_rows(float* out, const float* x, const int32_t* idx, int n, int dim) override { timed("get_rows", [&] { cuda::get_rows(ctx_, out, x, idx, n, dim); }); }
-  // The KV cache is f32 on this backend (supports_kv refuses the others before any is allocated).
   void kv_store(void* k_cache, void* v_cache, const float* k, const float* v, const int32_t* slots, int rows, int kv_dim,
-                DType) override {
-    timed("kv_store", [&] {
-      cuda::kv_store(ctx_, static_cast<float*>(k_cache), static_cast<float*>(v_cache), k, v, slots, rows, kv_dim);
-    });
+                DType kv_dtype) override {
+    timed("kv_store", [&] { cuda::kv_store(ctx_, k_cache, v_cache, k, v, slots, rows, kv_dim, kv_dtype); });
   }
   void attention(float* out, const float* q, const void* k_cache, const void* v_cache, const AttentionBatch& b) override {
-    timed("attention", [&] {
-      cuda::attention(ctx_, out, q, static_cast<const float*>(k_cache), static_cast<const float*>(v_cache), b);
-    });
+    timed("attention", [&] { cuda::attention(ctx_, out, q, k_cache, v_cache, b); });
   }
   void kcache_attention(float* out, const float* q, const void* k_cache, const void* v_host, const AttentionBatch& b) override {
-    timed("kcache_attention", [&] {
-      cuda::kcache_attention(ctx_, out, q, static_cast<const float*>(k_cache), static_cast<const float*>(v_host), b);
-    });
+    timed("kcache_attention", [&] { cuda::kcache_attention(ctx_, out, q, k_cache, v_host, b); });
   }
 
  private:

@@ -81,11 +81,11 @@ void rope(Ctx& c, float* x, const int32_t* pos, int rows, int n_heads, int head_
 void swiglu(Ctx& c, float* out, const float* gate, const float* up, size_t n);
 void add(Ctx& c, float* x, const float* y, size_t n);
 void get_rows(Ctx& c, float* out, const float* x, const int32_t* idx, int n, int dim);
-void kv_store(Ctx& c, float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots, int rows,
-              int kv_dim);
-void attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_cache, const AttentionBatch& b);
-void kcache_attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_host,
-                      const AttentionBatch& b);
+// The KV cache ops take rows stored as kv_dtype (kv_rows.cuh).
+void kv_store(Ctx& c, void* k_cache, void* v_cache, const float* k, const float* v, const int32_t* slots, int rows, int kv_dim,
+              DType kv_dtype);
+void attention(Ctx& c, float* out, const float* q, const void* k_cache, const void* v_cache, const AttentionBatch& b);
+void kcache_attention(Ctx& c, float* out, const float* q, const void* k_cache, const void* v_host, const AttentionBatch& b);
 void fill_uniform(Ctx& c, float* dst, size_t n, uint64_t seed, float lo, float hi);
 
 }  // namespace kc::cuda

@@ -8,6 +8,7 @@
 //      same selection as the CPU backend), softmax over the kept scores (or their share of the
 //      full softmax), and the weighted sum of only those N value rows, read from host memory.
 #include "attention.cuh"
+#include "kv_rows.cuh"
 
 namespace kc::cuda {
 namespace {
@@ -23,11 +24,12 @@ __device__ __forceinline__ bool is_topn_row(const AttnArgs& a, int r, int* n_ctx
 
 // scores[(r * n_heads + h) * stride + t]. Lanes in groups of L = head_dim / 4 share one K row
 // (one float4 each, coalesced); a warp covers 32 / L positions per load, each block kTile positions.
-__global__ void kc_scores(const float* q, const float* k_cache, AttnArgs a, float* scores, int stride) {
+template <typename KV>
+__global__ void kc_scores(const float* q, const uint8_t* k_cache, AttnArgs a, float* scores, int stride) {
   const int tile = blockIdx.x, kvh = blockIdx.y, r = blockIdx.z;
   int n_ctx, topn;
   if (!is_topn_row(a, r, &n_ctx, &topn)) return;
-  const int hd = a.head_dim, G = a.group, kv_dim = a.n_kv_heads * hd;
+  const int hd = a.head_dim, G = a.group;
   const int L = hd / 4, P = 32 / L;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gi = lane / L, li = lane % L;
   const int32_t* table = a.block_tables + a.table_offset[a.row_seq[r]];
@@ -41,8 +43,8 @@ __global__ void kc_scores(const float* q, const float* k_cache, AttnArgs a, floa
     const int t = t0 + gi;
     float4 k4 = make_float4(0, 0, 0, 0);
     if (t < t_end)
-      k4 = __ldg(reinterpret_cast<const float4*>(
-          k_cache + (static_cast<int64_t>(table[t / a.block_size]) * a.block_size + t % a.block_size) * kv_dim + kvh * hd + li * 4));
+      k4 = KV::load4_ro(k_cache + (static_cast<int64_t>(table[t / a.block_size]) * a.block_size + t % a.block_size) * a.row_bytes,
+                        kvh * hd + li * 4);
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) {
       if (g >= G) break;
@@ -81,7 +83,8 @@ __device__ float block_reduce(float v, bool is_max, float* red) {
   return out;
 }
 
-__global__ void __launch_bounds__(kSelThreads) kc_select_gather(float* out, const float* v_host, AttnArgs a, const float* scores, int stride,
+template <typename KV>
+__global__ void __launch_bounds__(kSelThreads) kc_select_gather(float* out, const uint8_t* v_host, AttnArgs a, const float* scores, int stride,
                                                               int* kept_all, float* w_all, int max_topn, int renormalize) {
   const int r = blockIdx.x, h = blockIdx.y;
   int n_ctx, topn;
@@ -184,7 +187,7 @@ __global__ void __launch_bounds__(kSelThreads) kc_select_gather(float* out, cons
   __syncthreads();
 
   // gather: thread groups of hd lanes each take every (threads/hd)-th kept row; V from host memory
-  const int hd = a.head_dim, kv_dim = a.n_kv_heads * hd, kvh = h / a.group;
+  const int hd = a.head_dim, kvh = h / a.group;
   const int32_t* table = a.block_tables + a.table_offset[a.row_seq[r]];
   __shared__ float part[kSelThreads];
   const int groups = kSelThreads / hd > 0 ? kSelThreads / hd : 1;
@@ -194,8 +197,8 @@ __global__ void __launch_bounds__(kSelThreads) kc_select_gather(float* out, cons
     if (g < groups) {
       for (int i = g; i < topn; i += groups) {
         const int t = kept[i];
-        const float* v = v_host + (static_cast<int64_t>(table[t / a.block_size]) * a.block_size + t % a.block_size) * kv_dim + kvh * hd;
-        accv += wts[i] * v[d];
+        const uint8_t* v = v_host + (static_cast<int64_t>(table[t / a.block_size]) * a.block_size + t % a.block_size) * a.row_bytes;
+        accv += wts[i] * KV::load1(v, kvh * hd + d);
       }
     }
     part[tid] = g < groups ? accv : 0.0f;
@@ -210,7 +213,7 @@ __global__ void __launch_bounds__(kSelThreads) kc_select_gather(float* out, cons
 }
 }  // namespace
 
-void kcache_attention(Ctx& c, float* out, const float* q, const float* k_cache, const float* v_host, const AttentionBatch& b) {
+void kcache_attention(Ctx& c, float* out, const float* q, const void* k_cache, const void* v_host, const AttentionBatch& b) {
   if (b.rows == 0) return;
   AttnArgs a = attn_args(b);
   a.row_topn = b.row_topn;
@@ -227,10 +230,14 @@ void kcache_attention(Ctx& c, float* out, const float* q, const float* k_cache, 
   auto* scores = reinterpret_cast<float*>(base);
   auto* kept = reinterpret_cast<int*>(base + score_bytes);
   auto* wts = reinterpret_cast<float*>(base + score_bytes + kept_bytes);
-  kc_scores<<<dim3((b.max_context + kTile - 1) / kTile, a.n_kv_heads, a.rows), kTile, 0, c.stream>>>(q, k_cache, a, scores, stride);
-  KC_LAUNCH();
-  kc_select_gather<<<dim3(a.rows, a.n_heads), kSelThreads, 0, c.stream>>>(out, v_host, a, scores, stride, kept, wts, b.max_topn,
-                                                                          b.topn_renormalize ? 1 : 0);
-  KC_LAUNCH();
+  dispatch_kv(a.kv_dtype, [&](auto kv_tag) {
+    using KV = decltype(kv_tag);
+    kc_scores<KV><<<dim3((b.max_context + kTile - 1) / kTile, a.n_kv_heads, a.rows), kTile, 0, c.stream>>>(
+        q, static_cast<const uint8_t*>(k_cache), a, scores, stride);
+    KC_LAUNCH();
+    kc_select_gather<KV><<<dim3(a.rows, a.n_heads), kSelThreads, 0, c.stream>>>(
+        out, static_cast<const uint8_t*>(v_host), a, scores, stride, kept, wts, b.max_topn, b.topn_renormalize ? 1 : 0);
+    KC_LAUNCH();
+  });
 }
 }  // namespace kc::cuda

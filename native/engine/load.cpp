@@ -103,17 +103,26 @@ void EngineImpl::fill_kv_random(uint64_t seed) {
     backend_->synchronize();
     return;
   }
-  // other dtypes (CPU backends only): the same values, stored as the cache's rows
-  std::vector<float> f(n);
+  // other dtypes: the same values, encoded as the cache's rows on the host and uploaded a chunk
+  // of rows at a time (the V tier of KCache is host memory: written in place)
   const int kv_dim = cfg_.kv_dim();
-  const size_t row_bytes = dtype_row_bytes(kv_dtype_, kv_dim);
+  const size_t row_bytes = dtype_row_bytes(kv_dtype_, kv_dim), rows = n / kv_dim, chunk = 4096;
+  std::vector<float> f(chunk * kv_dim);
+  std::vector<uint8_t> enc(chunk * row_bytes);
   for (size_t l = 0; l < layers_.size(); ++l) {
     for (int which = 0; which < 2; ++which) {
-      backend_->fill_uniform(f.data(), n, seed + 2 * l + which, -1.0f, 1.0f);
       auto* dst = static_cast<uint8_t*>(which == 0 ? layers_[l].k_cache : layers_[l].v_cache);
-      for (size_t r = 0; r < n / kv_dim; ++r) encode_row(kv_dtype_, f.data() + r * kv_dim, dst + r * row_bytes, kv_dim);
+      const bool host = which == 1 && layers_[l].kcache;
+      for (size_t r0 = 0; r0 < rows; r0 += chunk) {
+        const size_t nr = std::min(chunk, rows - r0);
+        for (size_t i = 0; i < nr * kv_dim; ++i) f[i] = uniform_at(seed + 2 * l + which, r0 * kv_dim + i, -1.0f, 1.0f);
+        uint8_t* out = host ? dst + r0 * row_bytes : enc.data();
+        for (size_t r = 0; r < nr; ++r) encode_row(kv_dtype_, f.data() + r * kv_dim, out + r * row_bytes, kv_dim);
+        if (!host) backend_->upload(dst + r0 * row_bytes, enc.data(), nr * row_bytes);
+      }
     }
   }
+  backend_->synchronize();
 }
 
 void* EngineImpl::track(void* p) {

@@ -2,8 +2,9 @@
 //   kcache_conformance [--stories path/to/stories260K.bin]
 // Every op runs on both backends on fresh random inputs (never zeros) into outputs poisoned
 // with NaN first; results are compared as max|cuda - cpu| / max|cpu| (fp32 paths within 1e-5,
-// paths that round activations to bf16/f16 within 1e-2). Then whole-model logits, CUDA engine
-// vs CPU engine, on stories260K and dummy models, in full and KCache attention. Every CUDA call
+// paths that round activations to bf16/f16 within 1e-2; the KV cache store byte for byte in
+// every KV dtype). Then whole-model logits, CUDA engine vs CPU engine, on stories260K and dummy
+// models, in full and KCache attention, with each KV cache dtype. Every CUDA call
 // is checked inside the backend (a failure throws and fails the run). Exit status 0 only when
 // every check passes.
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include "kcache/cpu_backend.h"
 #include "kcache/cuda_backend.h"
 #include "kcache/engine.h"
+#include "kcache/quant.h"
 #include "models.h"
 
 using namespace kc;
@@ -70,6 +72,12 @@ struct Buf {
     std::vector<float> nan(bytes / sizeof(float), std::numeric_limits<float>::quiet_NaN());
     b->upload(p, nan.data(), nan.size() * sizeof(float));
   }
+  std::vector<uint8_t> bytes_of() const {
+    std::vector<uint8_t> v(bytes);
+    b->download(v.data(), p, bytes);
+    b->synchronize();
+    return v;
+  }
   std::vector<float> get(size_t n) const {
     std::vector<float> v(n);
     b->download(v.data(), p, n * sizeof(float));
@@ -97,6 +105,24 @@ struct HostWeight {
 };
 
 const char* dtn(DType d) { return d == DType::F32 ? "f32" : d == DType::BF16 ? "bf16" : "f16"; }
+
+constexpr DType kKvDtypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0};
+
+// Rows of `cols` f32 values stored as a KV cache dtype (the CPU's encoder).
+std::vector<uint8_t> encode_rows(const std::vector<float>& v, DType t, int cols) {
+  const size_t rb = dtype_row_bytes(t, cols), rows = v.size() / cols;
+  std::vector<uint8_t> out(rows * rb);
+  for (size_t r = 0; r < rows; ++r) encode_row(t, v.data() + r * cols, out.data() + r * rb, cols);
+  return out;
+}
+
+void check_bytes(const std::string& name, const std::vector<uint8_t>& cpu, const std::vector<uint8_t>& gpu) {
+  ++checks;
+  size_t diff = cpu.size() == gpu.size() ? 0 : 1;
+  for (size_t i = 0; i < cpu.size() && i < gpu.size(); ++i) diff += cpu[i] != gpu[i];
+  if (diff) ++failures;
+  std::printf("%-4s %-64s %zu of %zu bytes differ\n", diff ? "FAIL" : "ok", name.c_str(), diff, cpu.size());
+}
 
 void test_elementwise(Backend& C, Backend& G) {
   for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
@@ -163,17 +189,19 @@ void test_elementwise(Backend& C, Backend& G) {
     G.get_rows(og.as<float>(), xg.as<float>(), ig.as<int32_t>(), n, dim);
     check("get_rows", oc.get(n * dim), og.get(n * dim), 0.0);
   }
-  {
+  for (DType kvt : kKvDtypes) {
     const int slots_n = 64, kv = 128, rows = 5;
-    auto kc0 = randu(slots_n * kv), vc0 = randu(slots_n * kv), k = randu(rows * kv), v = randu(rows * kv);
+    const auto kc0 = encode_rows(randu(slots_n * kv), kvt, kv), vc0 = encode_rows(randu(slots_n * kv), kvt, kv);
+    auto k = randu(rows * kv), v = randu(rows * kv);
     std::vector<int32_t> slots = {63, 0, 17, 18, 40};
-    Buf kcc(C, kc0.size() * 4), kcg(G, kc0.size() * 4), vcc(C, vc0.size() * 4), vcg(G, vc0.size() * 4);
+    Buf kcc(C, kc0.size()), kcg(G, kc0.size()), vcc(C, vc0.size()), vcg(G, vc0.size());
     Buf kC(C, k.size() * 4), kG(G, k.size() * 4), vC(C, v.size() * 4), vG(G, v.size() * 4), sc(C, rows * 4), sg(G, rows * 4);
     kcc.set(kc0), kcg.set(kc0), vcc.set(vc0), vcg.set(vc0), kC.set(k), kG.set(k), vC.set(v), vG.set(v), sc.set(slots), sg.set(slots);
-    C.kv_store(kcc.as<float>(), vcc.as<float>(), kC.as<float>(), vC.as<float>(), sc.as<int32_t>(), rows, kv, DType::F32);
-    G.kv_store(kcg.as<float>(), vcg.as<float>(), kG.as<float>(), vG.as<float>(), sg.as<int32_t>(), rows, kv, DType::F32);
-    check("kv_store K", kcc.get(kc0.size()), kcg.get(kc0.size()), 0.0);
-    check("kv_store V", vcc.get(vc0.size()), vcg.get(vc0.size()), 0.0);
+    C.kv_store(kcc.p, vcc.p, kC.as<float>(), vC.as<float>(), sc.as<int32_t>(), rows, kv, kvt);
+    G.kv_store(kcg.p, vcg.p, kG.as<float>(), vG.as<float>(), sg.as<int32_t>(), rows, kv, kvt);
+    // the stored bytes themselves: both backends round and quantize identically
+    check_bytes(std::string("kv_store K ") + dtype_name(kvt), kcc.bytes_of(), kcg.bytes_of());
+    check_bytes(std::string("kv_store V ") + dtype_name(kvt), vcc.bytes_of(), vcg.bytes_of());
   }
 }
 
@@ -244,11 +272,12 @@ void test_matmul_multi(Backend& C, Backend& G) {
 }
 
 // A paged cache with three sequences in shuffled blocks, rows mixing decode rows and a prefill chunk.
-void test_attention(Backend& C, Backend& G) {
+void test_attention(Backend& C, Backend& G, DType kvt) {
   struct Case {
     int heads, kv_heads, hd;
   };
   for (Case cs : {Case{8, 4, 8}, Case{9, 3, 64}, Case{32, 8, 64}, Case{4, 4, 128}}) {
+    if ((cs.kv_heads * cs.hd) % dtype_block(kvt) != 0) continue;  // q8_0 rows are whole blocks of 32
     const int bs = 16;
     const std::vector<int> ctx = {37, 300, 2100};  // context of each sequence's last row
     std::vector<int32_t> tables, offsets;
@@ -266,31 +295,35 @@ void test_attention(Backend& C, Backend& G) {
     std::vector<int32_t> row_pos = {36, 295, 296, 297, 298, 299, 2099}, row_seq = {0, 1, 1, 1, 1, 1, 2};
     const int rows = static_cast<int>(row_pos.size()), kv_dim = cs.kv_heads * cs.hd, q_dim = cs.heads * cs.hd;
     const size_t cache_n = static_cast<size_t>(blocks) * bs * kv_dim;
-    auto kcache = randu(cache_n), vcache = randu(cache_n), q = randu(static_cast<size_t>(rows) * q_dim, -2, 2);
-    Buf kc(C, cache_n * 4), kg(G, cache_n * 4), vc(C, cache_n * 4), vg(G, cache_n * 4), qc(C, q.size() * 4), qg(G, q.size() * 4);
+    const auto kcache = encode_rows(randu(cache_n), kvt, kv_dim), vcache = encode_rows(randu(cache_n), kvt, kv_dim);
+    const size_t cache_bytes = kcache.size();
+    auto q = randu(static_cast<size_t>(rows) * q_dim, -2, 2);
+    Buf kc(C, cache_bytes), kg(G, cache_bytes), vc(C, cache_bytes), vg(G, cache_bytes), qc(C, q.size() * 4), qg(G, q.size() * 4);
     Buf pc(C, rows * 4), pg(G, rows * 4), sc(C, rows * 4), sg(G, rows * 4), tc(C, tables.size() * 4), tg(G, tables.size() * 4);
     Buf oc(C, 3 * 4), og(G, 3 * 4), outc(C, q.size() * 4), outg(G, q.size() * 4), nc(C, rows * 4), ng(G, rows * 4);
     kc.set(kcache), kg.set(kcache), vc.set(vcache), vg.set(vcache), qc.set(q), qg.set(q), pc.set(row_pos), pg.set(row_pos);
     sc.set(row_seq), sg.set(row_seq), tc.set(tables), tg.set(tables), oc.set(offsets), og.set(offsets);
     // the V tier of KCache lives in host memory on both backends
-    float* vh_c = static_cast<float*>(C.alloc_host(cache_n * 4));
-    float* vh_g = static_cast<float*>(G.alloc_host(cache_n * 4));
-    std::memcpy(vh_c, vcache.data(), cache_n * 4);
-    std::memcpy(vh_g, vcache.data(), cache_n * 4);
+    void* vh_c = C.alloc_host(cache_bytes);
+    void* vh_g = G.alloc_host(cache_bytes);
+    std::memcpy(vh_c, vcache.data(), cache_bytes);
+    std::memcpy(vh_g, vcache.data(), cache_bytes);
     auto batch = [&](const Buf& p, const Buf& s, const Buf& t, const Buf& o, const Buf* topn) {
       AttentionBatch b;
       b.rows = rows, b.n_heads = cs.heads, b.n_kv_heads = cs.kv_heads, b.head_dim = cs.hd, b.block_size = bs;
       b.scale = 1.0f / std::sqrt(static_cast<float>(cs.hd));
       b.row_pos = p.as<int32_t>(), b.row_seq = s.as<int32_t>(), b.block_tables = t.as<int32_t>(), b.table_offset = o.as<int32_t>();
       b.max_context = 2100;
+      b.kv_dtype = kvt;
       b.row_topn = topn ? topn->as<int32_t>() : nullptr;
       return b;
     };
     char name[160];
     outc.poison(), outg.poison();
-    C.attention(outc.as<float>(), qc.as<float>(), kc.as<float>(), vc.as<float>(), batch(pc, sc, tc, oc, nullptr));
-    G.attention(outg.as<float>(), qg.as<float>(), kg.as<float>(), vg.as<float>(), batch(pg, sg, tg, og, nullptr));
-    std::snprintf(name, sizeof name, "attention heads %d/%d hd %d (decode + prefill rows)", cs.heads, cs.kv_heads, cs.hd);
+    C.attention(outc.as<float>(), qc.as<float>(), kc.p, vc.p, batch(pc, sc, tc, oc, nullptr));
+    G.attention(outg.as<float>(), qg.as<float>(), kg.p, vg.p, batch(pg, sg, tg, og, nullptr));
+    std::snprintf(name, sizeof name, "attention %s KV heads %d/%d hd %d (decode + prefill rows)", dtype_name(kvt), cs.heads, cs.kv_heads,
+                  cs.hd);
     check(name, outc.get(q.size()), outg.get(q.size()), 1e-5);
     for (int renorm = 0; renorm < 2; ++renorm) {
       for (int n : {5, 64}) {
@@ -300,10 +333,10 @@ void test_attention(Backend& C, Backend& G) {
         AttentionBatch bc = batch(pc, sc, tc, oc, &nc), bg = batch(pg, sg, tg, og, &ng);
         bc.max_topn = bg.max_topn = n;
         bc.topn_renormalize = bg.topn_renormalize = renorm == 1;
-        C.kcache_attention(outc.as<float>(), qc.as<float>(), kc.as<float>(), vh_c, bc);
-        G.kcache_attention(outg.as<float>(), qg.as<float>(), kg.as<float>(), vh_g, bg);
-        std::snprintf(name, sizeof name, "kcache_attention heads %d/%d hd %d N=%d%s", cs.heads, cs.kv_heads, cs.hd, n,
-                      renorm ? " renormalised" : "");
+        C.kcache_attention(outc.as<float>(), qc.as<float>(), kc.p, vh_c, bc);
+        G.kcache_attention(outg.as<float>(), qg.as<float>(), kg.p, vh_g, bg);
+        std::snprintf(name, sizeof name, "kcache_attention %s KV heads %d/%d hd %d N=%d%s", dtype_name(kvt), cs.heads, cs.kv_heads, cs.hd,
+                      n, renorm ? " renormalised" : "");
         check(name, outc.get(q.size()), outg.get(q.size()), 1e-5);
       }
     }
@@ -387,12 +420,12 @@ int main(int argc, char** argv) {
     }
     unsetenv("KCACHE_CUDA_TC");
     test_matmul_multi(*C, *G);
-    test_attention(*C, *G);
+    for (DType kvt : kKvDtypes) test_attention(*C, *G, kvt);
     // the alternative unrolls the benchmark compares are checked too
     setenv("KCACHE_GEMV_UNROLL", "8", 1);
     setenv("KCACHE_ATTN_UNROLL", "8", 1);
     test_matmul(*C, *G, "tc unroll8");
-    test_attention(*C, *G);
+    for (DType kvt : kKvDtypes) test_attention(*C, *G, kvt);
     unsetenv("KCACHE_GEMV_UNROLL");
     unsetenv("KCACHE_ATTN_UNROLL");
 
@@ -406,6 +439,21 @@ int main(int argc, char** argv) {
     test_model("dummy:tiny bf16", testing::dummy_model("tiny", DType::BF16), 2e-2);
     test_model("dummy:smol135 bf16", testing::dummy_model("smol135", DType::BF16), 2e-2);
     test_model("dummy:smol135 f16", testing::dummy_model("smol135", DType::F16), 2e-2);
+    // the KV cache dtypes, whole model, in full and KCache attention: both backends round K and V
+    // the same way, but a value that lands on a rounding boundary after differently ordered f32
+    // sums may round to a neighbour (one f16/bf16 ulp, one q8_0 step), hence 2e-2
+    for (DType kvt : {DType::F16, DType::BF16, DType::Q8_0}) {
+      EngineOptions o = testing::dummy_model("smol135", DType::BF16);
+      o.kv_dtype = kvt;
+      test_model(std::string("dummy:smol135 bf16, KV ") + dtype_name(kvt), o, 2e-2);
+      EngineOptions s = testing::llama2c_model(stories);
+      s.kv_dtype = kvt;
+      test_model(std::string("stories260K f32, KV ") + dtype_name(kvt), s, 2e-2);
+      s.attention = AttentionMode::KCache;
+      s.kcache.topn = 8;
+      s.kcache.full_layers = 1;
+      test_model(std::string("stories260K f32 KCache N=8 L=1, KV ") + dtype_name(kvt), s, 2e-2);
+    }
   } catch (const std::exception& e) {
     std::printf("FAIL exception: %s\n", e.what());
     return 1;

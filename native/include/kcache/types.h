@@ -68,4 +68,14 @@ uint16_t f32_to_bf16(float f);
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);
 
+// The value Backend::fill_uniform writes at index i: uniform in [lo, hi), a function of
+// (seed, i) only (splitmix64; the CUDA kernel computes the same).
+inline float uniform_at(uint64_t seed, size_t i, float lo, float hi) {
+  uint64_t z = (seed ^ (i * 0x2545f4914f6cdd1dull)) + 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return lo + (hi - lo) * (static_cast<float>(z >> 40) * (1.0f / 16777216.0f));
+}
+
 }  // namespace kc
