@@ -12,7 +12,7 @@ import {
   startRedisCluster,
   type TestRedisCluster,
 } from '@kcache/block-index';
-import { encodeKvEvent, encodeLease, IDLE_LOAD, type KvEventEntry, kvStreamKey, leaseKey, WORKERS_SET } from '@kcache/protocol';
+import { encodeKvEvent, encodeLease, IDLE_LOAD, type KvEventEntry, kvStreamKey, leaseKey, type Tier, WORKERS_SET } from '@kcache/protocol';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 
@@ -55,7 +55,12 @@ describe.each(implementations)('BlockIndex contract: %s', (_name, make) => {
     expect(await index.apply(a, ev(3, 'removed', ['h2']))).toBe('ok');
     m = await index.findMatches(['h1', 'h2', 'h3'], [a, b]);
     expect(m.get(a)?.matchedBlocks).toBe(1);
-    expect((await index.findMatches([], [a])).get(a)).toEqual({ matchedBlocks: 0, deviceBlocks: 0 });
+    expect((await index.findMatches([], [a])).get(a)).toEqual({
+      matchedBlocks: 0,
+      deviceBlocks: 0,
+      offloadRamBlocks: 0,
+      offloadDiskBlocks: 0,
+    });
     expect(await index.indexedWorkers()).toEqual(expect.arrayContaining([a, b]));
     expect(await index.apply(a, ev(4, 'cleared'))).toBe('ok');
     expect((await index.findMatches(['h1'], [a])).get(a)?.matchedBlocks).toBe(0);
@@ -68,7 +73,51 @@ describe.each(implementations)('BlockIndex contract: %s', (_name, make) => {
     await index.apply(w, ev(1, 'cleared'));
     await index.apply(w, { seq: 2, epoch: 1, event: { type: 'stored', hashes: ['t1', 't2'], parent: null, tier: 'host' } });
     await index.apply(w, ev(3, 'stored', ['t3']));
-    expect((await index.findMatches(['t1', 't2', 't3'], [w])).get(w)).toEqual({ matchedBlocks: 3, deviceBlocks: 1 });
+    expect((await index.findMatches(['t1', 't2', 't3'], [w])).get(w)).toEqual({
+      matchedBlocks: 3,
+      deviceBlocks: 1,
+      offloadRamBlocks: 0,
+      offloadDiskBlocks: 0,
+    });
+  });
+
+  test('offload tiers: a block moves device -> offload_ram -> offload_disk, counted per tier; a snapshot carries every tier', async () => {
+    const index = make();
+    const w = id('offload');
+    const at = (seq: number, type: 'stored' | 'removed', hashes: string[], tier: Tier): KvEventEntry => ({
+      seq,
+      epoch: 1,
+      event: type === 'stored' ? { type, hashes, parent: null, tier } : { type, hashes, tier },
+    });
+    await index.apply(w, ev(1, 'cleared'));
+    await index.apply(w, at(2, 'stored', ['o1', 'o2', 'o3', 'o4'], 'device'));
+    // o2 and o3 evicted from the pool into RAM, then o3 from RAM to disk: removed, then stored in the next tier
+    await index.apply(w, at(3, 'removed', ['o2', 'o3'], 'device'));
+    await index.apply(w, at(4, 'stored', ['o2'], 'offload_ram'));
+    await index.apply(w, at(5, 'stored', ['o3'], 'offload_ram'));
+    await index.apply(w, at(6, 'removed', ['o3'], 'offload_ram'));
+    await index.apply(w, at(7, 'stored', ['o3'], 'offload_disk'));
+    const counts = (await index.findMatches(['o1', 'o2', 'o3', 'o4', 'o5'], [w])).get(w);
+    expect(counts).toEqual({ matchedBlocks: 4, deviceBlocks: 2, offloadRamBlocks: 1, offloadDiskBlocks: 1 });
+    // dropped from disk: the chain ends before it
+    await index.apply(w, at(8, 'removed', ['o3'], 'offload_disk'));
+    expect((await index.findMatches(['o1', 'o2', 'o3', 'o4'], [w])).get(w)?.matchedBlocks).toBe(2);
+    await index.resync(w, {
+      epoch: 1,
+      seq: 20,
+      tiers: [
+        { tier: 'device', hashes: ['s1'] },
+        { tier: 'offload_ram', hashes: ['s2', 's3'] },
+        { tier: 'offload_disk', hashes: ['s4'] },
+      ],
+    });
+    expect((await index.findMatches(['s1', 's2', 's3', 's4'], [w])).get(w)).toEqual({
+      matchedBlocks: 4,
+      deviceBlocks: 1,
+      offloadRamBlocks: 2,
+      offloadDiskBlocks: 1,
+    });
+    expect(await index.workerBlockCount(w)).toBe(4);
   });
 
   test('re-applied events are duplicates; a skipped seq is a gap; a new epoch starts with cleared', async () => {
@@ -82,7 +131,7 @@ describe.each(implementations)('BlockIndex contract: %s', (_name, make) => {
     expect(await index.apply(g, ev(1, 'stored', ['y'], 2))).toBe('gap');
     expect(await index.apply(g, ev(1, 'cleared', [], 2))).toBe('ok');
     expect(await index.apply(g, ev(2, 'stored', ['z'], 1))).toBe('dup'); // an old epoch's straggler
-    await index.resync(g, { epoch: 2, seq: 9, tier: 'device', hashes: ['r1', 'r2'] });
+    await index.resync(g, { epoch: 2, seq: 9, tiers: [{ tier: 'device', hashes: ['r1', 'r2'] }] });
     expect((await index.findMatches(['r1', 'r2'], [g])).get(g)?.matchedBlocks).toBe(2);
     expect((await index.findMatches(['x1'], [g])).get(g)?.matchedBlocks).toBe(0);
     expect(await index.apply(g, ev(10, 'stored', ['r3'], 2))).toBe('ok');
@@ -96,11 +145,11 @@ describe.each(implementations)('BlockIndex contract: %s', (_name, make) => {
     await index.apply(g, ev(2, 'stored', ['a1']));
     await index.apply(g, ev(3, 'stored', ['a2']));
     // taken at seq 2, written after seq 3 was applied: must not erase a2 nor rewind the cursor
-    await index.resync(g, { epoch: 1, seq: 2, tier: 'device', hashes: ['a1'] });
+    await index.resync(g, { epoch: 1, seq: 2, tiers: [{ tier: 'device', hashes: ['a1'] }] });
     expect((await index.findMatches(['a1', 'a2'], [g])).get(g)?.matchedBlocks).toBe(2);
     expect(await index.apply(g, ev(4, 'stored', ['a3']))).toBe('ok');
     // a snapshot of a newer epoch, or a later seq, replaces what the index has
-    await index.resync(g, { epoch: 2, seq: 1, tier: 'device', hashes: ['b1'] });
+    await index.resync(g, { epoch: 2, seq: 1, tiers: [{ tier: 'device', hashes: ['b1'] }] });
     expect((await index.findMatches(['a1'], [g])).get(g)?.matchedBlocks).toBe(0);
     expect((await index.findMatches(['b1'], [g])).get(g)?.matchedBlocks).toBe(1);
   });
@@ -160,7 +209,7 @@ describe.each([
     const reader = connectRedis(url);
     const consumer = new IndexConsumer(index, r, reader, async (l) => {
       resyncs.push(l.workerId);
-      return { epoch: 7, seq: 5, tier: 'device', hashes: ['q1', 'q9'] };
+      return { epoch: 7, seq: 5, tiers: [{ tier: 'device', hashes: ['q1', 'q9'] }] };
     });
     await consumer.poll();
     expect(consumer.stats.gaps).toBe(1);
@@ -172,8 +221,7 @@ describe.each([
     const second = new IndexConsumer(new RedisBlockIndex(r), r, reader2, async () => ({
       epoch: 7,
       seq: 5,
-      tier: 'device',
-      hashes: ['q1', 'q9'],
+      tiers: [{ tier: 'device', hashes: ['q1', 'q9'] }],
     }));
     await second.poll();
     expect(second.stats.applied).toBe(0);

@@ -211,6 +211,8 @@ Napi::Function EngineWrap::Define(Napi::Env env) {
                                   InstanceMethod<&EngineWrap::ReadWeight>("readWeight"),
                                   InstanceMethod<&EngineWrap::ReadWeightRaw>("readWeightRaw"),
                                   InstanceMethod<&EngineWrap::FillKvRandom>("fillKvRandom"),
+                                  InstanceMethod<&EngineWrap::ReadBlocks>("readBlocks"),
+                                  InstanceMethod<&EngineWrap::WriteBlocks>("writeBlocks"),
                                   InstanceMethod<&EngineWrap::Dispose>("dispose")});
   g_constructor = new Napi::FunctionReference(Napi::Persistent(f));
   return f;
@@ -312,6 +314,57 @@ Napi::Value EngineWrap::FillKvRandom(const Napi::CallbackInfo& info) {
   if (info.Length() != 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "fillKvRandom(seed): seed must be a number");
   if (busy_.load()) throw Napi::Error::New(env, "cannot fill the KV cache while a step is in flight");
   engine_->fill_kv_random(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+  return env.Undefined();
+}
+
+namespace {
+std::vector<int> block_list(Napi::Env env, const Napi::Value& v, const char* call) {
+  if (!v.IsArray()) throw Napi::TypeError::New(env, std::string(call) + ": blocks must be an array of block ids");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<int> out(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value x = a.Get(i);
+    if (!x.IsNumber()) throw Napi::TypeError::New(env, std::string(call) + ": blocks[" + std::to_string(i) + "] is not a number");
+    out[i] = x.As<Napi::Number>().Int32Value();
+  }
+  return out;
+}
+}  // namespace
+
+// Synchronous: a block is kilobytes to a few megabytes, copied between steps by the worker's loop.
+Napi::Value EngineWrap::ReadBlocks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!engine_) throw Napi::Error::New(env, "engine is disposed");
+  if (info.Length() != 1) throw Napi::TypeError::New(env, "readBlocks(blocks): one argument");
+  std::vector<int> blocks = block_list(env, info[0], "readBlocks");
+  if (busy_.load()) throw Napi::Error::New(env, "cannot read KV blocks while a step is in flight");
+  const size_t bpb = engine_->kv_bytes_per_block();
+  Napi::Uint8Array out = Napi::Uint8Array::New(env, blocks.size() * bpb);
+  try {
+    for (size_t i = 0; i < blocks.size(); ++i) engine_->read_block(blocks[i], out.Data() + i * bpb);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return out;
+}
+
+Napi::Value EngineWrap::WriteBlocks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!engine_) throw Napi::Error::New(env, "engine is disposed");
+  if (info.Length() != 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw Napi::TypeError::New(env, "writeBlocks(blocks, data): data must be a Uint8Array");
+  std::vector<int> blocks = block_list(env, info[0], "writeBlocks");
+  Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
+  const size_t bpb = engine_->kv_bytes_per_block();
+  if (data.ByteLength() != blocks.size() * bpb)
+    throw Napi::RangeError::New(env, "writeBlocks: data holds " + std::to_string(data.ByteLength()) + " bytes, " + std::to_string(blocks.size()) +
+                                         " blocks need " + std::to_string(blocks.size() * bpb));
+  if (busy_.load()) throw Napi::Error::New(env, "cannot write KV blocks while a step is in flight");
+  try {
+    for (size_t i = 0; i < blocks.size(); ++i) engine_->write_block(blocks[i], data.Data() + i * bpb);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
   return env.Undefined();
 }
 

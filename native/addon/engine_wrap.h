@@ -24,6 +24,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value ReadWeight(const Napi::CallbackInfo& info);
   Napi::Value ReadWeightRaw(const Napi::CallbackInfo& info);
   Napi::Value FillKvRandom(const Napi::CallbackInfo& info);
+  Napi::Value ReadBlocks(const Napi::CallbackInfo& info);
+  Napi::Value WriteBlocks(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   std::unique_ptr<Engine> engine_;

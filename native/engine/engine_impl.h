@@ -61,6 +61,8 @@ class EngineImpl final : public Engine {
   Tensor host_weight(const std::string& name) const override;
   std::vector<float> read_weight(const std::string& name) const override;
   void fill_kv_random(uint64_t seed) override;
+  void read_block(int block, void* dst) override;
+  void write_block(int block, const void* src) override;
 
   const ModelConfig& config() const override { return cfg_; }
   const char* backend_name() const override { return backend_->name(); }

@@ -2,6 +2,7 @@
 // against the config's shapes), the paged KV cache of each layer (V in host memory for KCache
 // layers), and reading weights back.
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 #include <thread>
 
@@ -123,6 +124,33 @@ void EngineImpl::fill_kv_random(uint64_t seed) {
     }
   }
   backend_->synchronize();
+}
+
+void EngineImpl::read_block(int block, void* dst) {
+  if (block < 0 || block >= num_blocks_) throw InvalidInput("block " + std::to_string(block) + " is outside the pool of " + std::to_string(num_blocks_));
+  const size_t lbb = layer_block_bytes(), at = static_cast<size_t>(block) * lbb;
+  auto* out = static_cast<uint8_t*>(dst);
+  for (const LayerWeights& L : layers_) {
+    backend_->download(out, static_cast<const uint8_t*>(L.k_cache) + at, lbb);
+    out += lbb;
+    if (L.kcache) std::memcpy(out, static_cast<const uint8_t*>(L.v_cache) + at, lbb);  // host memory
+    else backend_->download(out, static_cast<const uint8_t*>(L.v_cache) + at, lbb);
+    out += lbb;
+  }
+}
+
+void EngineImpl::write_block(int block, const void* src) {
+  if (block < 0 || block >= num_blocks_) throw InvalidInput("block " + std::to_string(block) + " is outside the pool of " + std::to_string(num_blocks_));
+  const size_t lbb = layer_block_bytes(), at = static_cast<size_t>(block) * lbb;
+  const auto* in = static_cast<const uint8_t*>(src);
+  for (const LayerWeights& L : layers_) {
+    backend_->upload(static_cast<uint8_t*>(L.k_cache) + at, in, lbb);
+    in += lbb;
+    if (L.kcache) std::memcpy(static_cast<uint8_t*>(L.v_cache) + at, in, lbb);
+    else backend_->upload(static_cast<uint8_t*>(L.v_cache) + at, in, lbb);
+    in += lbb;
+  }
+  backend_->synchronize();  // the source may be freed on return
 }
 
 void* EngineImpl::track(void* p) {

@@ -100,6 +100,11 @@ class Engine {
   // Fills every KV block of every layer with uniform random values (benchmarks of long contexts
   // that cannot afford to compute them).
   virtual void fill_kv_random(uint64_t seed) = 0;
+  // One KV block as stored, every layer's K rows then V rows (kv_bytes_per_block() bytes, in the
+  // cache's dtype): copied out to an offload tier or a peer, and written back into any block of an
+  // engine of the same model, dtype and block size. Not while a step runs.
+  virtual void read_block(int block, void* dst) = 0;
+  virtual void write_block(int block, const void* src) = 0;
   virtual int threads() const = 0;
   virtual int num_blocks() const = 0;
   virtual int block_size() const = 0;

@@ -23,15 +23,16 @@ export class MemoryBlockIndex implements BlockIndex {
     const out = new Map<string, MatchResult>();
     for (const w of workers) {
       const blocks = this.workers.get(w)?.blocks;
-      let matchedBlocks = 0;
-      let deviceBlocks = 0;
+      const m: MatchResult = { matchedBlocks: 0, deviceBlocks: 0, offloadRamBlocks: 0, offloadDiskBlocks: 0 };
       for (const h of hashes) {
         const tier = blocks?.get(h);
         if (tier === undefined) break;
-        matchedBlocks++;
-        if (tier === 'device') deviceBlocks++;
+        m.matchedBlocks++;
+        if (tier === 'device') m.deviceBlocks++;
+        else if (tier === 'offload_ram') m.offloadRamBlocks++;
+        else if (tier === 'offload_disk') m.offloadDiskBlocks++;
       }
-      out.set(w, { matchedBlocks, deviceBlocks });
+      out.set(w, m);
     }
     return out;
   }
@@ -52,7 +53,7 @@ export class MemoryBlockIndex implements BlockIndex {
     const s = this.state(worker);
     // a snapshot older than events already applied of the same epoch changes nothing (as RESYNC)
     if (s.cursor && s.cursor.epoch === snap.epoch && s.cursor.seq > snap.seq) return;
-    s.blocks = new Map(snap.hashes.map((h) => [h, snap.tier]));
+    s.blocks = new Map(snap.tiers.flatMap((t) => t.hashes.map((h): [string, Tier] => [h, t.tier])));
     s.cursor = { epoch: snap.epoch, seq: snap.seq };
   }
 

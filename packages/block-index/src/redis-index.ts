@@ -14,11 +14,14 @@ import type { RedisClient } from './connect.js';
 import { APPLY, MATCH, PURGE, RESYNC } from './scripts.js';
 import type { ApplyResult, BlockIndex, MatchResult, WorkerSnapshot } from './types.js';
 
+/** MATCH's reply: matched, device, offload_ram, offload_disk. */
+type MatchCounts = [number, number, number, number];
+
 type ScriptRedis = RedisClient & {
   kcApply(cursor: string, blocks: string, ...argv: string[]): Promise<ApplyResult>;
   kcResync(cursor: string, blocks: string, ...argv: string[]): Promise<string>;
   kcPurge(cursor: string, blocks: string, stream: string): Promise<number>;
-  kcMatch(blocks: string, ...hashes: string[]): Promise<[number, number]>;
+  kcMatch(blocks: string, ...hashes: string[]): Promise<MatchCounts>;
 };
 
 function withScripts(redis: RedisClient): ScriptRedis {
@@ -43,11 +46,16 @@ export class RedisBlockIndex implements BlockIndex {
   async findMatches(hashes: readonly string[], workers: readonly string[]): Promise<Map<string, MatchResult>> {
     const out = new Map<string, MatchResult>();
     const results = await Promise.all(
-      workers.map((w) => (hashes.length === 0 ? Promise.resolve([0, 0] as [number, number]) : this.redis.kcMatch(blocksKey(w), ...hashes))),
+      workers.map((w) => (hashes.length === 0 ? Promise.resolve([0, 0, 0, 0] as MatchCounts) : this.redis.kcMatch(blocksKey(w), ...hashes))),
     );
     workers.forEach((w, i) => {
-      const [matchedBlocks, deviceBlocks] = results[i] as [number, number];
-      out.set(w, { matchedBlocks: Number(matchedBlocks), deviceBlocks: Number(deviceBlocks) });
+      const [matched, device, ram, disk] = results[i] as MatchCounts;
+      out.set(w, {
+        matchedBlocks: Number(matched),
+        deviceBlocks: Number(device),
+        offloadRamBlocks: Number(ram),
+        offloadDiskBlocks: Number(disk),
+      });
     });
     return out;
   }
@@ -75,9 +83,8 @@ export class RedisBlockIndex implements BlockIndex {
       blocksKey(worker),
       String(snap.epoch),
       String(snap.seq),
-      snap.tier,
       String(Date.now()),
-      ...snap.hashes,
+      ...snap.tiers.flatMap((t) => [t.tier, String(t.hashes.length), ...t.hashes]),
     );
     await this.announce(worker);
   }

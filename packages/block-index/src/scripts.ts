@@ -41,9 +41,9 @@ return 'ok'
 `;
 
 /**
- * RESYNC: KEYS[1]=cursor, KEYS[2]=blocks; ARGV = epoch, seq, tier, nowMs, hashes... A snapshot
- * older than what the index already has of the same epoch (another router applied newer events
- * while this one fetched it) changes nothing: returns "stale".
+ * RESYNC: KEYS[1]=cursor, KEYS[2]=blocks; ARGV = epoch, seq, nowMs, then per tier: tier, count,
+ * that many hashes. A snapshot older than what the index already has of the same epoch (another
+ * router applied newer events while this one fetched it) changes nothing: returns "stale".
  */
 export const RESYNC = `
 local cur = redis.call('GET', KEYS[1])
@@ -52,8 +52,12 @@ if cur then
   if cep == ARGV[1] and tonumber(cseq) > tonumber(ARGV[2]) then return 'stale' end
 end
 redis.call('DEL', KEYS[2])
-local v = ARGV[3] .. '|' .. ARGV[4]
-for i = 5, #ARGV do redis.call('HSET', KEYS[2], ARGV[i], v) end
+local i = 4
+while i <= #ARGV do
+  local v, n = ARGV[i] .. '|' .. ARGV[3], tonumber(ARGV[i + 1])
+  for j = i + 2, i + 1 + n do redis.call('HSET', KEYS[2], ARGV[j], v) end
+  i = i + 2 + n
+end
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2])
 return 'ok'
 `;
@@ -66,16 +70,19 @@ return n
 `;
 
 /**
- * MATCH: KEYS[1]=blocks; ARGV = hashes. Returns {matched, device}: how many leading hashes the
- * worker holds, stopping at the first it does not, and how many of those are device-tier.
+ * MATCH: KEYS[1]=blocks; ARGV = hashes. Returns {matched, device, offload_ram, offload_disk}: how
+ * many leading hashes the worker holds, stopping at the first it does not, and how many of those
+ * are in its device tier and in each offload tier (the rest are KCache host-tier blocks).
  */
 export const MATCH = `
-local matched, device = 0, 0
+local matched, device, ram, disk = 0, 0, 0, 0
 for i = 1, #ARGV do
   local v = redis.call('HGET', KEYS[1], ARGV[i])
   if not v then break end
   matched = matched + 1
-  if string.sub(v, 1, 6) == 'device' then device = device + 1 end
+  if string.sub(v, 1, 7) == 'device|' then device = device + 1
+  elseif string.sub(v, 1, 12) == 'offload_ram|' then ram = ram + 1
+  elseif string.sub(v, 1, 13) == 'offload_disk|' then disk = disk + 1 end
 end
-return {matched, device}
+return {matched, device, ram, disk}
 `;

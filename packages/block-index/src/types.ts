@@ -5,6 +5,9 @@ export interface MatchResult {
   matchedBlocks: number;
   /** How many of those are in its device tier. */
   deviceBlocks: number;
+  /** How many are in its offload tiers (host RAM, disk): reloaded into the pool instead of recomputed. */
+  offloadRamBlocks: number;
+  offloadDiskBlocks: number;
 }
 
 /** A worker's own account of its blocks at (epoch, seq): what the index resyncs from after a gap. */

@@ -99,6 +99,10 @@ export interface NativeEngine {
   readWeightRaw(name: string): Uint8Array;
   /** Overwrites every KV block of every layer with uniform random values. */
   fillKvRandom(seed: number): void;
+  /** The blocks' bytes as stored, each kvBytesPerBlock long (every layer's K rows, then V rows). */
+  readBlocks(blocks: number[]): Uint8Array;
+  /** Writes blocks read by readBlocks (from an engine of the same model, dtype and block size). */
+  writeBlocks(blocks: number[], data: Uint8Array): void;
   dispose(): void;
 }
 

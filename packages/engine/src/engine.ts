@@ -234,6 +234,19 @@ export class Engine {
     this.native.fillKvRandom(seed);
   }
 
+  /**
+   * Copies KV blocks out of the pool, as stored (kvBytesPerBlock bytes each, in the cache's dtype):
+   * what an offload tier keeps and a peer sends. Call between steps (it throws while one runs).
+   */
+  readBlocks(blocks: readonly number[]): Uint8Array {
+    return this.native.readBlocks([...blocks]);
+  }
+
+  /** Writes blocks copied by readBlocks (this model, KV dtype and block size) into `blocks`. */
+  writeBlocks(blocks: readonly number[], data: Uint8Array): void {
+    this.native.writeBlocks([...blocks], data);
+  }
+
   dispose(): void {
     this.native.dispose();
   }

@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { ProtoGrpcType } from './generated/generate.js';
 import type { WorkerClient } from './generated/kcache/v1/Worker.js';
-import type { Tier } from './redis.js';
+import { parseTier, type Tier } from './redis.js';
 
 /** This package's proto/ folder (src/ and dist/ both sit beside it). */
 export const PROTO_ROOT = fileURLToPath(new URL('../proto/', import.meta.url));
@@ -37,12 +37,11 @@ export function protos(): Loaded {
   return loaded;
 }
 
-/** A worker's Snapshot: the blocks it holds now and the event sequence point they stand at. */
+/** A worker's Snapshot: the blocks it holds now, tier by tier, and the event sequence point they stand at. */
 export interface WorkerSnapshot {
   epoch: number;
   seq: number;
-  tier: Tier;
-  hashes: string[];
+  tiers: { tier: Tier; hashes: string[] }[];
 }
 
 /** Calls a worker's Snapshot (routers resync the index from it; index upkeep checks it for drift). */
@@ -51,7 +50,11 @@ export function fetchSnapshot(client: WorkerClient, timeoutMs: number): Promise<
     client.Snapshot({}, { deadline: Date.now() + timeoutMs }, (e, v) =>
       e || !v
         ? reject(e ?? new Error('empty snapshot'))
-        : resolve({ epoch: v.epoch ?? 0, seq: v.seq ?? 0, tier: v.tier === 'host' ? 'host' : 'device', hashes: v.hashes ?? [] }),
+        : resolve({
+            epoch: v.epoch ?? 0,
+            seq: v.seq ?? 0,
+            tiers: (v.tiers ?? []).map((t) => ({ tier: parseTier(t.tier), hashes: t.hashes ?? [] })),
+          }),
     ),
   );
 }

@@ -10,7 +10,7 @@
  *   kcache:indexed              SET    worker ids the index holds blocks or a cursor for
  *   kcache:{w}:lease            STRING JSON WorkerLease, PX = lease TTL, renewed by the worker
  *   kcache:{w}:kv               STREAM the worker's KV events (encodeKvEvent), MAXLEN ~
- *   kcache:{w}:blocks           HASH   block hash -> "tier|lastAccessMs" (the index, per worker)
+ *   kcache:{w}:blocks           HASH   block hash -> "tier|lastAccessMs" (the index, per worker; Tier below)
  *   kcache:{w}:cursor           STRING "epoch:seq" of the last event applied to :blocks
  *
  * Background jobs (@kcache/jobs): a batch's keys carry the hash tag `{<batchId>}` (one slot, so
@@ -25,7 +25,21 @@
  *   kcache:upkeep               HASH   the last index upkeep: time, workers, blocks, drift, purged
  */
 
-export type Tier = 'device' | 'host';
+/**
+ * Where a worker holds a block. In its KV pool: `device`, or `host` when KCache keeps the block's
+ * V half in host memory (the same pool, not a copy). Below the pool, copies of blocks evicted from
+ * it (a worker's offload tiers, `--offload-bytes` / `--offload-dir`): `offload_ram`, then
+ * `offload_disk`. A block is in exactly one tier of a worker at a time; `stored` in a new tier
+ * after `removed` from the old one is a move.
+ */
+export type Tier = 'device' | 'host' | 'offload_ram' | 'offload_disk';
+export const TIERS: readonly Tier[] = ['device', 'host', 'offload_ram', 'offload_disk'];
+export type OffloadTier = 'offload_ram' | 'offload_disk';
+
+/** A tier's name as written by a worker; `device` for anything else (an older writer wrote none). */
+export function parseTier(s: unknown): Tier {
+  return TIERS.includes(s as Tier) ? (s as Tier) : 'device';
+}
 
 export const WORKERS_SET = 'kcache:workers';
 export const INDEXED_SET = 'kcache:indexed';
@@ -160,7 +174,7 @@ export function decodeKvEvent(flat: readonly string[]): KvEventEntry | null {
   const epoch = Number(f.epoch);
   if (!Number.isInteger(seq) || seq < 1 || !Number.isFinite(epoch)) return null;
   const hashes = f.hashes ? f.hashes.split(',') : [];
-  const tier: Tier = f.tier === 'host' ? 'host' : 'device';
+  const tier = parseTier(f.tier);
   switch (f.type) {
     case 'cleared':
       return { seq, epoch, event: { type: 'cleared' } };

@@ -90,6 +90,8 @@ export class EngineLoop {
   private idleWaiters: (() => void)[] = [];
   /** Stream messages of the last step, sent once the next step is running (overlapOutput). */
   private pending: (() => void)[] = [];
+  /** Work that must not overlap a step (copying KV blocks out for a peer), run before the next one. */
+  private tasks: (() => void)[] = [];
 
   constructor(
     private readonly engine: Engine,
@@ -176,6 +178,24 @@ export class EngineLoop {
     this.wake?.();
   }
 
+  /**
+   * Runs `fn` when no engine step is in flight (at once if the loop is idle, else before the next
+   * step) and resolves with its result.
+   */
+  between<T>(fn: () => T): Promise<T> {
+    if (this.stopped) return Promise.reject(new WorkerError('UNAVAILABLE', 'the worker is shutting down'));
+    return new Promise<T>((resolve, reject) => {
+      this.tasks.push(() => {
+        try {
+          resolve(fn());
+        } catch (e) {
+          reject(e);
+        }
+      });
+      this.wake?.();
+    });
+  }
+
   /** Aborts a request (applied before the next step); false if unknown. */
   abort(requestId: string): boolean {
     const l = this.live.get(requestId);
@@ -240,8 +260,12 @@ export class EngineLoop {
 
   private async run(): Promise<void> {
     for (;;) {
+      for (const t of this.tasks.splice(0)) t();
       for (const l of [...this.live.values()]) if (l.aborted) this.finish(l, 'abort');
-      if (this.stopped && this.live.size === 0) return;
+      if (this.stopped && this.live.size === 0) {
+        for (const t of this.tasks.splice(0)) t();
+        return;
+      }
       if (!this.scheduler.hasWork()) {
         this.flush();
         await new Promise<void>((r) => {
@@ -259,6 +283,9 @@ export class EngineLoop {
           this.metrics.queueTime.observe((l.firstStep - l.arrival) / 1000);
           this.metrics.prefixQueries.inc(l.req.promptLen);
           this.metrics.prefixHits.inc(l.req.cachedTokens);
+          // reloaded tokens are counted by the offload tiers, per tier
+          const pooled = l.req.cachedTokens - l.req.reloadedTokens;
+          if (pooled > 0) this.metrics.hitsByTier.inc({ tier: this.bm.tier }, pooled);
         }
       }
       if (plan.items.length === 0) {

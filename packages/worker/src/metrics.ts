@@ -2,6 +2,7 @@
 import { processRegistry, REQUEST_LATENCY_BUCKETS } from '@kcache/metrics';
 import { IDLE_LOAD, type WorkerLoad } from '@kcache/protocol';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { OffloadObserver } from './offload/engine-offload.js';
 
 const STEP_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
 
@@ -24,6 +25,17 @@ export class WorkerMetrics {
   readonly generationTokens: Counter;
   readonly preemptions: Counter;
   readonly success: Counter;
+  /** Prompt tokens served from cache, by the tier they came from (the pool's tier, or an offload tier). */
+  readonly hitsByTier: Counter;
+  readonly offloadedBlocks: Counter;
+  readonly reloadedBlocks: Counter;
+  readonly offloadCorrupt: Counter;
+  readonly offloadDropped: Counter;
+  readonly offloadCopyOut: Histogram;
+  readonly offloadReload: Histogram;
+  /** Blocks this worker sent to peers (FetchBlocks). */
+  readonly peerServedBlocks: Counter;
+  private offloadStats: () => Record<string, { blocks: number; bytes: number; capacityBlocks: number }> = () => ({});
 
   constructor(workerId: string, modelId: string) {
     this.registry = processRegistry({ worker: workerId, model: modelId });
@@ -84,6 +96,78 @@ export class WorkerMetrics {
       labelNames: ['finished_reason'],
       registers: r,
     });
+    this.hitsByTier = new Counter({
+      name: 'kcache_prefix_cache_hits_by_tier_total',
+      help: 'Prompt tokens served from cache, by tier: the KV pool (device, or host with KCache) or an offload tier',
+      labelNames: ['tier'],
+      registers: r,
+    });
+    this.offloadedBlocks = new Counter({
+      name: 'kcache_offload_stored_blocks_total',
+      help: 'Blocks moved into an offload tier (evicted from the pool to offload_ram, or from offload_ram to offload_disk)',
+      labelNames: ['tier'],
+      registers: r,
+    });
+    this.reloadedBlocks = new Counter({
+      name: 'kcache_offload_reloaded_blocks_total',
+      help: 'Blocks copied back from an offload tier into the KV pool instead of recomputed',
+      labelNames: ['tier'],
+      registers: r,
+    });
+    this.offloadCorrupt = new Counter({
+      name: 'kcache_offload_corrupt_blocks_total',
+      help: 'Disk-tier blocks that failed their check (corrupt, truncated, missing): recomputed',
+      registers: r,
+    });
+    this.offloadDropped = new Counter({
+      name: 'kcache_offload_dropped_blocks_total',
+      help: 'Blocks that fell off the last offload tier',
+      registers: r,
+    });
+    this.offloadCopyOut = h(
+      'kcache_offload_copy_out_seconds',
+      'Time to copy evicted blocks out of the pool into the offload tiers',
+      STEP_BUCKETS,
+    );
+    this.offloadReload = h('kcache_offload_reload_seconds', "Time to copy a request's blocks back from the offload tiers", STEP_BUCKETS);
+    this.peerServedBlocks = new Counter({
+      name: 'kcache_peer_served_blocks_total',
+      help: 'KV blocks this worker streamed to peers (FetchBlocks)',
+      registers: r,
+    });
+    const tierGauge = (name: string, help: string, pick: (t: { blocks: number; bytes: number; capacityBlocks: number }) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['tier'],
+        registers: r,
+        collect() {
+          for (const [tier, st] of Object.entries(metrics.offloadStats())) this.set({ tier }, pick(st));
+        },
+      });
+    tierGauge('kcache_offload_blocks', 'Blocks held in each offload tier', (t) => t.blocks);
+    tierGauge('kcache_offload_bytes', 'Bytes held in each offload tier', (t) => t.bytes);
+    tierGauge('kcache_offload_capacity_blocks', 'Capacity of each offload tier in blocks', (t) => t.capacityBlocks);
+  }
+
+  /** Counts the offload tiers' copies. */
+  offloadObserver(): OffloadObserver {
+    return {
+      offloaded: (tier, n) => this.offloadedBlocks.inc({ tier }, n),
+      reloaded: (tier, n, tokens) => {
+        this.reloadedBlocks.inc({ tier }, n);
+        this.hitsByTier.inc({ tier }, tokens);
+      },
+      corrupt: (n) => this.offloadCorrupt.inc(n),
+      dropped: (n) => this.offloadDropped.inc(n),
+      copyOutSeconds: (s) => this.offloadCopyOut.observe(s),
+      reloadSeconds: (s) => this.offloadReload.observe(s),
+    };
+  }
+
+  /** Where the offload tier gauges read from. */
+  observeOffload(stats: () => Record<string, { blocks: number; bytes: number; capacityBlocks: number }>): void {
+    this.offloadStats = stats;
   }
 
   /** Where the load gauges read from (the serving loop), and the KV tiers to report usage for. */

@@ -87,7 +87,7 @@ export async function runUpkeep(redis: RedisClient, snapshotOf: SnapshotOf, o: {
       continue; // unreachable now: the next run (or its lease's end) settles it
     }
     const indexed = new Set(await redis.hkeys(blocksKey(lease.workerId)));
-    const held = new Set(snap.hashes);
+    const held = new Set(snap.tiers.flatMap((t) => t.hashes));
     let missing = 0;
     for (const h of held) if (!indexed.has(h)) missing++;
     let extra = 0;

@@ -23,11 +23,11 @@ import {
   kvStreamKey,
   leaseKey,
   parseLease,
+  type Tier,
   WORKERS_SET,
   type WorkerLease,
   type WorkerLoad,
 } from '@kcache/protocol';
-import type { BlockManager } from '../scheduler/block-manager.js';
 
 /** KEYS[1]=lease; ARGV = lease JSON, instance, ttlMs. Writes unless another instance holds it; returns that lease then. */
 const CLAIM_LEASE = `
@@ -96,7 +96,7 @@ export class KvEventPublisher {
    * holds the id, waits while that lease stays as it is: a dead process's lease expires (the id is
    * then claimed: a worker restarted after a crash), a live one renews it (WorkerIdInUseError).
    */
-  async start(bm: BlockManager): Promise<void> {
+  async start(holdings: readonly { tier: Tier; blocks: readonly { hash: string; parent: string | null }[] }[]): Promise<void> {
     let other = await this.renew();
     let seen = other;
     while (other) {
@@ -111,7 +111,8 @@ export class KvEventPublisher {
       seen = other;
     }
     this.publish({ type: 'cleared' });
-    for (const { hash, parent } of bm.snapshot()) this.publish({ type: 'stored', hashes: [hash], parent, tier: bm.tier });
+    for (const { tier, blocks } of holdings)
+      for (const { hash, parent } of blocks) this.publish({ type: 'stored', hashes: [hash], parent, tier });
     this.timer = setInterval(() => void this.renew().catch(() => {}), this.intervalMs);
     this.timer.unref();
   }

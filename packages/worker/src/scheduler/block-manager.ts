@@ -7,11 +7,19 @@
  * starts with the same block hashes reuses it (`acquire`). Allocation takes free blocks first,
  * then evicts the least recently used idle cached blocks. Every change to the set of cached
  * hashes is reported as a KV event (stored / removed / cleared) for the cluster's block index.
- * Pure: no I/O; the caller wires `onEvent` to Redis.
+ * An evicted block is handed to `onEvict` before its slot is reused (the worker copies it to its
+ * offload tiers). Pure: no I/O; the caller wires `onEvent` to Redis.
  */
 import type { BlockHash, KvEvent, Tier } from '@kcache/protocol';
 
 export type { KvEvent, Tier };
+
+/** A cached block about to be overwritten: its slot, and its place in the prefix chain. */
+export interface EvictedBlock {
+  block: number;
+  hash: BlockHash;
+  parent: BlockHash | null;
+}
 
 export class BlockManager {
   private readonly refs: Int32Array;
@@ -21,6 +29,8 @@ export class BlockManager {
   /** Idle cached blocks, least recently used first (Map keeps insertion order). */
   private readonly idle = new Map<number, true>();
   private readonly freeList: number[] = [];
+  /** Called with the blocks an allocation evicts, after their `removed` event, before anything overwrites them. */
+  onEvict: ((blocks: EvictedBlock[]) => void) | null = null;
 
   constructor(
     readonly numBlocks: number,
@@ -70,23 +80,26 @@ export class BlockManager {
   allocate(n: number): number[] | null {
     if (n > this.available) return null;
     const out: number[] = [];
-    const evicted: BlockHash[] = [];
+    const evicted: EvictedBlock[] = [];
     while (out.length < n) {
       let b = this.freeList.pop();
       if (b === undefined) {
         const oldest = this.idle.keys().next().value as number;
         this.idle.delete(oldest);
         const h = this.hashOf[oldest] as BlockHash;
+        evicted.push({ block: oldest, hash: h, parent: this.parentOf.get(h) ?? null });
         this.byHash.delete(h);
         this.parentOf.delete(h);
         this.hashOf[oldest] = null;
-        evicted.push(h);
         b = oldest;
       }
       this.refs[b] = 1;
       out.push(b);
     }
-    if (evicted.length > 0) this.onEvent({ type: 'removed', hashes: evicted, tier: this.tier });
+    if (evicted.length > 0) {
+      this.onEvent({ type: 'removed', hashes: evicted.map((e) => e.hash), tier: this.tier });
+      this.onEvict?.(evicted);
+    }
     return out;
   }
 

@@ -36,6 +36,18 @@ export interface SchedulerConfig {
   maxBackgroundPrefillTokens?: number;
 }
 
+/**
+ * Blocks the pool no longer holds but something below it does (the worker's offload tiers): at
+ * admission the scheduler continues a device prefix hit with them, copied into fresh pool blocks,
+ * instead of recomputing them.
+ */
+export interface BlockSource {
+  /** How many leading `hashes` it can supply. */
+  lookup(hashes: readonly BlockHash[]): number;
+  /** Writes the leading hashes' blocks into `blocks` (as many); returns how many it wrote, a prefix (a failure ends it). */
+  load(hashes: readonly BlockHash[], blocks: readonly number[]): number;
+}
+
 export class SchedRequest {
   /** Prompt followed by the tokens generated so far. */
   readonly tokens: number[];
@@ -44,8 +56,10 @@ export class SchedRequest {
   blockTable: number[] = [];
   /** Hashes of the full blocks computed so far (parents of the next). */
   blockHashes: BlockHash[] = [];
-  /** Prompt tokens served from the prefix cache at first admission. */
+  /** Prompt tokens served from the prefix cache at first admission (device pool and lower tiers). */
   cachedTokens = 0;
+  /** Of those, how many were copied back from a lower tier (BlockSource). */
+  reloadedTokens = 0;
   admitted = false;
   preemptions = 0;
   /** Lower runs first (0: interactive). */
@@ -99,6 +113,7 @@ export class Scheduler {
   constructor(
     private readonly bm: BlockManager,
     readonly config: SchedulerConfig,
+    private readonly lower: BlockSource | null = null,
   ) {}
 
   get blockSize(): number {
@@ -217,15 +232,16 @@ export class Scheduler {
       if (!req || req.priority !== p || (p > 0 && state.background === 0)) break;
       let hit: number[] = [];
       let hitHashes: BlockHash[] = [];
+      let below = 0;
       if (req.blockTable.length === 0) {
         hitHashes = promptBlockHashes(req.tokens, this.blockSize, req.extra);
         hit = this.bm.lookup(hitHashes);
         this.bm.acquire(hit);
-        req.blockTable = hit;
+        req.blockTable = [...hit];
         req.numComputed = hit.length * this.blockSize;
         req.blockHashes = hitHashes.slice(0, hit.length);
+        below = this.lower?.lookup(hitHashes.slice(hit.length)) ?? 0;
       }
-      const n = Math.min(req.tokens.length - req.numComputed, budget, p > 0 ? state.background : budget);
       // Blocks for the whole prompt are taken at admission, not chunk by chunk: a half-prefilled
       // request never waits for blocks that later admissions took, so admission cannot thrash.
       const need = this.blocksFor(req, req.tokens.length - req.numComputed);
@@ -234,11 +250,26 @@ export class Scheduler {
         state.admitting = false;
         break;
       }
+      const fresh = need > 0 ? (this.bm.allocate(need) as number[]) : [];
+      req.blockTable.push(...fresh);
+      let reloaded = 0;
+      if (below > 0 && this.lower) {
+        // the prefix continues below the pool: copy those blocks into the first fresh ones
+        const hashes = hitHashes.slice(hit.length, hit.length + below);
+        reloaded = this.lower.load(hashes, fresh.slice(0, below));
+        for (let i = 0; i < reloaded; i++) {
+          const b = hit.length + i;
+          this.bm.register(fresh[i] as number, hitHashes[b] as BlockHash, b === 0 ? null : (hitHashes[b - 1] as BlockHash));
+        }
+        req.numComputed += reloaded * this.blockSize;
+        req.blockHashes.push(...hashes.slice(0, reloaded));
+      }
       if (!req.admitted) {
         req.admitted = true;
-        req.cachedTokens = hit.length * this.blockSize;
+        req.cachedTokens = (hit.length + reloaded) * this.blockSize;
+        req.reloadedTokens = reloaded * this.blockSize;
       }
-      if (need > 0) req.blockTable.push(...(this.bm.allocate(need) as number[]));
+      const n = Math.min(req.tokens.length - req.numComputed, budget, p > 0 ? state.background : budget);
       this.waiting.shift();
       this.running.push(req);
       plan.items.push(this.item(req, n));

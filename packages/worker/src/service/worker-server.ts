@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
+import { crc32 } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { connectRedis, type RedisClient, redactRedisUrl } from '@kcache/block-index';
@@ -25,9 +26,13 @@ import { EngineLoop, type GenerateInput } from '../engine-loop.js';
 import { WorkerError } from '../errors.js';
 import { KvEventPublisher } from '../kv-events/publisher.js';
 import { WorkerMetrics } from '../metrics.js';
+import { EngineOffload } from '../offload/engine-offload.js';
+import { OffloadTiers } from '../offload/tiers.js';
 import { BlockManager, type KvEvent } from '../scheduler/block-manager.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 
+/** Most blocks one FetchBlocks call may ask for (a prompt of 4,096 blocks is 65,536 tokens at 16 a block). */
+const MAX_FETCH_BLOCKS = 4096;
 /** How long shutdown waits for Redis to take the lease back. */
 const REDIS_SHUTDOWN_MS = 3000;
 export interface WorkerOptions {
@@ -74,6 +79,11 @@ export interface WorkerOptions {
   tls?: ClusterTls | null;
   /** The model's name in the API, the metrics and block hashes (default: its reference, e.g. a path). */
   servedModelName?: string;
+  /** Host-RAM offload tier below the KV pool, in bytes (`--offload-bytes`; 0: none). */
+  offloadBytes?: number;
+  /** Disk offload tier below the RAM one (`--offload-dir`, `--offload-disk-bytes`). */
+  offloadDir?: string | null;
+  offloadDiskBytes?: number;
 }
 
 /** The worker could not start (Redis unreachable): one line for the operator. */
@@ -88,6 +98,8 @@ export interface RunningWorker {
   metricsPort: number | null;
   engine: Engine;
   blocks: BlockManager;
+  /** The offload tiers below the pool (null without --offload-bytes / --offload-dir). */
+  offload: OffloadTiers | null;
   metrics: WorkerMetrics;
   /** Stops taking requests (health NOT_SERVING), lets in-flight ones finish within graceMs, then closes. */
   drain(graceMs: number): Promise<void>;
@@ -175,11 +187,32 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const blocks = new BlockManager(info.numBlocks, info.blockSize, onEvent, info.attention === 'kcache' ? 'host' : 'device');
   const maxNumSeqs = o.maxNumSeqs ?? 64;
   const maxWaiting = o.maxWaiting ?? 1024;
-  const scheduler = new Scheduler(blocks, {
-    maxNumSeqs,
-    maxBatchedTokens: o.maxBatchedTokens ?? 512,
-    maxBackgroundPrefillTokens: o.maxBackgroundPrefillTokens,
+  // offload tiers below the pool; a block's bytes are compatible only with this layout
+  const tiers = new OffloadTiers({
+    ramBytes: o.offloadBytes ?? 0,
+    diskDir: o.offloadDir ?? null,
+    diskBytes: o.offloadDiskBytes ?? 0,
+    blockBytes: info.kvBytesPerBlock,
+    layout: `${modelName}|${info.kvDtype}|${info.blockSize}|${info.kvBytesPerBlock}`,
+    workerId,
+    onEvent,
   });
+  const offload = tiers.enabled ? new EngineOffload(engine, tiers, info.kvBytesPerBlock, info.blockSize, metrics.offloadObserver()) : null;
+  if (offload) {
+    blocks.onEvict = offload.onEvict;
+    metrics.observeOffload(() => tiers.stats());
+  }
+  const scheduler = new Scheduler(
+    blocks,
+    {
+      maxNumSeqs,
+      maxBatchedTokens: o.maxBatchedTokens ?? 512,
+      maxBackgroundPrefillTokens: o.maxBackgroundPrefillTokens,
+    },
+    offload,
+  );
+  /** Every block held, tier by tier: the pool's, then the offload tiers'. */
+  const holdings = () => [{ tier: blocks.tier, blocks: blocks.snapshot() }, ...(offload ? tiers.snapshot() : [])];
   const loop = new EngineLoop(engine, blocks, scheduler, metrics, {
     tiers: kvTiers(info).map((t) => t.tier),
     // with a fractional N the per-request cap is the context; with an absolute one, that N
@@ -239,14 +272,66 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
         cb({ code: grpc.status.FAILED_PRECONDITION, details: 'this worker publishes no KV events (no --redis-url)' });
         return;
       }
-      cb(null, { epoch: publisher.epoch, seq: publisher.lastSeq, tier: blocks.tier, hashes: blocks.snapshot().map((b) => b.hash) });
+      cb(null, {
+        epoch: publisher.epoch,
+        seq: publisher.lastSeq,
+        tiers: holdings().map((t) => ({ tier: t.tier, hashes: t.blocks.map((b) => b.hash) })),
+      });
+    },
+    FetchBlocks(call) {
+      const r = call.request;
+      const fail = (code: grpc.status, details: string) => call.emit('error', { code, details });
+      const layout = { modelId: modelName, blockSize: info.blockSize, kvDtype: info.kvDtype, bytesPerBlock: info.kvBytesPerBlock };
+      if (
+        r.modelId !== layout.modelId ||
+        r.blockSize !== layout.blockSize ||
+        r.kvDtype !== layout.kvDtype ||
+        Number(r.bytesPerBlock) !== layout.bytesPerBlock
+      ) {
+        fail(
+          grpc.status.FAILED_PRECONDITION,
+          `fetch_blocks: this worker holds ${layout.modelId} blocks of ${layout.blockSize} tokens in ${layout.kvDtype} (${layout.bytesPerBlock} bytes), not ${r.modelId} / ${r.blockSize} / ${r.kvDtype} (${r.bytesPerBlock} bytes)`,
+        );
+        return;
+      }
+      const hashes = r.hashes ?? [];
+      if (hashes.length > MAX_FETCH_BLOCKS) {
+        fail(grpc.status.INVALID_ARGUMENT, `hashes: ${hashes.length} blocks asked, at most ${MAX_FETCH_BLOCKS} per call`);
+        return;
+      }
+      // copied between steps (a step may overwrite an idle pool block later), then streamed
+      loop
+        .between(() => {
+          const out: { hash: string; data: Uint8Array }[] = [];
+          for (const h of hashes) {
+            const [b] = blocks.lookup([h]);
+            const data = b !== undefined ? engine.readBlocks([b]) : offload ? tiers.peek(h) : null;
+            if (!data) break;
+            out.push({ hash: h, data });
+          }
+          return out;
+        })
+        .then(
+          (out) => {
+            metrics.peerServedBlocks.inc(out.length);
+            for (const { hash, data } of out)
+              call.write({ hash, data: Buffer.from(data.buffer, data.byteOffset, data.length), crc32: crc32(data) });
+            call.end();
+          },
+          (e: Error) => fail(e instanceof WorkerError ? STATUS[e.code] : grpc.status.INTERNAL, e.message),
+        );
     },
     Info(_call, cb) {
       cb(null, {
         workerId,
         modelId: modelName,
         blockSize: info.blockSize,
-        tiers: kvTiers(info).map((t) => ({ tier: t.tier, numBlocks: info.numBlocks, bytesPerBlock: t.bytesPerBlock })),
+        tiers: [
+          ...kvTiers(info).map((t) => ({ tier: t.tier, numBlocks: info.numBlocks, bytesPerBlock: t.bytesPerBlock })),
+          ...Object.entries(offload ? tiers.stats() : {})
+            .filter(([, st]) => st.capacityBlocks > 0)
+            .map(([tier, st]) => ({ tier, numBlocks: st.capacityBlocks, bytesPerBlock: info.kvBytesPerBlock })),
+        ],
         attentionMode: info.attention,
         kcacheTopn: info.kcache?.topN ?? 0,
         kcacheFullLayers: info.kcache?.fullLayers ?? 0,
@@ -283,6 +368,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     redis?.disconnect();
     await metricsServer?.close();
     engine.dispose();
+    tiers.close();
   };
   if (redis) {
     try {
@@ -323,7 +409,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
           leaseTtlMs: o.leaseTtlMs,
         },
       );
-      await publisher.start(blocks);
+      await publisher.start(holdings());
       registered = true;
       health.setStatus('', 'SERVING');
       health.setStatus(WORKER_SERVICE, 'SERVING');
@@ -361,5 +447,5 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     await Promise.race([loop.idle(), new Promise((r) => setTimeout(r, graceMs).unref())]);
     await close();
   };
-  return { workerId, address, port, metricsPort, engine, blocks, metrics, drain, close };
+  return { workerId, address, port, metricsPort, engine, blocks, offload: offload ? tiers : null, metrics, drain, close };
 }

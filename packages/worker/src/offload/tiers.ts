@@ -1,0 +1,289 @@
+/**
+ * A worker's offload tiers, below its device KV pool (Dynamo's KV block manager, LMCache and
+ * SGLang's HiCache do the same): a block evicted from the pool is copied to host RAM
+ * (`--offload-bytes`), and what RAM evicts goes to disk (`--offload-dir`, `--offload-disk-bytes`),
+ * each tier with its own LRU; what disk evicts is gone. A prefix found in a tier is copied back
+ * into the pool instead of recomputed. Tiers are exclusive: a block is in the pool or in one
+ * offload tier, so the index records one tier per block and each move is `removed` from one tier
+ * then `stored` in the next. (These are not KCache's host-resident V half, which is part of the
+ * pool: tier `host`.)
+ *
+ * Blocks are keyed by their chain hash (model, cache salt and every token before them), so a
+ * reloaded block is exactly the one that was evicted. A disk file carries a header naming the
+ * pool layout it belongs to (model, KV dtype, block size, bytes) and the hash, and a CRC-32 of the
+ * data: a missing, truncated, corrupt or foreign file is a miss (the block is recomputed), never
+ * wrong output.
+ *
+ * Pure apart from the disk tier's synchronous file I/O; the worker wires `onEvent` to its KV
+ * event stream.
+ */
+import { mkdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import type { BlockHash, KvEvent, OffloadTier } from '@kcache/protocol';
+
+/** A block's contents as the engine stores them, with its place in the prefix chain. */
+export interface BlockCopy {
+  hash: BlockHash;
+  parent: BlockHash | null;
+  data: Uint8Array;
+}
+
+export interface OffloadOptions {
+  /** Host-RAM tier capacity (0: none). */
+  ramBytes: number;
+  /** Disk tier directory (this worker's blocks go in a subdirectory of its own); null: no disk tier. */
+  diskDir: string | null;
+  diskBytes: number;
+  /** Bytes of one block (the engine's kvBytesPerBlock). */
+  blockBytes: number;
+  /** What a block's bytes are compatible with: model id, KV dtype, block size. Written into each disk file. */
+  layout: string;
+  /** This worker's id (the disk subdirectory). */
+  workerId: string;
+  onEvent?: (e: KvEvent) => void;
+}
+
+export interface TierStats {
+  blocks: number;
+  bytes: number;
+  capacityBlocks: number;
+}
+
+/** Counters since start, per tier (metrics). */
+export interface OffloadCounters {
+  offloaded: Record<OffloadTier, number>;
+  reloaded: Record<OffloadTier, number>;
+  /** Disk blocks that failed their check (corrupt, truncated, missing, foreign): recomputed. */
+  corrupt: number;
+  /** Blocks that fell off the last tier. */
+  dropped: number;
+}
+
+const MAGIC = 'KCKVB1';
+
+/** An LRU of hashes (Map insertion order: least recently used first). */
+class Lru<V> {
+  readonly map = new Map<BlockHash, V>();
+  get size(): number {
+    return this.map.size;
+  }
+  has(h: BlockHash): boolean {
+    return this.map.has(h);
+  }
+  set(h: BlockHash, v: V): void {
+    this.map.delete(h);
+    this.map.set(h, v);
+  }
+  take(h: BlockHash): V | undefined {
+    const v = this.map.get(h);
+    this.map.delete(h);
+    return v;
+  }
+  oldest(): [BlockHash, V] | undefined {
+    return this.map.entries().next().value;
+  }
+}
+
+export class OffloadTiers {
+  private readonly ram = new Lru<{ parent: BlockHash | null; data: Uint8Array }>();
+  private readonly disk = new Lru<{ parent: BlockHash | null }>();
+  private readonly ramCap: number;
+  private readonly diskCap: number;
+  private readonly dir: string | null;
+  private readonly emit: (e: KvEvent) => void;
+  readonly counters: OffloadCounters = {
+    offloaded: { offload_ram: 0, offload_disk: 0 },
+    reloaded: { offload_ram: 0, offload_disk: 0 },
+    corrupt: 0,
+    dropped: 0,
+  };
+
+  constructor(private readonly o: OffloadOptions) {
+    if (!(o.blockBytes > 0)) throw new RangeError(`offload: blockBytes must be positive, got ${o.blockBytes}`);
+    this.ramCap = Math.floor(o.ramBytes / o.blockBytes);
+    this.diskCap = o.diskDir === null ? 0 : Math.floor(o.diskBytes / o.blockBytes);
+    this.emit = o.onEvent ?? (() => {});
+    if (o.diskDir !== null && this.diskCap > 0) {
+      // a restarted worker starts with an empty index entry (its epoch's `cleared`): old files are not announced, so remove them
+      this.dir = join(o.diskDir, o.workerId.replace(/[^A-Za-z0-9._-]/g, '_'));
+      rmSync(this.dir, { recursive: true, force: true });
+      mkdirSync(this.dir, { recursive: true });
+    } else {
+      this.dir = null;
+    }
+  }
+
+  /** Whether any tier can hold a block. */
+  get enabled(): boolean {
+    return this.ramCap > 0 || this.diskCap > 0;
+  }
+
+  stats(): Record<OffloadTier, TierStats> {
+    return {
+      offload_ram: { blocks: this.ram.size, bytes: this.ram.size * this.o.blockBytes, capacityBlocks: this.ramCap },
+      offload_disk: { blocks: this.disk.size, bytes: this.disk.size * this.o.blockBytes, capacityBlocks: this.diskCap },
+    };
+  }
+
+  /** Which tier holds `hash` (null: none). */
+  tierOf(hash: BlockHash): OffloadTier | null {
+    if (this.ram.has(hash)) return 'offload_ram';
+    if (this.disk.has(hash)) return 'offload_disk';
+    return null;
+  }
+
+  /** How many leading `hashes` some tier holds. */
+  lookup(hashes: readonly BlockHash[]): number {
+    let n = 0;
+    while (n < hashes.length && this.tierOf(hashes[n] as BlockHash) !== null) n++;
+    return n;
+  }
+
+  /** Blocks evicted from the device pool, copied out: into RAM (or straight to disk without a RAM tier). */
+  offload(blocks: readonly BlockCopy[]): void {
+    for (const b of blocks) {
+      if (b.data.length !== this.o.blockBytes)
+        throw new RangeError(`offload: block ${b.hash} has ${b.data.length} bytes, not ${this.o.blockBytes}`);
+      if (this.tierOf(b.hash) !== null) continue; // already below (cannot happen with exclusive tiers; harmless)
+      if (this.ramCap > 0) this.putRam(b);
+      else this.putDisk(b);
+    }
+  }
+
+  private putRam(b: BlockCopy): void {
+    while (this.ram.size >= this.ramCap) {
+      const [h, v] = this.ram.oldest() as [BlockHash, { parent: BlockHash | null; data: Uint8Array }];
+      this.ram.take(h);
+      this.emit({ type: 'removed', hashes: [h], tier: 'offload_ram' });
+      this.putDisk({ hash: h, parent: v.parent, data: v.data });
+    }
+    // a copy: the caller's buffer may be a view of a larger read
+    this.ram.set(b.hash, { parent: b.parent, data: Uint8Array.from(b.data) });
+    this.counters.offloaded.offload_ram++;
+    this.emit({ type: 'stored', hashes: [b.hash], parent: b.parent, tier: 'offload_ram' });
+  }
+
+  private putDisk(b: BlockCopy): void {
+    if (this.dir === null) {
+      this.counters.dropped++;
+      return;
+    }
+    while (this.disk.size >= this.diskCap) {
+      const [h] = this.disk.oldest() as [BlockHash, unknown];
+      this.disk.take(h);
+      this.unlink(h);
+      this.counters.dropped++;
+      this.emit({ type: 'removed', hashes: [h], tier: 'offload_disk' });
+    }
+    try {
+      writeFileSync(this.diskFile(b.hash), encodeBlockFile(b, this.o.layout));
+    } catch (e) {
+      process.emitWarning(`offload: cannot write ${this.diskFile(b.hash)}: ${(e as Error).message}`);
+      this.counters.dropped++;
+      return;
+    }
+    this.disk.set(b.hash, { parent: b.parent });
+    this.counters.offloaded.offload_disk++;
+    this.emit({ type: 'stored', hashes: [b.hash], parent: b.parent, tier: 'offload_disk' });
+  }
+
+  /**
+   * Removes the leading blocks of `hashes` from the tiers and returns their data, in order, for
+   * the pool: stops at the first block no tier holds or whose disk file fails its check (that one
+   * is dropped).
+   */
+  take(hashes: readonly BlockHash[]): (BlockCopy & { tier: OffloadTier })[] {
+    const out: (BlockCopy & { tier: OffloadTier })[] = [];
+    for (const h of hashes) {
+      const r = this.ram.take(h);
+      if (r) {
+        this.counters.reloaded.offload_ram++;
+        this.emit({ type: 'removed', hashes: [h], tier: 'offload_ram' });
+        out.push({ hash: h, parent: r.parent, data: r.data, tier: 'offload_ram' });
+        continue;
+      }
+      const d = this.disk.take(h);
+      if (!d) break;
+      this.emit({ type: 'removed', hashes: [h], tier: 'offload_disk' });
+      const data = this.readDisk(h);
+      this.unlink(h);
+      if (!data) {
+        this.counters.corrupt++;
+        break;
+      }
+      this.counters.reloaded.offload_disk++;
+      out.push({ hash: h, parent: d.parent, data, tier: 'offload_disk' });
+    }
+    return out;
+  }
+
+  /** A copy of a held block's data, left in its tier (for a peer); null if no tier holds it or its file fails the check. */
+  peek(hash: BlockHash): Uint8Array | null {
+    const r = this.ram.map.get(hash);
+    if (r) return r.data;
+    return this.disk.has(hash) ? this.readDisk(hash) : null;
+  }
+
+  /** Every block held, tier by tier, parents with them: what a (re)announcement publishes. */
+  snapshot(): { tier: OffloadTier; blocks: { hash: BlockHash; parent: BlockHash | null }[] }[] {
+    return [
+      { tier: 'offload_ram', blocks: [...this.ram.map].map(([hash, v]) => ({ hash, parent: v.parent })) },
+      { tier: 'offload_disk', blocks: [...this.disk.map].map(([hash, v]) => ({ hash, parent: v.parent })) },
+    ];
+  }
+
+  /** The disk tier's files go with the worker. */
+  close(): void {
+    if (this.dir !== null) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Where the disk tier keeps (or would keep) a block. */
+  diskFile(h: BlockHash): string {
+    if (this.dir === null) throw new Error('offload: no disk tier');
+    return join(this.dir, `${h}.kvblock`);
+  }
+
+  private unlink(h: BlockHash): void {
+    try {
+      unlinkSync(this.diskFile(h));
+    } catch {
+      // already gone: nothing to free
+    }
+  }
+
+  private readDisk(h: BlockHash): Uint8Array | null {
+    try {
+      const f = this.diskFile(h);
+      if (statSync(f).size > this.o.blockBytes + 4096) return null;
+      return decodeBlockFile(readFileSync(f), h, this.o.layout, this.o.blockBytes);
+    } catch {
+      return null;
+    }
+  }
+}
+
+/**
+ * A disk block file: one header line (JSON: magic, layout, hash, bytes, crc32 of the data), then
+ * the data. Written by hand because no library does exactly this and it is twenty lines.
+ */
+export function encodeBlockFile(b: BlockCopy, layout: string): Buffer {
+  const header = `${JSON.stringify({ magic: MAGIC, layout, hash: b.hash, bytes: b.data.length, crc32: crc32(b.data) })}\n`;
+  return Buffer.concat([Buffer.from(header, 'utf8'), b.data]);
+}
+
+/** The data of a block file, or null unless header and checksum match what is expected. */
+export function decodeBlockFile(file: Buffer, hash: BlockHash, layout: string, bytes: number): Uint8Array | null {
+  const nl = file.indexOf(10);
+  if (nl < 0) return null;
+  let h: { magic?: unknown; layout?: unknown; hash?: unknown; bytes?: unknown; crc32?: unknown };
+  try {
+    h = JSON.parse(file.subarray(0, nl).toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (h.magic !== MAGIC || h.layout !== layout || h.hash !== hash || h.bytes !== bytes) return null;
+  const data = file.subarray(nl + 1);
+  if (data.length !== bytes || crc32(data) !== h.crc32) return null;
+  return new Uint8Array(data.buffer, data.byteOffset, data.length);
+}
