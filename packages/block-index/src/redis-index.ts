@@ -46,7 +46,9 @@ export class RedisBlockIndex implements BlockIndex {
   async findMatches(hashes: readonly string[], workers: readonly string[]): Promise<Map<string, MatchResult>> {
     const out = new Map<string, MatchResult>();
     const results = await Promise.all(
-      workers.map((w) => (hashes.length === 0 ? Promise.resolve([0, 0, 0, 0] as MatchCounts) : this.redis.kcMatch(blocksKey(w), ...hashes))),
+      workers.map((w) =>
+        hashes.length === 0 ? Promise.resolve([0, 0, 0, 0] as MatchCounts) : this.redis.kcMatch(blocksKey(w), ...hashes),
+      ),
     );
     workers.forEach((w, i) => {
       const [matched, device, ram, disk] = results[i] as MatchCounts;

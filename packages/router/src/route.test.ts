@@ -11,7 +11,14 @@ const state = (
   recent: Record<string, number> = {},
 ): RouteState => ({
   candidates,
-  matches: matches ? new Map(Object.entries(matches).map(([w, [m, d]]) => [w, { matchedBlocks: m, deviceBlocks: d ?? m, offloadRamBlocks: 0, offloadDiskBlocks: 0 }])) : null,
+  matches: matches
+    ? new Map(
+        Object.entries(matches).map(([w, [m, d]]) => [
+          w,
+          { matchedBlocks: m, deviceBlocks: d ?? m, offloadRamBlocks: 0, offloadDiskBlocks: 0 },
+        ]),
+      )
+    : null,
   recent: new Map(Object.entries(recent)),
 });
 const served = (): Promise<'done'> => Promise.resolve('done');

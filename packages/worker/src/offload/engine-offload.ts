@@ -53,7 +53,9 @@ export class EngineOffload implements BlockSource {
     const got = this.tiers.take(hashes.slice(0, blocks.length));
     if (got.length > 0) {
       const buf = new Uint8Array(got.length * this.blockBytes);
-      got.forEach((g, i) => buf.set(g.data, i * this.blockBytes));
+      got.forEach((g, i) => {
+        buf.set(g.data, i * this.blockBytes);
+      });
       this.engine.writeBlocks(blocks.slice(0, got.length), buf);
       for (const tier of ['offload_ram', 'offload_disk'] as const) {
         const n = got.filter((g) => g.tier === tier).length;
