@@ -2,6 +2,7 @@ export { type BlockHash, extraKey, type HashExtra, hashBlock, hashBlocks, ROOT_P
 export { cacheableTokens, DEFAULT_BLOCK_SIZE, promptBlockHashes } from './blocks.js';
 export type { ChatMessage, ChatMessage__Output } from './generated/kcache/v1/ChatMessage.js';
 export type { Chunk, Chunk__Output } from './generated/kcache/v1/Chunk.js';
+export type { FetchBlocksResponse, FetchBlocksResponse__Output } from './generated/kcache/v1/FetchBlocksResponse.js';
 export type { Final, Final__Output } from './generated/kcache/v1/Final.js';
 export type { GenerateClient, GenerateHandlers } from './generated/kcache/v1/Generate.js';
 export type { GenerateRequest, GenerateRequest__Output } from './generated/kcache/v1/GenerateRequest.js';

@@ -1,6 +1,6 @@
 import { makePolicy } from '@kcache/routing';
 import { describe, expect, test } from 'vitest';
-import { type Candidate, decide, type RouteChoice, type Router, type RouteState, route } from './route.js';
+import { type Candidate, decide, peerFor, type RouteChoice, type Router, type RouteState, route } from './route.js';
 
 const router = (maxAttempts = 3): Router => ({ policy: makePolicy('cache_aware'), policyName: 'cache_aware', maxAttempts });
 const req = { hashes: ['h0', 'h1', 'h2', 'h3'], promptTokens: 70, blockSize: 16 };
@@ -27,7 +27,14 @@ describe('route()', () => {
   test('a cache hit goes to the worker holding the longest prefix, with its predicted cached tokens', async () => {
     const s = state([cand('w1'), cand('w2'), cand('w3')], { w1: [1], w2: [4], w3: [0] });
     const out = await route(router(), req, () => s, served);
-    expect(out.served).toEqual({ worker: 'w2', policy: 'cache_aware', reason: 'cache_hit', predictedCachedTokens: 64, newBlocks: 0 });
+    expect(out.served).toEqual({
+      worker: 'w2',
+      policy: 'cache_aware',
+      reason: 'cache_hit',
+      predictedCachedTokens: 64,
+      newBlocks: 0,
+      peer: null, // nobody holds more than w2
+    });
     expect(out.tried).toEqual([]);
   });
 
@@ -35,8 +42,12 @@ describe('route()', () => {
     // a cheap load cost keeps the hot worker the cheapest: the guard is what moves the request
     const hot: Router = { ...router(), policy: makePolicy('cache_aware', { loadCostTokens: 1 }) };
     const s = state([cand('w1', 12), cand('w2', 0)], { w1: [4], w2: [0] });
-    expect(decide(hot, req, s, new Set())).toMatchObject({ worker: 'w2', reason: 'balance_spill' });
-    expect(decide(hot, req, state([cand('w1', 8), cand('w2', 0)], { w1: [4], w2: [0] }), new Set())).toMatchObject({ worker: 'w1' });
+    // the spill names the hot worker as the peer to pull the prefix from
+    expect(decide(hot, req, s, new Set())).toMatchObject({ worker: 'w2', reason: 'balance_spill', peer: { worker: 'w1', blocks: 4 } });
+    expect(decide(hot, req, state([cand('w1', 8), cand('w2', 0)], { w1: [4], w2: [0] }), new Set())).toMatchObject({
+      worker: 'w1',
+      peer: null,
+    });
   });
 
   test('a device-tier hit beats a host-tier hit of the same length; blocks only recently routed count as host tier', async () => {
@@ -110,6 +121,16 @@ describe('route()', () => {
     }
   });
 
+  test('peer: the candidate holding the longest prefix beyond the chosen worker, or none', () => {
+    const s = state([cand('w1'), cand('w2'), cand('w3')], { w1: [1], w2: [3], w3: [2] });
+    expect(peerFor('w1', s)).toEqual({ worker: 'w2', blocks: 3 });
+    expect(peerFor('w3', s)).toEqual({ worker: 'w2', blocks: 3 });
+    expect(peerFor('w2', s)).toBeNull();
+    // a worker that is not a candidate (dead, other model) is never named
+    expect(peerFor('w1', state([cand('w1'), cand('w3')], { w1: [1], w2: [3], w3: [2] }))).toEqual({ worker: 'w3', blocks: 2 });
+    expect(peerFor('w1', state([cand('w1'), cand('w2')], null))).toBeNull();
+  });
+
   test('without the index (lookup timed out) it routes least loaded and says so', async () => {
     const s = state([cand('w1', 3), cand('w2', 1)], null);
     expect(decide(router(), req, s, new Set())).toEqual({
@@ -118,6 +139,7 @@ describe('route()', () => {
       reason: 'index_unavailable',
       predictedCachedTokens: 0,
       newBlocks: 4,
+      peer: null,
     });
   });
 });

@@ -41,6 +41,12 @@ export interface RouteChoice {
   predictedCachedTokens: number;
   /** The prompt's blocks the worker holds neither by the index nor by what this router sent it: what it will add. */
   newBlocks: number;
+  /**
+   * Peer fetch: another candidate the index says holds more of the prompt than the chosen worker
+   * (a spill, or a worker that just joined), and how many leading blocks; the chosen worker may
+   * pull the difference from it instead of computing it. Null when none holds more.
+   */
+  peer: { worker: string; blocks: number } | null;
 }
 
 /**
@@ -92,7 +98,20 @@ export function decide(router: Router, req: RouteRequest, state: RouteState, exc
     reason: state.matches ? d.reason : 'index_unavailable',
     predictedCachedTokens: Math.min(matched * req.blockSize, cacheableTokens(req.promptTokens)),
     newBlocks: Math.max(0, req.hashes.length - held),
+    peer: peerFor(d.worker, state),
   };
+}
+
+/** The candidate other than `chosen` holding the longest prefix by the index, if longer than the chosen one's. */
+export function peerFor(chosen: string, state: RouteState): { worker: string; blocks: number } | null {
+  if (!state.matches) return null;
+  const own = state.matches.get(chosen)?.matchedBlocks ?? 0;
+  let best: { worker: string; blocks: number } | null = null;
+  for (const c of state.candidates) {
+    const m = state.matches.get(c.id)?.matchedBlocks ?? 0;
+    if (c.id !== chosen && m > own && m > (best?.blocks ?? 0)) best = { worker: c.id, blocks: m };
+  }
+  return best;
 }
 
 /**

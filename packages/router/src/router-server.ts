@@ -387,9 +387,14 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
             w.routedBlocks += choice.newBlocks;
             recent.record(hashes, choice.worker);
             const mayMigrate = progress.migrations < maxMigrations;
+            // peer fetch: name the worker holding more of this prompt (the chosen one may pull from it)
+            const peer = choice.peer ? pool.get(choice.peer.worker) : undefined;
             const res = await forward(w, {
               sink,
-              request,
+              request:
+                peer && choice.peer
+                  ? { ...request, peerAddress: peer.lease.address, peerWorkerId: choice.peer.worker, peerBlocks: choice.peer.blocks }
+                  : request,
               metadata,
               metrics,
               t0,

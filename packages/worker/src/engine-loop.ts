@@ -92,6 +92,8 @@ export class EngineLoop {
   private pending: (() => void)[] = [];
   /** Work that must not overlap a step (copying KV blocks out for a peer), run before the next one. */
   private tasks: (() => void)[] = [];
+  /** EMA of seconds per token of steps that prefill (what computing a prefix costs here). */
+  private prefillSpt: number | null = null;
 
   constructor(
     private readonly engine: Engine,
@@ -194,6 +196,11 @@ export class EngineLoop {
       });
       this.wake?.();
     });
+  }
+
+  /** Measured seconds per prompt token of this worker's prefill steps (null until one ran). */
+  prefillSecondsPerToken(): number | null {
+    return this.prefillSpt;
   }
 
   /** Aborts a request (applied before the next step); false if unknown. */
@@ -316,7 +323,12 @@ export class EngineLoop {
         process.emitWarning(`engine step failed: ${(e as Error).message}`);
         continue;
       }
-      this.metrics.stepDuration.observe((performance.now() - t0) / 1000);
+      const seconds = (performance.now() - t0) / 1000;
+      this.metrics.stepDuration.observe(seconds);
+      if (plan.items.some((it) => it.tokens.length > 1)) {
+        const spt = seconds / plan.items.reduce((n, it) => n + it.tokens.length, 0);
+        this.prefillSpt = this.prefillSpt === null ? spt : 0.8 * this.prefillSpt + 0.2 * spt;
+      }
       this.scheduler.commit(plan);
       plan.items.forEach((it, i) => {
         if (!it.sample) return;

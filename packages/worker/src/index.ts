@@ -4,6 +4,7 @@ export { KvEventPublisher, type PublisherOptions, WorkerIdInUseError } from './k
 export { WorkerMetrics } from './metrics.js';
 export { EngineOffload, type OffloadObserver } from './offload/engine-offload.js';
 export { type BlockCopy, type OffloadOptions, OffloadTiers } from './offload/tiers.js';
+export { fetchWorthIt, PeerFetcher, type PeerHint } from './peer-fetch/peer-fetch.js';
 export { BlockManager, type KvEvent, type Tier } from './scheduler/block-manager.js';
 export { type BlockSource, SchedRequest, Scheduler, type SchedulerConfig } from './scheduler/scheduler.js';
 export { type RunningWorker, startWorker, type WorkerOptions, WorkerStartError } from './service/worker-server.js';

@@ -3,6 +3,7 @@ import { processRegistry, REQUEST_LATENCY_BUCKETS } from '@kcache/metrics';
 import { IDLE_LOAD, type WorkerLoad } from '@kcache/protocol';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { OffloadObserver } from './offload/engine-offload.js';
+import type { PeerFetchObserver } from './peer-fetch/peer-fetch.js';
 
 const STEP_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
 
@@ -35,6 +36,10 @@ export class WorkerMetrics {
   readonly offloadReload: Histogram;
   /** Blocks this worker sent to peers (FetchBlocks). */
   readonly peerServedBlocks: Counter;
+  readonly peerFetches: Counter;
+  readonly peerFetchBlocks: Counter;
+  readonly peerFetchBytes: Counter;
+  readonly peerFetchSeconds: Histogram;
   private offloadStats: () => Record<string, { blocks: number; bytes: number; capacityBlocks: number }> = () => ({});
 
   constructor(workerId: string, modelId: string) {
@@ -135,6 +140,27 @@ export class WorkerMetrics {
       help: 'KV blocks this worker streamed to peers (FetchBlocks)',
       registers: r,
     });
+    this.peerFetches = new Counter({
+      name: 'kcache_peer_fetch_requests_total',
+      help: 'Requests that came with a peer hint, by what happened: fetched, partial, failed (computed instead), held_here, prefill_cheaper',
+      labelNames: ['outcome'],
+      registers: r,
+    });
+    this.peerFetchBlocks = new Counter({
+      name: 'kcache_peer_fetch_blocks_total',
+      help: 'KV blocks pulled from peers into the pool',
+      registers: r,
+    });
+    this.peerFetchBytes = new Counter({
+      name: 'kcache_peer_fetch_bytes_total',
+      help: 'Bytes of KV blocks pulled from peers',
+      registers: r,
+    });
+    this.peerFetchSeconds = h(
+      'kcache_peer_fetch_seconds',
+      "Time to pull a request's blocks from a peer and place them in the pool",
+      STEP_BUCKETS,
+    );
     const tierGauge = (name: string, help: string, pick: (t: { blocks: number; bytes: number; capacityBlocks: number }) => number) =>
       new Gauge({
         name,
@@ -162,6 +188,19 @@ export class WorkerMetrics {
       dropped: (n) => this.offloadDropped.inc(n),
       copyOutSeconds: (s) => this.offloadCopyOut.observe(s),
       reloadSeconds: (s) => this.offloadReload.observe(s),
+    };
+  }
+
+  /** Counts peer fetches. */
+  peerFetchObserver(): PeerFetchObserver {
+    return {
+      outcome: (outcome) => this.peerFetches.inc({ outcome }),
+      fetched: (blocks, bytes, tokens, seconds) => {
+        this.peerFetchBlocks.inc(blocks);
+        this.peerFetchBytes.inc(bytes);
+        this.hitsByTier.inc({ tier: 'peer' }, tokens);
+        this.peerFetchSeconds.observe(seconds);
+      },
     };
   }
 

@@ -28,6 +28,8 @@ import { KvEventPublisher } from '../kv-events/publisher.js';
 import { WorkerMetrics } from '../metrics.js';
 import { EngineOffload } from '../offload/engine-offload.js';
 import { OffloadTiers } from '../offload/tiers.js';
+import { installBlocks } from '../peer-fetch/install.js';
+import { PeerFetcher } from '../peer-fetch/peer-fetch.js';
 import { BlockManager, type KvEvent } from '../scheduler/block-manager.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 
@@ -84,6 +86,10 @@ export interface WorkerOptions {
   /** Disk offload tier below the RAM one (`--offload-dir`, `--offload-disk-bytes`). */
   offloadDir?: string | null;
   offloadDiskBytes?: number;
+  /** Pull a prefix a peer holds instead of computing it, when the router names one (`--peer-fetch`, default on). */
+  peerFetch?: boolean;
+  /** Longest a peer fetch may take (default 2 s); what arrived by then is used, the rest computed. */
+  peerFetchTimeoutMs?: number;
 }
 
 /** The worker could not start (Redis unreachable): one line for the operator. */
@@ -211,6 +217,22 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     },
     offload,
   );
+  const peers =
+    (o.peerFetch ?? true)
+      ? new PeerFetcher({
+          layout: { modelId: modelName, blockSize: info.blockSize, kvDtype: info.kvDtype, bytesPerBlock: info.kvBytesPerBlock },
+          workerId,
+          tls: o.tls ?? null,
+          timeoutMs: o.peerFetchTimeoutMs,
+          heldHere: (hashes) => {
+            const pooled = blocks.lookup(hashes).length;
+            return pooled + (offload ? tiers.lookup(hashes.slice(pooled)) : 0);
+          },
+          install: (got, prefix) => loop.between(() => installBlocks(blocks, engine, got, prefix)),
+          prefillSecondsPerToken: () => loop.prefillSecondsPerToken(),
+          observer: metrics.peerFetchObserver(),
+        })
+      : null;
   /** Every block held, tier by tier: the pool's, then the offload tiers'. */
   const holdings = () => [{ tier: blocks.tier, blocks: blocks.snapshot() }, ...(offload ? tiers.snapshot() : [])];
   const loop = new EngineLoop(engine, blocks, scheduler, metrics, {
@@ -240,29 +262,45 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
       const origin = call.metadata.get(ROUTER_METADATA)[0];
       if (typeof origin === 'string') input.origin = origin;
       let ended = false;
-      try {
-        if (draining) throw new WorkerError('UNAVAILABLE', 'the worker is draining');
-        loop.submit(input, {
-          chunk: (c) => {
-            if (!ended) call.write({ chunk: c });
-          },
-          final: (f) => {
-            if (ended) return;
-            ended = true;
-            call.write({ final: { finishReason: f.finishReason, usage: f.usage, workerId, text: f.text } });
-            call.end();
-          },
-        });
-      } catch (e) {
-        ended = true;
-        if (e instanceof WorkerError) call.emit('error', { code: STATUS[e.code], details: e.message });
-        else call.emit('error', { code: grpc.status.INTERNAL, details: (e as Error).message });
-        return;
-      }
+      let submitted = false;
       call.on('cancelled', () => {
         ended = true;
-        loop.abort(input.requestId);
+        if (submitted) loop.abort(input.requestId);
       });
+      const submit = () => {
+        if (ended) return; // the caller left while its blocks were fetched
+        try {
+          if (draining) throw new WorkerError('UNAVAILABLE', 'the worker is draining');
+          loop.submit(input, {
+            chunk: (c) => {
+              if (!ended) call.write({ chunk: c });
+            },
+            final: (f) => {
+              if (ended) return;
+              ended = true;
+              call.write({ final: { finishReason: f.finishReason, usage: f.usage, workerId, text: f.text } });
+              call.end();
+            },
+          });
+          submitted = true;
+        } catch (e) {
+          ended = true;
+          if (e instanceof WorkerError) call.emit('error', { code: STATUS[e.code], details: e.message });
+          else call.emit('error', { code: grpc.status.INTERNAL, details: (e as Error).message });
+        }
+      };
+      const r = call.request;
+      const hint =
+        r.peerAddress && r.peerWorkerId && r.peerBlocks ? { address: r.peerAddress, workerId: r.peerWorkerId, blocks: r.peerBlocks } : null;
+      if (peers && hint && hint.workerId !== workerId && !draining) {
+        // only this request waits for its blocks; a failed fetch computes them
+        peers
+          .prefetch(input.tokenIds, input.cacheSalt, hint)
+          .catch(() => 0)
+          .then(submit);
+      } else {
+        submit();
+      }
     },
     Abort(call, cb) {
       cb(null, { found: loop.abort(call.request.requestId ?? '') });
@@ -367,6 +405,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     await Promise.race([publisher?.stop(), new Promise((r) => setTimeout(r, REDIS_SHUTDOWN_MS).unref())]);
     redis?.disconnect();
     await metricsServer?.close();
+    peers?.close();
     engine.dispose();
     tiers.close();
   };
