@@ -38,7 +38,12 @@ const start = (id: string, extra: Partial<Parameters<typeof startWorker>[0]> = {
 async function fresh(id: string): Promise<{ w: RunningWorker; c: WorkerClient }> {
   const w = await start(id, { peerFetchTimeoutMs: 500 });
   const c = workerClient(w.address);
-  started.push({ close: async () => (c.close(), await w.close()) });
+  started.push({
+    close: async () => {
+      c.close();
+      await w.close();
+    },
+  });
   return { w, c };
 }
 
