@@ -2,7 +2,7 @@
 // Redis: a prefix evicted from the pool is served from host RAM, then from disk, with the greedy
 // tokens of computing it; a corrupt disk block is recomputed; the KV events move blocks between
 // tiers in the index; tier capacities hold under load.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { MemoryBlockIndex } from '@kcache/block-index';
 import { type AttentionMode, Engine, generate as offline } from '@kcache/engine';
 import { resolveModel } from '@kcache/models';
@@ -10,6 +10,7 @@ import { decodeKvEvent, kvStreamKey, promptBlockHashes, type WorkerClient } from
 import { type RunningWorker, startWorker } from '@kcache/worker';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { STORIES_260K } from './helpers/paths.js';
+import { runKcache, spawnKcache } from './helpers/processes.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 import { tempDir } from './helpers/temp.js';
 import { generate, unary, workerClient } from './helpers/worker-client.js';
@@ -143,4 +144,56 @@ describe.each([
       { tier: 'offload_disk', numBlocks: 32, bytesPerBlock },
     ]);
   });
+});
+
+describe('the offload flags of serve worker', () => {
+  test('bad combinations are one line and exit 2', async () => {
+    const base = ['serve', 'worker', '--model', 'dummy:tiny', '--port', '0'];
+    const cases: [string[], string][] = [
+      [
+        ['--offload-bytes', 'lots'],
+        "kcache: --offload-bytes must be a size in bytes (an integer, optionally with K, M, G or T), got 'lots'",
+      ],
+      [['--offload-dir', tempDir('kc-off-')], "kcache: --offload-dir needs --offload-disk-bytes N (the disk tier's capacity)"],
+      [['--offload-disk-bytes', '1G'], 'kcache: --offload-disk-bytes needs --offload-dir DIR (where the disk tier keeps its blocks)'],
+      [['--peer-fetch', 'maybe'], "kcache: --peer-fetch must be on or off, got 'maybe'"],
+    ];
+    for (const [flags, line] of cases) {
+      const r = await runKcache(...base, ...flags);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim()).toBe(line);
+    }
+  }, 60_000);
+
+  test('a worker started with the tiers reports them, and cleans its disk tier up on exit', async () => {
+    const dir = tempDir('kc-off-cli-');
+    const { proc, ready, exited } = spawnKcache([
+      'serve',
+      'worker',
+      '--model',
+      'dummy:tiny',
+      '--port',
+      '0',
+      '--id',
+      'cli-offload',
+      '--offload-bytes',
+      '1M',
+      '--offload-dir',
+      dir,
+      '--offload-disk-bytes',
+      '4MiB',
+      '--peer-fetch',
+      'off',
+    ]);
+    const line = (await ready) as { offloadBytes: number; offloadDiskBytes: number; peerFetch: boolean; address: string };
+    expect(line).toMatchObject({ offloadBytes: 2 ** 20, offloadDiskBytes: 4 * 2 ** 20, peerFetch: false });
+    const client = workerClient(line.address);
+    const info = await unary<{ tiers: { tier: string; numBlocks: number }[] }>(client, 'Info', {});
+    expect(info.tiers.map((t) => t.tier)).toEqual(['device', 'offload_ram', 'offload_disk']);
+    expect(readdirSync(dir)).toEqual(['cli-offload']);
+    client.close();
+    proc.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(readdirSync(dir)).toEqual([]);
+  }, 60_000);
 });

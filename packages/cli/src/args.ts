@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
 import { checkRedisUrl, connectRedis, type RedisClient, redactRedisUrl } from '@kcache/block-index';
 import { KV_DTYPES, type KvDtype } from '@kcache/engine';
 import { LOAD_QUANT_DTYPES, loadChatTemplate } from '@kcache/models';
@@ -38,6 +38,72 @@ export function idsArg(name: string, v: string): number[] {
   const bad = parts.findIndex((s, i) => s === '' || !Number.isInteger(ids[i]) || (ids[i] as number) < 0);
   if (bad >= 0) throw new UsageError(`--${name} must be comma-separated non-negative integers, got '${parts[bad]}' at index ${bad}`);
   return ids;
+}
+
+const BYTE_UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
+
+/** A size in bytes: an integer, optionally with a binary unit (`8G`, `512MiB`, `1t`). */
+export function bytesArg(name: string, v: string | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  const m = /^(\d+)\s*([kmgt]?)(?:i?b)?$/i.exec(v.trim());
+  const n = m ? Number(m[1]) * (BYTE_UNITS[(m[2] as string).toLowerCase()] as number) : Number.NaN;
+  if (!Number.isSafeInteger(n))
+    throw new UsageError(`--${name} must be a size in bytes (an integer, optionally with K, M, G or T), got '${v}'`);
+  return n;
+}
+
+/** The offload tiers and peer fetch flags of `serve worker` and `up`. */
+export const OFFLOAD_OPTIONS = {
+  'offload-bytes': { type: 'string' },
+  'offload-dir': { type: 'string' },
+  'offload-disk-bytes': { type: 'string' },
+  'peer-fetch': { type: 'string' },
+} as const;
+
+export interface OffloadArgs {
+  offloadBytes: number;
+  offloadDir: string | null;
+  offloadDiskBytes: number;
+  peerFetch: boolean;
+}
+
+/** --offload-bytes N, --offload-dir DIR with --offload-disk-bytes N, --peer-fetch on|off (default on). */
+export function offloadArgs(values: {
+  'offload-bytes'?: string;
+  'offload-dir'?: string;
+  'offload-disk-bytes'?: string;
+  'peer-fetch'?: string;
+}): OffloadArgs {
+  const offloadBytes = bytesArg('offload-bytes', values['offload-bytes'], 0);
+  const offloadDiskBytes = bytesArg('offload-disk-bytes', values['offload-disk-bytes'], 0);
+  const dir = values['offload-dir'];
+  if (dir !== undefined && offloadDiskBytes === 0)
+    throw new UsageError("--offload-dir needs --offload-disk-bytes N (the disk tier's capacity)");
+  if (dir === undefined && offloadDiskBytes > 0)
+    throw new UsageError('--offload-disk-bytes needs --offload-dir DIR (where the disk tier keeps its blocks)');
+  if (dir !== undefined) {
+    try {
+      mkdirSync(dir, { recursive: true });
+      accessSync(dir, constants.W_OK);
+    } catch (e) {
+      throw new UsageError(
+        `--offload-dir: ${dir}: ${(e as NodeJS.ErrnoException).code === 'EACCES' ? 'not writable' : (e as Error).message}`,
+      );
+    }
+  }
+  const pf = values['peer-fetch'] ?? 'on';
+  if (pf !== 'on' && pf !== 'off') throw new UsageError(`--peer-fetch must be on or off, got '${pf}'`);
+  return { offloadBytes, offloadDir: dir ?? null, offloadDiskBytes, peerFetch: pf === 'on' };
+}
+
+/** The same flags, for a child `serve worker` (what `up` passes on). */
+export function offloadFlags(o: OffloadArgs): string[] {
+  return [
+    ...(o.offloadBytes > 0 ? ['--offload-bytes', String(o.offloadBytes)] : []),
+    ...(o.offloadDir !== null ? ['--offload-dir', o.offloadDir, '--offload-disk-bytes', String(o.offloadDiskBytes)] : []),
+    '--peer-fetch',
+    o.peerFetch ? 'on' : 'off',
+  ];
 }
 
 /** The attention flags of `generate`, `serve worker` and `up`. */

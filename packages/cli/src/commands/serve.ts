@@ -20,6 +20,8 @@ import {
   modelRefArg,
   NO_AUTH_WARNING,
   numArg,
+  OFFLOAD_OPTIONS,
+  offloadArgs,
   readUserFile,
   redisUrlArg,
   someApiKey,
@@ -32,6 +34,7 @@ import { stderrLoadProgress } from '../load-progress.js';
 export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url URL] [--id NAME] [--host H] [--advertise-host H] [--metrics-port N] [--metrics-host H]
     [--num-blocks N] [--block-size N] [--threads N] [--max-num-seqs N] [--max-batched-tokens N] [--max-background-prefill-tokens N] [--max-waiting N]
     [--drain-grace-ms N] [--lease-ttl-ms N] [--redis-wait-ms 30000] [--tls-cert F --tls-key F --tls-ca F] [--served-model-name NAME] [--kv-cache-bytes N] [--quantize q8_0|q4_0|q5_0|q4_k] [--kv-cache-dtype f32|f16|bf16|q8_0] [--warm-prompts FILE] [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L]
+    [--offload-bytes N] [--offload-dir DIR --offload-disk-bytes N] [--peer-fetch on|off]
   kcache serve router --port P --redis-url URL (--api-keys-file FILE | --no-auth) [--tenant-requests-per-s N] [--tenant-tokens-per-s N]
     [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N] [--metrics-host H]
     [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
@@ -269,6 +272,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       'kv-cache-dtype': { type: 'string' },
       ...TLS_OPTIONS,
       ...ATTENTION_OPTIONS,
+      ...OFFLOAD_OPTIONS,
     },
   });
   if (!values.model) throw new UsageError('--model is required');
@@ -278,6 +282,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const opt = (name: string, v: string | undefined, min = 1) => (v === undefined ? undefined : intArg(name, v, 0, min));
   const grace = intArg('drain-grace-ms', values['drain-grace-ms'], 30_000, 0);
   const attention = attentionArgs(values);
+  const offload = offloadArgs(values);
   const tls = tlsArg(values);
   const warmPrompts = values['warm-prompts'] === undefined ? undefined : warmPromptsArg(values['warm-prompts']);
   const progress = stderrLoadProgress(model);
@@ -306,6 +311,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     kvCacheBytes: opt('kv-cache-bytes', values['kv-cache-bytes']),
     kvDtype,
     ...attention,
+    ...offload,
   }).catch((e: unknown) => {
     progress.abort();
     throw e;
@@ -324,6 +330,9 @@ export async function serveCommand(argv: string[]): Promise<void> {
       kvCacheDtype: info.kvDtype,
       blockSize: info.blockSize,
       attention: info.attention,
+      offloadBytes: offload.offloadBytes,
+      offloadDiskBytes: offload.offloadDiskBytes,
+      peerFetch: offload.peerFetch,
       redis: values['redis-url'] ?? null,
     })}\n`,
   );

@@ -26,6 +26,9 @@ import {
   intArg,
   kvDtypeArg,
   modelRefArg,
+  OFFLOAD_OPTIONS,
+  offloadArgs,
+  offloadFlags,
   redisUrlArg,
   someApiKey,
   UsageError,
@@ -35,6 +38,7 @@ import { type CertPaths, makeClusterCerts } from './certs.js';
 
 export const UP_USAGE = `kcache up [--workers 2] [--routers 1] [--model dummy:smol135:bf16] [--redis-url URL] [--port 50051] [--http-port 8000] [--chat-template FILE] [--served-model-name NAME] [--api-keys-file FILE] [--tls]
     [--worker-port 50061] [--metrics-port 9400] [--policy cache_aware] [--threads N] [--num-blocks N] [--quantize q8_0|q4_0|q5_0|q4_k] [--kv-cache-dtype f32|f16|bf16|q8_0] [--max-background-prefill-tokens N] [--warm-prompts FILE]
+    [--offload-bytes N] [--offload-dir DIR --offload-disk-bytes N] [--peer-fetch on|off]
     [--attention full|kcache] [--kcache-topn N] [--kcache-full-layers L] [--load-cost-tokens N] [--cache-threshold F] [--json]`;
 
 export const DEFAULT_UP_MODEL = 'dummy:smol135:bf16';
@@ -149,6 +153,7 @@ export async function upCommand(argv: string[]): Promise<void> {
       ...AUTH_OPTIONS,
       ...ATTENTION_OPTIONS,
       ...CACHE_AWARE_OPTIONS,
+      ...OFFLOAD_OPTIONS,
     },
   });
   cacheAwareArgs(values); // checked here so a bad value is one line before anything starts
@@ -174,6 +179,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   // the workers share this machine's cores
   const threads = intArg('threads', values.threads, Math.max(1, Math.floor(cpus().length / nWorkers)), 1);
   const attention = attentionArgs(values);
+  const offload = offloadArgs(values);
   const attentionFlags = ['--attention', attention.attention];
   if (attention.kcache.topN !== undefined) attentionFlags.push('--kcache-topn', String(attention.kcache.topN));
   if (attention.kcache.topNFraction !== undefined) attentionFlags.push('--kcache-topn', String(attention.kcache.topNFraction));
@@ -244,6 +250,7 @@ export async function upCommand(argv: string[]): Promise<void> {
           ...(values['warm-prompts'] ? ['--warm-prompts', values['warm-prompts']] : []),
           ...tlsFlags(certs?.workers.get(`w${i + 1}`)),
           ...attentionFlags,
+          ...offloadFlags(offload),
         ]),
       );
     }
