@@ -246,6 +246,8 @@ describe('kcache up and serve router refuse bad flags with one line', () => {
     [['up', '--policy', 'best'], /--policy must be one of/],
     [['up', '--attention', 'kcache', '--kcache-topn=-3'], /--kcache-topn must be a positive/],
     [['up', '--host-hit-credit', '2'], /--host-hit-credit must be in \[0, 1\], got 2/],
+    [['up', '--offload-disk-credit', '1.2'], /--offload-disk-credit must be in \[0, 1\], got 1.2/],
+    [['up', '--offload-bytes=-1'], /--offload-bytes must be a size in bytes/],
     [['up', '--cache-threshold', '1.5'], /--cache-threshold must be in \[0, 1\], got 1.5/],
     [['up', '--redis-url', 'localhost:6379'], /--redis-url: expected redis:\/\/host:port or redis-cluster:\/\/host:port,host:port/],
     [['serve', 'router', '--port', '0', '--redis-url', 'redis-cluster://a:1,b'], /--redis-url: 'b' is not host:port/],

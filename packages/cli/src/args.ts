@@ -163,6 +163,8 @@ export const CACHE_AWARE_OPTIONS = {
   'balance-abs-threshold': { type: 'string' },
   'balance-rel-threshold': { type: 'string' },
   'host-hit-credit': { type: 'string' },
+  'offload-ram-credit': { type: 'string' },
+  'offload-disk-credit': { type: 'string' },
   'cache-threshold': { type: 'string' },
 } as const;
 
@@ -171,6 +173,8 @@ export function cacheAwareArgs(values: Record<string, string | boolean | undefin
   balanceAbsThreshold?: number;
   balanceRelThreshold?: number;
   hostHitCredit?: number;
+  offloadRamCredit?: number;
+  offloadDiskCredit?: number;
   cacheThreshold?: number;
 } {
   const v = (k: string) => values[k] as string | undefined;
@@ -179,11 +183,16 @@ export function cacheAwareArgs(values: Record<string, string | boolean | undefin
   if (v('balance-abs-threshold') !== undefined) out.balanceAbsThreshold = numArg('balance-abs-threshold', v('balance-abs-threshold'), 0);
   if (v('balance-rel-threshold') !== undefined) out.balanceRelThreshold = numArg('balance-rel-threshold', v('balance-rel-threshold'), 0);
   if (v('host-hit-credit') !== undefined) out.hostHitCredit = numArg('host-hit-credit', v('host-hit-credit'), 0);
+  if (v('offload-ram-credit') !== undefined) out.offloadRamCredit = numArg('offload-ram-credit', v('offload-ram-credit'), 0);
+  if (v('offload-disk-credit') !== undefined) out.offloadDiskCredit = numArg('offload-disk-credit', v('offload-disk-credit'), 0);
   if (v('cache-threshold') !== undefined) out.cacheThreshold = numArg('cache-threshold', v('cache-threshold'), 0);
   for (const [k, x] of Object.entries(out))
     if (x < 0) throw new UsageError(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be >= 0, got ${x}`);
-  if (out.hostHitCredit !== undefined && out.hostHitCredit > 1)
-    throw new UsageError(`--host-hit-credit must be in [0, 1], got ${out.hostHitCredit}`);
+  for (const k of ['hostHitCredit', 'offloadRamCredit', 'offloadDiskCredit'] as const) {
+    const x = out[k];
+    if (x !== undefined && x > 1)
+      throw new UsageError(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be in [0, 1], got ${x}`);
+  }
   if (out.cacheThreshold !== undefined && out.cacheThreshold > 1)
     throw new UsageError(`--cache-threshold must be in [0, 1], got ${out.cacheThreshold}`);
   return out;

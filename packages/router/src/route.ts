@@ -79,6 +79,8 @@ export function buildViews(state: RouteState): WorkerView[] {
       load: c.load,
       matchedBlocks: Math.max(m?.matchedBlocks ?? 0, state.recent.get(c.id) ?? 0),
       deviceBlocks: m?.deviceBlocks ?? 0,
+      offloadRamBlocks: m?.offloadRamBlocks ?? 0,
+      offloadDiskBlocks: m?.offloadDiskBlocks ?? 0,
       occupancy: c.numBlocks > 0 ? Math.min(1, c.cachedBlocks / c.numBlocks) : 0,
     };
   });

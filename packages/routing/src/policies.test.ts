@@ -26,6 +26,19 @@ describe('cache_aware', () => {
     const tie = full(snap([device, { ...host, id: 'w3' }]), req)?.worker;
     expect(full(snap([{ ...host, id: 'w3' }, device]), req)?.worker).toBe(tie);
   });
+  test('offload tiers: a pooled hit beats a reload of the same length, RAM beats disk, a reload beats recomputing', () => {
+    const pooled = { ...w('w1', 0, 4), deviceBlocks: 4 };
+    const ram = { ...w('w2', 0, 4), deviceBlocks: 0, offloadRamBlocks: 4 };
+    const disk = { ...w('w3', 0, 4), deviceBlocks: 0, offloadDiskBlocks: 4 };
+    const none = w('w4', 0, 0);
+    expect(p(snap([ram, pooled, disk]), req)?.worker).toBe('w1');
+    expect(p(snap([disk, ram]), req)?.worker).toBe('w2');
+    expect(p(snap([none, disk]), req)?.worker).toBe('w3');
+    // mixed: 1 pooled + 3 in RAM against 2 pooled: 16 + 48 x credit > 32 when credit > 1/3
+    const mixed = { ...w('w5', 0, 4), deviceBlocks: 1, offloadRamBlocks: 3 };
+    expect(p(snap([{ ...w('w6', 0, 2), deviceBlocks: 2 }, mixed]), req)?.worker).toBe('w5');
+    expect(cacheAware({ offloadRamCredit: 0.2 })(snap([{ ...w('w6', 0, 2), deviceBlocks: 2 }, mixed]), req)?.worker).toBe('w6');
+  });
   test('no match anywhere: the least loaded, then the least occupied cache', () => {
     expect(p(snap([w('w2', 1), w('w1', 0), w('w3', 1)]), req)).toEqual({ worker: 'w1', reason: 'new_prefix' });
     const occ = (id: string, occupancy: number): WorkerView => ({ ...w(id, 0), occupancy });

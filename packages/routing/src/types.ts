@@ -15,6 +15,12 @@ export interface WorkerView {
    * whose attention reads values over the host link). Default: all of them.
    */
   deviceBlocks?: number;
+  /**
+   * How many of those sit in the worker's offload tiers (host RAM, disk): copied back into its
+   * pool instead of recomputed, so worth less than a pooled block. Default 0.
+   */
+  offloadRamBlocks?: number;
+  offloadDiskBlocks?: number;
   /** Share of its KV pool holding cached blocks, 0..1 (default 0): where a new prefix has room. */
   occupancy?: number;
 }

@@ -37,7 +37,7 @@ export const SERVE_USAGE = `kcache serve worker --model M --port P [--redis-url 
     [--offload-bytes N] [--offload-dir DIR --offload-disk-bytes N] [--peer-fetch on|off]
   kcache serve router --port P --redis-url URL (--api-keys-file FILE | --no-auth) [--tenant-requests-per-s N] [--tenant-tokens-per-s N]
     [--policy ${POLICIES.join('|')}] [--id NAME] [--host H] [--metrics-port N] [--metrics-host H]
-    [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--cache-threshold 0.3]
+    [--load-cost-tokens 64] [--balance-abs-threshold 8] [--balance-rel-threshold 1.5] [--host-hit-credit 0.8] [--offload-ram-credit C] [--offload-disk-credit C] [--cache-threshold 0.3]
     [--max-migrations 3] [--first-token-timeout-ms 120000] [--inter-token-timeout-ms 5000]
     [--max-prompt-bytes N] [--max-inflight N] [--worker-keepalive-ms 1000] [--tls-cert F --tls-key F --tls-ca F] [--log-level info] [--http-port N] [--chat-template FILE]
   kcache serve batch --redis-url URL --router http://HOST:PORT [--api-key KEY | --api-key-file FILE] [--id NAME] [--concurrency 4] [--rate N] [--lock-ms 30000]

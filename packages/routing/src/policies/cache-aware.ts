@@ -7,7 +7,10 @@
  * prefill blocks against active load the same way). A cached token in the host tier (a KCache
  * worker's block, whose values its decode reads from host memory) saves hostHitCredit of a
  * prefill token and a device-tier one a whole one, so at equal load the worker holding the prefix
- * in device memory wins. Balance guard (SGLang's): when the chosen
+ * in device memory wins. A block in a worker's offload tiers (evicted from its pool to host RAM
+ * or disk, copied back on a hit) saves offloadRamCredit / offloadDiskCredit of its prefill: one
+ * minus its reload time over its prefill time, measured (docs/CACHE.md). Balance guard
+ * (SGLang's): when the chosen
  * worker's load exceeds the least loaded worker's by more than balanceAbsThreshold and by more
  * than balanceRelThreshold times, the request spills to the least loaded worker instead, so a
  * hot prefix cannot pile every request onto one worker.
@@ -25,6 +28,10 @@
  */
 import { candidates, leastLoaded, type RoutingPolicy, spreadPick, type WorkerView } from '../types.js';
 
+/** Measured 2026-12-02 (docs/CACHE.md, `kcache bench routing --parts reload`): placeholders until measured. */
+export const OFFLOAD_RAM_CREDIT = 0.9;
+export const OFFLOAD_DISK_CREDIT = 0.7;
+
 export interface CacheAwareConfig {
   /**
    * Prefill tokens one in-flight request is worth (default 64: measured with `kcache bench
@@ -36,6 +43,9 @@ export interface CacheAwareConfig {
   balanceRelThreshold: number;
   /** What a host-tier cached token is worth against a device-tier one (0..1, default 0.8). */
   hostHitCredit: number;
+  /** What a token in an offload tier is worth against a pooled one: 1 - reload time / prefill time (docs/CACHE.md). */
+  offloadRamCredit: number;
+  offloadDiskCredit: number;
   /**
    * Below this share of the prompt cached on any worker, the request is placed like a new prefix
    * (0..1, default 0.3 as in SGLang's and vLLM's routers; 0 turns it off).
@@ -48,6 +58,8 @@ export const DEFAULT_CACHE_AWARE: CacheAwareConfig = {
   balanceAbsThreshold: 8,
   balanceRelThreshold: 1.5,
   hostHitCredit: 0.8,
+  offloadRamCredit: OFFLOAD_RAM_CREDIT,
+  offloadDiskCredit: OFFLOAD_DISK_CREDIT,
   cacheThreshold: 0.3,
 };
 
@@ -68,8 +80,14 @@ export function cacheAware(config: Partial<CacheAwareConfig> = {}): RoutingPolic
     let bestCost = Number.POSITIVE_INFINITY;
     for (const w of ws) {
       const cached = Math.min(w.matchedBlocks * snapshot.blockSize, request.promptTokens);
-      const device = Math.min((w.deviceBlocks ?? w.matchedBlocks) * snapshot.blockSize, cached);
-      const credit = device + c.hostHitCredit * (cached - device);
+      const ram = Math.min((w.offloadRamBlocks ?? 0) * snapshot.blockSize, cached);
+      const disk = Math.min((w.offloadDiskBlocks ?? 0) * snapshot.blockSize, cached - ram);
+      const device = Math.min(
+        (w.deviceBlocks ?? w.matchedBlocks - (w.offloadRamBlocks ?? 0) - (w.offloadDiskBlocks ?? 0)) * snapshot.blockSize,
+        cached - ram - disk,
+      );
+      const host = cached - ram - disk - device;
+      const credit = device + c.hostHitCredit * host + c.offloadRamCredit * ram + c.offloadDiskCredit * disk;
       const cost = request.promptTokens - credit + c.loadCostTokens * w.load;
       if (cost < bestCost) {
         cheapest = [w];
