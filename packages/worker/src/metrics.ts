@@ -3,6 +3,7 @@ import { processRegistry, REQUEST_LATENCY_BUCKETS } from '@kcache/metrics';
 import { IDLE_LOAD, type WorkerLoad } from '@kcache/protocol';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { OffloadObserver } from './offload/engine-offload.js';
+import type { TierObserver } from './offload/tiers.js';
 import type { PeerFetchObserver } from './peer-fetch/peer-fetch.js';
 
 const STEP_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
@@ -176,16 +177,22 @@ export class WorkerMetrics {
     tierGauge('kcache_offload_capacity_blocks', 'Capacity of each offload tier in blocks', (t) => t.capacityBlocks);
   }
 
-  /** Counts the offload tiers' copies. */
+  /** Counts the offload tiers' moves. */
+  tierObserver(): TierObserver {
+    return {
+      stored: (tier, n) => this.offloadedBlocks.inc({ tier }, n),
+      corrupt: (n) => this.offloadCorrupt.inc(n),
+      dropped: (n) => this.offloadDropped.inc(n),
+    };
+  }
+
+  /** Counts the copies between the pool and the offload tiers. */
   offloadObserver(): OffloadObserver {
     return {
-      offloaded: (tier, n) => this.offloadedBlocks.inc({ tier }, n),
       reloaded: (tier, n, tokens) => {
         this.reloadedBlocks.inc({ tier }, n);
         this.hitsByTier.inc({ tier }, tokens);
       },
-      corrupt: (n) => this.offloadCorrupt.inc(n),
-      dropped: (n) => this.offloadDropped.inc(n),
       copyOutSeconds: (s) => this.offloadCopyOut.observe(s),
       reloadSeconds: (s) => this.offloadReload.observe(s),
     };

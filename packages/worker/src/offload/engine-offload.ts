@@ -10,12 +10,9 @@ import type { EvictedBlock } from '../scheduler/block-manager.js';
 import type { BlockSource } from '../scheduler/scheduler.js';
 import type { OffloadTiers } from './tiers.js';
 
-/** Where the copies are counted (the worker's metrics). */
+/** Where the copies are counted (the worker's metrics); the tiers' own moves go to a TierObserver. */
 export interface OffloadObserver {
-  offloaded(tier: OffloadTier, blocks: number): void;
   reloaded(tier: OffloadTier, blocks: number, tokens: number): void;
-  corrupt(blocks: number): void;
-  dropped(blocks: number): void;
   copyOutSeconds(s: number): void;
   reloadSeconds(s: number): void;
 }
@@ -35,11 +32,9 @@ export class EngineOffload implements BlockSource {
   readonly onEvict = (evicted: EvictedBlock[]): void => {
     const t0 = performance.now();
     const data = this.engine.readBlocks(evicted.map((e) => e.block));
-    const before = this.snapshotCounters();
     this.tiers.offload(
       evicted.map((e, i) => ({ hash: e.hash, parent: e.parent, data: data.subarray(i * this.blockBytes, (i + 1) * this.blockBytes) })),
     );
-    this.report(before);
     this.observer?.copyOutSeconds((performance.now() - t0) / 1000);
   };
 
@@ -49,7 +44,6 @@ export class EngineOffload implements BlockSource {
 
   load(hashes: readonly BlockHash[], blocks: readonly number[]): number {
     const t0 = performance.now();
-    const before = this.snapshotCounters();
     const got = this.tiers.take(hashes.slice(0, blocks.length));
     if (got.length > 0) {
       const buf = new Uint8Array(got.length * this.blockBytes);
@@ -63,20 +57,6 @@ export class EngineOffload implements BlockSource {
       }
       this.observer?.reloadSeconds((performance.now() - t0) / 1000);
     }
-    this.report(before);
     return got.length;
-  }
-
-  private snapshotCounters() {
-    const c = this.tiers.counters;
-    return { ram: c.offloaded.offload_ram, disk: c.offloaded.offload_disk, corrupt: c.corrupt, dropped: c.dropped };
-  }
-
-  private report(before: ReturnType<EngineOffload['snapshotCounters']>): void {
-    const now = this.snapshotCounters();
-    if (now.ram > before.ram) this.observer?.offloaded('offload_ram', now.ram - before.ram);
-    if (now.disk > before.disk) this.observer?.offloaded('offload_disk', now.disk - before.disk);
-    if (now.corrupt > before.corrupt) this.observer?.corrupt(now.corrupt - before.corrupt);
-    if (now.dropped > before.dropped) this.observer?.dropped(now.dropped - before.dropped);
   }
 }

@@ -79,6 +79,30 @@ describe('OffloadTiers', () => {
     expect(t.tierOf(h(2))).toBe('offload_ram');
   });
 
+  test('promote reads disk blocks into RAM ahead of admission; a take still counts them as disk reloads', async () => {
+    const events: KvEvent[] = [];
+    const { t, dir } = tiers(3, 8, events);
+    for (let i = 0; i < 6; i++) t.offload([block(i)]); // 0..2 on disk, 3..5 in RAM
+    const file2 = join(dir, `${h(2)}.kvblock`);
+    writeFileSync(file2, readFileSync(file2).subarray(0, 20));
+    expect(await t.promote([h(0), h(1), h(2), h(3)])).toBe(2); // block 2 fails its check: stops there
+    expect([0, 1, 2].map((i) => t.tierOf(h(i)))).toEqual(['offload_ram', 'offload_ram', null]);
+    expect(t.counters.corrupt).toBe(1);
+    const got = t.take([h(0), h(1)]);
+    expect(got.map((g) => g.tier)).toEqual(['offload_disk', 'offload_disk']);
+    expect(Array.from(got[1]?.data as Uint8Array)).toEqual(Array.from(block(1).data));
+    // each move is in the event stream: removed from disk, stored in RAM
+    expect(events.filter((e) => e.type !== 'cleared' && e.hashes[0] === h(0)).slice(-3)).toEqual([
+      { type: 'removed', hashes: [h(0)], tier: 'offload_disk' },
+      { type: 'stored', hashes: [h(0)], parent: null, tier: 'offload_ram' },
+      { type: 'removed', hashes: [h(0)], tier: 'offload_ram' },
+    ]);
+    // without a RAM tier there is nowhere to promote to
+    const diskOnly = tiers(0, 4).t;
+    diskOnly.offload([block(0)]);
+    expect(await diskOnly.promote([h(0)])).toBe(0);
+  });
+
   test('a corrupt, truncated, missing or foreign disk file is a miss (recomputed), never data', () => {
     const { t, dir } = tiers(0, 8);
     for (let i = 0; i < 5; i++) t.offload([block(i)]);

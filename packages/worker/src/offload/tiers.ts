@@ -18,6 +18,7 @@
  * event stream.
  */
 import { mkdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { BlockHash, KvEvent, OffloadTier } from '@kcache/protocol';
@@ -42,6 +43,14 @@ export interface OffloadOptions {
   /** This worker's id (the disk subdirectory). */
   workerId: string;
   onEvent?: (e: KvEvent) => void;
+  /** Told of every block stored in a tier, failing its check, or falling off the last tier (metrics). */
+  observer?: TierObserver;
+}
+
+export interface TierObserver {
+  stored(tier: OffloadTier, blocks: number): void;
+  corrupt(blocks: number): void;
+  dropped(blocks: number): void;
 }
 
 export interface TierStats {
@@ -86,12 +95,14 @@ class Lru<V> {
 }
 
 export class OffloadTiers {
-  private readonly ram = new Lru<{ parent: BlockHash | null; data: Uint8Array }>();
+  /** `from`: the tier a block was promoted from (a disk block read ahead for a request), for the accounting. */
+  private readonly ram = new Lru<{ parent: BlockHash | null; data: Uint8Array; from?: OffloadTier }>();
   private readonly disk = new Lru<{ parent: BlockHash | null }>();
   private readonly ramCap: number;
   private readonly diskCap: number;
   private readonly dir: string | null;
   private readonly emit: (e: KvEvent) => void;
+  private readonly observer: TierObserver | null;
   readonly counters: OffloadCounters = {
     offloaded: { offload_ram: 0, offload_disk: 0 },
     reloaded: { offload_ram: 0, offload_disk: 0 },
@@ -104,6 +115,7 @@ export class OffloadTiers {
     this.ramCap = Math.floor(o.ramBytes / o.blockBytes);
     this.diskCap = o.diskDir === null ? 0 : Math.floor(o.diskBytes / o.blockBytes);
     this.emit = o.onEvent ?? (() => {});
+    this.observer = o.observer ?? null;
     if (o.diskDir !== null && this.diskCap > 0) {
       // a restarted worker starts with an empty index entry (its epoch's `cleared`): old files are not announced, so remove them
       this.dir = join(o.diskDir, o.workerId.replace(/[^A-Za-z0-9._-]/g, '_'));
@@ -111,6 +123,16 @@ export class OffloadTiers {
       mkdirSync(this.dir, { recursive: true });
     } else {
       this.dir = null;
+    }
+  }
+
+  private count(what: OffloadTier | 'corrupt' | 'dropped'): void {
+    if (what === 'corrupt' || what === 'dropped') {
+      this.counters[what]++;
+      this.observer?.[what](1);
+    } else {
+      this.counters.offloaded[what]++;
+      this.observer?.stored(what, 1);
     }
   }
 
@@ -151,7 +173,35 @@ export class OffloadTiers {
     }
   }
 
-  private putRam(b: BlockCopy): void {
+  /**
+   * Reads the disk blocks among the leading `hashes` into RAM ahead of a request's admission
+   * (asynchronously: the serving loop keeps running while the files are read), so admission only
+   * copies from memory. Stops at the first hash neither RAM nor disk holds, or whose file fails its
+   * check. Without a RAM tier nothing is promoted (admission reads the files). Returns how many moved.
+   */
+  async promote(hashes: readonly BlockHash[]): Promise<number> {
+    if (this.ramCap === 0 || this.dir === null) return 0;
+    let moved = 0;
+    for (const h of hashes) {
+      if (this.ram.has(h)) continue;
+      const d = this.disk.map.get(h);
+      if (!d) break;
+      const data = await this.readDiskAsync(h);
+      if (this.disk.map.get(h) !== d) break; // taken or dropped while it was read
+      this.disk.take(h);
+      this.unlink(h);
+      this.emit({ type: 'removed', hashes: [h], tier: 'offload_disk' });
+      if (!data) {
+        this.count('corrupt');
+        break;
+      }
+      this.putRam({ hash: h, parent: d.parent, data }, 'offload_disk');
+      moved++;
+    }
+    return moved;
+  }
+
+  private putRam(b: BlockCopy, from?: OffloadTier): void {
     while (this.ram.size >= this.ramCap) {
       const [h, v] = this.ram.oldest() as [BlockHash, { parent: BlockHash | null; data: Uint8Array }];
       this.ram.take(h);
@@ -159,32 +209,32 @@ export class OffloadTiers {
       this.putDisk({ hash: h, parent: v.parent, data: v.data });
     }
     // a copy: the caller's buffer may be a view of a larger read
-    this.ram.set(b.hash, { parent: b.parent, data: Uint8Array.from(b.data) });
-    this.counters.offloaded.offload_ram++;
+    this.ram.set(b.hash, { parent: b.parent, data: from ? b.data : Uint8Array.from(b.data), from });
+    this.count('offload_ram');
     this.emit({ type: 'stored', hashes: [b.hash], parent: b.parent, tier: 'offload_ram' });
   }
 
   private putDisk(b: BlockCopy): void {
     if (this.dir === null) {
-      this.counters.dropped++;
+      this.count('dropped');
       return;
     }
     while (this.disk.size >= this.diskCap) {
       const [h] = this.disk.oldest() as [BlockHash, unknown];
       this.disk.take(h);
       this.unlink(h);
-      this.counters.dropped++;
+      this.count('dropped');
       this.emit({ type: 'removed', hashes: [h], tier: 'offload_disk' });
     }
     try {
       writeFileSync(this.diskFile(b.hash), encodeBlockFile(b, this.o.layout));
     } catch (e) {
       process.emitWarning(`offload: cannot write ${this.diskFile(b.hash)}: ${(e as Error).message}`);
-      this.counters.dropped++;
+      this.count('dropped');
       return;
     }
     this.disk.set(b.hash, { parent: b.parent });
-    this.counters.offloaded.offload_disk++;
+    this.count('offload_disk');
     this.emit({ type: 'stored', hashes: [b.hash], parent: b.parent, tier: 'offload_disk' });
   }
 
@@ -198,9 +248,10 @@ export class OffloadTiers {
     for (const h of hashes) {
       const r = this.ram.take(h);
       if (r) {
-        this.counters.reloaded.offload_ram++;
+        const tier = r.from ?? 'offload_ram';
+        this.counters.reloaded[tier]++;
         this.emit({ type: 'removed', hashes: [h], tier: 'offload_ram' });
-        out.push({ hash: h, parent: r.parent, data: r.data, tier: 'offload_ram' });
+        out.push({ hash: h, parent: r.parent, data: r.data, tier });
         continue;
       }
       const d = this.disk.take(h);
@@ -209,7 +260,7 @@ export class OffloadTiers {
       const data = this.readDisk(h);
       this.unlink(h);
       if (!data) {
-        this.counters.corrupt++;
+        this.count('corrupt');
         break;
       }
       this.counters.reloaded.offload_disk++;
@@ -249,6 +300,14 @@ export class OffloadTiers {
       unlinkSync(this.diskFile(h));
     } catch {
       // already gone: nothing to free
+    }
+  }
+
+  private async readDiskAsync(h: BlockHash): Promise<Uint8Array | null> {
+    try {
+      return decodeBlockFile(await readFile(this.diskFile(h)), h, this.o.layout, this.o.blockBytes);
+    } catch {
+      return null;
     }
   }
 

@@ -14,6 +14,7 @@ import { serveMetrics } from '@kcache/metrics';
 import { type GenerationDefaults, type ModelSpec, resolveModel } from '@kcache/models';
 import {
   type ClusterTls,
+  promptBlockHashes,
   protos,
   ROUTER_METADATA,
   WORKER_SERVICE,
@@ -202,6 +203,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     layout: `${modelName}|${info.kvDtype}|${info.blockSize}|${info.kvBytesPerBlock}`,
     workerId,
     onEvent,
+    observer: metrics.tierObserver(),
   });
   const offload = tiers.enabled ? new EngineOffload(engine, tiers, info.kvBytesPerBlock, info.blockSize, metrics.offloadObserver()) : null;
   if (offload) {
@@ -233,6 +235,13 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
           observer: metrics.peerFetchObserver(),
         })
       : null;
+  /** The prompt's cacheable hashes past its pool prefix, if the disk tier holds one of those the tiers continue it with. */
+  const diskPrefix = (input: GenerateInput): string[] => {
+    const hashes = promptBlockHashes(input.tokenIds, info.blockSize, { modelId: modelName, cacheSalt: input.cacheSalt });
+    const rest = hashes.slice(blocks.lookup(hashes).length);
+    const below = rest.slice(0, tiers.lookup(rest));
+    return below.some((h) => tiers.tierOf(h) === 'offload_disk') ? below : [];
+  };
   /** Every block held, tier by tier: the pool's, then the offload tiers'. */
   const holdings = () => [{ tier: blocks.tier, blocks: blocks.snapshot() }, ...(offload ? tiers.snapshot() : [])];
   const loop = new EngineLoop(engine, blocks, scheduler, metrics, {
@@ -289,14 +298,20 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
           else call.emit('error', { code: grpc.status.INTERNAL, details: (e as Error).message });
         }
       };
+      // Before it is queued, this request's blocks below the pool are brought up: disk blocks read
+      // into RAM, then what a peer holds pulled over. Only this request waits for them (the loop
+      // keeps stepping); a failure leaves them to be computed.
       const r = call.request;
       const hint =
         r.peerAddress && r.peerWorkerId && r.peerBlocks ? { address: r.peerAddress, workerId: r.peerWorkerId, blocks: r.peerBlocks } : null;
-      if (peers && hint && hint.workerId !== workerId && !draining) {
-        // only this request waits for its blocks; a failed fetch computes them
-        peers
-          .prefetch(input.tokenIds, input.cacheSalt, hint)
-          .catch(() => 0)
+      const fetchFromPeer = peers !== null && hint !== null && hint.workerId !== workerId && !draining;
+      const promote = offload && tiers.stats().offload_disk.blocks > 0 ? diskPrefix(input) : [];
+      if (promote.length > 0 || fetchFromPeer) {
+        (async () => {
+          if (promote.length > 0) await tiers.promote(promote);
+          if (peers && hint && fetchFromPeer) await peers.prefetch(input.tokenIds, input.cacheSalt, hint);
+        })()
+          .catch(() => {})
           .then(submit);
       } else {
         submit();
