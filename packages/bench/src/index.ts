@@ -1,4 +1,13 @@
 export { type BatchBenchOptions, type BatchBenchResult, formatBatchBench, runBatchBench } from './batch-bench.js';
+export {
+  formatOffloadReplay,
+  formatReload,
+  formatSpill,
+  measureOffloadReplay,
+  measureReload,
+  measureSpill,
+  tierCredit,
+} from './cache-tiers-bench.js';
 export { parseMetrics, renderClusterPlot, sumOf } from './cluster-plot.js';
 export { decodeWeightBytes, type EngineBenchOptions, type EngineBenchResult, formatEngineBench, runEngineBench } from './engine-bench.js';
 export {

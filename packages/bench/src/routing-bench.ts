@@ -8,7 +8,7 @@ import { RedisBlockIndex, type RedisClient, startRedis, startRedisCluster } from
 import { type GenerateRequest, type GenerateResponse__Output, protos, type WorkerGenerateRequest } from '@kcache/protocol';
 import { type RunningRouter, startRouter } from '@kcache/router';
 import { type CacheAwareConfig, makePolicy, type PolicyName } from '@kcache/routing';
-import { type RunningWorker, startWorker } from '@kcache/worker';
+import { type RunningWorker, startWorker, type WorkerOptions } from '@kcache/worker';
 import { Cluster } from 'ioredis';
 import { type LocalCluster, startLocalCluster } from './local-cluster.js';
 import { type BenchRequest, oracleHitRate } from './workloads.js';
@@ -51,14 +51,14 @@ export interface PolicyResult {
 }
 
 /** The router's and the worker's Generate: the same stream messages, different requests. */
-type Generating = {
+export type Generating = {
   Generate(r: GenerateRequest | WorkerGenerateRequest): grpc.ClientReadableStream<GenerateResponse__Output>;
 } & grpc.Client;
 
-const generateClient = (address: string): Generating =>
+export const generateClient = (address: string): Generating =>
   new (protos().v1.Generate)(address, grpc.credentials.createInsecure()) as unknown as Generating;
 
-interface Outcome {
+export interface Outcome {
   ttft: number;
   end: number;
   promptTokens: number;
@@ -67,7 +67,7 @@ interface Outcome {
   ok: boolean;
 }
 
-function send(client: Generating, req: GenerateRequest | WorkerGenerateRequest): Promise<Outcome> {
+export function send(client: Generating, req: GenerateRequest | WorkerGenerateRequest): Promise<Outcome> {
   const t0 = performance.now();
   return new Promise((resolve) => {
     const call = client.Generate(req);
@@ -95,12 +95,17 @@ function send(client: Generating, req: GenerateRequest | WorkerGenerateRequest):
   });
 }
 
-const pct = (xs: number[], p: number) => {
+export const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
 };
 
-async function cluster(o: RoutingBenchOptions, policy: PolicyName) {
+/** A private Redis, `o.workers` in-process workers (with `worker` settings on top) and the routers. */
+export async function cluster(
+  o: Pick<RoutingBenchOptions, 'model' | 'workers' | 'routers' | 'numBlocks' | 'threads' | 'cacheAware'>,
+  policy: PolicyName,
+  worker: Partial<WorkerOptions> = {},
+) {
   const redis = await startRedis();
   const workers: RunningWorker[] = [];
   for (let i = 0; i < o.workers; i++) {
@@ -113,6 +118,7 @@ async function cluster(o: RoutingBenchOptions, policy: PolicyName) {
         numBlocks: o.numBlocks,
         threads: o.threads,
         maxBatchedTokens: 512,
+        ...worker,
       }),
     );
   }
@@ -145,7 +151,7 @@ async function cluster(o: RoutingBenchOptions, policy: PolicyName) {
 }
 
 /** Sends each request at its time, to the routers in turn. */
-async function replay(routers: RunningRouter[], requests: BenchRequest[]): Promise<Outcome[]> {
+export async function replay(routers: RunningRouter[], requests: BenchRequest[]): Promise<Outcome[]> {
   const clients = routers.map((r) => generateClient(r.address));
   const start = performance.now();
   const outcomes = await Promise.all(

@@ -16,13 +16,20 @@ import {
   formatEngineBench,
   formatFaultsBench,
   formatFidelity,
+  formatOffloadReplay,
+  formatReload,
   formatRoutingBench,
+  formatSpill,
   formatWorkerBench,
   measureAttention,
   measureBudgetDecode,
   measureDecode,
   measureFidelity,
+  measureOffloadReplay,
+  measureReload,
+  measureSpill,
   mooncakeWorkload,
+  oracleHitRate,
   renderClusterPlot,
   runBatchBench,
   runEngineBench,
@@ -117,14 +124,21 @@ async function routingBench(argv: string[]): Promise<void> {
       'load-cost-tokens': { type: 'string' },
       routers: { type: 'string' },
       workloads: { type: 'string' },
+      'tier-model': { type: 'string' },
+      'host-multiple': { type: 'string' },
+      'reload-tokens': { type: 'string' },
     },
   });
   const parts = (values.parts ?? 'workloads,overhead,decisions').split(',');
   const chosen = (values.workloads ?? 'poisson,saturation,trace').split(',');
   const badWorkload = chosen.find((w) => !['poisson', 'saturation', 'trace'].includes(w));
   if (badWorkload !== undefined) throw new UsageError(`--workloads: '${badWorkload}' is not one of poisson, saturation, trace`);
-  const badPart = parts.find((p) => !['workloads', 'overhead', 'decisions', 'http'].includes(p));
-  if (badPart !== undefined) throw new UsageError(`--parts: '${badPart}' is not one of workloads, overhead, decisions, http`);
+  const ROUTING_PARTS = ['workloads', 'overhead', 'decisions', 'http', 'reload', 'offload', 'spill'];
+  const badPart = parts.find((p) => !ROUTING_PARTS.includes(p));
+  if (badPart !== undefined) throw new UsageError(`--parts: '${badPart}' is not one of ${ROUTING_PARTS.join(', ')}`);
+  const tierModel = values['tier-model'] ?? 'dummy:smol135:bf16';
+  const hostMultiple = intArg('host-multiple', values['host-multiple'], 4, 1);
+  const reloadTokens = intArg('reload-tokens', values['reload-tokens'], 512, 32);
   const policies = (values.policies ?? POLICIES.join(',')).split(',');
   const bad = policies.find((p) => !(POLICIES as readonly string[]).includes(p));
   if (bad !== undefined) throw new UsageError(`--policies: '${bad}' is not one of ${POLICIES.join(', ')}`);
@@ -160,13 +174,42 @@ async function routingBench(argv: string[]): Promise<void> {
       }),
     },
   ].filter((w) => chosen.includes(w.key));
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const threads = intArg('threads', values.threads, 1, 1);
+  const tierOut: string[] = [];
+  if (parts.includes('reload'))
+    tierOut.push(formatReload(await measureReload({ model: tierModel, threads, promptTokens: reloadTokens, reps: 3, log })), '');
+  if (parts.includes('offload')) {
+    const traceRequests = mooncakeWorkload({
+      path: trace,
+      requests: intArg('trace-requests', values['trace-requests'], 2500, 1),
+      tokensPerBlock: 16,
+      maxOutput: 8,
+      timeScale: Number(values['time-scale'] ?? 8),
+    });
+    const r = await measureOffloadReplay({
+      model: values.model ?? 'dummy:tiny',
+      workers: intArg('workers', values.workers, 4, 1),
+      numBlocks: values['num-blocks'] === undefined ? null : intArg('num-blocks', values['num-blocks'], 160, 8),
+      threads,
+      hostMultiple,
+      workload: { name: 'Mooncake conversation trace', requests: traceRequests },
+      oracle: oracleHitRate(traceRequests, 16),
+      log,
+    });
+    tierOut.push(formatOffloadReplay(r), '');
+  }
+  if (parts.includes('spill'))
+    tierOut.push(formatSpill(await measureSpill({ model: tierModel, threads, prefixes: 4, prefixTokens: 1024, loaders: 9, log })), '');
+  if (tierOut.length > 0) process.stdout.write(`${tierOut.join('\n')}\n`);
+  if (!parts.some((p) => ['workloads', 'overhead', 'decisions', 'http'].includes(p))) return;
   const result = await runRoutingBench({
     cli: process.argv[1] as string,
     model: values.model ?? 'dummy:smol135:bf16',
     workers: intArg('workers', values.workers, 3, 1),
     routers: intArg('routers', values.routers, 1, 1),
     numBlocks: intArg('num-blocks', values['num-blocks'], 160, 8),
-    threads: intArg('threads', values.threads, 1, 1),
+    threads,
     policies: policies as PolicyName[],
     workloads,
     overheadModel: values['overhead-model'],
