@@ -280,6 +280,10 @@ describe('Prometheus and Grafana', () => {
       'kcache_router_actual_cached_tokens_total',
       'kcache_router_retries_total',
       'kcache_router_breaker_open',
+      // the cluster-wide KV cache (docs/CACHE.md)
+      'kcache_prefix_cache_hits_by_tier_total',
+      'kcache_offload_blocks',
+      'kcache_peer_fetch_requests_total',
     ])
       expect(all).toContain(m);
   });

@@ -293,7 +293,7 @@ export async function measureSpill(o: {
 export function formatSpill(r: SpillResult): string {
   const off = r.runs.find((x) => !x.peerFetch);
   const on = r.runs.find((x) => x.peerFetch);
-  const p50 = (x?: SpillResult['runs'][number]) => (x && x.ttfts.length ? pct(x.ttfts, 50) : Number.NaN);
+  const p50 = (x?: SpillResult['runs'][number]) => (x?.ttfts.length ? pct(x.ttfts, 50) : Number.NaN);
   return [
     `### spilled requests of a hot prefix (${r.model}, ${r.prefixTokens}-token prefixes, 2 workers)`,
     '',

@@ -28,9 +28,12 @@
  */
 import { candidates, leastLoaded, type RoutingPolicy, spreadPick, type WorkerView } from '../types.js';
 
-/** Measured 2026-12-02 (docs/CACHE.md, `kcache bench routing --parts reload`): placeholders until measured. */
-export const OFFLOAD_RAM_CREDIT = 0.9;
-export const OFFLOAD_DISK_CREDIT = 0.7;
+/**
+ * 1 - (reload TTFT - pooled TTFT) / (prefill TTFT - pooled TTFT), measured with `pnpm -s kcache
+ * bench routing --parts reload` (docs/CACHE.md, docs/BENCHMARKS.md).
+ */
+export const OFFLOAD_RAM_CREDIT = 0.93;
+export const OFFLOAD_DISK_CREDIT = 0.81;
 
 export interface CacheAwareConfig {
   /**
