@@ -13,10 +13,13 @@ import {
   type WorkerGenerateRequest,
   type WorkerHandlers,
 } from '@kcache/protocol';
+import { startRouter } from '@kcache/router';
 import { fetchWorthIt, type RunningWorker, startWorker } from '@kcache/worker';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { STORIES_260K } from './helpers/paths.js';
-import { generate, workerClient } from './helpers/worker-client.js';
+import { startRedis } from './helpers/redis.js';
+import { routed, routerClient } from './helpers/router-client.js';
+import { collect, generate, workerClient } from './helpers/worker-client.js';
 
 const GREEDY = { temperature: 0 };
 const prompt = (n: number, seed: number) => Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 3 + ((i * 37 + seed * 101) % 500)));
@@ -233,5 +236,47 @@ describe('peer fetch', () => {
     client.close();
     await off.close();
     expect(r.usage.cachedTokens).toBe(0);
+  });
+
+  test('end to end: a request of a hot prefix that the balance guard spills reports cached tokens on the idle worker', async () => {
+    const redis = await startRedis();
+    const ws = [await start('spill-1', { redisUrl: redis.url }), await start('spill-2', { redisUrl: redis.url })];
+    // any load difference spills: the hot worker is busy with one request
+    const router = await startRouter({
+      apiKeys: null,
+      port: 0,
+      redisUrl: redis.url,
+      refreshMs: 100,
+      cacheAware: { loadCostTokens: 1, balanceAbsThreshold: 0, balanceRelThreshold: 1 },
+    });
+    const c = routerClient(router.address);
+    try {
+      await router.refresh();
+      const P = prompt(97, 55);
+      const ask = (ids: number[], maxTokens: number) => ({ tokenIds: { ids }, sampling: GREEDY, stop: { maxTokens, ignoreEos: true } });
+      const first = await routed(c, ask([...P, 5], 1));
+      await new Promise((r) => setTimeout(r, 50));
+      await router.syncIndex();
+      let firstToken: () => void = () => {};
+      const started = new Promise<void>((r) => {
+        firstToken = r;
+      });
+      const holdCall = c.Generate(ask([...P, 6], 300));
+      holdCall.once('data', () => firstToken());
+      const hold = collect(holdCall);
+      await started;
+      const probe = await routed(c, ask([...P, 7], 16));
+      expect(probe.workerId).not.toBe(first.workerId);
+      expect(probe.usage.cachedTokens).toBe(96);
+      expect(probe.tokenIds).toEqual(await cold([...P, 7]));
+      expect((await hold).workerId).toBe(first.workerId);
+      const idle = ws.find((w) => w.workerId === probe.workerId) as RunningWorker;
+      expect(await metric(idle, 'kcache_peer_fetch_requests_total')).toMatch(/outcome="fetched"[^\n]* 1/);
+    } finally {
+      c.close();
+      await router.close();
+      for (const w of ws) await w.close();
+      await redis.stop();
+    }
   });
 });
