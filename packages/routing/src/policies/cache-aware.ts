@@ -32,8 +32,8 @@ import { candidates, leastLoaded, type RoutingPolicy, spreadPick, type WorkerVie
  * 1 - (reload TTFT - pooled TTFT) / (prefill TTFT - pooled TTFT), measured with `pnpm -s kcache
  * bench routing --parts reload` (docs/CACHE.md, docs/BENCHMARKS.md).
  */
-export const OFFLOAD_RAM_CREDIT = 0.93;
-export const OFFLOAD_DISK_CREDIT = 0.81;
+export const OFFLOAD_RAM_CREDIT = 0.96;
+export const OFFLOAD_DISK_CREDIT = 0.92;
 
 export interface CacheAwareConfig {
   /**
