@@ -63,6 +63,7 @@ EngineOptions parse_options(const Napi::Object& o) {
   opts.num_blocks = static_cast<int>(num_field(o, "numBlocks", 0, true));
   opts.block_size = static_cast<int>(num_field(o, "blockSize", 16));
   opts.threads = static_cast<int>(num_field(o, "threads", 0));
+  opts.host_tier_bytes = static_cast<size_t>(num_field(o, "hostTierBytes", 0.0));
   if (o.Get("kvDtype").IsString() && !parse_dtype(o.Get("kvDtype").As<Napi::String>().Utf8Value(), &opts.kv_dtype))
     throw Napi::TypeError::New(env, "loadEngine: unknown kvDtype " + o.Get("kvDtype").As<Napi::String>().Utf8Value());
   opts.kv_dtype_is_default = o.Get("kvDtypeIsDefault").ToBoolean().Value();
@@ -213,6 +214,10 @@ Napi::Function EngineWrap::Define(Napi::Env env) {
                                   InstanceMethod<&EngineWrap::FillKvRandom>("fillKvRandom"),
                                   InstanceMethod<&EngineWrap::ReadBlocks>("readBlocks"),
                                   InstanceMethod<&EngineWrap::WriteBlocks>("writeBlocks"),
+                                  InstanceMethod<&EngineWrap::OffloadToHost>("offloadToHost"),
+                                  InstanceMethod<&EngineWrap::ReloadFromHost>("reloadFromHost"),
+                                  InstanceMethod<&EngineWrap::ReadHostSlots>("readHostSlots"),
+                                  InstanceMethod<&EngineWrap::WriteHostSlots>("writeHostSlots"),
                                   InstanceMethod<&EngineWrap::Dispose>("dispose")});
   g_constructor = new Napi::FunctionReference(Napi::Persistent(f));
   return f;
@@ -265,6 +270,7 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("kvDtype", dtype_name(engine_->kv_dtype()));
   o.Set("kvDeviceBytesPerBlock", static_cast<double>(engine_->kv_device_bytes_per_block()));
   o.Set("kvHostBytesPerBlock", static_cast<double>(engine_->kv_host_bytes_per_block()));
+  o.Set("hostTierSlots", engine_->host_tier_slots());
   const bool kcache = engine_->attention_mode() == AttentionMode::KCache;
   o.Set("attention", kcache ? "kcache" : "full");
   if (kcache) {
@@ -362,6 +368,63 @@ Napi::Value EngineWrap::WriteBlocks(const Napi::CallbackInfo& info) {
   if (busy_.load()) throw Napi::Error::New(env, "cannot write KV blocks while a step is in flight");
   try {
     for (size_t i = 0; i < blocks.size(); ++i) engine_->write_block(blocks[i], data.Data() + i * bpb);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return env.Undefined();
+}
+
+// The offload host tier: pool blocks <-> slots (stream-ordered, no wait), and slots' bytes.
+Napi::Value EngineWrap::OffloadToHost(const Napi::CallbackInfo& info) { return HostCopy(info, true); }
+Napi::Value EngineWrap::ReloadFromHost(const Napi::CallbackInfo& info) { return HostCopy(info, false); }
+
+Napi::Value EngineWrap::HostCopy(const Napi::CallbackInfo& info, bool out) {
+  Napi::Env env = info.Env();
+  const char* call = out ? "offloadToHost(blocks, slots)" : "reloadFromHost(slots, blocks)";
+  if (!engine_) throw Napi::Error::New(env, "engine is disposed");
+  if (info.Length() != 2) throw Napi::TypeError::New(env, std::string(call) + ": two arrays");
+  std::vector<int> a = block_list(env, info[0], call), b = block_list(env, info[1], call);
+  if (a.size() != b.size()) throw Napi::RangeError::New(env, std::string(call) + ": the arrays differ in length");
+  if (busy_.load()) throw Napi::Error::New(env, "cannot copy KV blocks while a step is in flight");
+  try {
+    if (out) engine_->offload_to_host(a.data(), b.data(), static_cast<int>(a.size()));
+    else engine_->reload_from_host(a.data(), b.data(), static_cast<int>(a.size()));
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return env.Undefined();
+}
+
+Napi::Value EngineWrap::ReadHostSlots(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!engine_) throw Napi::Error::New(env, "engine is disposed");
+  if (info.Length() != 1) throw Napi::TypeError::New(env, "readHostSlots(slots): one argument");
+  std::vector<int> slots = block_list(env, info[0], "readHostSlots");
+  if (busy_.load()) throw Napi::Error::New(env, "cannot read the host tier while a step is in flight");
+  const size_t bpb = engine_->kv_bytes_per_block();
+  Napi::Uint8Array out = Napi::Uint8Array::New(env, slots.size() * bpb);
+  try {
+    engine_->read_host_slots(slots.data(), static_cast<int>(slots.size()), out.Data());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return out;
+}
+
+Napi::Value EngineWrap::WriteHostSlots(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!engine_) throw Napi::Error::New(env, "engine is disposed");
+  if (info.Length() != 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw Napi::TypeError::New(env, "writeHostSlots(slots, data): data must be a Uint8Array");
+  std::vector<int> slots = block_list(env, info[0], "writeHostSlots");
+  Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
+  const size_t bpb = engine_->kv_bytes_per_block();
+  if (data.ByteLength() != slots.size() * bpb)
+    throw Napi::RangeError::New(env, "writeHostSlots: data holds " + std::to_string(data.ByteLength()) + " bytes, " +
+                                         std::to_string(slots.size()) + " slots need " + std::to_string(slots.size() * bpb));
+  if (busy_.load()) throw Napi::Error::New(env, "cannot write the host tier while a step is in flight");
+  try {
+    engine_->write_host_slots(slots.data(), static_cast<int>(slots.size()), data.Data());
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, e.what());
   }

@@ -26,6 +26,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value FillKvRandom(const Napi::CallbackInfo& info);
   Napi::Value ReadBlocks(const Napi::CallbackInfo& info);
   Napi::Value WriteBlocks(const Napi::CallbackInfo& info);
+  Napi::Value OffloadToHost(const Napi::CallbackInfo& info);
+  Napi::Value ReloadFromHost(const Napi::CallbackInfo& info);
+  Napi::Value HostCopy(const Napi::CallbackInfo& info, bool out);
+  Napi::Value ReadHostSlots(const Napi::CallbackInfo& info);
+  Napi::Value WriteHostSlots(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   std::unique_ptr<Engine> engine_;

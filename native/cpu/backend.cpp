@@ -32,6 +32,7 @@ class CpuBackend final : public Backend {
   void release_host(void* p) override { release(p); }
   void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void copy_async(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   // Matmul weights are repacked into the kernels' k-major panels (see kernels.h); tables read
   // by rows (embeddings) and block-quantized weights stay where they are (mapped file or
   // generated buffer).

@@ -135,6 +135,11 @@ class CudaBackend final : public Backend {
     KC_CUDA(cudaMemcpyAsync(dst, slot, bytes, cudaMemcpyHostToDevice, stream_));
     staged_ += (bytes + 255) / 256 * 256;
   }
+  // Stream-ordered: device <-> pinned host copies run asynchronously, after the work queued before
+  // them and before the work queued after (unified addressing tells the directions apart).
+  void copy_async(void* dst, const void* src, size_t bytes) override {
+    if (bytes) KC_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_));
+  }
   void download(void* dst, const void* src, size_t bytes) override {
     if (bytes) KC_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
     synchronize();

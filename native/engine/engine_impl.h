@@ -63,6 +63,11 @@ class EngineImpl final : public Engine {
   void fill_kv_random(uint64_t seed) override;
   void read_block(int block, void* dst) override;
   void write_block(int block, const void* src) override;
+  int host_tier_slots() const override { return host_tier_slots_; }
+  void offload_to_host(const int32_t* blocks, const int32_t* slots, int n) override;
+  void reload_from_host(const int32_t* slots, const int32_t* blocks, int n) override;
+  void read_host_slots(const int32_t* slots, int n, void* dst) override;
+  void write_host_slots(const int32_t* slots, int n, const void* src) override;
 
   const ModelConfig& config() const override { return cfg_; }
   const char* backend_name() const override { return backend_->name(); }
@@ -106,6 +111,8 @@ class EngineImpl final : public Engine {
   std::string note_;
   std::vector<void*> allocations_;
   std::vector<void*> host_allocations_;
+  uint8_t* host_tier_ = nullptr;  // host_tier_slots_ slots of kv_bytes_per_block() (alloc_host)
+  int host_tier_slots_ = 0;
   size_t weight_bytes_ = 0;
   std::function<void(uint64_t, uint64_t)> on_progress_;
   uint64_t load_total_ = 0;   // bytes of every tensor spec, as stored

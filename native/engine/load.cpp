@@ -2,6 +2,7 @@
 // against the config's shapes), the paged KV cache of each layer (V in host memory for KCache
 // layers), and reading weights back.
 #include <algorithm>
+#include <climits>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
@@ -71,6 +72,11 @@ EngineImpl::EngineImpl(const EngineOptions& o)
   for (const auto& s : o.tensors) {
     if (!known_.count(s.name)) throw std::runtime_error("unexpected tensor " + s.name + " for this configuration");
   }
+  host_tier_slots_ = static_cast<int>(std::min<size_t>(o.host_tier_bytes / kv_bytes_per_block(), INT32_MAX));
+  if (host_tier_slots_ > 0) {
+    host_tier_ = static_cast<uint8_t*>(backend_->alloc_host(static_cast<size_t>(host_tier_slots_) * kv_bytes_per_block()));
+    host_allocations_.push_back(host_tier_);
+  }
 }
 
 EngineImpl::~EngineImpl() {
@@ -126,6 +132,59 @@ void EngineImpl::fill_kv_random(uint64_t seed) {
   backend_->synchronize();
 }
 
+namespace {
+void check_ids(const int32_t* ids, int n, int limit, const char* what) {
+  for (int i = 0; i < n; ++i)
+    if (ids[i] < 0 || ids[i] >= limit)
+      throw InvalidInput(std::string(what) + " " + std::to_string(ids[i]) + " is outside 0.." + std::to_string(limit - 1));
+}
+}  // namespace
+
+// The host tier's slot holds a block as read_block lays it out: every layer's K rows, then V rows.
+void EngineImpl::offload_to_host(const int32_t* blocks, const int32_t* slots, int n) {
+  check_ids(blocks, n, num_blocks_, "block");
+  check_ids(slots, n, host_tier_slots_, "host tier slot");
+  const size_t lbb = layer_block_bytes(), bpb = kv_bytes_per_block();
+  for (int i = 0; i < n; ++i) {
+    uint8_t* out = host_tier_ + static_cast<size_t>(slots[i]) * bpb;
+    const size_t at = static_cast<size_t>(blocks[i]) * lbb;
+    for (const LayerWeights& L : layers_) {
+      backend_->copy_async(out, static_cast<const uint8_t*>(L.k_cache) + at, lbb);
+      backend_->copy_async(out + lbb, static_cast<const uint8_t*>(L.v_cache) + at, lbb);
+      out += 2 * lbb;
+    }
+  }
+}
+
+void EngineImpl::reload_from_host(const int32_t* slots, const int32_t* blocks, int n) {
+  check_ids(blocks, n, num_blocks_, "block");
+  check_ids(slots, n, host_tier_slots_, "host tier slot");
+  const size_t lbb = layer_block_bytes(), bpb = kv_bytes_per_block();
+  for (int i = 0; i < n; ++i) {
+    const uint8_t* in = host_tier_ + static_cast<size_t>(slots[i]) * bpb;
+    const size_t at = static_cast<size_t>(blocks[i]) * lbb;
+    for (const LayerWeights& L : layers_) {
+      backend_->copy_async(static_cast<uint8_t*>(L.k_cache) + at, in, lbb);
+      backend_->copy_async(static_cast<uint8_t*>(L.v_cache) + at, in + lbb, lbb);
+      in += 2 * lbb;
+    }
+  }
+}
+
+void EngineImpl::read_host_slots(const int32_t* slots, int n, void* dst) {
+  check_ids(slots, n, host_tier_slots_, "host tier slot");
+  backend_->synchronize();  // the copies into these slots are done
+  const size_t bpb = kv_bytes_per_block();
+  for (int i = 0; i < n; ++i) std::memcpy(static_cast<uint8_t*>(dst) + i * bpb, host_tier_ + static_cast<size_t>(slots[i]) * bpb, bpb);
+}
+
+void EngineImpl::write_host_slots(const int32_t* slots, int n, const void* src) {
+  check_ids(slots, n, host_tier_slots_, "host tier slot");
+  backend_->synchronize();  // no queued copy still reads these slots
+  const size_t bpb = kv_bytes_per_block();
+  for (int i = 0; i < n; ++i) std::memcpy(host_tier_ + static_cast<size_t>(slots[i]) * bpb, static_cast<const uint8_t*>(src) + i * bpb, bpb);
+}
+
 void EngineImpl::read_block(int block, void* dst) {
   if (block < 0 || block >= num_blocks_) throw InvalidInput("block " + std::to_string(block) + " is outside the pool of " + std::to_string(num_blocks_));
   const size_t lbb = layer_block_bytes(), at = static_cast<size_t>(block) * lbb;
@@ -143,6 +202,7 @@ void EngineImpl::write_block(int block, const void* src) {
   if (block < 0 || block >= num_blocks_) throw InvalidInput("block " + std::to_string(block) + " is outside the pool of " + std::to_string(num_blocks_));
   const size_t lbb = layer_block_bytes(), at = static_cast<size_t>(block) * lbb;
   const auto* in = static_cast<const uint8_t*>(src);
+  backend_->synchronize();  // a queued copy out of this block (offload_to_host) reads it first
   for (const LayerWeights& L : layers_) {
     backend_->upload(static_cast<uint8_t*>(L.k_cache) + at, in, lbb);
     in += lbb;

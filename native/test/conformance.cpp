@@ -396,6 +396,32 @@ void test_model(const std::string& label, EngineOptions o, double tol, int promp
   std::printf("     backends: %s | %s\n", cpu->backend_name(), gpu->backend_name());
 }
 
+// The offload host tier on the CUDA engine: a pool block copied to a pinned slot and back into
+// another block (stream-ordered copies, no waits in between) arrives byte for byte.
+void test_host_tier(const std::string& label, EngineOptions o) {
+  o.num_blocks = 16;
+  o.block_size = 16;
+  o.backend = "cuda";
+  auto e = Engine::create(o);
+  o.host_tier_bytes = 4 * e->kv_bytes_per_block();
+  e = Engine::create(o);
+  e->fill_kv_random(7);
+  const size_t bpb = e->kv_bytes_per_block();
+  std::vector<uint8_t> a(bpb), b(bpb), slot(bpb), zeros(bpb, 0);
+  e->read_block(3, a.data());
+  const int32_t blocks_out[] = {3}, slots[] = {2}, blocks_in[] = {9};
+  e->offload_to_host(blocks_out, slots, 1);
+  e->reload_from_host(slots, blocks_in, 1);
+  e->read_block(9, b.data());
+  e->read_host_slots(slots, 1, slot.data());
+  check_bytes(label + " host tier: block -> pinned slot -> block", a, b);
+  check_bytes(label + " host tier: the slot's bytes", a, slot);
+  e->write_host_slots(slots, 1, zeros.data());
+  e->reload_from_host(slots, blocks_in, 1);
+  e->read_block(9, b.data());
+  check_bytes(label + " host tier: written slot -> block", zeros, b);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -439,6 +465,13 @@ int main(int argc, char** argv) {
     test_model("dummy:tiny bf16", testing::dummy_model("tiny", DType::BF16), 2e-2);
     test_model("dummy:smol135 bf16", testing::dummy_model("smol135", DType::BF16), 2e-2);
     test_model("dummy:smol135 f16", testing::dummy_model("smol135", DType::F16), 2e-2);
+    test_host_tier("dummy:tiny f32", testing::dummy_model("tiny", DType::F32));
+    {
+      EngineOptions k = testing::llama2c_model(stories);
+      k.attention = AttentionMode::KCache;
+      k.kv_dtype = DType::F16;
+      test_host_tier("stories260K KCache f16 KV", k);
+    }
     // the KV cache dtypes, whole model, in full and KCache attention: both backends round K and V
     // the same way, but a value that lands on a rounding boundary after differently ordered f32
     // sums may round to a neighbour (one f16/bf16 ulp, one q8_0 step), hence 2e-2

@@ -81,6 +81,9 @@ class Backend {
   virtual void release_host(void* p) = 0;
   virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
+  // A copy between any two of this backend's memories (alloc and alloc_host), in the order of its
+  // work and without waiting for it (an asynchronous copy on a GPU's stream; memcpy on the CPU).
+  virtual void copy_async(void* dst, const void* src, size_t bytes) = 0;
   // Where a host-resident weight must live, and in what layout, to be used by this backend's
   // ops: as the right-hand side of matmul, or as a table read by rows (embedding). The CPU
   // backend repacks matmul weights into k-major panels; a device backend copies them.

@@ -56,6 +56,9 @@ struct EngineOptions {
   // kv_fallback_keeps_bytes (a pool sized in bytes) in fewer blocks, else in as many.
   bool kv_dtype_is_default = false;
   bool kv_fallback_keeps_bytes = false;
+  // The offload host tier: bytes of memory the backend copies to and from without waiting
+  // (alloc_host: pinned on a GPU), in slots of kv_bytes_per_block(); 0: none.
+  size_t host_tier_bytes = 0;
   int threads = 0;  // 0: all hardware threads (CPU backend)
   // "auto" (CUDA when this build has it and a device is visible, else CPU; KCACHE_BACKEND
   // overrides), "cpu" or "cuda" (an error when unavailable).
@@ -105,6 +108,17 @@ class Engine {
   // engine of the same model, dtype and block size. Not while a step runs.
   virtual void read_block(int block, void* dst) = 0;
   virtual void write_block(int block, const void* src) = 0;
+  // The offload host tier (EngineOptions::host_tier_bytes): host_tier_slots() slots of one block
+  // each. offload_to_host and reload_from_host copy between pool blocks and slots in the order of
+  // the backend's work, without waiting: a copy out of a block is done before any later step
+  // writes the block, a copy in before any later step reads it. read/write_host_slots wait for
+  // the copies issued before them (the slots' bytes, for a disk tier or a peer). Not while a step
+  // runs.
+  virtual int host_tier_slots() const = 0;
+  virtual void offload_to_host(const int32_t* blocks, const int32_t* slots, int n) = 0;
+  virtual void reload_from_host(const int32_t* slots, const int32_t* blocks, int n) = 0;
+  virtual void read_host_slots(const int32_t* slots, int n, void* dst) = 0;
+  virtual void write_host_slots(const int32_t* slots, int n, const void* src) = 0;
   virtual int threads() const = 0;
   virtual int num_blocks() const = 0;
   virtual int block_size() const = 0;

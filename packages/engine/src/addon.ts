@@ -40,6 +40,8 @@ export interface NativeLoadOptions {
   /** kvDtype is the default: a backend without it stores f32 (in fewer blocks when kvPoolSizedInBytes). */
   kvDtypeIsDefault?: boolean;
   kvPoolSizedInBytes?: boolean;
+  /** The offload host tier's bytes (slots of kvBytesPerBlock; 0: none). */
+  hostTierBytes?: number;
 }
 
 /** One batched step; rows are the new tokens of all sequences, concatenated. */
@@ -71,6 +73,8 @@ export interface NativeEngineInfo {
   kvDeviceBytesPerBlock: number;
   /** V of KCache layers (0 in full mode). */
   kvHostBytesPerBlock: number;
+  /** Slots of the offload host tier (hostTierBytes / kvBytesPerBlock). */
+  hostTierSlots: number;
   attention: AttentionMode;
   kcache?: KCacheSettings;
   weightBytes: number;
@@ -103,6 +107,10 @@ export interface NativeEngine {
   readBlocks(blocks: number[]): Uint8Array;
   /** Writes blocks read by readBlocks (from an engine of the same model, dtype and block size). */
   writeBlocks(blocks: number[], data: Uint8Array): void;
+  offloadToHost(blocks: number[], slots: number[]): void;
+  reloadFromHost(slots: number[], blocks: number[]): void;
+  readHostSlots(slots: number[]): Uint8Array;
+  writeHostSlots(slots: number[], data: Uint8Array): void;
   dispose(): void;
 }
 

@@ -33,9 +33,14 @@ export interface EngineOptions {
   /**
    * How the KV cache stores rows (default f32, exact). 'auto' is the serving default
    * (`--kv-cache-dtype`): the weights' 16-bit type (bf16 for bf16 models, else f16), as vLLM's
-   * "auto" and llama.cpp's f16, kept f32 on a backend without kernels for it (CUDA, for now).
+   * "auto" and llama.cpp's f16, kept f32 on a backend without kernels for it.
    */
   kvDtype?: KvDtype | 'auto';
+  /**
+   * The offload host tier (a worker's `--offload-bytes`): bytes of host memory the backend copies
+   * pool blocks to and from without waiting (pinned on a GPU), in slots of kvBytesPerBlock.
+   */
+  hostTierBytes?: number;
 }
 
 /** The KV dtype a model gets by default: bf16 for bf16 weights, f16 otherwise. */
@@ -109,6 +114,7 @@ export class Engine {
         kvDtype,
         kvDtypeIsDefault: opts.kvDtype === 'auto',
         kvPoolSizedInBytes: opts.numBlocks === undefined,
+        hostTierBytes: opts.hostTierBytes ?? 0,
       });
       return new Engine(native, model);
     } catch (e) {
@@ -245,6 +251,29 @@ export class Engine {
   /** Writes blocks copied by readBlocks (this model, KV dtype and block size) into `blocks`. */
   writeBlocks(blocks: readonly number[], data: Uint8Array): void {
     this.native.writeBlocks([...blocks], data);
+  }
+
+  /**
+   * Copies pool blocks into host tier slots (info().hostTierSlots of them), in the order of the
+   * backend's work and without waiting: done before any later step writes those blocks.
+   */
+  offloadToHost(blocks: readonly number[], slots: readonly number[]): void {
+    this.native.offloadToHost([...blocks], [...slots]);
+  }
+
+  /** Copies host tier slots into pool blocks, without waiting: done before any later step reads them. */
+  reloadFromHost(slots: readonly number[], blocks: readonly number[]): void {
+    this.native.reloadFromHost([...slots], [...blocks]);
+  }
+
+  /** The slots' bytes (as readBlocks lays a block out), once the copies into them are done. */
+  readHostSlots(slots: readonly number[]): Uint8Array {
+    return this.native.readHostSlots([...slots]);
+  }
+
+  /** Writes blocks' bytes into slots, once no queued copy reads them. */
+  writeHostSlots(slots: readonly number[], data: Uint8Array): void {
+    this.native.writeHostSlots([...slots], data);
   }
 
   dispose(): void {

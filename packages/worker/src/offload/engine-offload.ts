@@ -1,10 +1,10 @@
 /**
- * The offload tiers wired to the engine: blocks the pool evicts are copied out of the engine
- * (readBlocks) into the tiers, and a prefix the tiers hold is copied back into fresh pool blocks
- * (writeBlocks) when the scheduler admits a request. Both run between engine steps (the loop's
- * schedule() call); on the CPU backend a copy is a memcpy, on CUDA a device copy.
+ * The offload tiers as the pool's neighbours: BlockManager.onEvict hands them every evicted block
+ * (copied out by the engine before its slot is reused), and the scheduler's admission finds a
+ * prefix's continuation in them (BlockSource) and has it copied back into fresh pool blocks. Both
+ * run between engine steps (the loop's schedule() call); this adapter times them and counts what
+ * each tier served.
  */
-import type { Engine } from '@kcache/engine';
 import type { BlockHash, OffloadTier } from '@kcache/protocol';
 import type { EvictedBlock } from '../scheduler/block-manager.js';
 import type { BlockSource } from '../scheduler/scheduler.js';
@@ -17,24 +17,17 @@ export interface OffloadObserver {
   reloadSeconds(s: number): void;
 }
 
-type BlockCopier = Pick<Engine, 'readBlocks' | 'writeBlocks'>;
-
 export class EngineOffload implements BlockSource {
   constructor(
-    private readonly engine: BlockCopier,
     readonly tiers: OffloadTiers,
-    private readonly blockBytes: number,
     private readonly blockSize: number,
     private readonly observer: OffloadObserver | null = null,
   ) {}
 
-  /** BlockManager.onEvict: copy the evicted blocks out before their slots are reused. */
+  /** BlockManager.onEvict: the evicted blocks go to the tiers before their slots are reused. */
   readonly onEvict = (evicted: EvictedBlock[]): void => {
     const t0 = performance.now();
-    const data = this.engine.readBlocks(evicted.map((e) => e.block));
-    this.tiers.offload(
-      evicted.map((e, i) => ({ hash: e.hash, parent: e.parent, data: data.subarray(i * this.blockBytes, (i + 1) * this.blockBytes) })),
-    );
+    this.tiers.offload(evicted);
     this.observer?.copyOutSeconds((performance.now() - t0) / 1000);
   };
 
@@ -44,19 +37,14 @@ export class EngineOffload implements BlockSource {
 
   load(hashes: readonly BlockHash[], blocks: readonly number[]): number {
     const t0 = performance.now();
-    const got = this.tiers.take(hashes.slice(0, blocks.length));
-    if (got.length > 0) {
-      const buf = new Uint8Array(got.length * this.blockBytes);
-      got.forEach((g, i) => {
-        buf.set(g.data, i * this.blockBytes);
-      });
-      this.engine.writeBlocks(blocks.slice(0, got.length), buf);
+    const from = this.tiers.reload(hashes, blocks);
+    if (from.length > 0) {
       for (const tier of ['offload_ram', 'offload_disk'] as const) {
-        const n = got.filter((g) => g.tier === tier).length;
+        const n = from.filter((t) => t === tier).length;
         if (n > 0) this.observer?.reloaded(tier, n, n * this.blockSize);
       }
       this.observer?.reloadSeconds((performance.now() - t0) / 1000);
     }
-    return got.length;
+    return from.length;
   }
 }

@@ -1,12 +1,17 @@
 /**
- * A worker's offload tiers, below its device KV pool (Dynamo's KV block manager, LMCache and
- * SGLang's HiCache do the same): a block evicted from the pool is copied to host RAM
- * (`--offload-bytes`), and what RAM evicts goes to disk (`--offload-dir`, `--offload-disk-bytes`),
- * each tier with its own LRU; what disk evicts is gone. A prefix found in a tier is copied back
- * into the pool instead of recomputed. Tiers are exclusive: a block is in the pool or in one
- * offload tier, so the index records one tier per block and each move is `removed` from one tier
- * then `stored` in the next. (These are not KCache's host-resident V half, which is part of the
- * pool: tier `host`.)
+ * A worker's offload tiers, below its KV pool (Dynamo's KV block manager, LMCache and SGLang's
+ * HiCache do the same): a block evicted from the pool is copied to host RAM (`--offload-bytes`),
+ * and what RAM evicts goes to disk (`--offload-dir`, `--offload-disk-bytes`), each tier with its
+ * own LRU; what disk evicts is gone. A prefix found in a tier is copied back into the pool instead
+ * of recomputed. Tiers are exclusive: a block is in the pool or in one offload tier, so the index
+ * records one tier per block and each move is `removed` from one tier then `stored` in the next.
+ * (These are not KCache's host-resident V half, which is part of the pool: tier `host`.)
+ *
+ * The RAM tier is the engine's host tier: slots of host memory the backend copies pool blocks to
+ * and from in the order of its work, without waiting (pinned memory and stream-ordered copies on
+ * a GPU, memcpy on the CPU). A copy out of an evicted block is queued before the step that reuses
+ * the block, a copy into a fresh block before the step that reads it; the bytes cross to this
+ * process only for the disk tier and for peers.
  *
  * Blocks are keyed by their chain hash (model, cache salt and every token before them), so a
  * reloaded block is exactly the one that was evicted. A disk file carries a header naming the
@@ -14,13 +19,13 @@
  * data: a missing, truncated, corrupt or foreign file is a miss (the block is recomputed), never
  * wrong output.
  *
- * Pure apart from the disk tier's synchronous file I/O; the worker wires `onEvent` to its KV
- * event stream.
+ * The worker wires `onEvent` to its KV event stream; every engine copy happens between steps.
  */
 import { mkdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import type { Engine } from '@kcache/engine';
 import type { BlockHash, KvEvent, OffloadTier } from '@kcache/protocol';
 
 /** A block's contents as the engine stores them, with its place in the prefix chain. */
@@ -30,9 +35,23 @@ export interface BlockCopy {
   data: Uint8Array;
 }
 
+/** A pool block about to be reused, and its place in the prefix chain. */
+export interface PoolBlock {
+  block: number;
+  hash: BlockHash;
+  parent: BlockHash | null;
+}
+
+/** The engine's copies the tiers use: pool blocks to and from host tier slots, and bytes. */
+export type BlockCopier = Pick<
+  Engine,
+  'readBlocks' | 'writeBlocks' | 'offloadToHost' | 'reloadFromHost' | 'readHostSlots' | 'writeHostSlots'
+>;
+
 export interface OffloadOptions {
-  /** Host-RAM tier capacity (0: none). */
-  ramBytes: number;
+  engine: BlockCopier;
+  /** Slots of the engine's host tier (Engine.load's hostTierBytes): the RAM tier's capacity, 0 for none. */
+  ramSlots: number;
   /** Disk tier directory (this worker's blocks go in a subdirectory of its own); null: no disk tier. */
   diskDir: string | null;
   diskBytes: number;
@@ -94,13 +113,21 @@ class Lru<V> {
   }
 }
 
+interface RamEntry {
+  parent: BlockHash | null;
+  slot: number;
+  /** The tier it was promoted from (a disk block read ahead for a request), for the accounting. */
+  from?: OffloadTier;
+}
+
 export class OffloadTiers {
-  /** `from`: the tier a block was promoted from (a disk block read ahead for a request), for the accounting. */
-  private readonly ram = new Lru<{ parent: BlockHash | null; data: Uint8Array; from?: OffloadTier }>();
+  private readonly ram = new Lru<RamEntry>();
+  private readonly freeSlots: number[] = [];
   private readonly disk = new Lru<{ parent: BlockHash | null }>();
   private readonly ramCap: number;
   private readonly diskCap: number;
   private readonly dir: string | null;
+  private readonly engine: BlockCopier;
   private readonly emit: (e: KvEvent) => void;
   private readonly observer: TierObserver | null;
   readonly counters: OffloadCounters = {
@@ -112,7 +139,9 @@ export class OffloadTiers {
 
   constructor(private readonly o: OffloadOptions) {
     if (!(o.blockBytes > 0)) throw new RangeError(`offload: blockBytes must be positive, got ${o.blockBytes}`);
-    this.ramCap = Math.floor(o.ramBytes / o.blockBytes);
+    this.engine = o.engine;
+    this.ramCap = o.ramSlots;
+    for (let s = o.ramSlots - 1; s >= 0; s--) this.freeSlots.push(s);
     this.diskCap = o.diskDir === null ? 0 : Math.floor(o.diskBytes / o.blockBytes);
     this.emit = o.onEvent ?? (() => {});
     this.observer = o.observer ?? null;
@@ -162,56 +191,34 @@ export class OffloadTiers {
     return n;
   }
 
-  /** Blocks evicted from the device pool, copied out: into RAM (or straight to disk without a RAM tier). */
-  offload(blocks: readonly BlockCopy[]): void {
-    for (const b of blocks) {
-      if (b.data.length !== this.o.blockBytes)
-        throw new RangeError(`offload: block ${b.hash} has ${b.data.length} bytes, not ${this.o.blockBytes}`);
+  /** Pool blocks about to be reused (BlockManager.onEvict): into RAM, or straight to disk without a RAM tier. */
+  offload(evicted: readonly PoolBlock[]): void {
+    for (const b of evicted) {
       if (this.tierOf(b.hash) !== null) continue; // already below (cannot happen with exclusive tiers; harmless)
-      if (this.ramCap > 0) this.putRam(b);
-      else this.putDisk(b);
-    }
-  }
-
-  /**
-   * Reads the disk blocks among the leading `hashes` into RAM ahead of a request's admission
-   * (asynchronously: the serving loop keeps running while the files are read), so admission only
-   * copies from memory. Stops at the first hash neither RAM nor disk holds, or whose file fails its
-   * check. Without a RAM tier nothing is promoted (admission reads the files). Returns how many moved.
-   */
-  async promote(hashes: readonly BlockHash[]): Promise<number> {
-    if (this.ramCap === 0 || this.dir === null) return 0;
-    let moved = 0;
-    for (const h of hashes) {
-      if (this.ram.has(h)) continue;
-      const d = this.disk.map.get(h);
-      if (!d) break;
-      const data = await this.readDiskAsync(h);
-      if (this.disk.map.get(h) !== d) break; // taken or dropped while it was read
-      this.disk.take(h);
-      this.unlink(h);
-      this.emit({ type: 'removed', hashes: [h], tier: 'offload_disk' });
-      if (!data) {
-        this.count('corrupt');
-        break;
+      if (this.ramCap > 0) {
+        const slot = this.takeSlot();
+        // queued before the step that reuses the block; one block at a time, so a slot spilled
+        // to disk later was written by a copy issued before that spill's read
+        this.engine.offloadToHost([b.block], [slot]);
+        this.ram.set(b.hash, { parent: b.parent, slot });
+        this.count('offload_ram');
+        this.emit({ type: 'stored', hashes: [b.hash], parent: b.parent, tier: 'offload_ram' });
+      } else {
+        this.putDisk({ hash: b.hash, parent: b.parent, data: this.engine.readBlocks([b.block]) });
       }
-      this.putRam({ hash: h, parent: d.parent, data }, 'offload_disk');
-      moved++;
     }
-    return moved;
   }
 
-  private putRam(b: BlockCopy, from?: OffloadTier): void {
-    while (this.ram.size >= this.ramCap) {
-      const [h, v] = this.ram.oldest() as [BlockHash, { parent: BlockHash | null; data: Uint8Array }];
-      this.ram.take(h);
-      this.emit({ type: 'removed', hashes: [h], tier: 'offload_ram' });
-      this.putDisk({ hash: h, parent: v.parent, data: v.data });
-    }
-    // a copy: the caller's buffer may be a view of a larger read
-    this.ram.set(b.hash, { parent: b.parent, data: from ? b.data : Uint8Array.from(b.data), from });
-    this.count('offload_ram');
-    this.emit({ type: 'stored', hashes: [b.hash], parent: b.parent, tier: 'offload_ram' });
+  /** A free slot of the RAM tier, spilling its least recently used block to disk if none is free. */
+  private takeSlot(): number {
+    const free = this.freeSlots.pop();
+    if (free !== undefined) return free;
+    const [h, v] = this.ram.oldest() as [BlockHash, RamEntry];
+    this.ram.take(h);
+    this.emit({ type: 'removed', hashes: [h], tier: 'offload_ram' });
+    if (this.dir !== null) this.putDisk({ hash: h, parent: v.parent, data: this.engine.readHostSlots([v.slot]) });
+    else this.count('dropped');
+    return v.slot;
   }
 
   private putDisk(b: BlockCopy): void {
@@ -239,19 +246,24 @@ export class OffloadTiers {
   }
 
   /**
-   * Removes the leading blocks of `hashes` from the tiers and returns their data, in order, for
-   * the pool: stops at the first block no tier holds or whose disk file fails its check (that one
-   * is dropped).
+   * Copies the leading blocks of `hashes` the tiers hold into the pool blocks `blocks` (as many as
+   * there are), removing them from the tiers: from RAM by the engine's queued copy, from disk by
+   * reading the file. Stops at the first block no tier holds or whose file fails its check (that
+   * one is dropped). Returns the tier each block came from, in order.
    */
-  take(hashes: readonly BlockHash[]): (BlockCopy & { tier: OffloadTier })[] {
-    const out: (BlockCopy & { tier: OffloadTier })[] = [];
-    for (const h of hashes) {
+  reload(hashes: readonly BlockHash[], blocks: readonly number[]): OffloadTier[] {
+    const out: OffloadTier[] = [];
+    for (let i = 0; i < Math.min(hashes.length, blocks.length); i++) {
+      const h = hashes[i] as BlockHash;
+      const block = blocks[i] as number;
       const r = this.ram.take(h);
       if (r) {
+        this.engine.reloadFromHost([r.slot], [block]);
+        this.freeSlots.push(r.slot); // a later copy into it is queued after this one
+        this.emit({ type: 'removed', hashes: [h], tier: 'offload_ram' });
         const tier = r.from ?? 'offload_ram';
         this.counters.reloaded[tier]++;
-        this.emit({ type: 'removed', hashes: [h], tier: 'offload_ram' });
-        out.push({ hash: h, parent: r.parent, data: r.data, tier });
+        out.push(tier);
         continue;
       }
       const d = this.disk.take(h);
@@ -263,16 +275,50 @@ export class OffloadTiers {
         this.count('corrupt');
         break;
       }
+      this.engine.writeBlocks([block], data);
       this.counters.reloaded.offload_disk++;
-      out.push({ hash: h, parent: d.parent, data, tier: 'offload_disk' });
+      out.push('offload_disk');
     }
     return out;
   }
 
-  /** A copy of a held block's data, left in its tier (for a peer); null if no tier holds it or its file fails the check. */
+  /**
+   * Reads the disk blocks among the leading `hashes` into RAM ahead of a request's admission
+   * (asynchronously: the serving loop keeps running while the files are read), so admission only
+   * queues copies from memory. Stops at the first hash neither RAM nor disk holds, or whose file
+   * fails its check. Without a RAM tier nothing is promoted (admission reads the files). Returns
+   * how many moved.
+   */
+  async promote(hashes: readonly BlockHash[]): Promise<number> {
+    if (this.ramCap === 0 || this.dir === null) return 0;
+    let moved = 0;
+    for (const h of hashes) {
+      if (this.ram.has(h)) continue;
+      const d = this.disk.map.get(h);
+      if (!d) break;
+      const data = await this.readDiskAsync(h);
+      if (this.disk.map.get(h) !== d) break; // taken or dropped while it was read
+      this.disk.take(h);
+      this.unlink(h);
+      this.emit({ type: 'removed', hashes: [h], tier: 'offload_disk' });
+      if (!data) {
+        this.count('corrupt');
+        break;
+      }
+      const slot = this.takeSlot();
+      this.engine.writeHostSlots([slot], data);
+      this.ram.set(h, { parent: d.parent, slot, from: 'offload_disk' });
+      this.count('offload_ram');
+      this.emit({ type: 'stored', hashes: [h], parent: d.parent, tier: 'offload_ram' });
+      moved++;
+    }
+    return moved;
+  }
+
+  /** A held block's bytes, left in its tier (for a peer); null if no tier holds it or its file fails the check. */
   peek(hash: BlockHash): Uint8Array | null {
     const r = this.ram.map.get(hash);
-    if (r) return r.data;
+    if (r) return this.engine.readHostSlots([r.slot]);
     return this.disk.has(hash) ? this.readDisk(hash) : null;
   }
 

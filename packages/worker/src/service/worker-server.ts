@@ -82,7 +82,7 @@ export interface WorkerOptions {
   tls?: ClusterTls | null;
   /** The model's name in the API, the metrics and block hashes (default: its reference, e.g. a path). */
   servedModelName?: string;
-  /** Host-RAM offload tier below the KV pool, in bytes (`--offload-bytes`; 0: none). */
+  /** Host-RAM offload tier below the KV pool, in bytes (`--offload-bytes`; 0: none): the engine's host tier. */
   offloadBytes?: number;
   /** Disk offload tier below the RAM one (`--offload-dir`, `--offload-disk-bytes`). */
   offloadDir?: string | null;
@@ -168,6 +168,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     numBlocks: o.numBlocks,
     kvCacheBytes: o.kvCacheBytes,
     kvDtype: o.kvDtype ?? 'auto',
+    hostTierBytes: o.offloadBytes ?? 0,
     blockSize: o.blockSize,
     threads: o.threads,
     attention: o.attention,
@@ -196,7 +197,8 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const maxWaiting = o.maxWaiting ?? 1024;
   // offload tiers below the pool; a block's bytes are compatible only with this layout
   const tiers = new OffloadTiers({
-    ramBytes: o.offloadBytes ?? 0,
+    engine,
+    ramSlots: info.hostTierSlots,
     diskDir: o.offloadDir ?? null,
     diskBytes: o.offloadDiskBytes ?? 0,
     blockBytes: info.kvBytesPerBlock,
@@ -205,7 +207,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     onEvent,
     observer: metrics.tierObserver(),
   });
-  const offload = tiers.enabled ? new EngineOffload(engine, tiers, info.kvBytesPerBlock, info.blockSize, metrics.offloadObserver()) : null;
+  const offload = tiers.enabled ? new EngineOffload(tiers, info.blockSize, metrics.offloadObserver()) : null;
   if (offload) {
     blocks.onEvict = offload.onEvict;
     metrics.observeOffload(() => tiers.stats());
