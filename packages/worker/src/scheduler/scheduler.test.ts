@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { BlockManager } from './block-manager.js';
-import { SchedRequest, Scheduler, type StepPlan } from './scheduler.js';
+import { type BlockSource, SchedRequest, Scheduler, type StepPlan } from './scheduler.js';
 
 const extra = { modelId: 'm' };
 const seq = (n: number, base = 0) => Array.from({ length: n }, (_, i) => base + i + 1);
@@ -173,5 +173,56 @@ describe('Scheduler', () => {
     }
     expect(p.preempted.map((r) => r.id)).toEqual(['low']);
     expect(s.running.map((r) => r.id)).toEqual(['high']);
+  });
+
+  test('a prefix that continues below the pool is copied into the first fresh blocks, registered and counted cached', () => {
+    const bm = new BlockManager(16, 4);
+    // what lies below the pool: the blocks of hashes it was given, and where each was loaded
+    const held = new Map<string, number>();
+    const loads: [string, number][] = [];
+    let failAt = Number.POSITIVE_INFINITY;
+    const below: BlockSource = {
+      lookup: (hashes) => {
+        let n = 0;
+        while (n < hashes.length && held.has(hashes[n] as string)) n++;
+        return n;
+      },
+      load: (hashes, blocks) => {
+        let n = 0;
+        for (; n < hashes.length && n < failAt; n++) loads.push([hashes[n] as string, blocks[n] as number]);
+        return n;
+      },
+    };
+    const s = new Scheduler(bm, { maxNumSeqs: 8, maxBatchedTokens: 64 }, below);
+    const a = new SchedRequest('a', seq(17), extra, 0);
+    s.add(a);
+    run(s, s.schedule());
+    const hashes = [...a.blockHashes]; // its 4 full blocks
+    s.finish(a);
+    expect(hashes).toHaveLength(4);
+    // evicted from the pool (taking every block evicts the idle cached ones), held below
+    bm.release(bm.allocate(bm.available) as number[]);
+    expect(bm.lookup(hashes)).toHaveLength(0);
+    for (const h of hashes) held.set(h, 1);
+    const b = new SchedRequest('b', seq(17), extra, 1);
+    s.add(b);
+    const p = s.schedule();
+    expect(b.cachedTokens).toBe(16); // 4 blocks of 4 below the pool; the last token's block computed
+    expect(b.reloadedTokens).toBe(16);
+    expect(p.items[0]?.startPos).toBe(16);
+    expect(loads.map(([h]) => h)).toEqual(hashes);
+    expect(loads.map(([, blk]) => blk)).toEqual(b.blockTable.slice(0, 4));
+    expect(bm.lookup(hashes)).toEqual(b.blockTable.slice(0, 4)); // registered in the pool
+    // a load that fails part way: the rest is computed
+    run(s, p);
+    s.finish(b);
+    bm.release(bm.allocate(bm.available) as number[]);
+    loads.length = 0;
+    failAt = 2;
+    const c = new SchedRequest('c', seq(17), extra, 2);
+    s.add(c);
+    expect(s.schedule().items[0]?.startPos).toBe(8);
+    expect(c.cachedTokens).toBe(8);
+    expect(c.reloadedTokens).toBe(8);
   });
 });

@@ -5,9 +5,10 @@
  * served, each with as much of its prompt as the budget allows (chunked prefill). A request
  * admitted for the first time reuses the longest cached prefix of its prompt's full blocks,
  * never the block holding the last prompt token (its logits are needed), and takes the blocks
- * for the rest of its prompt at once. When a running
- * sequence needs a block and none is left, the most recently arrived running sequence is
- * preempted: its blocks are released and it goes back to the front of the queue to be
+ * for the rest of its prompt at once; where the pool's prefix ends and a lower tier (BlockSource:
+ * the worker's offload tiers) continues it, those blocks are copied into the first fresh ones.
+ * When a running sequence needs a block and none is left, the most recently arrived running
+ * sequence is preempted: its blocks are released and it goes back to the front of the queue to be
  * recomputed (usually from the prefix cache). Pure: the engine loop calls schedule(), runs the
  * step, then commit().
  *
