@@ -51,6 +51,9 @@ describe('Hugging Face safetensors models (half-split RoPE)', () => {
     ['Mistral bf16', { arch: 'MistralForCausalLM', dtype: 'bf16' }, 1e-4],
     ['Llama f32, head_dim 64', { arch: 'LlamaForCausalLM', dtype: 'f32', dim: 128, hidden: 160, heads: 2, kvHeads: 1 }, 1e-4],
     ['Llama bf16, head_dim 128', { arch: 'LlamaForCausalLM', dtype: 'bf16', dim: 256, hidden: 96, heads: 2, kvHeads: 2 }, 1e-4],
+    // the attention kernels read each K/V row once for a KV head's whole group: 8 and 3 heads a group
+    ['Llama f32, GQA 8/1', { arch: 'LlamaForCausalLM', dtype: 'f32', dim: 128, hidden: 96, heads: 8, kvHeads: 1 }, 1e-4],
+    ['Llama f32, GQA 6/2, head_dim 32', { arch: 'LlamaForCausalLM', dtype: 'f32', dim: 192, hidden: 96, heads: 6, kvHeads: 2 }, 1e-4],
     [
       'Llama f16, odd sizes (SIMD tails)',
       { arch: 'LlamaForCausalLM', dtype: 'f16', dim: 36, hidden: 50, heads: 3, kvHeads: 1, vocab: 301 },
@@ -74,6 +77,28 @@ describe('Hugging Face safetensors models (half-split RoPE)', () => {
     const ids = randomIds(40, spec.config.vocabSize, 11);
     const ref = referenceLogits(referenceConfig(m), weightSource(m), ids);
     await expectMatchesReference(await load(spec), ref, ids, tol);
+  });
+});
+
+describe('16-bit KV cache rows read in place by the grouped attention kernels', () => {
+  // K and V rounded to 16 bits: a few thousandths of the largest logit from the f64 reference
+  test.each(['f16', 'bf16'] as const)('Llama f32, GQA 6/2, head_dim 32, %s KV cache', async (kvDtype) => {
+    const m = writeTinyHfModel({
+      arch: 'LlamaForCausalLM',
+      dim: 192,
+      hidden: 96,
+      layers: 2,
+      heads: 6,
+      kvHeads: 2,
+      vocab: 300,
+      dtype: 'f32',
+    });
+    const spec = loadHfDir(m.dir);
+    const ids = randomIds(40, spec.config.vocabSize, 12);
+    const ref = referenceLogits(referenceConfig(m), weightSource(m), ids);
+    const e = await Engine.load(spec, { numBlocks: 64, threads: 2, kvDtype });
+    engines.push(e);
+    await expectMatchesReference(e, ref, ids, kvDtype === 'f16' ? 2e-3 : 2e-2);
   });
 });
 

@@ -75,7 +75,7 @@ struct Shape {
 // are one contiguous run of memory), and the rows kAhead positions on are prefetched: read whole
 // blocks head by head, three strided passes over each block, keys streamed from memory at about
 // half the rate.
-constexpr int kTile = 8;
+constexpr int kTile = 16;
 constexpr int kAhead = 16;
 
 // Rows of a tile as the kernels read them: f32 (the cache, or a q8_0 tile dequantized), or the
@@ -89,14 +89,21 @@ struct Tile {
   }
 };
 
-// scores = scale * q · K rows, and out += weights · V rows, on a tile of either kind.
-inline void tile_dot(Ctx& c, const Shape& s, const Tile& tile, int kvh, float* scores, const float* q, int n) {
-  if (tile.dtype == DType::F32) c.k.dot_rows(scores, q, static_cast<const float*>(tile.head(s, kvh)), n, s.kv_dim, s.hd, s.scale);
-  else c.k.dot_rows_16(tile.dtype, scores, q, static_cast<const uint16_t*>(tile.head(s, kvh)), n, s.kv_dim, s.hd, s.scale);
+// For the `group` query heads of KV head kvh (scores and weights lds apart, queries hd apart,
+// outputs out_stride apart): scores = scale * q · K rows, and out += weights · V rows, on a tile
+// of either kind; each row of the tile is read once for the whole group.
+inline void tile_dot(Ctx& c, const Shape& s, const Tile& tile, int kvh, float* scores, int64_t lds, const float* q, int n) {
+  if (tile.dtype == DType::F32)
+    c.k.dot_rows(scores, lds, q, s.group, static_cast<const float*>(tile.head(s, kvh)), n, s.kv_dim, s.hd, s.scale);
+  else c.k.dot_rows_16(tile.dtype, scores, lds, q, s.group, static_cast<const uint16_t*>(tile.head(s, kvh)), n, s.kv_dim, s.hd, s.scale);
 }
-inline void tile_axpy(Ctx& c, const Shape& s, const Tile& tile, int kvh, float* out, const float* weights, int n) {
-  if (tile.dtype == DType::F32) c.k.axpy_rows(out, weights, static_cast<const float*>(tile.head(s, kvh)), n, s.kv_dim, s.hd);
-  else c.k.axpy_rows_16(tile.dtype, out, weights, static_cast<const uint16_t*>(tile.head(s, kvh)), n, s.kv_dim, s.hd);
+inline void tile_axpy(Ctx& c, const Shape& s, const Tile& tile, int kvh, float* out, int64_t out_stride, const float* weights, int64_t lds,
+                      int n) {
+  if (tile.dtype == DType::F32)
+    c.k.axpy_rows(out, out_stride, weights, lds, s.group, static_cast<const float*>(tile.head(s, kvh)), n, s.kv_dim, s.hd);
+  else
+    c.k.axpy_rows_16(tile.dtype, out, out_stride, weights, lds, s.group, static_cast<const uint16_t*>(tile.head(s, kvh)), n, s.kv_dim,
+                     s.hd);
 }
 
 // f(t, n, tile) for each tile of positions [t, t + n).
@@ -157,7 +164,10 @@ void chunk_task(Ctx& c, const Shape& s, const Row* rows, int r0, int nq, int chu
       if (ni <= 0) continue;
       const float* qr = q + static_cast<int64_t>(r0 + i) * s.q_dim;
       float* sc = scores_of(i);
-      for (int h = 0; h < s.n_heads; ++h) tile_dot(c, s, tile, h / s.group, sc + h * lds + (t - t0), qr + h * s.hd, ni);
+      for (int kvh = 0; kvh * s.group < s.n_heads; ++kvh) {
+        const int h = kvh * s.group;
+        tile_dot(c, s, tile, kvh, sc + h * lds + (t - t0), lds, qr + h * s.hd, ni);
+      }
     }
   });
   if (topn) return;
@@ -190,7 +200,11 @@ void chunk_task(Ctx& c, const Shape& s, const Row* rows, int r0, int nq, int chu
       const int ni = std::min(n, end_of(i) - t);
       if (ni <= 0) continue;
       const float* sc = scores_of(i);
-      for (int h = 0; h < s.n_heads; ++h) tile_axpy(c, s, tile, h / s.group, acc_of(i, h), sc + h * lds + (t - t0), ni);
+      const int64_t out_stride = s.n_heads > 1 ? acc_of(i, 1) - acc_of(i, 0) : 0;  // one head to the next
+      for (int kvh = 0; kvh * s.group < s.n_heads; ++kvh) {
+        const int h = kvh * s.group;
+        tile_axpy(c, s, tile, kvh, acc_of(i, h), out_stride, sc + h * lds + (t - t0), lds, ni);
+      }
     }
   });
   for (int i = first; i < nq; ++i) {

@@ -35,13 +35,17 @@ struct Kernels {
   // the batch. Null (the generic variant): the dequantizing path above is used.
   void (*matmul_q8)(DType t, float* out, int ldo, const int8_t* xq, const float* xd, const int32_t* xs, int rows,
                     const uint8_t* w, int k, int o0, int o1);
-  // Attention over one cache block of n rows (row r at r * stride):
-  // scores[r] = scale * q · k_r, and out += sum_r weights[r] * v_r, over hd elements.
-  void (*dot_rows)(float* scores, const float* q, const float* k, int n, int stride, int hd, float scale);
-  void (*axpy_rows)(float* out, const float* weights, const float* v, int n, int stride, int hd);
+  // Attention over n cache rows of one KV head (row r at r * stride, hd values) for the G query
+  // heads that share it (GQA; head g's query at q + g * hd): scores[g * lds + r] = scale *
+  // q_g · k_r, and out[g * out_stride ..] += sum_r weights[g * lds + r] * v_r. A variant may read
+  // each row once for all G heads; every result is the same chain of operations as for G = 1.
+  void (*dot_rows)(float* scores, int64_t lds, const float* q, int G, const float* k, int n, int stride, int hd, float scale);
+  void (*axpy_rows)(float* out, int64_t out_stride, const float* weights, int64_t lds, int G, const float* v, int n, int stride, int hd);
   // The same over a 16-bit KV cache's rows (t: F16 or BF16), widened to f32 as they are read.
-  void (*dot_rows_16)(DType t, float* scores, const float* q, const uint16_t* k, int n, int stride, int hd, float scale);
-  void (*axpy_rows_16)(DType t, float* out, const float* weights, const uint16_t* v, int n, int stride, int hd);
+  void (*dot_rows_16)(DType t, float* scores, int64_t lds, const float* q, int G, const uint16_t* k, int n, int stride, int hd,
+                      float scale);
+  void (*axpy_rows_16)(DType t, float* out, int64_t out_stride, const float* weights, int64_t lds, int G, const uint16_t* v, int n,
+                       int stride, int hd);
   // out[0, hd) = sum_r weights[r] * rows[r][0, hd): the value rows top-N attention kept, wherever
   // they are (rows ahead are prefetched: each is a likely cache miss in the host tier).
   void (*weighted_sum_rows)(float* out, const float* weights, const float* const* rows, int n, int hd);

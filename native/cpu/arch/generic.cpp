@@ -45,38 +45,44 @@ void matmul_rows_generic(float* out, int ldo, const float* x, int rows, const fl
   }
 }
 
-void dot_rows_generic(float* scores, const float* q, const float* k, int n, int stride, int hd, float scale) {
-  for (int r = 0; r < n; ++r) {
-    const float* kr = k + static_cast<int64_t>(r) * stride;
-    float acc = 0.0f;
-    for (int i = 0; i < hd; ++i) acc += q[i] * kr[i];
-    scores[r] = acc * scale;
-  }
+void dot_rows_generic(float* scores, int64_t lds, const float* q, int G, const float* k, int n, int stride, int hd, float scale) {
+  for (int g = 0; g < G; ++g)
+    for (int r = 0; r < n; ++r) {
+      const float* kr = k + static_cast<int64_t>(r) * stride;
+      float acc = 0.0f;
+      for (int i = 0; i < hd; ++i) acc += q[g * hd + i] * kr[i];
+      scores[g * lds + r] = acc * scale;
+    }
 }
 
-void axpy_rows_generic(float* out, const float* weights, const float* v, int n, int stride, int hd) {
-  for (int r = 0; r < n; ++r) {
-    const float* vr = v + static_cast<int64_t>(r) * stride;
-    for (int i = 0; i < hd; ++i) out[i] += weights[r] * vr[i];
-  }
+void axpy_rows_generic(float* out, int64_t out_stride, const float* weights, int64_t lds, int G, const float* v, int n, int stride, int hd) {
+  for (int g = 0; g < G; ++g)
+    for (int r = 0; r < n; ++r) {
+      const float* vr = v + static_cast<int64_t>(r) * stride;
+      for (int i = 0; i < hd; ++i) out[g * out_stride + i] += weights[g * lds + r] * vr[i];
+    }
 }
 
 inline float half_value(DType t, uint16_t h) { return t == DType::F16 ? f16_to_f32(h) : bf16_to_f32(h); }
 
-void dot_rows_16_generic(DType t, float* scores, const float* q, const uint16_t* k, int n, int stride, int hd, float scale) {
-  for (int r = 0; r < n; ++r) {
-    const uint16_t* kr = k + static_cast<int64_t>(r) * stride;
-    float acc = 0.0f;
-    for (int i = 0; i < hd; ++i) acc += q[i] * half_value(t, kr[i]);
-    scores[r] = acc * scale;
-  }
+void dot_rows_16_generic(DType t, float* scores, int64_t lds, const float* q, int G, const uint16_t* k, int n, int stride, int hd,
+                         float scale) {
+  for (int g = 0; g < G; ++g)
+    for (int r = 0; r < n; ++r) {
+      const uint16_t* kr = k + static_cast<int64_t>(r) * stride;
+      float acc = 0.0f;
+      for (int i = 0; i < hd; ++i) acc += q[g * hd + i] * half_value(t, kr[i]);
+      scores[g * lds + r] = acc * scale;
+    }
 }
 
-void axpy_rows_16_generic(DType t, float* out, const float* weights, const uint16_t* v, int n, int stride, int hd) {
-  for (int r = 0; r < n; ++r) {
-    const uint16_t* vr = v + static_cast<int64_t>(r) * stride;
-    for (int i = 0; i < hd; ++i) out[i] += weights[r] * half_value(t, vr[i]);
-  }
+void axpy_rows_16_generic(DType t, float* out, int64_t out_stride, const float* weights, int64_t lds, int G, const uint16_t* v, int n,
+                          int stride, int hd) {
+  for (int g = 0; g < G; ++g)
+    for (int r = 0; r < n; ++r) {
+      const uint16_t* vr = v + static_cast<int64_t>(r) * stride;
+      for (int i = 0; i < hd; ++i) out[g * out_stride + i] += weights[g * lds + r] * half_value(t, vr[i]);
+    }
 }
 
 void weighted_sum_rows_generic(float* out, const float* weights, const float* const* rows, int n, int hd) {

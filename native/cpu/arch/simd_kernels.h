@@ -494,7 +494,7 @@ inline void dot_rows_regs(float* scores, const float* q, const W* k, int n, int 
 }
 
 template <class V, typename W = float>
-void dot_rows(float* scores, const float* q, const W* k, int n, int stride, int hd, float scale) {
+void dot_rows_one(float* scores, const float* q, const W* k, int n, int stride, int hd, float scale) {
   if (hd == V::N) return dot_rows_regs<V, 1, W>(scores, q, k, n, stride, scale);
   if (hd == 2 * V::N) return dot_rows_regs<V, 2, W>(scores, q, k, n, stride, scale);
   if (hd == 4 * V::N) return dot_rows_regs<V, 4, W>(scores, q, k, n, stride, scale);
@@ -508,6 +508,102 @@ void dot_rows(float* scores, const float* q, const W* k, int n, int stride, int 
     for (; i < hd; ++i) s += q[i] * scalar(kr[i]);
     scores[r] = s * scale;
   }
+}
+
+// The G query heads of one KV head (GQA) against its n keys: each key row is loaded (and, in a
+// 16-bit cache, widened) once for all G heads instead of once per head. Every score is the same
+// chain of operations as dot_rows_regs computes for one head, so the results are identical.
+template <class V, int C, int G, typename W>
+inline void dot_rows_group_regs(float* scores, int64_t lds, const float* q, const W* k, int n, int stride, float scale) {
+  typename V::vec qv[G][C];
+  for (int g = 0; g < G; ++g)
+    for (int c = 0; c < C; ++c) qv[g][c] = V::load(q + g * C * V::N + c * V::N);
+  const __m256 sc = _mm256_set1_ps(scale);
+  int r = 0;
+  for (; r + 8 <= n; r += 8) {
+    typename V::vec part[G][8];
+    for (int i = 0; i < 8; ++i) {
+      const W* kr = k + static_cast<int64_t>(r + i) * stride;
+      typename V::vec kv[C];
+      for (int c = 0; c < C; ++c) kv[c] = V::load(kr + c * V::N);
+      for (int g = 0; g < G; ++g) {
+        typename V::vec acc = V::mul(qv[g][0], kv[0]);
+        for (int c = 1; c < C; ++c) acc = V::fma(qv[g][c], kv[c], acc);
+        part[g][i] = acc;
+      }
+    }
+    for (int g = 0; g < G; ++g) _mm256_storeu_ps(scores + g * lds + r, _mm256_mul_ps(hsum8<V>(part[g]), sc));
+  }
+  for (; r < n; ++r) {
+    const W* kr = k + static_cast<int64_t>(r) * stride;
+    typename V::vec kv[C];
+    for (int c = 0; c < C; ++c) kv[c] = V::load(kr + c * V::N);
+    for (int g = 0; g < G; ++g) {
+      typename V::vec acc = V::mul(qv[g][0], kv[0]);
+      for (int c = 1; c < C; ++c) acc = V::fma(qv[g][c], kv[c], acc);
+      scores[g * lds + r] = V::hsum(acc) * scale;
+    }
+  }
+}
+
+// out[g * out_stride ..] += sum_r weights[g * lds + r] * v_r for the G heads of one KV head, each
+// value row loaded (and widened) once; per head the same FMA chains as axpy_rows_regs.
+template <class V, int C, int G, typename W>
+inline void axpy_rows_group_regs(float* out, int64_t out_stride, const float* weights, int64_t lds, const W* v, int n, int stride) {
+  typename V::vec acc[G][C];
+  for (int g = 0; g < G; ++g)
+    for (int c = 0; c < C; ++c) acc[g][c] = V::load(out + g * out_stride + c * V::N);
+  for (int r = 0; r < n; ++r) {
+    const W* vr = v + static_cast<int64_t>(r) * stride;
+    typename V::vec vv[C];
+    for (int c = 0; c < C; ++c) vv[c] = V::load(vr + c * V::N);
+    for (int g = 0; g < G; ++g) {
+      const typename V::vec w = V::set1(weights[g * lds + r]);
+      for (int c = 0; c < C; ++c) acc[g][c] = V::fma(w, vv[c], acc[g][c]);
+    }
+  }
+  for (int g = 0; g < G; ++g)
+    for (int c = 0; c < C; ++c) V::store(out + g * out_stride + c * V::N, acc[g][c]);
+}
+
+// Calls f(std::integral_constant<int, C>, std::integral_constant<int, G>) when the G heads' query
+// (or accumulator) registers plus one row fit the register file (G * C <= 16 vectors: AVX-512's
+// 32 registers; AVX2's 16 hold G * C <= 8); false otherwise (the caller goes head by head).
+template <class V, typename F>
+bool with_group(int hd, int G, F&& f) {
+  constexpr int kMax = V::N == 16 ? 16 : 8;
+  auto g = [&](auto c) {
+    constexpr int C = decltype(c)::value;
+    switch (G) {
+#define KC_GROUP_CASE(GG)                                             \
+  case GG:                                                            \
+    if constexpr (GG * C <= kMax) {                                   \
+      f(c, std::integral_constant<int, GG>{});                        \
+      return true;                                                    \
+    }                                                                 \
+    return false;
+      KC_GROUP_CASE(2)
+      KC_GROUP_CASE(3)
+      KC_GROUP_CASE(4)
+      KC_GROUP_CASE(8)
+#undef KC_GROUP_CASE
+      default: return false;
+    }
+  };
+  if (hd == V::N) return g(std::integral_constant<int, 1>{});
+  if (hd == 2 * V::N) return g(std::integral_constant<int, 2>{});
+  if (hd == 4 * V::N) return g(std::integral_constant<int, 4>{});
+  if (hd == 8 * V::N) return g(std::integral_constant<int, 8>{});
+  return false;
+}
+
+template <class V, typename W = float>
+void dot_rows(float* scores, int64_t lds, const float* q, int G, const W* k, int n, int stride, int hd, float scale) {
+  const bool grouped = with_group<V>(hd, G, [&](auto c, auto g) {
+    dot_rows_group_regs<V, decltype(c)::value, decltype(g)::value, W>(scores, lds, q, k, n, stride, scale);
+  });
+  if (!grouped)
+    for (int g = 0; g < G; ++g) dot_rows_one<V, W>(scores + g * lds, q + g * hd, k, n, stride, hd, scale);
 }
 
 // out += sum_r weights[r] * v[r * stride ..], for the n values of one cache block. The head is
@@ -526,7 +622,7 @@ inline void axpy_rows_regs(float* out, const float* weights, const W* v, int n, 
 }
 
 template <class V, typename W = float>
-void axpy_rows(float* out, const float* weights, const W* v, int n, int stride, int hd) {
+void axpy_rows_one(float* out, const float* weights, const W* v, int n, int stride, int hd) {
   if (hd == V::N) return axpy_rows_regs<V, 1, W>(out, weights, v, n, stride);
   if (hd == 2 * V::N) return axpy_rows_regs<V, 2, W>(out, weights, v, n, stride);
   if (hd == 4 * V::N) return axpy_rows_regs<V, 4, W>(out, weights, v, n, stride);
@@ -539,16 +635,26 @@ void axpy_rows(float* out, const float* weights, const W* v, int n, int stride, 
   }
 }
 
+template <class V, typename W = float>
+void axpy_rows(float* out, int64_t out_stride, const float* weights, int64_t lds, int G, const W* v, int n, int stride, int hd) {
+  const bool grouped = with_group<V>(hd, G, [&](auto c, auto g) {
+    axpy_rows_group_regs<V, decltype(c)::value, decltype(g)::value, W>(out, out_stride, weights, lds, v, n, stride);
+  });
+  if (!grouped)
+    for (int g = 0; g < G; ++g) axpy_rows_one<V, W>(out + g * out_stride, weights + g * lds, v, n, stride, hd);
+}
+
 // The 16-bit KV cache's rows, read as they are (t: F16 or BF16).
 template <class V>
-void dot_rows_16(DType t, float* scores, const float* q, const uint16_t* k, int n, int stride, int hd, float scale) {
-  if (t == DType::F16) dot_rows<V, F16>(scores, q, reinterpret_cast<const F16*>(k), n, stride, hd, scale);
-  else dot_rows<V, Bf16>(scores, q, reinterpret_cast<const Bf16*>(k), n, stride, hd, scale);
+void dot_rows_16(DType t, float* scores, int64_t lds, const float* q, int G, const uint16_t* k, int n, int stride, int hd, float scale) {
+  if (t == DType::F16) dot_rows<V, F16>(scores, lds, q, G, reinterpret_cast<const F16*>(k), n, stride, hd, scale);
+  else dot_rows<V, Bf16>(scores, lds, q, G, reinterpret_cast<const Bf16*>(k), n, stride, hd, scale);
 }
 template <class V>
-void axpy_rows_16(DType t, float* out, const float* weights, const uint16_t* v, int n, int stride, int hd) {
-  if (t == DType::F16) axpy_rows<V, F16>(out, weights, reinterpret_cast<const F16*>(v), n, stride, hd);
-  else axpy_rows<V, Bf16>(out, weights, reinterpret_cast<const Bf16*>(v), n, stride, hd);
+void axpy_rows_16(DType t, float* out, int64_t out_stride, const float* weights, int64_t lds, int G, const uint16_t* v, int n, int stride,
+                  int hd) {
+  if (t == DType::F16) axpy_rows<V, F16>(out, out_stride, weights, lds, G, reinterpret_cast<const F16*>(v), n, stride, hd);
+  else axpy_rows<V, Bf16>(out, out_stride, weights, lds, G, reinterpret_cast<const Bf16*>(v), n, stride, hd);
 }
 
 template <class V, int C>
@@ -572,7 +678,7 @@ void weighted_sum_rows(float* out, const float* weights, const float* const* row
   if (hd == 4 * V::N) return weighted_sum_rows_regs<V, 4>(out, weights, rows, n);
   if (hd == 8 * V::N) return weighted_sum_rows_regs<V, 8>(out, weights, rows, n);
   for (int i = 0; i < hd; ++i) out[i] = 0.0f;
-  for (int r = 0; r < n; ++r) axpy_rows<V>(out, weights + r, rows[r], 1, hd, hd);
+  for (int r = 0; r < n; ++r) axpy_rows_one<V>(out, weights + r, rows[r], 1, hd, hd);
 }
 
 template <class V>
