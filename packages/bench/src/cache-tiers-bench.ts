@@ -14,7 +14,7 @@ import { Engine } from '@kcache/engine';
 import { resolveModel } from '@kcache/models';
 import { promptBlockHashes, protos } from '@kcache/protocol';
 import { type RunningWorker, startWorker } from '@kcache/worker';
-import { cluster, type Generating, generateClient, type Outcome, pct, replay, send } from './routing-bench.js';
+import { cluster, type Generating, generateClient, type Outcome, pct, replay, send, summarize } from './routing-bench.js';
 import type { BenchRequest } from './workloads.js';
 
 /** The worker's own Generate (Worker service): the same stream messages as the router's. */
@@ -192,25 +192,7 @@ export async function measureOffloadReplay(o: {
     });
     const out = await replay(c.routers, o.workload.requests);
     await c.close();
-    const ok = out.filter((x) => x.ok);
-    result.runs.push({
-      offloadBlocks,
-      hitRate:
-        ok.reduce((n, x) => n + x.cachedTokens, 0) /
-        Math.max(
-          1,
-          ok.reduce((n, x) => n + x.promptTokens, 0),
-        ),
-      ttftP50: pct(
-        ok.map((x) => x.ttft),
-        50,
-      ),
-      ttftP99: pct(
-        ok.map((x) => x.ttft),
-        99,
-      ),
-      failed: out.length - ok.length,
-    });
+    result.runs.push({ offloadBlocks, ...summarize(out) });
   }
   return result;
 }

@@ -95,6 +95,19 @@ export function send(client: Generating, req: GenerateRequest | WorkerGenerateRe
   });
 }
 
+/** A replay's served requests: TTFT p50/p99, cached over prompt tokens, and how many failed. */
+export function summarize(out: readonly Outcome[]): { ttftP50: number; ttftP99: number; hitRate: number; failed: number } {
+  const ok = out.filter((x) => x.ok);
+  const ttfts = ok.map((x) => x.ttft);
+  const prompt = ok.reduce((n, x) => n + x.promptTokens, 0);
+  return {
+    ttftP50: pct(ttfts, 50),
+    ttftP99: pct(ttfts, 99),
+    hitRate: ok.reduce((n, x) => n + x.cachedTokens, 0) / Math.max(1, prompt),
+    failed: out.length - ok.length,
+  };
+}
+
 export const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
@@ -191,23 +204,9 @@ export async function runRoutingBench(o: RoutingBenchOptions): Promise<{
       results.push({
         workload: wl.name,
         policy,
-        ttftP50: pct(
-          ok.map((x) => x.ttft),
-          50,
-        ),
-        ttftP99: pct(
-          ok.map((x) => x.ttft),
-          99,
-        ),
+        ...summarize(out),
         throughputReqs: ok.length / wall,
-        hitRate:
-          ok.reduce((n, x) => n + x.cachedTokens, 0) /
-          Math.max(
-            1,
-            ok.reduce((n, x) => n + x.promptTokens, 0),
-          ),
         oracle,
-        failed: out.length - ok.length,
         perWorker: c.workers.map((w) => ok.filter((x) => x.workerId === w.workerId).length),
       });
     }
