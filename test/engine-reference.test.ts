@@ -92,6 +92,7 @@ describe('16-bit KV cache rows read in place by the grouped attention kernels', 
       kvHeads: 2,
       vocab: 300,
       dtype: 'f32',
+      tied: true,
     });
     const spec = loadHfDir(m.dir);
     const ids = randomIds(40, spec.config.vocabSize, 12);

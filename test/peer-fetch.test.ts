@@ -38,8 +38,8 @@ const start = (id: string, extra: Partial<Parameters<typeof startWorker>[0]> = {
  * A fetching worker that has measured nothing yet. On stories260K a measured prefill is cheaper
  * than any transfer (the cost rule then computes), so each case starts one that has not.
  */
-async function fresh(id: string): Promise<{ w: RunningWorker; c: WorkerClient }> {
-  const w = await start(id, { peerFetchTimeoutMs: 500 });
+async function fresh(id: string, extra: Partial<Parameters<typeof startWorker>[0]> = {}): Promise<{ w: RunningWorker; c: WorkerClient }> {
+  const w = await start(id, { peerFetchTimeoutMs: 500, ...extra });
   const c = workerClient(w.address);
   started.push({
     close: async () => {
@@ -144,11 +144,16 @@ describe('peer fetch', () => {
     expect(onB.usage.cachedTokens).toBe(96);
     expect(onB.tokenIds).toEqual(onA.tokenIds);
     expect(onB.tokenIds).toEqual(await cold(P));
-    // the fetched blocks are the peer's bytes
+    // the fetched blocks are the peer's bytes, and the bytes a third worker computes for the prompt
+    // in chunks of another size (same model, KV dtype and salt)
     const hashes = promptBlockHashes(P, 16, { modelId: a.engine.model.id, cacheSalt: '' });
     const pa = a.engine.readBlocks(a.blocks.lookup(hashes));
     const pb = b.engine.readBlocks(b.blocks.lookup(hashes));
     expect(Buffer.from(pb).equals(Buffer.from(pa))).toBe(true);
+    const { w: third, c: tc } = await fresh('peer-third', { maxBatchedTokens: 40 });
+    await generate(tc, req('third', P));
+    expect(third.blocks.lookup(hashes)).toHaveLength(6);
+    expect(Buffer.from(third.engine.readBlocks(third.blocks.lookup(hashes))).equals(Buffer.from(pa))).toBe(true);
     expect(await metric(b, 'kcache_peer_fetch_requests_total')).toMatch(/outcome="fetched"[^\n]* 1/);
     expect(await metric(b, 'kcache_prefix_cache_hits_by_tier_total')).toMatch(/tier="peer"[^\n]* 96/);
     expect(await metric(a, 'kcache_peer_served_blocks_total')).toMatch(/ 6$/m);
