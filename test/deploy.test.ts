@@ -57,6 +57,8 @@ describe('docker-compose.yml', () => {
     // workers publish the address the router reaches them at
     expect(s.worker1.command.join(' ')).toMatch(/--advertise-host worker1 --port 50061/);
     expect(s.worker2.command.join(' ')).toMatch(/--advertise-host worker2 --port 50061/);
+    // a host-RAM offload tier below each worker's KV pool (docs/CACHE.md)
+    for (const w of ['worker1', 'worker2']) expect(s[w].command.join(' ')).toMatch(/--offload-bytes 1G/);
     // the router authenticates clients with the API keys of a Compose secret
     expect(s.router.command.join(' ')).toMatch(/--api-keys-file \/run\/secrets\/api_keys/);
     expect(s.router.secrets.map((x: Doc) => x.source)).toEqual(['api_keys']);
@@ -151,6 +153,15 @@ describe('Kubernetes (kustomize)', () => {
     expect(worker.lifecycle.preStop.exec.command).toEqual(['sleep', '5']);
     expect(worker.args.join(' ')).toMatch(/--advertise-host \$\(POD_IP\)/);
     expect(worker.args.join(' ')).toMatch(/--drain-grace-ms 45000/);
+    // offload tiers: host RAM, and a disk tier on a writable scratch volume (the root filesystem is read-only)
+    expect(worker.args.join(' ')).toMatch(
+      /--offload-bytes \$\(KCACHE_OFFLOAD_BYTES\) --offload-dir \/var\/cache\/kcache --offload-disk-bytes/,
+    );
+    expect(worker.volumeMounts).toContainEqual({ name: 'offload', mountPath: '/var/cache/kcache' });
+    expect(find(docs, 'StatefulSet', 'worker').spec.template.spec.volumes).toContainEqual({
+      name: 'offload',
+      emptyDir: { sizeLimit: '18Gi' },
+    });
     // the pod's grace period covers the preStop sleep and the drain
     expect(find(docs, 'StatefulSet', 'worker').spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(5 + 45);
     expect(worker.image).toBe('kcache:cpu');
@@ -191,7 +202,11 @@ describe('Kubernetes (kustomize)', () => {
     const pods = (name: string) => ({
       podSelector: { matchLabels: { 'app.kubernetes.io/name': name, 'app.kubernetes.io/part-of': 'kcache' } },
     });
-    expect(from('worker')).toContainEqual({ from: [pods('kcache-router'), pods('kcache-batch')], ports: [{ port: 50061 }] });
+    // workers reach each other too: peer fetch pulls cached KV blocks from the worker holding them
+    expect(from('worker')).toContainEqual({
+      from: [pods('kcache-router'), pods('kcache-batch'), pods('kcache-worker')],
+      ports: [{ port: 50061 }],
+    });
     expect(from('worker').every((r: Doc) => r.from !== undefined)).toBe(true);
     expect(from('redis')).toEqual([
       { from: [pods('kcache-router'), pods('kcache-worker'), pods('kcache-batch')], ports: [{ port: 6379 }] },
