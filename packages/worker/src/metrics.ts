@@ -143,7 +143,7 @@ export class WorkerMetrics {
     });
     this.peerFetches = new Counter({
       name: 'kcache_peer_fetch_requests_total',
-      help: 'Requests that came with a peer hint, by what happened: fetched, partial, failed (computed instead), held_here, prefill_cheaper',
+      help: 'Requests that came with a peer hint, by what happened: fetched, partial, failed (computed instead), held_here, prefill_cheaper, peer_backoff (the peer failed moments ago)',
       labelNames: ['outcome'],
       registers: r,
     });

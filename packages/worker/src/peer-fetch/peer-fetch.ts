@@ -46,7 +46,7 @@ export interface FetchedBlock {
   data: Uint8Array;
 }
 
-export type FetchOutcome = 'fetched' | 'partial' | 'failed' | 'held_here' | 'prefill_cheaper';
+export type FetchOutcome = 'fetched' | 'partial' | 'failed' | 'held_here' | 'prefill_cheaper' | 'peer_backoff';
 
 export interface PeerFetchObserver {
   outcome(o: FetchOutcome): void;
@@ -62,6 +62,10 @@ export interface PeerFetchOptions {
   timeoutMs?: number;
   /** Most bytes one fetch may bring (default 256 MiB). */
   maxBytes?: number;
+  /** How long to wait for a connection to the peer before giving up on it (default 300 ms). */
+  connectTimeoutMs?: number;
+  /** After a peer failed, how long it is not asked again (default 5 s): a peer that cannot be reached costs one wait, not one per request. */
+  backoffMs?: number;
   /** How many leading hashes this worker holds already (pool or offload tiers). */
   heldHere: (hashes: readonly BlockHash[]) => number;
   /** Puts fetched blocks into the pool after the prompt's `prefix` held here (between steps); resolves with how many it placed. */
@@ -92,6 +96,8 @@ export class PeerFetcher {
   private bytesPerSecond: number | null = null;
   private readonly timeoutMs: number;
   private readonly maxBytes: number;
+  /** Peers that failed, and until when they are skipped. */
+  private readonly failedUntil = new Map<string, number>();
 
   constructor(private readonly o: PeerFetchOptions) {
     this.timeoutMs = o.timeoutMs ?? 2000;
@@ -112,8 +118,12 @@ export class PeerFetcher {
       fetchBytesPerSecond: this.bytesPerSecond,
     });
     if (!worth) return this.done('prefill_cheaper', 0);
+    const key = `${hint.workerId}@${hint.address}`;
+    if ((this.failedUntil.get(key) ?? 0) > Date.now()) return this.done('peer_backoff', 0);
     const t0 = performance.now();
     const { blocks, complete } = await this.fetch(hint, want);
+    if (!complete) this.failedUntil.set(key, Date.now() + (this.o.backoffMs ?? 5000));
+    else this.failedUntil.delete(key);
     const got = blocks.map((b, i) => ({ ...b, parent: have + i === 0 ? null : (hashes[have + i - 1] as BlockHash) }));
     const placed = got.length > 0 ? await this.o.install(got, hashes.slice(0, have)).catch(() => 0) : 0;
     const seconds = (performance.now() - t0) / 1000;
@@ -147,12 +157,22 @@ export class PeerFetcher {
   }
 
   /** The leading blocks of `want` the peer sends intact, in order; stops at the first bad one, the deadline or the byte bound. */
-  private fetch(hint: PeerHint, want: BlockHash[]): Promise<{ blocks: { hash: BlockHash; data: Uint8Array }[]; complete: boolean }> {
+  private async fetch(hint: PeerHint, want: BlockHash[]): Promise<{ blocks: { hash: BlockHash; data: Uint8Array }[]; complete: boolean }> {
+    const client = this.client(hint);
+    // a peer that cannot be reached (down, or dropped by a network policy) fails fast, not at the transfer deadline
+    const connected = await new Promise<boolean>((resolve) =>
+      client.waitForReady(Date.now() + (this.o.connectTimeoutMs ?? 300), (e) => resolve(!e)),
+    );
+    if (!connected) return { blocks: [], complete: false };
+    return this.stream(client, want);
+  }
+
+  private stream(client: WorkerClient, want: BlockHash[]): Promise<{ blocks: { hash: BlockHash; data: Uint8Array }[]; complete: boolean }> {
     const { layout } = this.o;
     return new Promise((resolve) => {
       const blocks: { hash: BlockHash; data: Uint8Array }[] = [];
       let settled = false;
-      const call = this.client(hint).FetchBlocks(
+      const call = client.FetchBlocks(
         {
           hashes: want,
           modelId: layout.modelId,
