@@ -60,8 +60,13 @@ test("a run repairs drift: the index comes to equal each live worker's snapshot"
   const second = await runUpkeep(conn, snapshots);
   expect(second).toMatchObject({ liveWorkers: 1, missing: 1, extra: 1, resynced: ['u1'], purged: [], indexBlocks: held.length });
   expect((await conn.hkeys(blocksKey('u1'))).sort()).toEqual(held);
+  // a block the index places in another tier than the worker holds it in (an offload move it missed)
+  await conn.hset(blocksKey('u1'), held[1] as string, 'offload_disk|0');
+  const third = await runUpkeep(conn, snapshots);
+  expect(third).toMatchObject({ missing: 0, extra: 0, misplaced: 1, resynced: ['u1'] });
+  expect((await conn.hget(blocksKey('u1'), held[1] as string))?.split('|')[0]).toBe('device');
   const clean = await runUpkeep(conn, snapshots);
-  expect(clean).toMatchObject({ missing: 0, extra: 0, resynced: [] });
+  expect(clean).toMatchObject({ missing: 0, extra: 0, misplaced: 0, resynced: [] });
   expect(await conn.hget(UPKEEP_KEY, 'index_blocks')).toBe(String(held.length));
 });
 

@@ -29,7 +29,7 @@ export class JobsMetrics {
     this.indexLiveWorkers = new Gauge({ name: 'kcache_index_live_workers', help: 'Workers with a live lease (last upkeep)', registers: r });
     this.drift = new Counter({
       name: 'kcache_index_drift_blocks_total',
-      help: "Blocks upkeep found the index lacking (missing) or holding in excess (extra) against the workers' snapshots, and repaired",
+      help: "Blocks upkeep found the index lacking (missing), holding in excess (extra) or in the wrong tier (misplaced) against the workers' snapshots, and repaired",
       labelNames: ['kind'],
       registers: r,
     });
@@ -46,6 +46,7 @@ export class JobsMetrics {
     this.indexLiveWorkers.set(u.liveWorkers);
     this.drift.inc({ kind: 'missing' }, u.missing);
     this.drift.inc({ kind: 'extra' }, u.extra);
+    this.drift.inc({ kind: 'misplaced' }, u.misplaced);
     this.purged.inc(u.purged.length);
     this.lastUpkeep.set(Date.now() / 1000);
   }

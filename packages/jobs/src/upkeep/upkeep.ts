@@ -37,6 +37,8 @@ export interface UpkeepResult {
   /** Blocks a worker holds that the index lacked, and blocks the index held that the worker did not. */
   missing: number;
   extra: number;
+  /** Blocks both hold, the index in another tier than the worker's (an offload move it missed). */
+  misplaced: number;
   /** Workers whose entry was resynced from their snapshot. */
   resynced: string[];
   /** Dead workers whose keys were deleted. */
@@ -71,7 +73,16 @@ export async function runUpkeep(redis: RedisClient, snapshotOf: SnapshotOf, o: {
   const index = new RedisBlockIndex(redis);
   const live = await liveWorkers(redis);
   const liveIds = new Set(live.map((l) => l.workerId));
-  const result: UpkeepResult = { liveWorkers: live.length, indexBlocks: 0, missing: 0, extra: 0, resynced: [], purged: [], trimmed: 0 };
+  const result: UpkeepResult = {
+    liveWorkers: live.length,
+    indexBlocks: 0,
+    missing: 0,
+    extra: 0,
+    misplaced: 0,
+    resynced: [],
+    purged: [],
+    trimmed: 0,
+  };
   const known = new Set([...(await index.indexedWorkers()), ...(await redis.smembers(WORKERS_SET))]);
   for (const w of known) {
     if (liveIds.has(w)) continue;
@@ -86,18 +97,25 @@ export async function runUpkeep(redis: RedisClient, snapshotOf: SnapshotOf, o: {
     } catch {
       continue; // unreachable now: the next run (or its lease's end) settles it
     }
-    const indexed = new Set(await redis.hkeys(blocksKey(lease.workerId)));
-    const held = new Set(snap.tiers.flatMap((t) => t.hashes));
+    // index: block hash -> "tier|storedAtMs"; the worker: block hash -> tier
+    const indexed = new Map(Object.entries(await redis.hgetall(blocksKey(lease.workerId))).map(([h, v]) => [h, v.split('|')[0]]));
+    const held = new Map(snap.tiers.flatMap((t) => t.hashes.map((h): [string, string] => [h, t.tier])));
     let missing = 0;
-    for (const h of held) if (!indexed.has(h)) missing++;
+    let misplaced = 0;
+    for (const [h, tier] of held) {
+      const at = indexed.get(h);
+      if (at === undefined) missing++;
+      else if (at !== tier) misplaced++;
+    }
     let extra = 0;
-    for (const h of indexed) if (!held.has(h)) extra++;
-    if (missing + extra > 0) {
+    for (const h of indexed.keys()) if (!held.has(h)) extra++;
+    if (missing + extra + misplaced > 0) {
       await index.resync(lease.workerId, snap);
       result.resynced.push(lease.workerId);
     }
     result.missing += missing;
     result.extra += extra;
+    result.misplaced += misplaced;
     result.indexBlocks += await index.workerBlockCount(lease.workerId);
     result.trimmed += Number(await redis.xtrim(kvStreamKey(lease.workerId), 'MAXLEN', '~', o.streamMaxLen ?? 10_000));
   }
@@ -107,6 +125,7 @@ export async function runUpkeep(redis: RedisClient, snapshotOf: SnapshotOf, o: {
     index_blocks: result.indexBlocks,
     missing: result.missing,
     extra: result.extra,
+    misplaced: result.misplaced,
     resynced: result.resynced.join(','),
     purged: result.purged.join(','),
     trimmed: result.trimmed,
