@@ -122,8 +122,14 @@ export class PeerFetcher {
     if ((this.failedUntil.get(key) ?? 0) > Date.now()) return this.done('peer_backoff', 0);
     const t0 = performance.now();
     const { blocks, complete } = await this.fetch(hint, want);
-    if (!complete) this.failedUntil.set(key, Date.now() + (this.o.backoffMs ?? 5000));
-    else this.failedUntil.delete(key);
+    if (complete) {
+      this.failedUntil.delete(key);
+    } else {
+      this.failedUntil.set(key, Date.now() + (this.o.backoffMs ?? 5000));
+      // a fresh channel next time (a pod that moved leaves a dead address behind)
+      this.clients.get(key)?.close();
+      this.clients.delete(key);
+    }
     const got = blocks.map((b, i) => ({ ...b, parent: have + i === 0 ? null : (hashes[have + i - 1] as BlockHash) }));
     const placed = got.length > 0 ? await this.o.install(got, hashes.slice(0, have)).catch(() => 0) : 0;
     const seconds = (performance.now() - t0) / 1000;
