@@ -1,5 +1,5 @@
-// An authenticated cluster: mutual TLS between router and worker with certificates from
-// `kcache certs`. A worker refuses every call without a cluster certificate; a router reaches a
+// An authenticated cluster: mutual TLS between router and worker (and between workers, for peer
+// fetch) with certificates from `kcache certs`. A worker refuses every call without a cluster certificate; a router reaches a
 // worker only if the worker's certificate names the worker id of its lease, so a lease forged in
 // Redis captures nothing. Real worker process, real TLS over loopback, a private Redis.
 import { spawnSync } from 'node:child_process';
@@ -15,14 +15,17 @@ import {
   type WorkerClient,
   type WorkerHandlers,
   type WorkerLease,
+  workerChannelCredentials,
 } from '@kcache/protocol';
 import { type RunningRouter, startRouter } from '@kcache/router';
+import { type RunningWorker, startWorker } from '@kcache/worker';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { REPO_ROOT, STORIES_260K } from './helpers/paths.js';
 import { type KcacheProcess, spawnKcache, workerArgs } from './helpers/processes.js';
 import { startRedis, type TestRedis } from './helpers/redis.js';
 import { routed, routerClient } from './helpers/router-client.js';
 import { tempDir } from './helpers/temp.js';
+import { generate } from './helpers/worker-client.js';
 
 const certs = (dir: string, workers: string) => {
   const r = spawnSync(process.execPath, [join(REPO_ROOT, 'packages/cli/dist/main.js'), 'certs', '--out', dir, '--workers', workers], {
@@ -193,3 +196,52 @@ test('kcache up --tls: routers and workers speak mutual TLS with throwaway certi
     await cluster.stop();
   }
 }, 60_000);
+
+test('peer fetch over mutual TLS: a worker pulls from a cluster member, and not from one whose certificate names another id', async () => {
+  const pdir = tempDir('kcache-peer-certs-');
+  certs(pdir, 'pa,pb');
+  const tlsOf = (name: string) => loadClusterTls(files(pdir, name));
+  const start = (id: string) =>
+    startWorker({
+      model: STORIES_260K,
+      port: 0,
+      redisUrl: null,
+      workerId: id,
+      numBlocks: 64,
+      threads: 1,
+      metricsPort: null,
+      tls: tlsOf(`worker-${id}`),
+    });
+  const [a, b] = [await start('pa'), await start('pb')];
+  // the callers: a router's certificate, checking each worker's identity
+  const client = (w: RunningWorker) => new (protos().v1.Worker)(w.address, workerChannelCredentials(tlsOf('router-r1'), w.workerId));
+  const [ca, cb] = [client(a), client(b)];
+  const P = Array.from({ length: 97 }, (_, i) => (i === 0 ? 1 : 3 + ((i * 37 + 5) % 500)));
+  const req = (id: string, ids: number[], peer: { address: string; workerId: string }) => ({
+    requestId: id,
+    tokenIds: ids,
+    sampling: { temperature: 0 },
+    stop: { maxTokens: 4, ignoreEos: true },
+    peerAddress: peer.address,
+    peerWorkerId: peer.workerId,
+    peerBlocks: 6,
+  });
+  try {
+    const onA = await generate(ca, { requestId: 'a', tokenIds: P, sampling: { temperature: 0 }, stop: { maxTokens: 4, ignoreEos: true } });
+    // b dials a with its own worker certificate and checks that a's names "pa"
+    const ok = await generate(cb, req('b1', P, { address: a.address, workerId: 'pa' }));
+    expect(ok.usage.cachedTokens).toBe(96);
+    expect(ok.tokenIds).toEqual(onA.tokenIds);
+    // a hint that names the wrong worker for that address: the certificate check fails, b computes
+    const Q = Array.from({ length: 97 }, (_, i) => (i === 0 ? 1 : 3 + ((i * 41 + 9) % 500)));
+    await generate(ca, { requestId: 'a2', tokenIds: Q, sampling: { temperature: 0 }, stop: { maxTokens: 1, ignoreEos: true } });
+    const wrong = await generate(cb, req('b2', Q, { address: a.address, workerId: 'pz' }));
+    expect(wrong.usage.cachedTokens).toBe(0);
+    expect(wrong.finishReason).toBe('length');
+  } finally {
+    ca.close();
+    cb.close();
+    await a.close();
+    await b.close();
+  }
+});
