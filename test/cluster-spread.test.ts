@@ -7,7 +7,7 @@ import { KcacheClient } from '@kcache/client';
 import { leaseKey, parseLease } from '@kcache/protocol';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { spawnKcache } from './helpers/processes.js';
+import { spawnKcache, UP_FREE_PORTS } from './helpers/processes.js';
 
 let proc: ChildProcess;
 let pids: number[] = [];
@@ -15,24 +15,7 @@ let redisUrl = '';
 let client: KcacheClient;
 
 beforeAll(async () => {
-  const up = spawnKcache([
-    'up',
-    '--workers',
-    '3',
-    '--model',
-    'dummy:tiny',
-    '--port',
-    '0',
-    '--worker-port',
-    '0',
-    '--metrics-port',
-    '0',
-    '--http-port',
-    '0',
-    '--threads',
-    '1',
-    '--json',
-  ]);
+  const up = spawnKcache(['up', '--workers', '3', '--model', 'dummy:tiny', ...UP_FREE_PORTS, '--threads', '1', '--json']);
   proc = up.proc;
   const ready = (await up.ready) as { routers: { address: string }[]; pids: number[]; redisUrl: string };
   pids = ready.pids;

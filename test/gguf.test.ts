@@ -16,9 +16,9 @@ import {
   writeGgufFile,
 } from '@kcache/models';
 import { afterAll, describe, expect, test } from 'vitest';
-import { bpeVocab, CORPUS, spmVocab, writeTestModel } from './helpers/gguf-model.js';
+import { bpeVocab, CHATML, CORPUS, chatVocab, spmVocab, writeTestModel } from './helpers/gguf-model.js';
 import { LlamaCpp } from './helpers/llama-cpp.js';
-import { runKcache, spawnKcache } from './helpers/processes.js';
+import { runKcache, spawnKcache, UP_FREE_PORTS } from './helpers/processes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kcache-gguf-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -194,13 +194,7 @@ describe('GGUF files and quantize-on-load', () => {
 
   test("a GGUF file's chat template and special tokens", () => {
     const f = join(dir, 'chat.gguf');
-    const vocab = spmVocab();
-    vocab.entries.push({
-      key: 'tokenizer.chat_template',
-      type: GgufType.STRING,
-      value:
-        "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
-    });
+    const vocab = chatVocab(`{{ bos_token }}${CHATML}`);
     writeTestModel(f, 'f16', vocab);
     const t = loadChatTemplate(f);
     expect(t?.render([{ role: 'user', content: 'hi' }])).toBe('<s><|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n');
@@ -262,33 +256,27 @@ test('kcache up serves a GGUF model (quantized on load, q8_0 KV): its tokenizer 
   onTestFinished,
 }) => {
   const f = join(dir, 'served.gguf');
-  const vocab = spmVocab();
-  vocab.entries.push({
-    key: 'tokenizer.chat_template',
-    type: GgufType.STRING,
-    value:
-      "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
-  });
+  const vocab = chatVocab(CHATML);
   writeTestModel(f, 'f16', vocab);
   const {
     proc: up,
     ready: started,
     exited,
-  } = spawnKcache(
-    ['up', '--model', f, '--quantize', 'q8_0', '--kv-cache-dtype', 'q8_0', '--workers', '1'].concat([
-      '--port',
-      '0',
-      '--worker-port',
-      '0',
-      '--metrics-port',
-      '0',
-      '--http-port',
-      '0',
-      '--threads',
-      '1',
-      '--json',
-    ]),
-  );
+  } = spawnKcache([
+    'up',
+    '--model',
+    f,
+    '--quantize',
+    'q8_0',
+    '--kv-cache-dtype',
+    'q8_0',
+    '--workers',
+    '1',
+    ...UP_FREE_PORTS,
+    '--threads',
+    '1',
+    '--json',
+  ]);
   let pids: number[] = [];
   onTestFinished(() => {
     if (up.exitCode === null) up.kill('SIGKILL');

@@ -337,41 +337,70 @@ std::vector<int> block_list(Napi::Env env, const Napi::Value& v, const char* cal
 }
 }  // namespace
 
-// Synchronous: a block is kilobytes to a few megabytes, copied between steps by the worker's loop.
-Napi::Value EngineWrap::ReadBlocks(const Napi::CallbackInfo& info) {
+// Blocks' (or host tier slots') bytes out to JavaScript and back in, kv_bytes_per_block() each:
+// `call` names the JS method, `noun` what its ids are. Synchronous: a block is kilobytes to a few
+// megabytes, copied between steps by the worker's loop.
+Napi::Value EngineWrap::BytesOut(const Napi::CallbackInfo& info, const char* call, const char* noun,
+                                 const std::function<void(const std::vector<int>&, uint8_t*)>& read) {
   Napi::Env env = info.Env();
   if (!engine_) throw Napi::Error::New(env, "engine is disposed");
-  if (info.Length() != 1) throw Napi::TypeError::New(env, "readBlocks(blocks): one argument");
-  std::vector<int> blocks = block_list(env, info[0], "readBlocks");
-  if (busy_.load()) throw Napi::Error::New(env, "cannot read KV blocks while a step is in flight");
-  const size_t bpb = engine_->kv_bytes_per_block();
-  Napi::Uint8Array out = Napi::Uint8Array::New(env, blocks.size() * bpb);
+  if (info.Length() != 1) throw Napi::TypeError::New(env, std::string(call) + "(" + noun + "): one argument");
+  std::vector<int> ids = block_list(env, info[0], call);
+  if (busy_.load()) throw Napi::Error::New(env, std::string(call) + ": not while a step is in flight");
+  Napi::Uint8Array out = Napi::Uint8Array::New(env, ids.size() * engine_->kv_bytes_per_block());
   try {
-    for (size_t i = 0; i < blocks.size(); ++i) engine_->read_block(blocks[i], out.Data() + i * bpb);
+    read(ids, out.Data());
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, e.what());
   }
   return out;
 }
 
-Napi::Value EngineWrap::WriteBlocks(const Napi::CallbackInfo& info) {
+Napi::Value EngineWrap::BytesIn(const Napi::CallbackInfo& info, const char* call, const char* noun,
+                                const std::function<void(const std::vector<int>&, const uint8_t*)>& write) {
   Napi::Env env = info.Env();
   if (!engine_) throw Napi::Error::New(env, "engine is disposed");
   if (info.Length() != 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-    throw Napi::TypeError::New(env, "writeBlocks(blocks, data): data must be a Uint8Array");
-  std::vector<int> blocks = block_list(env, info[0], "writeBlocks");
+    throw Napi::TypeError::New(env, std::string(call) + "(" + noun + ", data): data must be a Uint8Array");
+  std::vector<int> ids = block_list(env, info[0], call);
   Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
-  const size_t bpb = engine_->kv_bytes_per_block();
-  if (data.ByteLength() != blocks.size() * bpb)
-    throw Napi::RangeError::New(env, "writeBlocks: data holds " + std::to_string(data.ByteLength()) + " bytes, " + std::to_string(blocks.size()) +
-                                         " blocks need " + std::to_string(blocks.size() * bpb));
-  if (busy_.load()) throw Napi::Error::New(env, "cannot write KV blocks while a step is in flight");
+  const size_t need = ids.size() * engine_->kv_bytes_per_block();
+  if (data.ByteLength() != need)
+    throw Napi::RangeError::New(env, std::string(call) + ": data holds " + std::to_string(data.ByteLength()) + " bytes, " +
+                                         std::to_string(ids.size()) + " " + noun + " need " + std::to_string(need));
+  if (busy_.load()) throw Napi::Error::New(env, std::string(call) + ": not while a step is in flight");
   try {
-    for (size_t i = 0; i < blocks.size(); ++i) engine_->write_block(blocks[i], data.Data() + i * bpb);
+    write(ids, data.Data());
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, e.what());
   }
   return env.Undefined();
+}
+
+Napi::Value EngineWrap::ReadBlocks(const Napi::CallbackInfo& info) {
+  return BytesOut(info, "readBlocks", "blocks", [this](const std::vector<int>& ids, uint8_t* out) {
+    const size_t bpb = engine_->kv_bytes_per_block();
+    for (size_t i = 0; i < ids.size(); ++i) engine_->read_block(ids[i], out + i * bpb);
+  });
+}
+
+Napi::Value EngineWrap::WriteBlocks(const Napi::CallbackInfo& info) {
+  return BytesIn(info, "writeBlocks", "blocks", [this](const std::vector<int>& ids, const uint8_t* in) {
+    const size_t bpb = engine_->kv_bytes_per_block();
+    for (size_t i = 0; i < ids.size(); ++i) engine_->write_block(ids[i], in + i * bpb);
+  });
+}
+
+Napi::Value EngineWrap::ReadHostSlots(const Napi::CallbackInfo& info) {
+  return BytesOut(info, "readHostSlots", "slots", [this](const std::vector<int>& ids, uint8_t* out) {
+    engine_->read_host_slots(ids.data(), static_cast<int>(ids.size()), out);
+  });
+}
+
+Napi::Value EngineWrap::WriteHostSlots(const Napi::CallbackInfo& info) {
+  return BytesIn(info, "writeHostSlots", "slots", [this](const std::vector<int>& ids, const uint8_t* in) {
+    engine_->write_host_slots(ids.data(), static_cast<int>(ids.size()), in);
+  });
 }
 
 // The offload host tier: pool blocks <-> slots (stream-ordered, no wait), and slots' bytes.
@@ -389,42 +418,6 @@ Napi::Value EngineWrap::HostCopy(const Napi::CallbackInfo& info, bool out) {
   try {
     if (out) engine_->offload_to_host(a.data(), b.data(), static_cast<int>(a.size()));
     else engine_->reload_from_host(a.data(), b.data(), static_cast<int>(a.size()));
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
-  }
-  return env.Undefined();
-}
-
-Napi::Value EngineWrap::ReadHostSlots(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!engine_) throw Napi::Error::New(env, "engine is disposed");
-  if (info.Length() != 1) throw Napi::TypeError::New(env, "readHostSlots(slots): one argument");
-  std::vector<int> slots = block_list(env, info[0], "readHostSlots");
-  if (busy_.load()) throw Napi::Error::New(env, "cannot read the host tier while a step is in flight");
-  const size_t bpb = engine_->kv_bytes_per_block();
-  Napi::Uint8Array out = Napi::Uint8Array::New(env, slots.size() * bpb);
-  try {
-    engine_->read_host_slots(slots.data(), static_cast<int>(slots.size()), out.Data());
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
-  }
-  return out;
-}
-
-Napi::Value EngineWrap::WriteHostSlots(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!engine_) throw Napi::Error::New(env, "engine is disposed");
-  if (info.Length() != 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-    throw Napi::TypeError::New(env, "writeHostSlots(slots, data): data must be a Uint8Array");
-  std::vector<int> slots = block_list(env, info[0], "writeHostSlots");
-  Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
-  const size_t bpb = engine_->kv_bytes_per_block();
-  if (data.ByteLength() != slots.size() * bpb)
-    throw Napi::RangeError::New(env, "writeHostSlots: data holds " + std::to_string(data.ByteLength()) + " bytes, " +
-                                         std::to_string(slots.size()) + " slots need " + std::to_string(slots.size() * bpb));
-  if (busy_.load()) throw Napi::Error::New(env, "cannot write the host tier while a step is in flight");
-  try {
-    engine_->write_host_slots(slots.data(), static_cast<int>(slots.size()), data.Data());
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, e.what());
   }

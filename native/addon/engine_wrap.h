@@ -2,6 +2,8 @@
 #include <napi.h>
 
 #include <atomic>
+#include <functional>
+#include <vector>
 #include <memory>
 
 #include "kcache/engine.h"
@@ -30,6 +32,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value ReloadFromHost(const Napi::CallbackInfo& info);
   Napi::Value HostCopy(const Napi::CallbackInfo& info, bool out);
   Napi::Value ReadHostSlots(const Napi::CallbackInfo& info);
+  Napi::Value BytesOut(const Napi::CallbackInfo& info, const char* call, const char* noun,
+                       const std::function<void(const std::vector<int>&, uint8_t*)>& read);
+  Napi::Value BytesIn(const Napi::CallbackInfo& info, const char* call, const char* noun,
+                      const std::function<void(const std::vector<int>&, const uint8_t*)>& write);
   Napi::Value WriteHostSlots(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 

@@ -87,6 +87,18 @@ class EngineImpl final : public Engine {
 
  private:
   size_t layer_block_bytes() const { return static_cast<size_t>(block_size_) * dtype_row_bytes(kv_dtype_, cfg_.kv_dim()); }
+  // f(where a part of `block` lives, its offset in the block's layout): each layer's K rows, then
+  // its V rows, layer_block_bytes() each.
+  template <typename F>
+  void for_block_parts(int block, F&& f) {
+    const size_t lbb = layer_block_bytes(), at = static_cast<size_t>(block) * lbb;
+    size_t off = 0;
+    for (const LayerWeights& L : layers_) {
+      f(static_cast<uint8_t*>(L.k_cache) + at, off);
+      f(static_cast<uint8_t*>(L.v_cache) + at, off + lbb);
+      off += 2 * lbb;
+    }
+  }
   int kcache_layers() const { return mode_ == AttentionMode::KCache ? cfg_.n_layers - kc_.full_layers : 0; }
 
   // load.cpp

@@ -140,34 +140,37 @@ void check_ids(const int32_t* ids, int n, int limit, const char* what) {
 }
 }  // namespace
 
-// The host tier's slot holds a block as read_block lays it out: every layer's K rows, then V rows.
+// A block's bytes in one layout everywhere (read_block, write_block, a host tier slot): each
+// layer's K rows, then its V rows. copy_async moves them between any of the backend's memories
+// (the pool, KCache's host-resident V, the host tier) and plain host memory alike.
+void EngineImpl::read_block(int block, void* dst) {
+  check_ids(&block, 1, num_blocks_, "block");
+  for_block_parts(block, [&](uint8_t* part, size_t at) { backend_->copy_async(static_cast<uint8_t*>(dst) + at, part, layer_block_bytes()); });
+  backend_->synchronize();
+}
+
+void EngineImpl::write_block(int block, const void* src) {
+  check_ids(&block, 1, num_blocks_, "block");
+  backend_->synchronize();  // a queued copy out of this block (offload_to_host) reads it first
+  for_block_parts(block, [&](uint8_t* part, size_t at) { backend_->copy_async(part, static_cast<const uint8_t*>(src) + at, layer_block_bytes()); });
+  backend_->synchronize();  // the source may be freed on return
+}
+
 void EngineImpl::offload_to_host(const int32_t* blocks, const int32_t* slots, int n) {
   check_ids(blocks, n, num_blocks_, "block");
   check_ids(slots, n, host_tier_slots_, "host tier slot");
-  const size_t lbb = layer_block_bytes(), bpb = kv_bytes_per_block();
   for (int i = 0; i < n; ++i) {
-    uint8_t* out = host_tier_ + static_cast<size_t>(slots[i]) * bpb;
-    const size_t at = static_cast<size_t>(blocks[i]) * lbb;
-    for (const LayerWeights& L : layers_) {
-      backend_->copy_async(out, static_cast<const uint8_t*>(L.k_cache) + at, lbb);
-      backend_->copy_async(out + lbb, static_cast<const uint8_t*>(L.v_cache) + at, lbb);
-      out += 2 * lbb;
-    }
+    uint8_t* slot = host_tier_ + static_cast<size_t>(slots[i]) * kv_bytes_per_block();
+    for_block_parts(blocks[i], [&](uint8_t* part, size_t at) { backend_->copy_async(slot + at, part, layer_block_bytes()); });
   }
 }
 
 void EngineImpl::reload_from_host(const int32_t* slots, const int32_t* blocks, int n) {
   check_ids(blocks, n, num_blocks_, "block");
   check_ids(slots, n, host_tier_slots_, "host tier slot");
-  const size_t lbb = layer_block_bytes(), bpb = kv_bytes_per_block();
   for (int i = 0; i < n; ++i) {
-    const uint8_t* in = host_tier_ + static_cast<size_t>(slots[i]) * bpb;
-    const size_t at = static_cast<size_t>(blocks[i]) * lbb;
-    for (const LayerWeights& L : layers_) {
-      backend_->copy_async(static_cast<uint8_t*>(L.k_cache) + at, in, lbb);
-      backend_->copy_async(static_cast<uint8_t*>(L.v_cache) + at, in + lbb, lbb);
-      in += 2 * lbb;
-    }
+    const uint8_t* slot = host_tier_ + static_cast<size_t>(slots[i]) * kv_bytes_per_block();
+    for_block_parts(blocks[i], [&](uint8_t* part, size_t at) { backend_->copy_async(part, slot + at, layer_block_bytes()); });
   }
 }
 
@@ -183,34 +186,6 @@ void EngineImpl::write_host_slots(const int32_t* slots, int n, const void* src) 
   backend_->synchronize();  // no queued copy still reads these slots
   const size_t bpb = kv_bytes_per_block();
   for (int i = 0; i < n; ++i) std::memcpy(host_tier_ + static_cast<size_t>(slots[i]) * bpb, static_cast<const uint8_t*>(src) + i * bpb, bpb);
-}
-
-void EngineImpl::read_block(int block, void* dst) {
-  if (block < 0 || block >= num_blocks_) throw InvalidInput("block " + std::to_string(block) + " is outside the pool of " + std::to_string(num_blocks_));
-  const size_t lbb = layer_block_bytes(), at = static_cast<size_t>(block) * lbb;
-  auto* out = static_cast<uint8_t*>(dst);
-  for (const LayerWeights& L : layers_) {
-    backend_->download(out, static_cast<const uint8_t*>(L.k_cache) + at, lbb);
-    out += lbb;
-    if (L.kcache) std::memcpy(out, static_cast<const uint8_t*>(L.v_cache) + at, lbb);  // host memory
-    else backend_->download(out, static_cast<const uint8_t*>(L.v_cache) + at, lbb);
-    out += lbb;
-  }
-}
-
-void EngineImpl::write_block(int block, const void* src) {
-  if (block < 0 || block >= num_blocks_) throw InvalidInput("block " + std::to_string(block) + " is outside the pool of " + std::to_string(num_blocks_));
-  const size_t lbb = layer_block_bytes(), at = static_cast<size_t>(block) * lbb;
-  const auto* in = static_cast<const uint8_t*>(src);
-  backend_->synchronize();  // a queued copy out of this block (offload_to_host) reads it first
-  for (const LayerWeights& L : layers_) {
-    backend_->upload(static_cast<uint8_t*>(L.k_cache) + at, in, lbb);
-    in += lbb;
-    if (L.kcache) std::memcpy(static_cast<uint8_t*>(L.v_cache) + at, in, lbb);
-    else backend_->upload(static_cast<uint8_t*>(L.v_cache) + at, in, lbb);
-    in += lbb;
-  }
-  backend_->synchronize();  // the source may be freed on return
 }
 
 void* EngineImpl::track(void* p) {

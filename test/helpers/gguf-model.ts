@@ -46,6 +46,17 @@ const SPECIALS: [string, GgufTokenType][] = [
   ['<|tool|>', GgufTokenType.UserDefined],
 ];
 
+/** ChatML, as a GGUF file's `tokenizer.chat_template`. */
+export const CHATML =
+  "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+/** spmVocab with a chat template in the metadata. */
+export function chatVocab(template: string): Vocab {
+  const vocab = spmVocab();
+  vocab.entries.push({ key: 'tokenizer.chat_template', type: GgufType.STRING, value: template });
+  return vocab;
+}
+
 /** A SentencePiece ("llama") vocabulary: specials, 256 byte tokens, the corpus's characters, merged pieces. */
 export function spmVocab(): Vocab {
   const words = CORPUS.flatMap((s) => s.split(' ').map((w) => Array.from(`▁${w.replaceAll(' ', '▁')}`)));

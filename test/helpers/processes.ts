@@ -13,6 +13,9 @@ export interface KcacheProcess {
 }
 
 /** Runs the built CLI (`kcache ...args`) as a child process and follows its JSON event lines. */
+/** `kcache up` flags that let each process it starts take a free port (its ready line says which). */
+export const UP_FREE_PORTS = ['--port', '0', '--worker-port', '0', '--metrics-port', '0', '--http-port', '0'];
+
 export function spawnKcache(args: string[]): KcacheProcess {
   const proc = spawn(process.execPath, [join(REPO_ROOT, 'packages/cli/dist/main.js'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   const events: Record<string, unknown>[] = [];

@@ -102,61 +102,41 @@ export class WorkerMetrics {
       labelNames: ['finished_reason'],
       registers: r,
     });
-    this.hitsByTier = new Counter({
-      name: 'kcache_prefix_cache_hits_by_tier_total',
-      help: 'Prompt tokens served from cache, by tier: the KV pool (device, or host with KCache) or an offload tier',
-      labelNames: ['tier'],
-      registers: r,
-    });
-    this.offloadedBlocks = new Counter({
-      name: 'kcache_offload_stored_blocks_total',
-      help: 'Blocks moved into an offload tier (evicted from the pool to offload_ram, or from offload_ram to offload_disk)',
-      labelNames: ['tier'],
-      registers: r,
-    });
-    this.reloadedBlocks = new Counter({
-      name: 'kcache_offload_reloaded_blocks_total',
-      help: 'Blocks copied back from an offload tier into the KV pool instead of recomputed',
-      labelNames: ['tier'],
-      registers: r,
-    });
-    this.offloadCorrupt = new Counter({
-      name: 'kcache_offload_corrupt_blocks_total',
-      help: 'Disk-tier blocks that failed their check (corrupt, truncated, missing): recomputed',
-      registers: r,
-    });
-    this.offloadDropped = new Counter({
-      name: 'kcache_offload_dropped_blocks_total',
-      help: 'Blocks that fell off the last offload tier',
-      registers: r,
-    });
+    const c = (name: string, help: string, labelNames: string[] = []) => new Counter({ name, help, labelNames, registers: r });
+    this.hitsByTier = c(
+      'kcache_prefix_cache_hits_by_tier_total',
+      'Prompt tokens served from cache, by tier: the KV pool (device, or host with KCache), an offload tier, or a peer',
+      ['tier'],
+    );
+    this.offloadedBlocks = c(
+      'kcache_offload_stored_blocks_total',
+      'Blocks moved into an offload tier (evicted from the pool to offload_ram, or from offload_ram to offload_disk)',
+      ['tier'],
+    );
+    this.reloadedBlocks = c(
+      'kcache_offload_reloaded_blocks_total',
+      'Blocks copied back from an offload tier into the KV pool instead of recomputed',
+      ['tier'],
+    );
+    this.offloadCorrupt = c(
+      'kcache_offload_corrupt_blocks_total',
+      'Disk-tier blocks that failed their check (corrupt, truncated, missing): recomputed',
+    );
+    this.offloadDropped = c('kcache_offload_dropped_blocks_total', 'Blocks that fell off the last offload tier');
     this.offloadCopyOut = h(
       'kcache_offload_copy_out_seconds',
       'Time to copy evicted blocks out of the pool into the offload tiers',
       STEP_BUCKETS,
     );
     this.offloadReload = h('kcache_offload_reload_seconds', "Time to copy a request's blocks back from the offload tiers", STEP_BUCKETS);
-    this.peerServedBlocks = new Counter({
-      name: 'kcache_peer_served_blocks_total',
-      help: 'KV blocks this worker streamed to peers (FetchBlocks)',
-      registers: r,
-    });
-    this.peerFetches = new Counter({
-      name: 'kcache_peer_fetch_requests_total',
-      help: 'Requests that came with a peer hint, by what happened: fetched, partial, failed (computed instead), held_here, prefill_cheaper, peer_backoff (the peer failed moments ago)',
-      labelNames: ['outcome'],
-      registers: r,
-    });
-    this.peerFetchBlocks = new Counter({
-      name: 'kcache_peer_fetch_blocks_total',
-      help: 'KV blocks pulled from peers into the pool',
-      registers: r,
-    });
-    this.peerFetchBytes = new Counter({
-      name: 'kcache_peer_fetch_bytes_total',
-      help: 'Bytes of KV blocks pulled from peers',
-      registers: r,
-    });
+    this.peerServedBlocks = c('kcache_peer_served_blocks_total', 'KV blocks this worker streamed to peers (FetchBlocks)');
+    this.peerFetches = c(
+      'kcache_peer_fetch_requests_total',
+      'Requests that came with a peer hint, by what happened: fetched, partial, failed (computed instead), held_here, prefill_cheaper, peer_backoff (the peer failed moments ago)',
+      ['outcome'],
+    );
+    this.peerFetchBlocks = c('kcache_peer_fetch_blocks_total', 'KV blocks pulled from peers into the pool');
+    this.peerFetchBytes = c('kcache_peer_fetch_bytes_total', 'Bytes of KV blocks pulled from peers');
     this.peerFetchSeconds = h(
       'kcache_peer_fetch_seconds',
       "Time to pull a request's blocks from a peer and place them in the pool",
