@@ -124,10 +124,11 @@ describe('cache-aware routing', () => {
     await other.close();
   });
 
-  test("workers report their load per router in the lease: every router sees the others' requests", async () => {
-    // enough long requests to keep the workers busy past a lease rewrite (every 500 ms here)
+  test("workers report their load per router in the lease, background work apart: every router sees the others' requests", async () => {
+    // enough long requests to keep the workers busy past a lease rewrite (every 500 ms here), every
+    // other one background work (priority 2)
     const calls = Array.from({ length: 24 }, (_, i) => {
-      const call = client.Generate(ask(prompt(20, 200 + i), 480), { deadline: Date.now() + 30_000 });
+      const call = client.Generate({ ...ask(prompt(20, 200 + i), 480), priority: i % 2 ? 2 : 0 }, { deadline: Date.now() + 30_000 });
       call.on('error', () => {}); // cancelled below
       call.on('data', () => {});
       return call;
@@ -135,13 +136,15 @@ describe('cache-aware routing', () => {
     let seen: WorkerLease | null = null;
     for (let i = 0; i < 100 && !seen; i++) {
       const leases = await liveWorkers(redis.client);
-      seen = leases.find((l) => (l.load.byRouter.r1 ?? 0) > 0) ?? null;
+      seen = leases.find((l) => (l.load.byRouter.r1 ?? 0) > l.load.background && l.load.background > 0) ?? null;
       if (!seen) await new Promise((r) => setTimeout(r, 20));
     }
     for (const c of calls) c.cancel();
     const load = seen?.load;
     expect(load?.byRouter.r1).toBeGreaterThan(0);
     expect(load?.byRouter.r1).toBe((load?.running ?? 0) + (load?.waiting ?? 0)); // every request there came from r1
+    expect(load?.background).toBeGreaterThan(0);
+    expect(load?.backgroundByRouter.r1).toBe(load?.background);
   });
 
   test('evicted blocks leave the index', async () => {

@@ -76,6 +76,13 @@ export interface WorkerLoad {
    * call). A router counts its own requests itself, exactly and at once, and adds the others'.
    */
   byRouter: Record<string, number>;
+  /**
+   * Of running + waiting, how many are background work (priority > 0: batch jobs, warm-up), which
+   * the worker's scheduler serves after interactive requests; and of those, how many each router
+   * sent. An interactive request counts them at a fraction (the router's BACKGROUND_LOAD_WEIGHT).
+   */
+  background: number;
+  backgroundByRouter: Record<string, number>;
 }
 
 export interface WorkerLease {
@@ -102,7 +109,16 @@ export interface WorkerLease {
   load: WorkerLoad;
 }
 
-export const IDLE_LOAD: WorkerLoad = { running: 0, waiting: 0, kvUsage: 0, cachedBlocks: 0, numBlocks: 0, byRouter: {} };
+export const IDLE_LOAD: WorkerLoad = {
+  running: 0,
+  waiting: 0,
+  kvUsage: 0,
+  cachedBlocks: 0,
+  numBlocks: 0,
+  byRouter: {},
+  background: 0,
+  backgroundByRouter: {},
+};
 
 export function encodeLease(lease: WorkerLease): string {
   return JSON.stringify(lease);
@@ -121,6 +137,7 @@ export function parseLease(raw: string): WorkerLease | null {
   if (!Number.isInteger(l.blockSize) || (l.blockSize as number) < 1 || !Number.isFinite(l.epoch)) return null;
   const load = l.load ?? IDLE_LOAD;
   const num = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) && x >= 0 ? x : 0);
+  const counts = (m: unknown) => Object.fromEntries(Object.entries(m && typeof m === 'object' ? m : {}).map(([k, v]) => [k, num(v)]));
   return {
     workerId: l.workerId,
     address: l.address,
@@ -139,7 +156,9 @@ export function parseLease(raw: string): WorkerLease | null {
       kvUsage: num(load.kvUsage),
       cachedBlocks: num(load.cachedBlocks),
       numBlocks: num(load.numBlocks),
-      byRouter: Object.fromEntries(Object.entries(load.byRouter ?? {}).map(([k, v]) => [k, num(v)])),
+      byRouter: counts(load.byRouter),
+      background: num(load.background),
+      backgroundByRouter: counts(load.backgroundByRouter),
     },
   };
 }

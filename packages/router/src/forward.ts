@@ -58,7 +58,9 @@ export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptRe
   return new Promise((resolve) => {
     let started = false;
     let finished = false;
+    const background = (ctx.request.priority ?? 0) > 0;
     w.inFlight++;
+    if (background) w.inFlightBackground++;
     const upstream = w.client.Generate(ctx.request, ctx.metadata, { deadline: sink.deadline });
     const stopWatchingCancel = sink.onCancel(() => upstream.cancel());
     let silence: NodeJS.Timeout | undefined;
@@ -67,6 +69,7 @@ export function forward(w: PooledWorker, ctx: ForwardContext): Promise<AttemptRe
       finished = true;
       clearTimeout(silence);
       w.inFlight--;
+      if (background) w.inFlightBackground--;
       stopWatchingCancel();
       resolve(result);
     };

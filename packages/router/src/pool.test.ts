@@ -1,6 +1,6 @@
 import { IDLE_LOAD, type WorkerLease } from '@kcache/protocol';
 import { expect, test } from 'vitest';
-import { WorkerPool } from './pool.js';
+import { BACKGROUND_LOAD_WEIGHT, WorkerPool } from './pool.js';
 
 const lease = (workerId: string, load: Partial<WorkerLease['load']> = {}, epoch = 1, modelId = 'm', writtenAt = 1): WorkerLease => ({
   workerId,
@@ -32,6 +32,36 @@ test("load: this router's own in-flight requests, plus the others' from the work
     { id: 'w1', load: 5, cachedBlocks: 0, numBlocks: 100 },
     { id: 'w2', load: 2, cachedBlocks: 0, numBlocks: 100 },
   ]);
+  pool.close();
+});
+
+test('an interactive request weighs background work (batch jobs) lightly; a background request counts it in full', () => {
+  const pool = new WorkerPool('r1');
+  pool.sync([
+    // 6 requests, 4 of them background: r1's 2 (1 background), r2's 4 (3 background)
+    lease('w1', { running: 5, waiting: 1, byRouter: { r1: 2, r2: 4 }, background: 4, backgroundByRouter: { r1: 1, r2: 3 } }),
+    // a stale report still counting 2 of r1's background requests that have since finished
+    lease('w2', { running: 2, byRouter: { r1: 2 }, background: 2, backgroundByRouter: { r1: 2 } }),
+  ]);
+  const w1 = pool.get('w1');
+  const w2 = pool.get('w2');
+  if (!w1 || !w2) throw new Error('worker missing');
+  w1.inFlight = 2; // one interactive, one background
+  w1.inFlightBackground = 1;
+  w2.inFlight = 3; // all background
+  w2.inFlightBackground = 3;
+  const loads = (priority?: number) => pool.candidates('m', priority).map((c) => c.load);
+  // w1: own 2 + others' 4 (6 - r1's 2), of which background: own 1 + others' 3 (4 - r1's 1)
+  const [a, b] = loads();
+  expect(a).toBeCloseTo(2 + 4 * BACKGROUND_LOAD_WEIGHT);
+  expect(b).toBeCloseTo(3 * BACKGROUND_LOAD_WEIGHT);
+  expect(loads(0)).toEqual(loads());
+  expect(loads(2)).toEqual([6, 3]);
+  // the worker's figures cannot make the background share exceed the load it reports
+  pool.sync([lease('w2', { running: 1, byRouter: {}, background: 9, backgroundByRouter: {} })]);
+  w2.inFlight = 0;
+  w2.inFlightBackground = 0;
+  expect(pool.candidates('m').find((c) => c.id === 'w2')?.load).toBeCloseTo(BACKGROUND_LOAD_WEIGHT);
   pool.close();
 });
 

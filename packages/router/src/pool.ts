@@ -23,6 +23,8 @@ export interface PooledWorker {
   client: WorkerClient;
   /** Requests this router has in flight on the worker. */
   inFlight: number;
+  /** Of those, background work (priority > 0). */
+  inFlightBackground: number;
   /** Prompt blocks this router sent there that the worker did not hold, since its last load report. */
   routedBlocks: number;
   /** When this router last read the worker's lease (its clock, ms). */
@@ -49,6 +51,19 @@ export interface PoolEvents {
   /** A worker's ready connection dropped (it died, froze, or went away). */
   unreachable?(workerId: string): void;
 }
+
+/**
+ * What one background request (priority > 0: batch jobs, warm-up) on a worker weighs in the load an
+ * interactive request (priority 0) sees there. The worker's scheduler serves the interactive one
+ * first (its prefill step carries only the background decodes), so a worker busy with a batch is
+ * almost as good a place for it as an idle one: what the background work still costs it is the
+ * step in flight when it arrives and a decode row per background sequence in its own steps, about
+ * a tenth of what an interactive request ahead of it costs (a whole prefill, and its decodes).
+ * Counted in full, a running batch pushes every interactive request onto the workers without
+ * one, where they queue behind each other (docs/BENCHMARKS.md, issue #16). Background requests
+ * see every request at full weight.
+ */
+export const BACKGROUND_LOAD_WEIGHT = 0.1;
 
 /** Longest idle time grpc-js accepts: the channel never idles a worker connection on its own (keepalive watches it). */
 const NEVER_IDLE_MS = 2 ** 31 - 1;
@@ -105,6 +120,7 @@ export class WorkerPool {
         lease,
         client: new (protos().v1.Worker)(lease.address, workerChannelCredentials(this.o.tls ?? null, lease.workerId), this.channelOptions),
         inFlight: cur?.inFlight ?? 0,
+        inFlightBackground: cur?.inFlightBackground ?? 0,
         routedBlocks: 0,
         seenAt: now,
         breaker: cur?.breaker ?? new CircuitBreaker(this.o.breakerThreshold, this.o.breakerOpenMs),
@@ -166,17 +182,19 @@ export class WorkerPool {
   }
 
   /**
-   * The workers of a model that may take a request now (breaker not open), as the routing core
-   * sees them. Load is this router's own in-flight count (exact, current) plus what the worker's
-   * last report says the other routers and direct clients have there (up to one lease period old).
-   * Cached blocks: the last report plus the new blocks this router has sent there since.
+   * The workers of a model that may take a request of `priority` now (breaker not open), as the
+   * routing core sees them. Load is this router's own in-flight count (exact, current) plus what
+   * the worker's last report says the other routers and direct clients have there (up to one lease
+   * period old); for an interactive request (priority 0), background work counts at
+   * BACKGROUND_LOAD_WEIGHT. Cached blocks: the last report plus the new blocks this router has sent
+   * there since.
    */
-  candidates(modelId: string): Candidate[] {
+  candidates(modelId: string, priority = 0): Candidate[] {
     return this.all()
       .filter((w) => w.lease.modelId === modelId && w.reachable && w.breaker.state !== 'open')
       .map((w) => ({
         id: w.lease.workerId,
-        load: this.load(w),
+        load: this.load(w, priority),
         cachedBlocks: Math.min(w.lease.load.numBlocks, w.lease.load.cachedBlocks + w.routedBlocks),
         numBlocks: w.lease.load.numBlocks,
       }));
@@ -202,9 +220,18 @@ export class WorkerPool {
     return c.length > 0 && c.every((x) => this.atLimit(x.id));
   }
 
-  /** Routing load: this router's own in-flight requests there (exact, current) plus the others' from the worker's last report. */
-  private load(w: PooledWorker): number {
-    return w.inFlight + Math.max(0, w.lease.load.running + w.lease.load.waiting - (w.lease.load.byRouter[this.routerId] ?? 0));
+  /**
+   * Routing load for a request of `priority`: this router's own in-flight requests there (exact,
+   * current) plus the others' from the worker's last report, background work weighed for an
+   * interactive request.
+   */
+  private load(w: PooledWorker, priority: number): number {
+    const l = w.lease.load;
+    const others = Math.max(0, l.running + l.waiting - (l.byRouter[this.routerId] ?? 0));
+    if (priority > 0) return w.inFlight + others;
+    const othersBackground = Math.min(others, Math.max(0, l.background - (l.backgroundByRouter[this.routerId] ?? 0)));
+    const background = w.inFlightBackground + othersBackground;
+    return w.inFlight + others - background + BACKGROUND_LOAD_WEIGHT * background;
   }
 
   close(): void {

@@ -347,7 +347,8 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
       const pinned = r.workerId || null;
       if (pinned && !pool.candidates(modelId).some((c) => c.id === pinned))
         throw new RouteError(grpc.status.NOT_FOUND, `worker_id: no live worker '${pinned}' serves ${modelId}`);
-      const candidates = () => (pinned ? pool.candidates(modelId).filter((c) => c.id === pinned) : pool.candidates(modelId));
+      const priority = r.priority ?? 0;
+      const candidates = () => pool.candidates(modelId, priority).filter((c) => !pinned || c.id === pinned);
       const blockSize = pool.all().find((w) => w.lease.modelId === modelId)?.lease.blockSize as number;
       const cacheSalt = tenantCacheSalt(tenant.id, r.cacheSalt ?? '');
       const original = {
@@ -357,7 +358,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
         stop: r.stop,
         cacheSalt,
         kcacheTopn: r.kcacheTopn,
-        priority: r.priority ?? 0,
+        priority,
       };
       const left: string[] = []; // workers this stream failed on mid-stream
       for (;;) {

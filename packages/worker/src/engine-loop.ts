@@ -254,9 +254,20 @@ export class EngineLoop {
   /** The load this worker reports (lease, metrics): read at any time, true between steps too. */
   load(): WorkerLoad {
     const byRouter: Record<string, number> = {};
-    for (const l of this.live.values()) if (l.input.origin) byRouter[l.input.origin] = (byRouter[l.input.origin] ?? 0) + 1;
+    const backgroundByRouter: Record<string, number> = {};
+    let background = 0;
+    for (const l of this.live.values()) {
+      const origin = l.input.origin;
+      if (origin) byRouter[origin] = (byRouter[origin] ?? 0) + 1;
+      if (l.req.priority > 0) {
+        background++;
+        if (origin) backgroundByRouter[origin] = (backgroundByRouter[origin] ?? 0) + 1;
+      }
+    }
     return {
       byRouter,
+      background,
+      backgroundByRouter,
       running: this.scheduler.running.length,
       waiting: this.scheduler.waiting.length,
       kvUsage: this.bm.usage,

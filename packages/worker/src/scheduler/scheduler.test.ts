@@ -126,34 +126,67 @@ describe('Scheduler', () => {
     expect(s.waiting.map((r) => r.id)).toEqual(['urgent', 'low']);
   });
 
-  test('background prefill is capped per step (a quarter of the budget by default); interactive is not', () => {
-    const s = new Scheduler(new BlockManager(16, 4), { maxNumSeqs: 8, maxBatchedTokens: 12 });
+  test('while interactive traffic is around, background prefill is capped per step (a 32nd of the budget by default); interactive is not', () => {
+    let now = 0;
+    const s = new Scheduler(new BlockManager(16, 4), { maxNumSeqs: 8, maxBatchedTokens: 96, now: () => now });
     const a = new SchedRequest('a', seq(10), extra, 0);
     a.priority = 1;
     const b = new SchedRequest('b', seq(10, 30), extra, 1);
     b.priority = 1;
     s.add(a);
     s.add(b);
-    let p = s.schedule();
-    expect(p.items.map((i) => [i.req.id, i.tokens.length])).toEqual([['a', 3]]); // 12 / 4 for all background classes
-    run(s, p);
-    const live = new SchedRequest('live', seq(10, 60), extra, 2);
+    const live = new SchedRequest('live', seq(40, 60), extra, 2);
     s.add(live);
+    let p = s.schedule();
+    // the interactive prefill goes alone (background work only decodes beside it)
+    expect(p.items.map((i) => [i.req.id, i.tokens.length])).toEqual([['live', 40]]);
+    run(s, p);
     p = s.schedule();
-    expect(p.items.map((i) => [i.req.id, i.tokens.length])).toEqual([['live', 10]]);
+    // live decodes; 96 / 32 = 3 background prefill tokens for all background classes
+    expect(p.items.map((i) => [i.req.id, i.tokens.length])).toEqual([
+      ['live', 1],
+      ['a', 3],
+    ]);
+    run(s, p);
+    s.remove(live);
+    now += 9_999; // the window (10 s after the last interactive arrival) is still open
+    expect(s.schedule().items.map((i) => [i.req.id, i.tokens.length])).toEqual([['a', 3]]);
+    now += 1; // closed: background prefill takes the whole budget
+    expect(s.schedule().items.map((i) => [i.req.id, i.tokens.length])).toEqual([
+      ['a', 7],
+      ['b', 10],
+    ]);
   });
 
-  test('the background prefill cap is a setting', () => {
-    for (const [cap, chunk] of [
-      [undefined, 128],
-      [16, 16],
+  test('the background prefill cap and the interactive window are settings', () => {
+    for (const [cap, windowMs, chunk] of [
+      [undefined, undefined, 16],
+      [64, undefined, 64],
+      [64, 0, 300], // no window: only a queued or running interactive request caps background prefill
     ] as const) {
-      const s = new Scheduler(new BlockManager(64, 16), { maxNumSeqs: 8, maxBatchedTokens: 512, maxBackgroundPrefillTokens: cap });
-      const a = new SchedRequest('a', seq(300), extra, 0);
+      const s = new Scheduler(new BlockManager(64, 16), {
+        maxNumSeqs: 8,
+        maxBatchedTokens: 512,
+        maxBackgroundPrefillTokens: cap,
+        interactiveWindowMs: windowMs,
+        now: () => 0,
+      });
+      const live = new SchedRequest('live', seq(1), extra, 0);
+      s.add(live);
+      s.remove(live);
+      const a = new SchedRequest('a', seq(300), extra, 1);
       a.priority = 1;
       s.add(a);
       expect(s.schedule().items.map((i) => [i.req.id, i.tokens.length])).toEqual([['a', chunk]]);
     }
+  });
+
+  test('a batch alone prefills at full speed', () => {
+    const s = new Scheduler(new BlockManager(64, 16), { maxNumSeqs: 8, maxBatchedTokens: 512 });
+    const a = new SchedRequest('a', seq(300), extra, 0);
+    a.priority = 1;
+    s.add(a);
+    expect(s.schedule().items.map((i) => [i.req.id, i.tokens.length])).toEqual([['a', 300]]);
   });
 
   test('out of blocks, the worst class is preempted, not the latest arrival', () => {

@@ -16,9 +16,10 @@
  * step is planned one priority class at a time, best first, each class's running sequences then
  * its waiting ones, so a class gets the budget before any worse one, and a step that prefills for
  * a class carries only the decodes of worse classes (their prefill chunks would lengthen the
- * step: the better request's time to first token); waiting requests queue in
- * priority order, and a preemption takes a sequence of the worst running class. With one class
- * (the default) this is the plain arrival-order scheduler above.
+ * step: the better request's time to first token); while interactive traffic is around, background
+ * prefill is capped per step; waiting requests queue in priority order, and a preemption takes a
+ * sequence of the worst running class. With one class (the default) this is the plain
+ * arrival-order scheduler above.
  */
 import { type BlockHash, type HashExtra, hashBlock, promptBlockHashes, ROOT_PARENT } from '@kcache/protocol';
 import type { BlockManager } from './block-manager.js';
@@ -29,12 +30,22 @@ export interface SchedulerConfig {
   /** Most new tokens in one step. */
   maxBatchedTokens: number;
   /**
-   * Most prefill tokens of background work (priority > 0) in one step (default: a quarter of
-   * maxBatchedTokens; `serve worker --max-background-prefill-tokens`). A step already running is
-   * not interrupted, so an interactive request that arrives meanwhile waits for it: shorter
-   * background steps shorten that wait and lengthen the batch (docs/BENCHMARKS.md measures 16).
+   * Most prefill tokens of background work (priority > 0) in one step while interactive traffic
+   * is around (default: maxBatchedTokens / 32; `serve worker --max-background-prefill-tokens`). A
+   * step already running is not interrupted, so an interactive request that arrives meanwhile
+   * waits for it: short background steps keep that wait short (docs/BENCHMARKS.md, issue #16:
+   * interactive TTFT p99 under a batch 1.1–1.3× of without one at 16 tokens, 1.6–2.2× at 128).
    */
   maxBackgroundPrefillTokens?: number;
+  /**
+   * Interactive traffic is around while an interactive request (priority ≤ 0) is queued or
+   * running, and for this long after the last one arrived (ms; default 10,000). Otherwise
+   * background prefill takes the whole budget: a batch alone runs at full speed, and the first
+   * interactive request after a quiet spell waits for at most one step, as without priorities.
+   */
+  interactiveWindowMs?: number;
+  /** The clock of that window (ms; default performance.now). */
+  now?: () => number;
 }
 
 /**
@@ -110,6 +121,7 @@ interface PlanState {
 export class Scheduler {
   readonly waiting: SchedRequest[] = [];
   readonly running: SchedRequest[] = [];
+  private lastInteractive = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly bm: BlockManager,
@@ -123,9 +135,24 @@ export class Scheduler {
 
   /** Queues a request behind every waiting one of its priority or better. */
   add(req: SchedRequest): void {
+    if (req.priority <= 0) this.lastInteractive = this.now();
     const at = this.waiting.findIndex((w) => w.priority > req.priority);
     if (at < 0) this.waiting.push(req);
     else this.waiting.splice(at, 0, req);
+  }
+
+  private now(): number {
+    return this.config.now ? this.config.now() : performance.now();
+  }
+
+  /** The background prefill cap of the next step: small while interactive traffic is around, else the whole budget. */
+  private backgroundCap(): number {
+    const c = this.config;
+    const around =
+      this.now() - this.lastInteractive < (c.interactiveWindowMs ?? 10_000) ||
+      this.running.some((r) => r.priority <= 0) ||
+      this.waiting.some((r) => r.priority <= 0);
+    return around ? (c.maxBackgroundPrefillTokens ?? Math.max(1, Math.floor(c.maxBatchedTokens / 32))) : c.maxBatchedTokens;
   }
 
   hasWork(): boolean {
@@ -180,7 +207,7 @@ export class Scheduler {
       budget: this.config.maxBatchedTokens,
       admitting: true,
       decodesOnly: false,
-      background: this.config.maxBackgroundPrefillTokens ?? Math.max(1, Math.floor(this.config.maxBatchedTokens / 4)),
+      background: this.backgroundCap(),
     };
     const scheduled = new Set<SchedRequest>();
     const classes = [...new Set([...this.running, ...this.waiting].map((r) => r.priority))].sort((a, b) => a - b);

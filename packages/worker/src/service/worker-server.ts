@@ -68,7 +68,7 @@ export interface WorkerOptions {
   onLoadProgress?: (loadedBytes: number, totalBytes: number) => void;
   maxNumSeqs?: number;
   maxBatchedTokens?: number;
-  /** Most prefill tokens of background requests (priority > 0) in one step (default: a quarter of maxBatchedTokens). */
+  /** Most prefill tokens of background requests (priority > 0) in one step while interactive traffic is around (default: maxBatchedTokens / 32). */
   maxBackgroundPrefillTokens?: number;
   maxWaiting?: number;
   /** HTTP port for /metrics; 0 picks a free one, null disables. */
