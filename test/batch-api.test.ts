@@ -76,6 +76,32 @@ test('upload, create, wait, read the output file: one line per custom_id', async
   expect((await a.batches.cancel(batch.id)).status).toBe('completed');
 }, 60_000);
 
+/** Creates a batch as `client`, waits for it, and returns its output lines. */
+async function runBatch(client: OpenAI, text: string): Promise<{ custom_id: string; response: { body: Record<string, any> } }[]> {
+  const file = await client.files.create({ file: await toFile(Buffer.from(text), 'requests.jsonl'), purpose: 'batch' });
+  let now = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/completions', completion_window: '24h' });
+  for (let i = 0; i < 300 && now.status !== 'completed'; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    now = await client.batches.retrieve(now.id);
+  }
+  expect(now.status).toBe('completed');
+  const out = await (await client.files.content(now.output_file_id as string)).text();
+  return out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+}
+
+test("two tenants' batches share no cached blocks (the runner runs both under its own key); one tenant's do", async () => {
+  const prompt = `A long shared instruction for the tenancy test of batches, ${Date.now()}: answer in one word.`;
+  const cached = (out: Awaited<ReturnType<typeof runBatch>>) => out[0]?.response.body.usage.prompt_tokens_details.cached_tokens;
+  expect(cached(await runBatch(b, line('g1', prompt)))).toBe(0);
+  // the same prompt from the other tenant (whose key the runner holds): nothing cached for it
+  expect(cached(await runBatch(a, line('a1', prompt)))).toBe(0);
+  // the first tenant again: its own earlier batch's prefix is there
+  expect(cached(await runBatch(b, line('g2', prompt)))).toBeGreaterThan(0);
+});
+
 test('bad requests are 400s naming the field; unknown ids 404; no key 401', async () => {
   const chat = JSON.stringify({
     custom_id: 'q',

@@ -89,7 +89,7 @@ export async function startBatchRunner(o: BatchRunnerOptions): Promise<BatchRunn
     let outcome: BatchOutcome;
     try {
       // behind interactive traffic on the workers (vLLM's priority; 0 is interactive) unless the line sets one
-      outcome = await call(req.url, { priority: BATCH_SCHEDULING[info.priority], ...req.body });
+      outcome = await call(req.url, { priority: BATCH_SCHEDULING[info.priority], ...req.body, ...tenantSalt(info.tenant, req.body) });
     } catch (e) {
       if (!last) throw e; // BullMQ retries it after a backoff
       outcome = { kind: 'error', code: 'request_failed', message: `the router at ${routerUrl} did not answer: ${(e as Error).message}` };
@@ -141,6 +141,19 @@ export async function startBatchRunner(o: BatchRunnerOptions): Promise<BatchRunn
       await queue.close();
     },
   };
+}
+
+/**
+ * The runner calls the router with its own key, so the router salts every batch request's cache
+ * with the runner's tenant. A batch submitted through the HTTP API by another tenant gets that
+ * tenant in its salt too (the request's own `cache_salt` refines it): two tenants' batches never
+ * share cached blocks, and `cached_tokens` in one tenant's results says nothing about another's
+ * prompts, as for their interactive requests (the router's tenancy/scope.ts).
+ */
+function tenantSalt(tenant: string, body: Record<string, unknown>): { cache_salt?: string } {
+  if (tenant === '') return {};
+  const own = typeof body.cache_salt === 'string' ? body.cache_salt : '';
+  return { cache_salt: `batch-tenant:${tenant}\u0000${own}` };
 }
 
 function usageOf(body: unknown): { promptTokens: number; completionTokens: number; cachedTokens: number } {
