@@ -77,7 +77,10 @@ test('upload, create, wait, read the output file: one line per custom_id', async
 }, 60_000);
 
 /** Creates a batch as `client`, waits for it, and returns its output lines. */
-async function runBatch(client: OpenAI, text: string): Promise<{ custom_id: string; response: { body: Record<string, any> } }[]> {
+async function runBatch(
+  client: OpenAI,
+  text: string,
+): Promise<{ custom_id: string; response: { body: { usage: { prompt_tokens_details: { cached_tokens: number } } } } }[]> {
   const file = await client.files.create({ file: await toFile(Buffer.from(text), 'requests.jsonl'), purpose: 'batch' });
   let now = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/completions', completion_window: '24h' });
   for (let i = 0; i < 300 && now.status !== 'completed'; i++) {
