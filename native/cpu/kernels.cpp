@@ -9,6 +9,7 @@ namespace kc {
 #ifndef KC_HAVE_X86_SIMD
 const Kernels* avx2_kernels() { return nullptr; }
 const Kernels* avx512_kernels() { return nullptr; }
+const Kernels* avx512vnni_kernels() { return nullptr; }
 #endif
 
 namespace {
@@ -20,6 +21,9 @@ bool cpu_has(const char* what) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   if (std::strcmp(what, "avx512") == 0)
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  if (std::strcmp(what, "avx512vnni") == 0)
+    return cpu_has("avx512") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512vnni");
 #endif
   (void)what;
   return false;
@@ -50,13 +54,15 @@ void quantize_activations(const float* x, int rows, int k, int8_t* xq, float* xd
   }
 }
 
-// The widest variant the CPU supports, capped by KCACHE_SIMD (generic < avx2 < avx512).
+// The widest variant the CPU supports, capped by KCACHE_SIMD (generic < avx2 < avx512 < avx512vnni).
 const Kernels& active_kernels() {
   static const Kernels* chosen = [] {
     const char* cap = std::getenv("KCACHE_SIMD");
-    const bool allow512 = !cap || std::strcmp(cap, "avx512") == 0;
+    const bool allowVnni = !cap || std::strcmp(cap, "avx512vnni") == 0;
+    const bool allow512 = allowVnni || std::strcmp(cap, "avx512") == 0;
     const bool allow2 = allow512 || std::strcmp(cap, "avx2") == 0;
     // The CPU check comes first: building a variant's table runs code compiled for that variant.
+    if (allowVnni && cpu_has("avx512vnni") && avx512vnni_kernels()) return avx512vnni_kernels();
     if (allow512 && cpu_has("avx512") && avx512_kernels()) return avx512_kernels();
     if (allow2 && cpu_has("avx2") && avx2_kernels()) return avx2_kernels();
     return &generic_kernels();

@@ -1,5 +1,6 @@
 // Inner loops that have an architecture-specific variant (cpu/arch/). The variant is chosen
-// once at run time from the CPU's features; KCACHE_SIMD=generic|avx2|avx512 caps the choice.
+// once at run time from the CPU's features; KCACHE_SIMD=generic|avx2|avx512|avx512vnni caps the
+// choice.
 #pragma once
 #include <cstdint>
 
@@ -64,6 +65,8 @@ void quantize_activations(const float* x, int rows, int k, int8_t* xq, float* xd
 const Kernels& generic_kernels();
 const Kernels* avx2_kernels();    // nullptr when not compiled in
 const Kernels* avx512_kernels();  // nullptr when not compiled in
+// avx512 with the integer path on VNNI (avx512vnni.cpp); nullptr when not compiled in
+const Kernels* avx512vnni_kernels();
 const Kernels& active_kernels();
 
 }  // namespace kc
