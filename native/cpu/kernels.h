@@ -2,6 +2,7 @@
 // once at run time from the CPU's features; KCACHE_SIMD=generic|avx2|avx512|avx512vnni caps the
 // choice.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "kcache/types.h"
@@ -34,8 +35,9 @@ struct Kernels {
   // out[t * ldo + o] = sum over blocks of (w scale) * xd * (int dot) [+ (w min) * xd * xs], for o
   // in [o0, o1), every block-quantized type. Each output is the same chain of operations whatever
   // the batch. Null (the generic variant): the dequantizing path above is used.
+  // `prep`: what q8_prepare wrote for this call (null for a variant without one).
   void (*matmul_q8)(DType t, float* out, int ldo, const int8_t* xq, const float* xd, const int32_t* xs, int rows,
-                    const uint8_t* w, int k, int o0, int o1);
+                    const uint8_t* w, int k, int o0, int o1, const uint8_t* prep);
   // Attention over n cache rows of one KV head (row r at r * stride, hd values) for the G query
   // heads that share it (GQA; head g's query at q + g * hd): scores[g * lds + r] = scale *
   // q_g · k_r, and out[g * out_stride ..] += sum_r weights[g * lds + r] * v_r. A variant may read
@@ -56,6 +58,10 @@ struct Kernels {
   // sum (the SIMD variants use Cephes' polynomial expf, vectorised).
   float (*max)(const float* x, int n);
   float (*exp_sum)(float* x, int n, float m);
+  // Optional (null: none): lays the rounded activation rows out once per matmul for this
+  // variant's matmul_q8 (q8_prep_bytes(rows, k) bytes at `prep`), instead of once per task.
+  size_t (*q8_prep_bytes)(int rows, int k) = nullptr;
+  void (*q8_prepare)(const int8_t* xq, const float* xd, int rows, int k, uint8_t* prep) = nullptr;
 };
 
 // Rounds each row of x (rows × k, k a multiple of 32) to int8 per block of 32: d = max|x| / 127,

@@ -28,11 +28,19 @@ void matmul_quantized(Ctx& c, float* out, const float* x, int rows, const Tensor
     int8_t* q = xq.data();
     float* d = xd.data();
     int32_t* sums = xs.data();
+    thread_local std::vector<uint8_t> xp;
+    uint8_t* prep = nullptr;
+    if (c.k.q8_prepare) {
+      xp.resize(c.k.q8_prep_bytes(rows, k));
+      prep = xp.data();
+    }
     parallel_ranges(c, static_cast<size_t>(rows), 8, [&](size_t b, size_t e) {
-      quantize_activations(x + b * k, static_cast<int>(e - b), k, q + b * k, d + b * (k / 32), sums + b * (k / 32));
+      const int n = static_cast<int>(e - b);
+      quantize_activations(x + b * k, n, k, q + b * k, d + b * (k / 32), sums + b * (k / 32));
+      if (prep) c.k.q8_prepare(q + b * k, d + b * (k / 32), n, k, prep + c.k.q8_prep_bytes(static_cast<int>(b), k));
     });
     parallel_ranges(c, static_cast<size_t>(n_out), kQuantRows, [&](size_t b, size_t e) {
-      c.k.matmul_q8(w.dtype, out, n_out, q, d, sums, rows, base, k, static_cast<int>(b), static_cast<int>(e));
+      c.k.matmul_q8(w.dtype, out, n_out, q, d, sums, rows, base, k, static_cast<int>(b), static_cast<int>(e), prep);
       if (bias)
         for (int t = 0; t < rows; ++t)
           for (size_t o = b; o < e; ++o) out[static_cast<int64_t>(t) * n_out + o] += bias[o];

@@ -52,21 +52,36 @@ inline WPair w_pair(const uint8_t* row, int nb, int p, float* m) {
   return {q, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, 7)), s};
 }
 
-// One activation row against pair p of one weight row: acc += s * xd * (q . xq), the one chain
-// of operations every output goes through.
-inline __m512 add_pair(const WPair& w, const int8_t* xq, const float* xd, int nb, int p, __m512 acc) {
-  const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-  __m512i x;
-  __m512 d;
-  if (2 * p + 1 < nb) {
-    x = _mm512_loadu_si512(xq + 64 * p);
-    d = _mm512_castpd_ps(_mm512_set1_pd(*reinterpret_cast<const double*>(xd + 2 * p)));
-  } else {
-    x = _mm512_zextsi256_si512(load32(xq + 64 * p));
-    d = _mm512_set1_ps(xd[2 * p]);
+// The activation rows as the pair steps read them, prepared once per matmul (kernels.h's
+// q8_prepare): per row and pair, the 64 values as unsigned bytes (xq + 128; zeros past an odd end,
+// which meet zero weights) and the two block scales spread like WPair::s. Row r starts at
+// prep_bytes(r, k).
+constexpr size_t kPairBytes = 64 + 16 * sizeof(float);
+
+size_t prep_bytes(int rows, int k) { return static_cast<size_t>(rows) * ((k / 32 + 1) / 2) * kPairBytes; }
+
+void prepare_x(const int8_t* xq, const float* xd, int rows, int k, uint8_t* prep) {
+  const int nb = k / 32;
+  const int np = (nb + 1) / 2;
+  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int r = 0; r < rows; ++r) {
+    const int8_t* q = xq + static_cast<int64_t>(r) * k;
+    const float* d = xd + static_cast<int64_t>(r) * nb;
+    for (int p = 0; p < np; ++p) {
+      uint8_t* at = prep + (static_cast<size_t>(r) * np + p) * kPairBytes;
+      const bool two = 2 * p + 1 < nb;
+      const __m512i v = two ? _mm512_loadu_si512(q + 64 * p) : _mm512_zextsi256_si512(load32(q + 64 * p));
+      _mm512_storeu_si512(at, _mm512_xor_si512(v, bias));
+      _mm512_storeu_ps(reinterpret_cast<float*>(at + 64), spread(d[2 * p], two ? d[2 * p + 1] : 0.0f));
+    }
   }
-  const __m512i dot = _mm512_dpbusd_epi32(w.start, _mm512_xor_si512(x, _mm512_set1_epi8(static_cast<char>(0x80))), w.q);
-  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(w.s, _mm512_permutexvar_ps(idx, d)), acc);
+}
+
+// One prepared activation row against pair p of one weight row: acc += s * xd * (q . xq), the one
+// chain of operations every output goes through.
+inline __m512 add_pair(const WPair& w, const uint8_t* x, __m512 acc) {
+  const __m512i dot = _mm512_dpbusd_epi32(w.start, _mm512_loadu_si512(x), w.q);
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(w.s, _mm512_loadu_ps(reinterpret_cast<const float*>(x + 64))), acc);
 }
 
 // sum over blocks of m_b * (xd_b * xs_b), 16 blocks a step.
@@ -80,90 +95,163 @@ inline float mins_dot(const float* m, const float* xd, const int32_t* xs, int nb
   return _mm512_reduce_add_ps(acc);
 }
 
-// R activation rows against one weight row whose pairs `pair(p)` gives (unpacked in registers as
-// they are used, or read back from an unpacked row), then its minimums m: out[t * ldo] for t < R.
-// Accumulators stay in registers (R fixed).
+// R activation rows (from prepared row r0 of x) against one weight row whose pairs `pair(p)` gives
+// (unpacked in registers as they are used, or read back from an unpacked row), then its minimums
+// m: out[t * ldo] for t < R. Accumulators stay in registers (R fixed).
 template <DType T, int R, typename Pair>
-inline void rows_dot(float* out, int64_t ldo, Pair&& pair, const float* m, const int8_t* xq, const float* xd, const int32_t* xs, int k,
+inline void rows_dot(float* out, int64_t ldo, Pair&& pair, const float* m, const uint8_t* prep, int r0, const float* xd, const int32_t* xs,
                      int nb) {
   const int np = (nb + 1) / 2;
+  const uint8_t* x = prep + static_cast<size_t>(r0) * np * kPairBytes;
   __m512 acc[R];
   for (int t = 0; t < R; ++t) acc[t] = _mm512_setzero_ps();
   for (int p = 0; p < np; ++p) {
     const WPair w = pair(p);
-    for (int t = 0; t < R; ++t) acc[t] = add_pair(w, xq + static_cast<int64_t>(t) * k, xd + static_cast<int64_t>(t) * nb, nb, p, acc[t]);
+    for (int t = 0; t < R; ++t) {
+      acc[t] = add_pair(w, x + (static_cast<size_t>(t) * np + p) * kPairBytes, acc[t]);
+    }
   }
   for (int t = 0; t < R; ++t) {
     float v = _mm512_reduce_add_ps(acc[t]);
-    if constexpr (has_min<T>) v += mins_dot(m, xd + static_cast<int64_t>(t) * nb, xs + static_cast<int64_t>(t) * nb, nb);
+    const int64_t row = r0 + t;
+    if constexpr (has_min<T>) v += mins_dot(m, xd + row * nb, xs + row * nb, nb);
     out[t * ldo] = v;
   }
 }
 
-// A weight row unpacked once for many activation rows.
-struct UnpackedRow {
-  std::vector<uint8_t> bytes;  // per pair: q (64 bytes), start (64), s (64)
+// rows_dot for n (1..8) rows at once.
+template <DType T, typename Pair>
+inline void rows_dot_n(int n, float* out, int64_t ldo, Pair&& pair, const float* m, const uint8_t* prep, int r0, const float* xd,
+                       const int32_t* xs, int nb) {
+  switch (n) {
+#define KC_ROWS(R)                                                  \
+  case R:                                                           \
+    rows_dot<T, R>(out, ldo, pair, m, prep, r0, xd, xs, nb);        \
+    return;
+    KC_ROWS(1)
+    KC_ROWS(2)
+    KC_ROWS(3)
+    KC_ROWS(4)
+    KC_ROWS(5)
+    KC_ROWS(6)
+    KC_ROWS(7)
+    KC_ROWS(8)
+#undef KC_ROWS
+    default:
+      return;
+  }
+}
+
+// Weight rows unpacked once for many activation rows: per row and pair, q (64 bytes), start (64),
+// s (64); each row's minimums.
+struct UnpackedRows {
+  std::vector<uint8_t> bytes;
   std::vector<float> m;
 };
 
-// Few rows (decode): each pair of blocks is unpacked in registers as it is used (its minimums
-// kept for the end). Many rows: each weight row is unpacked once and reused by 4 rows at a time.
-// Both compute every output with the same operations in the same order.
+inline WPair unpacked_pair(const uint8_t* row, int p) {
+  const uint8_t* at = row + 192 * p;
+  return WPair{_mm512_loadu_si512(at), _mm512_loadu_si512(at + 64), _mm512_loadu_ps(reinterpret_cast<const float*>(at + 128))};
+}
+
+// TO unpacked weight rows x TT prepared activation rows (from r0), every output by rows_dot's
+// chain: each activation pair is loaded once for the TO weight rows (the prepared rows of a
+// prefill live in L2, and reading them is what limits a one-row tile).
+template <DType T, int TO, int TT>
+inline void tile_dot(float* out, int64_t ldo, const uint8_t* rows, size_t row_stride, const float* m, int m_stride, const uint8_t* prep,
+                     int r0, const float* xd, const int32_t* xs, int nb) {
+  const int np = (nb + 1) / 2;
+  const uint8_t* x = prep + static_cast<size_t>(r0) * np * kPairBytes;
+  __m512 acc[TO][TT];
+  for (int o = 0; o < TO; ++o)
+    for (int t = 0; t < TT; ++t) acc[o][t] = _mm512_setzero_ps();
+  for (int p = 0; p < np; ++p) {
+    __m512i xv[TT];
+    __m512 dv[TT];
+    for (int t = 0; t < TT; ++t) {
+      const uint8_t* at = x + (static_cast<size_t>(t) * np + p) * kPairBytes;
+      xv[t] = _mm512_loadu_si512(at);
+      dv[t] = _mm512_loadu_ps(reinterpret_cast<const float*>(at + 64));
+    }
+    for (int o = 0; o < TO; ++o) {
+      const WPair w = unpacked_pair(rows + o * row_stride, p);
+      for (int t = 0; t < TT; ++t) {
+        const __m512i dot = _mm512_dpbusd_epi32(w.start, xv[t], w.q);
+        acc[o][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(w.s, dv[t]), acc[o][t]);
+      }
+    }
+  }
+  for (int o = 0; o < TO; ++o)
+    for (int t = 0; t < TT; ++t) {
+      float v = _mm512_reduce_add_ps(acc[o][t]);
+      const int64_t row = r0 + t;
+      if constexpr (has_min<T>) v += mins_dot(m + o * m_stride, xd + row * nb, xs + row * nb, nb);
+      out[t * ldo + o] = v;
+    }
+}
+
+// Up to 8 rows (decode, batched decode): each pair of blocks is unpacked in registers as it is
+// used, for every row at once (its minimums kept for the end). More rows: weight rows are
+// unpacked 4 at a time and multiplied with 4 activation rows at a time. Both compute every output
+// with the same operations in the same order.
 template <DType T>
-void matmul_vnni_typed(float* out, int ldo, const int8_t* xq, const float* xd, const int32_t* xs, int rows, const uint8_t* w, int k,
-                       int o0, int o1) {
+void matmul_vnni_typed(float* out, int ldo, const float* xd, const int32_t* xs, int rows, const uint8_t* w, int k, int o0, int o1,
+                       const uint8_t* prep) {
+  constexpr int kTile = 8, TO = 4, TT = 4;
   const size_t row_bytes = dtype_row_bytes(T, k);
   const size_t block_bytes = dtype_block_bytes(T) * 32 / dtype_block(T);
   const int nb = k / 32;
   const int np = (nb + 1) / 2;
-  thread_local UnpackedRow unpacked;
-  UnpackedRow& ur = unpacked;  // (once: a thread_local used in the loops costs a TLS lookup per use)
-  ur.m.resize(static_cast<size_t>(np) * 2);
+  thread_local UnpackedRows unpacked;
+  UnpackedRows& ur = unpacked;  // (once: a thread_local used in the loops costs a TLS lookup per use)
+  const int m_stride = 2 * np;
+  ur.m.resize(static_cast<size_t>(TO) * m_stride);
   float* const m = ur.m.data();
-  if (rows < 4) {
+  if (rows <= kTile) {
     for (int o = o0; o < o1; ++o) {
       const uint8_t* wr = w + o * row_bytes;
       const auto pair = [wr, nb, m, block_bytes](int p) {
         _mm_prefetch(reinterpret_cast<const char*>(wr + 2 * p * block_bytes) + kQuantPrefetch, _MM_HINT_T0);
         return w_pair<T>(wr, nb, p, m);
       };
-      if (rows == 1) rows_dot<T, 1>(out + o, ldo, pair, m, xq, xd, xs, k, nb);
-      else if (rows == 2) rows_dot<T, 2>(out + o, ldo, pair, m, xq, xd, xs, k, nb);
-      else rows_dot<T, 3>(out + o, ldo, pair, m, xq, xd, xs, k, nb);
+      rows_dot_n<T>(rows, out + o, ldo, pair, m, prep, 0, xd, xs, nb);
     }
     return;
   }
-  ur.bytes.resize(static_cast<size_t>(np) * 192);
+  const size_t row_stride = static_cast<size_t>(np) * 192;
+  ur.bytes.resize(TO * row_stride);
   uint8_t* const ub = ur.bytes.data();
-  const auto pair = [ub](int p) {
-    const uint8_t* at = ub + 192 * p;
-    return WPair{_mm512_loadu_si512(at), _mm512_loadu_si512(at + 64), _mm512_loadu_ps(reinterpret_cast<const float*>(at + 128))};
-  };
-  for (int o = o0; o < o1; ++o) {
-    for (int p = 0; p < np; ++p) {
-      const WPair wp = w_pair<T>(w + o * row_bytes, nb, p, m);
-      _mm512_storeu_si512(ub + 192 * p, wp.q);
-      _mm512_storeu_si512(ub + 192 * p + 64, wp.start);
-      _mm512_storeu_ps(reinterpret_cast<float*>(ub + 192 * p + 128), wp.s);
-    }
-    int r = 0;
-    for (; r + 4 <= rows; r += 4) {
-      const int64_t rr = r;
-      rows_dot<T, 4>(out + rr * ldo + o, ldo, pair, m, xq + rr * k, xd + rr * nb, xs + rr * nb, k, nb);
-    }
-    for (; r < rows; ++r) {
-      const int64_t rr = r;
-      rows_dot<T, 1>(out + rr * ldo + o, ldo, pair, m, xq + rr * k, xd + rr * nb, xs + rr * nb, k, nb);
+  for (int o = o0; o < o1; o += TO) {
+    const int n_o = o1 - o < TO ? o1 - o : TO;
+    for (int j = 0; j < n_o; ++j)
+      for (int p = 0; p < np; ++p) {
+        const WPair wp = w_pair<T>(w + (o + j) * row_bytes, nb, p, m + j * m_stride);
+        uint8_t* at = ub + j * row_stride + 192 * p;
+        _mm512_storeu_si512(at, wp.q);
+        _mm512_storeu_si512(at + 64, wp.start);
+        _mm512_storeu_ps(reinterpret_cast<float*>(at + 128), wp.s);
+      }
+    for (int r = 0; r < rows;) {
+      float* dst = out + static_cast<int64_t>(r) * ldo + o;
+      if (rows - r >= TT) {
+        if (n_o == TO) tile_dot<T, TO, TT>(dst, ldo, ub, row_stride, m, m_stride, prep, r, xd, xs, nb);
+        else
+          for (int j = 0; j < n_o; ++j) tile_dot<T, 1, TT>(dst + j, ldo, ub + j * row_stride, row_stride, m + j * m_stride, m_stride, prep, r, xd, xs, nb);
+        r += TT;
+      } else {
+        for (int j = 0; j < n_o; ++j) tile_dot<T, 1, 1>(dst + j, ldo, ub + j * row_stride, row_stride, m + j * m_stride, m_stride, prep, r, xd, xs, nb);
+        r += 1;
+      }
     }
   }
 }
 
 void matmul_q8_vnni(DType t, float* out, int ldo, const int8_t* xq, const float* xd, const int32_t* xs, int rows, const uint8_t* w, int k,
-                    int o0, int o1) {
+                    int o0, int o1, const uint8_t* prep) {
   switch (t) {
 #define KC_VNNI_CASE(T)                                                    \
   case DType::T:                                                           \
-    matmul_vnni_typed<DType::T>(out, ldo, xq, xd, xs, rows, w, k, o0, o1); \
+    matmul_vnni_typed<DType::T>(out, ldo, xd, xs, rows, w, k, o0, o1, prep); \
     return;
     KC_VNNI_CASE(Q8_0)
     KC_VNNI_CASE(Q4_0)
@@ -188,6 +276,8 @@ const Kernels* avx512vnni_kernels() {
     Kernels v = *avx512_kernels();
     v.name = "avx512vnni";
     v.matmul_q8 = matmul_q8_vnni;
+    v.q8_prep_bytes = prep_bytes;
+    v.q8_prepare = prepare_x;
     return v;
   }();
   return &k;

@@ -429,7 +429,7 @@ void matmul_q8_typed(float* out, int ldo, const int8_t* xq, const float* xd, con
 
 template <class V>
 void matmul_q8(DType t, float* out, int ldo, const int8_t* xq, const float* xd, const int32_t* xs, int rows, const uint8_t* w,
-               int k, int o0, int o1) {
+               int k, int o0, int o1, const uint8_t* /* prep: none */) {
   switch (t) {
 #define KC_Q8_CASE(T)                                                    \
   case DType::T:                                                         \
