@@ -19,45 +19,50 @@ export function testQuantKernels(variant: string): void {
 
     // the x86 variants round activations to int8 per block of 32 (scale max|x| / 127), as llama.cpp
     // does; the generic one keeps them in f32: both stay within that rounding plus f32 sums
-    test.each(QUANT_TYPES)('%s: matmul matches float64 within activation rounding and f32 sums, and batching changes nothing', (type) => {
-      const r = rng(23);
-      const k = 512;
-      const nOut = 37;
-      const w = Array.from({ length: nOut }, () => randomRow(type, k, r));
-      const wBytes = new Uint8Array(w.reduce((n, x) => n + x.bytes.length, 0));
-      w.reduce((at, x) => {
-        wBytes.set(x.bytes, at);
-        return at + x.bytes.length;
-      }, 0);
-      for (const rows of [1, 3, 9]) {
-        const x = Float32Array.from({ length: rows * k }, () => 2 * r() - 1);
-        const out = quantKernels.matmul(type, wBytes, nOut, k, x, rows);
-        for (let t = 0; t < rows; t++) {
-          for (let o = 0; o < nOut; o++) {
-            let ref = 0;
-            let mag = 0;
-            let rounding = 0;
-            const wv = (w[o] as { values: Float32Array }).values;
-            for (let b = 0; b < k; b += 32) {
-              let amax = 0;
-              let wabs = 0;
-              for (let i = b; i < b + 32; i++) {
-                const p = (wv[i] as number) * (x[t * k + i] as number);
-                ref += p;
-                mag += Math.abs(p);
-                amax = Math.max(amax, Math.abs(x[t * k + i] as number));
-                wabs += Math.abs(wv[i] as number);
+    // (k = 544: an odd number of 32-value blocks, which the VNNI path pairs with a zero block;
+    // K-quant rows are whole 256-value super-blocks)
+    const shapes = QUANT_TYPES.flatMap((type) => (type.endsWith('_k') ? [512] : [512, 544]).map((k) => [type, k] as const));
+    test.each(shapes)(
+      '%s, k = %d: matmul matches float64 within activation rounding and f32 sums, and batching changes nothing',
+      (type, k) => {
+        const r = rng(23);
+        const nOut = 37;
+        const w = Array.from({ length: nOut }, () => randomRow(type, k, r));
+        const wBytes = new Uint8Array(w.reduce((n, x) => n + x.bytes.length, 0));
+        w.reduce((at, x) => {
+          wBytes.set(x.bytes, at);
+          return at + x.bytes.length;
+        }, 0);
+        for (const rows of [1, 3, 9]) {
+          const x = Float32Array.from({ length: rows * k }, () => 2 * r() - 1);
+          const out = quantKernels.matmul(type, wBytes, nOut, k, x, rows);
+          for (let t = 0; t < rows; t++) {
+            for (let o = 0; o < nOut; o++) {
+              let ref = 0;
+              let mag = 0;
+              let rounding = 0;
+              const wv = (w[o] as { values: Float32Array }).values;
+              for (let b = 0; b < k; b += 32) {
+                let amax = 0;
+                let wabs = 0;
+                for (let i = b; i < b + 32; i++) {
+                  const p = (wv[i] as number) * (x[t * k + i] as number);
+                  ref += p;
+                  mag += Math.abs(p);
+                  amax = Math.max(amax, Math.abs(x[t * k + i] as number));
+                  wabs += Math.abs(wv[i] as number);
+                }
+                rounding += (amax / 127 / 2) * wabs;
               }
-              rounding += (amax / 127 / 2) * wabs;
+              expect(Math.abs((out[t * nOut + o] as number) - ref)).toBeLessThanOrEqual(1.01 * rounding + 2e-6 * mag + 1e-30);
             }
-            expect(Math.abs((out[t * nOut + o] as number) - ref)).toBeLessThanOrEqual(1.01 * rounding + 2e-6 * mag + 1e-30);
+            // the same row alone: bit-identical outputs
+            const alone = quantKernels.matmul(type, wBytes, nOut, k, x.subarray(t * k, (t + 1) * k), 1);
+            expect(Array.from(alone)).toEqual(Array.from(out.subarray(t * nOut, (t + 1) * nOut)));
           }
-          // the same row alone: bit-identical outputs
-          const alone = quantKernels.matmul(type, wBytes, nOut, k, x.subarray(t * k, (t + 1) * k), 1);
-          expect(Array.from(alone)).toEqual(Array.from(out.subarray(t * nOut, (t + 1) * nOut)));
         }
-      }
-    });
+      },
+    );
 
     // quantize-on-load: every value within the format's step of the original, and a small RMS error
     const STEP: Record<LoadQuantDType, { step: (amax: number, range: number) => number; rms: number }> = {

@@ -53,9 +53,9 @@ inline WPair w_pair(const uint8_t* row, int nb, int p, float* m) {
 }
 
 // The activation rows as the pair steps read them, prepared once per matmul (kernels.h's
-// q8_prepare): per row and pair, the 64 values as unsigned bytes (xq + 128; zeros past an odd end,
-// which meet zero weights) and the two block scales spread like WPair::s. Row r starts at
-// prep_bytes(r, k).
+// q8_prepare): per row and pair, the 64 values as unsigned bytes (xq + 128; past an odd end the
+// 128s meet zero weights, whose start is 0 too) and the two block scales spread like WPair::s
+// (0 past an odd end). Row r starts at prep_bytes(r, k).
 constexpr size_t kPairBytes = 64 + 16 * sizeof(float);
 
 size_t prep_bytes(int rows, int k) { return static_cast<size_t>(rows) * ((k / 32 + 1) / 2) * kPairBytes; }
