@@ -77,7 +77,7 @@ export interface WorkerLoad {
    */
   byRouter: Record<string, number>;
   /**
-   * Of running + waiting, how many are background work (priority > 0: batch jobs, warm-up), which
+   * Of running + waiting, how many are background work (priority > 0: batch jobs), which
    * the worker's scheduler serves after interactive requests; and of those, how many each router
    * sent. An interactive request counts them at a fraction (the router's BACKGROUND_LOAD_WEIGHT).
    */

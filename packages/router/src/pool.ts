@@ -53,7 +53,7 @@ export interface PoolEvents {
 }
 
 /**
- * What one background request (priority > 0: batch jobs, warm-up) on a worker weighs in the load an
+ * What one background request (priority > 0: batch jobs) on a worker weighs in the load an
  * interactive request (priority 0) sees there. The worker's scheduler serves the interactive one
  * first (its prefill step carries only the background decodes), so a worker busy with a batch is
  * almost as good a place for it as an idle one: what the background work still costs it is the
