@@ -58,6 +58,9 @@ struct Kernels {
   // sum (the SIMD variants use Cephes' polynomial expf, vectorised).
   float (*max)(const float* x, int n);
   float (*exp_sum)(float* x, int n, float m);
+  // Optional (null: quantize_activations below): the same rounding of activation rows to int8,
+  // with the same results bit for bit, in the variant's vectors.
+  void (*quantize_q8)(const float* x, int rows, int k, int8_t* xq, float* xd, int32_t* xs) = nullptr;
   // Optional (null: none): lays the rounded activation rows out once per matmul for this
   // variant's matmul_q8 (q8_prep_bytes(rows, k) bytes at `prep`), instead of once per task.
   size_t (*q8_prep_bytes)(int rows, int k) = nullptr;

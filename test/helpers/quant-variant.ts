@@ -64,6 +64,68 @@ export function testQuantKernels(variant: string): void {
       },
     );
 
+    // The x86 variants' integer path rounds each block of 32 activations to int8 (d = max|x| / 127,
+    // q = x / d rounded half away from zero, in f32): a Q8_0 weight row that is 1 at one position
+    // and 0 elsewhere, with scale 1, reads d * q of that activation back exactly.
+    test.skipIf(variant === 'generic')(
+      'activations are rounded to int8 as defined, bit for bit (read back through one-hot Q8_0 rows)',
+      () => {
+        const k = 64;
+        const f = Math.fround;
+        const r = rng(31);
+        const rows = [
+          Array.from({ length: k }, () => 2 * r() - 1),
+          // ties: amax 127 makes d = 1, so x itself is rounded (half away from zero)
+          [
+            127,
+            2.5,
+            -3.5,
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            126.5,
+            -126.5,
+            0,
+            0.49999997,
+            -0.49999997,
+            ...Array.from({ length: 20 }, () => 254 * r() - 127),
+          ].concat(
+            // a block of zeros: d = 0, q = 0
+            Array.from({ length: 32 }, () => 0),
+          ),
+          Array.from({ length: k }, (_, i) => (2 * r() - 1) * (i < 32 ? 1e-3 : 1e3)),
+        ].map((v) => Float32Array.from(v));
+        const expected: number[] = [];
+        for (const v of rows) {
+          for (let b = 0; b < k; b += 32) {
+            let amax = 0;
+            for (let i = b; i < b + 32; i++) amax = Math.max(amax, Math.abs(v[i] as number));
+            const d = f(amax / 127);
+            const id = d !== 0 ? f(1 / d) : 0;
+            for (let i = b; i < b + 32; i++) {
+              const p = f((v[i] as number) * id);
+              let q = Math.trunc(p);
+              const frac = p - q;
+              q += (frac >= 0.5 ? 1 : 0) - (frac <= -0.5 ? 1 : 0);
+              expected.push(f(d * q) + 0); // (+ 0: -0 is 0 here)
+            }
+          }
+        }
+        const w = new Uint8Array(k * (k / 32) * 34);
+        for (let o = 0; o < k; o++)
+          for (let b = 0; b < k / 32; b++) {
+            const at = (o * (k / 32) + b) * 34;
+            w[at + 1] = 0x3c; // f16 1.0, little-endian
+            if (b === Math.floor(o / 32)) w[at + 2 + (o % 32)] = 1;
+          }
+        const x = new Float32Array(rows.length * k);
+        rows.forEach((v, t) => x.set(v, t * k));
+        const out = quantKernels.matmul('q8_0', w, k, k, x, rows.length);
+        expect(Array.from(out, (v) => v + 0)).toEqual(expected);
+      },
+    );
+
     // quantize-on-load: every value within the format's step of the original, and a small RMS error
     const STEP: Record<LoadQuantDType, { step: (amax: number, range: number) => number; rms: number }> = {
       q8_0: { step: (amax) => amax / 127, rms: 0.01 },

@@ -52,10 +52,41 @@ struct Avx512 {
   static float hmax(vec v) { return _mm512_reduce_max_ps(v); }
 };
 
+// kernels.h's quantize_activations, 32 values at a time, with the same operations per value: the
+// block's max |x| (exact in any order), d = amax / 127, id = 1 / d, p = x * id, then p truncated
+// and moved one away from zero where its fraction is at least one half: the scalar loop's bytes,
+// scales and sums exactly (test/helpers/quant-variant.ts checks them through a one-hot matmul).
+void quantize_rows(const float* x, int rows, int k, int8_t* xq, float* xd, int32_t* xs) {
+  const __m512 half = _mm512_set1_ps(0.5f), mhalf = _mm512_set1_ps(-0.5f);
+  const __m512i one = _mm512_set1_epi32(1);
+  for (int64_t b = 0; b < static_cast<int64_t>(rows) * (k / 32); ++b) {
+    const __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    __m512i q[2];
+    const __m512 v[2] = {v0, v1};
+    for (int h = 0; h < 2; ++h) {
+      const __m512 p = _mm512_mul_ps(v[h], _mm512_set1_ps(id));
+      __m512i t = _mm512_cvttps_epi32(p);
+      const __m512 frac = _mm512_sub_ps(p, _mm512_cvtepi32_ps(t));
+      t = _mm512_mask_add_epi32(t, _mm512_cmp_ps_mask(frac, half, _CMP_GE_OQ), t, one);
+      q[h] = _mm512_mask_sub_epi32(t, _mm512_cmp_ps_mask(frac, mhalf, _CMP_LE_OQ), t, one);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(xq + 32 * b + 16 * h), _mm512_cvtepi32_epi8(q[h]));
+    }
+    xd[b] = d;
+    xs[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q[0], q[1]));
+  }
+}
+
 }  // namespace
 
 const Kernels* avx512_kernels() {
-  static const Kernels k = make_kernels<Avx512>("avx512");
+  static const Kernels k = [] {
+    Kernels v = make_kernels<Avx512>("avx512");
+    v.quantize_q8 = quantize_rows;
+    return v;
+  }();
   return &k;
 }
 
