@@ -120,7 +120,7 @@ export function testQuantKernels(variant: string): void {
             if (b === Math.floor(o / 32)) w[at + 2 + (o % 32)] = 1;
           }
         const x = new Float32Array(rows.length * k);
-        rows.forEach((v, t) => x.set(v, t * k));
+        for (const [t, v] of rows.entries()) x.set(v, t * k);
         const out = quantKernels.matmul('q8_0', w, k, k, x, rows.length);
         expect(Array.from(out, (v) => v + 0)).toEqual(expected);
       },
