@@ -62,8 +62,9 @@ struct Kernels {
   // with the same results bit for bit, in the variant's vectors.
   void (*quantize_q8)(const float* x, int rows, int k, int8_t* xq, float* xd, int32_t* xs) = nullptr;
   // Optional (null: none): lays the rounded activation rows out once per matmul for this
-  // variant's matmul_q8 (q8_prep_bytes(rows, k) bytes at `prep`), instead of once per task.
-  size_t (*q8_prep_bytes)(int rows, int k) = nullptr;
+  // variant's matmul_q8 (q8_prep_bytes(t, rows, k) bytes at `prep`; 0: none for weights of type t),
+  // instead of once per task.
+  size_t (*q8_prep_bytes)(DType t, int rows, int k) = nullptr;
   void (*q8_prepare)(const int8_t* xq, const float* xd, int rows, int k, uint8_t* prep) = nullptr;
 };
 

@@ -30,14 +30,14 @@ void matmul_quantized(Ctx& c, float* out, const float* x, int rows, const Tensor
     int32_t* sums = xs.data();
     thread_local std::vector<uint8_t> xp;
     uint8_t* prep = nullptr;
-    if (c.k.q8_prepare) {
-      xp.resize(c.k.q8_prep_bytes(rows, k));
+    if (c.k.q8_prepare && c.k.q8_prep_bytes(w.dtype, rows, k) > 0) {
+      xp.resize(c.k.q8_prep_bytes(w.dtype, rows, k));
       prep = xp.data();
     }
     parallel_ranges(c, static_cast<size_t>(rows), 8, [&](size_t b, size_t e) {
       const int n = static_cast<int>(e - b);
       (c.k.quantize_q8 ? c.k.quantize_q8 : quantize_activations)(x + b * k, n, k, q + b * k, d + b * (k / 32), sums + b * (k / 32));
-      if (prep) c.k.q8_prepare(q + b * k, d + b * (k / 32), n, k, prep + c.k.q8_prep_bytes(static_cast<int>(b), k));
+      if (prep) c.k.q8_prepare(q + b * k, d + b * (k / 32), n, k, prep + c.k.q8_prep_bytes(w.dtype, static_cast<int>(b), k));
     });
     parallel_ranges(c, static_cast<size_t>(n_out), kQuantRows, [&](size_t b, size_t e) {
       c.k.matmul_q8(w.dtype, out, n_out, q, d, sums, rows, base, k, static_cast<int>(b), static_cast<int>(e), prep);

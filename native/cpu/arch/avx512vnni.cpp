@@ -55,10 +55,12 @@ inline WPair w_pair(const uint8_t* row, int nb, int p, float* m) {
 // The activation rows as the pair steps read them, prepared once per matmul (kernels.h's
 // q8_prepare): per row and pair, the 64 values as unsigned bytes (xq + 128; past an odd end the
 // 128s meet zero weights, whose start is 0 too) and the two block scales spread like WPair::s
-// (0 past an odd end). Row r starts at prep_bytes(r, k).
+// (0 past an odd end). Row r starts at prep_bytes(t, r, k); Q6_K, on the AVX2 path, needs none.
 constexpr size_t kPairBytes = 64 + 16 * sizeof(float);
 
-size_t prep_bytes(int rows, int k) { return static_cast<size_t>(rows) * ((k / 32 + 1) / 2) * kPairBytes; }
+size_t prep_bytes(DType t, int rows, int k) {
+  return t == DType::Q6_K ? 0 : static_cast<size_t>(rows) * ((k / 32 + 1) / 2) * kPairBytes;
+}
 
 void prepare_x(const int8_t* xq, const float* xd, int rows, int k, uint8_t* prep) {
   const int nb = k / 32;
@@ -95,6 +97,14 @@ inline float mins_dot(const float* m, const float* xd, const int32_t* xs, int nb
   return _mm512_reduce_add_ps(acc);
 }
 
+// An output: its accumulator's lanes added up, then (types with a minimum) its minimum terms.
+template <DType T>
+inline float finish(__m512 acc, const float* m, const float* xd, const int32_t* xs, int64_t row, int nb) {
+  float v = _mm512_reduce_add_ps(acc);
+  if constexpr (has_min<T>) v += mins_dot(m, xd + row * nb, xs + row * nb, nb);
+  return v;
+}
+
 // R activation rows (from prepared row r0 of x) against one weight row whose pairs `pair(p)` gives
 // (unpacked in registers as they are used, or read back from an unpacked row), then its minimums
 // m: out[t * ldo] for t < R. Accumulators stay in registers (R fixed).
@@ -111,12 +121,7 @@ inline void rows_dot(float* out, int64_t ldo, Pair&& pair, const float* m, const
       acc[t] = add_pair(w, x + (static_cast<size_t>(t) * np + p) * kPairBytes, acc[t]);
     }
   }
-  for (int t = 0; t < R; ++t) {
-    float v = _mm512_reduce_add_ps(acc[t]);
-    const int64_t row = r0 + t;
-    if constexpr (has_min<T>) v += mins_dot(m, xd + row * nb, xs + row * nb, nb);
-    out[t * ldo] = v;
-  }
+  for (int t = 0; t < R; ++t) out[t * ldo] = finish<T>(acc[t], m, xd, xs, r0 + t, nb);
 }
 
 // rows_dot for n (1..8) rows at once.
@@ -144,13 +149,15 @@ inline void rows_dot_n(int n, float* out, int64_t ldo, Pair&& pair, const float*
 
 // Weight rows unpacked once for many activation rows: per row and pair, q (64 bytes), start (64),
 // s (64); each row's minimums.
+constexpr size_t kUnpackedPairBytes = 3 * 64;
+
 struct UnpackedRows {
   std::vector<uint8_t> bytes;
   std::vector<float> m;
 };
 
 inline WPair unpacked_pair(const uint8_t* row, int p) {
-  const uint8_t* at = row + 192 * p;
+  const uint8_t* at = row + kUnpackedPairBytes * p;
   return WPair{_mm512_loadu_si512(at), _mm512_loadu_si512(at + 64), _mm512_loadu_ps(reinterpret_cast<const float*>(at + 128))};
 }
 
@@ -182,18 +189,14 @@ inline void tile_dot(float* out, int64_t ldo, const uint8_t* rows, size_t row_st
     }
   }
   for (int o = 0; o < TO; ++o)
-    for (int t = 0; t < TT; ++t) {
-      float v = _mm512_reduce_add_ps(acc[o][t]);
-      const int64_t row = r0 + t;
-      if constexpr (has_min<T>) v += mins_dot(m + o * m_stride, xd + row * nb, xs + row * nb, nb);
-      out[t * ldo + o] = v;
-    }
+    for (int t = 0; t < TT; ++t) out[t * ldo + o] = finish<T>(acc[o][t], m + o * m_stride, xd, xs, r0 + t, nb);
 }
 
 // Up to 8 rows (decode, batched decode): each pair of blocks is unpacked in registers as it is
 // used, for every row at once (its minimums kept for the end). More rows: weight rows are
-// unpacked 4 at a time and multiplied with 4 activation rows at a time. Both compute every output
-// with the same operations in the same order.
+// unpacked 4 at a time and multiplied with 4 activation rows at a time (what is left, by
+// rows_dot from the unpacked rows). Every output goes through the same operations in the same
+// order whichever path computes it.
 template <DType T>
 void matmul_vnni_typed(float* out, int ldo, const float* xd, const int32_t* xs, int rows, const uint8_t* w, int k, int o0, int o1,
                        const uint8_t* prep) {
@@ -218,7 +221,7 @@ void matmul_vnni_typed(float* out, int ldo, const float* xd, const int32_t* xs, 
     }
     return;
   }
-  const size_t row_stride = static_cast<size_t>(np) * 192;
+  const size_t row_stride = np * kUnpackedPairBytes;
   ur.bytes.resize(TO * row_stride);
   uint8_t* const ub = ur.bytes.data();
   for (int o = o0; o < o1; o += TO) {
@@ -226,22 +229,21 @@ void matmul_vnni_typed(float* out, int ldo, const float* xd, const int32_t* xs, 
     for (int j = 0; j < n_o; ++j)
       for (int p = 0; p < np; ++p) {
         const WPair wp = w_pair<T>(w + (o + j) * row_bytes, nb, p, m + j * m_stride);
-        uint8_t* at = ub + j * row_stride + 192 * p;
+        uint8_t* at = ub + j * row_stride + kUnpackedPairBytes * p;
         _mm512_storeu_si512(at, wp.q);
         _mm512_storeu_si512(at + 64, wp.start);
         _mm512_storeu_ps(reinterpret_cast<float*>(at + 128), wp.s);
       }
-    for (int r = 0; r < rows;) {
-      float* dst = out + static_cast<int64_t>(r) * ldo + o;
-      if (rows - r >= TT) {
-        if (n_o == TO) tile_dot<T, TO, TT>(dst, ldo, ub, row_stride, m, m_stride, prep, r, xd, xs, nb);
-        else
-          for (int j = 0; j < n_o; ++j) tile_dot<T, 1, TT>(dst + j, ldo, ub + j * row_stride, row_stride, m + j * m_stride, m_stride, prep, r, xd, xs, nb);
-        r += TT;
-      } else {
-        for (int j = 0; j < n_o; ++j) tile_dot<T, 1, 1>(dst + j, ldo, ub + j * row_stride, row_stride, m + j * m_stride, m_stride, prep, r, xd, xs, nb);
-        r += 1;
-      }
+    int r = 0;
+    if (n_o == TO)
+      for (; r + TT <= rows; r += TT) tile_dot<T, TO, TT>(out + static_cast<int64_t>(r) * ldo + o, ldo, ub, row_stride, m, m_stride, prep, r, xd, xs, nb);
+    // what is left (the last rows, or the last weight rows of the range): one weight row at a time
+    for (int j = 0; j < n_o; ++j) {
+      const uint8_t* row = ub + j * row_stride;
+      const auto pair = [row](int p) { return unpacked_pair(row, p); };
+      for (int rr = r; rr < rows; rr += kTile)
+        rows_dot_n<T>(rows - rr < kTile ? rows - rr : kTile, out + static_cast<int64_t>(rr) * ldo + o + j, ldo, pair, m + j * m_stride, prep,
+                      rr, xd, xs, nb);
     }
   }
 }
