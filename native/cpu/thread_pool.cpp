@@ -13,7 +13,7 @@ namespace {
 constexpr int kSpinIterations = 4000;  // ~100-300 us of pause before a worker sleeps
 }
 
-ThreadPool::ThreadPool(int n_threads) {
+ThreadPool::ThreadPool(int n_threads) : shares_(static_cast<size_t>(n_threads < 1 ? 1 : n_threads)) {
   for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
@@ -28,10 +28,14 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::run_tasks(int thread_id) {
-  for (;;) {
-    int task = next_task_.fetch_add(1, std::memory_order_relaxed);
-    if (task >= n_tasks_) break;
-    (*fn_)(task, thread_id);
+  const int n = static_cast<int>(shares_.size());
+  for (int i = 0; i < n; ++i) {  // its own share first, then the others'
+    Share& s = shares_[(thread_id + i) % n];
+    for (;;) {
+      const int task = s.next.fetch_add(1, std::memory_order_relaxed);
+      if (task >= s.end) break;
+      (*fn_)(task, thread_id);
+    }
   }
 }
 
@@ -42,8 +46,11 @@ void ThreadPool::parallel_for(int n_tasks, const std::function<void(int, int)>& 
     return;
   }
   fn_ = &fn;
-  n_tasks_ = n_tasks;
-  next_task_.store(0, std::memory_order_relaxed);
+  const int n = static_cast<int>(shares_.size());
+  for (int t = 0; t < n; ++t) {
+    shares_[t].next.store(static_cast<int>(static_cast<int64_t>(n_tasks) * t / n), std::memory_order_relaxed);
+    shares_[t].end = static_cast<int>(static_cast<int64_t>(n_tasks) * (t + 1) / n);
+  }
   busy_workers_.store(static_cast<int>(workers_.size()));
   generation_.fetch_add(1);  // seq_cst: publishes the job before the sleeping_ check below
   if (sleeping_.load() > 0) {
