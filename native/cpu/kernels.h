@@ -61,11 +61,12 @@ struct Kernels {
   // Optional (null: quantize_activations below): the same rounding of activation rows to int8,
   // with the same results bit for bit, in the variant's vectors.
   void (*quantize_q8)(const float* x, int rows, int k, int8_t* xq, float* xd, int32_t* xs) = nullptr;
-  // Optional (null: none): lays the rounded activation rows out once per matmul for this
-  // variant's matmul_q8 (q8_prep_bytes(t, rows, k) bytes at `prep`; 0: none for weights of type t),
-  // instead of once per task.
+  // Optional (null: none): lays the rounded activation rows of a call out once per matmul for this
+  // variant's matmul_q8 (q8_prep_bytes(t, rows, k) bytes at `prep`, rows being the call's; 0: none
+  // for weights of type t), instead of once per task. q8_prepare writes rows [r0, r1) of the call's
+  // `rows` (xq, xd and prep: the call's, from row 0); the layout may depend on t and rows.
   size_t (*q8_prep_bytes)(DType t, int rows, int k) = nullptr;
-  void (*q8_prepare)(const int8_t* xq, const float* xd, int rows, int k, uint8_t* prep) = nullptr;
+  void (*q8_prepare)(DType t, int rows, int r0, int r1, const int8_t* xq, const float* xd, int k, uint8_t* prep) = nullptr;
 };
 
 // Rounds each row of x (rows × k, k a multiple of 32) to int8 per block of 32: d = max|x| / 127,

@@ -37,7 +37,7 @@ void matmul_quantized(Ctx& c, float* out, const float* x, int rows, const Tensor
     parallel_ranges(c, static_cast<size_t>(rows), 8, [&](size_t b, size_t e) {
       const int n = static_cast<int>(e - b);
       (c.k.quantize_q8 ? c.k.quantize_q8 : quantize_activations)(x + b * k, n, k, q + b * k, d + b * (k / 32), sums + b * (k / 32));
-      if (prep) c.k.q8_prepare(q + b * k, d + b * (k / 32), n, k, prep + c.k.q8_prep_bytes(w.dtype, static_cast<int>(b), k));
+      if (prep) c.k.q8_prepare(w.dtype, rows, static_cast<int>(b), static_cast<int>(e), q, d, k, prep);
     });
     parallel_ranges(c, static_cast<size_t>(n_out), kQuantRows, [&](size_t b, size_t e) {
       c.k.matmul_q8(w.dtype, out, n_out, q, d, sums, rows, base, k, static_cast<int>(b), static_cast<int>(e), prep);

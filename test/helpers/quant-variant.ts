@@ -20,7 +20,8 @@ export function testQuantKernels(variant: string): void {
     // the x86 variants round activations to int8 per block of 32 (scale max|x| / 127), as llama.cpp
     // does; the generic one keeps them in f32: both stay within that rounding plus f32 sums
     // (k = 544: an odd number of 32-value blocks, which the VNNI path pairs with a zero block;
-    // K-quant rows are whole 256-value super-blocks)
+    // K-quant rows are whole 256-value super-blocks; 1, 3, 6 and 9 rows: each path of the widest
+    // variant, compared bit for bit with each row alone)
     const shapes = QUANT_TYPES.flatMap((type) => (type.endsWith('_k') ? [512] : [512, 544]).map((k) => [type, k] as const));
     test.each(shapes)(
       '%s, k = %d: matmul matches float64 within activation rounding and f32 sums, and batching changes nothing',
@@ -33,7 +34,7 @@ export function testQuantKernels(variant: string): void {
           wBytes.set(x.bytes, at);
           return at + x.bytes.length;
         }, 0);
-        for (const rows of [1, 3, 9]) {
+        for (const rows of [1, 3, 6, 9]) {
           const x = Float32Array.from({ length: rows * k }, () => 2 * r() - 1);
           const out = quantKernels.matmul(type, wBytes, nOut, k, x, rows);
           for (let t = 0; t < rows; t++) {

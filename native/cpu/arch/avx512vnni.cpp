@@ -5,13 +5,22 @@
 //
 // The AVX2 path (simd_kernels.h) spends about ten instructions per block of 32 weights on one
 // activation row: sign tricks for signed x signed bytes, maddubs + madd, a conversion, and a
-// scalar scale product broadcast per block. Here the activations go in as unsigned bytes
-// (xq + 128, one xor) against the weights' signed integers, and two blocks go through one 512-bit
-// step: one vpdpbusd, one conversion, one multiply of the two blocks' weight scales by the
-// activation scales, one FMA. The + 128 adds 128 * (sum of the block's weights) to each block's
-// dot: the vpdpbusd starts from minus that, computed once per weight block (exact in int32).
-// Types with a minimum add their minimum terms as one short vector dot product over the row's
-// blocks at the end. Q6_K (two scales per block) keeps the AVX2 path.
+// scalar scale product broadcast per block. Here two blocks go through one 512-bit step: one
+// vpdpbusd, one conversion, one multiply of the two blocks' weight scales by the activation scales,
+// one FMA. vpdpbusd multiplies unsigned by signed bytes, so one side goes in offset:
+// - up to kDecodeRows (4) activation rows (decode): the weights as unsigned bytes u = q + offset
+//   (a type's nibbles as they are stored; Q8_0's bytes + 128), the activations as they are; the
+//   offset adds offset * (sum of the activations) to each lane's dot, and the vpdpbusd starts from
+//   minus that, computed once per activation pair when the rows are laid out. Unpacking a weight
+//   pair is then only its bit fields.
+// - more rows: the activations as unsigned bytes (xq + 128), the weights signed, the start
+//   -128 * (sum of the weights) computed once per weight pair: up to 8 rows in registers as each
+//   pair is used (the start's one load per activation pair and row above costs more than the
+//   unpacking it saves, from 5 rows on), more rows in 4 x 4 tiles of weight rows unpacked once.
+// Both give each lane the same exact int32 (the sum of q * xq over its 4 bytes) and go on through
+// the same float operations, so every output is the same whichever path computes it. Types with a
+// minimum add their minimum terms as one short vector dot product over the row's blocks at the
+// end. Q6_K (two scales per block) keeps the AVX2 path.
 #include <immintrin.h>
 
 #include "simd_kernels.h"
@@ -19,71 +28,118 @@
 namespace kc {
 namespace {
 
-// Blocks 2p and 2p + 1 of a row as the pair step uses them: 64 signed weights, the vpdpbusd's
-// start (each lane -128 times the sum of the 4 weights it multiplies), the two scales spread over
-// the 8 lanes each block's products land in (lanes 0-7: block 2p, 8-15: block 2p + 1). An odd last
-// block pairs with a zero block (q = 0, s = 0: adds exactly 0). Minimums go to m[b].
-struct WPair {
-  __m512i q;
-  __m512i start;
-  __m512 s;
-};
-
 inline __m512 spread(float a, float b) {
   return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(a)), _mm256_castps_pd(_mm256_set1_ps(b)), 1));
 }
 
-template <DType T>
-inline WPair w_pair(const uint8_t* row, int nb, int p, float* m) {
-  const QBlock a = q_block<T>(row, 2 * p);
-  m[2 * p] = a.min;
-  __m512i q;
-  __m512 s;
+// Blocks 2p and 2p + 1 of a row as a pair step uses them: 64 weights (signed: q_block's, or
+// unsigned: u_block's) and the two scales spread over the 8 lanes each block's products land in
+// (lanes 0-7: block 2p, 8-15: block 2p + 1). An odd last block pairs with a zero block (q = 0,
+// s = 0: adds exactly 0). Minimums go to m[b].
+template <DType T, bool Unsigned>
+inline void block_pair(const uint8_t* row, int nb, int p, float* m, __m512i& q, __m512& s) {
+  const auto block = [row](int b) { return Unsigned ? u_block<T>(row, b) : q_block<T>(row, b); };
+  const QBlock a = block(2 * p);
+  if constexpr (has_min<T>) m[2 * p] = a.min;
   if (2 * p + 1 < nb) {
-    const QBlock b = q_block<T>(row, 2 * p + 1);
-    m[2 * p + 1] = b.min;
+    const QBlock b = block(2 * p + 1);
+    if constexpr (has_min<T>) m[2 * p + 1] = b.min;
     q = _mm512_inserti64x4(_mm512_castsi256_si512(a.q), b.q, 1);
     s = spread(a.s0, b.s0);
   } else {
     q = _mm512_zextsi256_si512(a.q);
     s = spread(a.s0, 0.0f);
   }
-  const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), q);
-  return {q, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, 7)), s};
 }
 
-// The activation rows as the pair steps read them, prepared once per matmul (kernels.h's
-// q8_prepare): per row and pair, the 64 values as unsigned bytes (xq + 128; past an odd end the
-// 128s meet zero weights, whose start is 0 too) and the two block scales spread like WPair::s
-// (0 past an odd end). Row r starts at prep_bytes(t, r, k); Q6_K, on the AVX2 path, needs none.
+// The pair of the paths for more rows: signed weights, and the vpdpbusd's start (each lane -128 times the sum of
+// the 4 weights it multiplies).
+struct WPair {
+  __m512i q;
+  __m512i start;
+  __m512 s;
+};
+
+template <DType T>
+inline WPair w_pair(const uint8_t* row, int nb, int p, float* m) {
+  WPair w;
+  block_pair<T, false>(row, nb, p, m, w.q, w.s);
+  const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), w.q);
+  w.start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, 7));
+  return w;
+}
+
+// The decode path's pair: unsigned weights (the start comes with the activations).
+struct UPair {
+  __m512i q;
+  __m512 s;
+};
+
+template <DType T>
+inline UPair u_pair(const uint8_t* row, int nb, int p, float* m) {
+  UPair w;
+  block_pair<T, true>(row, nb, p, m, w.q, w.s);
+  return w;
+}
+
+// Up to this many activation rows, the decode path (above); more, the tiled one.
+constexpr int kDecodeRows = 4;
+
+// The activation rows as the pair steps read them, laid out once per matmul (kernels.h's
+// q8_prepare), per row and pair:
+// - decode path: the 64 values as signed bytes, the vpdpbusd's start (each lane -offset times the
+//   sum of its 4 values) and the two block scales spread like the weights' (block_pair);
+// - more rows: the 64 values as unsigned bytes (xq + 128) and the spread scales.
+// Past an odd end the values are 0 (decode; start 0 too) or 128 (they meet zero weights, whose
+// start is 0), the scales 0. Q6_K, on the AVX2 path, needs none.
+constexpr size_t kDecodePairBytes = 64 + 16 * sizeof(int32_t) + 16 * sizeof(float);
 constexpr size_t kPairBytes = 64 + 16 * sizeof(float);
 
+size_t pair_bytes(int rows) { return rows <= kDecodeRows ? kDecodePairBytes : kPairBytes; }
+
 size_t prep_bytes(DType t, int rows, int k) {
-  return t == DType::Q6_K ? 0 : static_cast<size_t>(rows) * ((k / 32 + 1) / 2) * kPairBytes;
+  return t == DType::Q6_K ? 0 : static_cast<size_t>(rows) * ((k / 32 + 1) / 2) * pair_bytes(rows);
 }
 
-void prepare_x(const int8_t* xq, const float* xd, int rows, int k, uint8_t* prep) {
+void prepare_x(DType t, int rows, int r0, int r1, const int8_t* xq, const float* xd, int k, uint8_t* prep) {
   const int nb = k / 32;
   const int np = (nb + 1) / 2;
+  const bool decode = rows <= kDecodeRows;
+  const size_t step = pair_bytes(rows);
   const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
-  for (int r = 0; r < rows; ++r) {
+  const __m512i minus_offset = _mm512_set1_epi32(-offset_of(t));
+  for (int r = r0; r < r1; ++r) {
     const int8_t* q = xq + static_cast<int64_t>(r) * k;
     const float* d = xd + static_cast<int64_t>(r) * nb;
     for (int p = 0; p < np; ++p) {
-      uint8_t* at = prep + (static_cast<size_t>(r) * np + p) * kPairBytes;
+      uint8_t* at = prep + (static_cast<size_t>(r) * np + p) * step;
       const bool two = 2 * p + 1 < nb;
       const __m512i v = two ? _mm512_loadu_si512(q + 64 * p) : _mm512_zextsi256_si512(load32(q + 64 * p));
-      _mm512_storeu_si512(at, _mm512_xor_si512(v, bias));
+      if (decode) {
+        _mm512_storeu_si512(at, v);
+        const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), v);
+        _mm512_storeu_si512(at + 64, _mm512_mullo_epi32(sums, minus_offset));
+        at += 64;
+      } else {
+        _mm512_storeu_si512(at, _mm512_xor_si512(v, bias));
+      }
       _mm512_storeu_ps(reinterpret_cast<float*>(at + 64), spread(d[2 * p], two ? d[2 * p + 1] : 0.0f));
     }
   }
 }
 
 // One prepared activation row against pair p of one weight row: acc += s * xd * (q . xq), the one
-// chain of operations every output goes through.
+// chain of operations every output goes through (the layout for more rows, then the decode layout).
 inline __m512 add_pair(const WPair& w, const uint8_t* x, __m512 acc) {
   const __m512i dot = _mm512_dpbusd_epi32(w.start, _mm512_loadu_si512(x), w.q);
   return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(w.s, _mm512_loadu_ps(reinterpret_cast<const float*>(x + 64))), acc);
+}
+
+template <DType T>
+inline __m512 add_pair(const UPair& w, const uint8_t* x, __m512 acc) {
+  const __m512i start = q_offset<T> != 0 ? _mm512_loadu_si512(x + 64) : _mm512_setzero_si512();
+  const __m512i dot = _mm512_dpbusd_epi32(start, w.q, _mm512_loadu_si512(x));
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(w.s, _mm512_loadu_ps(reinterpret_cast<const float*>(x + 128))), acc);
 }
 
 // sum over blocks of m_b * (xd_b * xs_b), 16 blocks a step.
@@ -105,9 +161,9 @@ inline float finish(__m512 acc, const float* m, const float* xd, const int32_t* 
   return v;
 }
 
-// R activation rows (from prepared row r0 of x) against one weight row whose pairs `pair(p)` gives
-// (unpacked in registers as they are used, or read back from an unpacked row), then its minimums
-// m: out[t * ldo] for t < R. Accumulators stay in registers (R fixed).
+// R activation rows (from prepared row r0 of x, the layout for more rows) against one weight row
+// whose pairs `pair(p)` gives (unpacked in registers as they are used, or read back from an
+// unpacked row), then its minimums m: out[t * ldo] for t < R. Accumulators stay in registers.
 template <DType T, int R, typename Pair>
 inline void rows_dot(float* out, int64_t ldo, Pair&& pair, const float* m, const uint8_t* prep, int r0, const float* xd, const int32_t* xs,
                      int nb) {
@@ -117,11 +173,47 @@ inline void rows_dot(float* out, int64_t ldo, Pair&& pair, const float* m, const
   for (int t = 0; t < R; ++t) acc[t] = _mm512_setzero_ps();
   for (int p = 0; p < np; ++p) {
     const WPair w = pair(p);
-    for (int t = 0; t < R; ++t) {
-      acc[t] = add_pair(w, x + (static_cast<size_t>(t) * np + p) * kPairBytes, acc[t]);
-    }
+    for (int t = 0; t < R; ++t) acc[t] = add_pair(w, x + (static_cast<size_t>(t) * np + p) * kPairBytes, acc[t]);
   }
   for (int t = 0; t < R; ++t) out[t * ldo] = finish<T>(acc[t], m, xd, xs, r0 + t, nb);
+}
+
+// The decode path: R activation rows (decode layout) against W consecutive weight rows (from w0),
+// each pair of blocks of the W rows unpacked (unsigned) in registers as it is used and multiplied
+// with every row, so each activation pair is loaded once for W weight rows; then their minimums
+// (row j's at m + j * m_stride): out[t * ldo + j]. Every output is add_pair's chain, as in rows_dot.
+template <DType T, int R, int W>
+inline void decode_dot(float* out, int64_t ldo, const uint8_t* w0, size_t row_bytes, size_t block_bytes, float* m, int m_stride,
+                       const uint8_t* prep, const float* xd, const int32_t* xs, int nb) {
+  const int np = (nb + 1) / 2;
+  __m512 acc[W][R];
+  for (int j = 0; j < W; ++j)
+    for (int t = 0; t < R; ++t) acc[j][t] = _mm512_setzero_ps();
+  for (int p = 0; p < np; ++p) {
+    UPair wp[W];
+    for (int j = 0; j < W; ++j) {
+      _mm_prefetch(reinterpret_cast<const char*>(w0 + j * row_bytes + 2 * p * block_bytes) + kQuantPrefetch, _MM_HINT_T0);
+      wp[j] = u_pair<T>(w0 + j * row_bytes, nb, p, m + j * m_stride);
+    }
+    for (int t = 0; t < R; ++t) {
+      const uint8_t* at = prep + (static_cast<size_t>(t) * np + p) * kDecodePairBytes;
+      for (int j = 0; j < W; ++j) acc[j][t] = add_pair<T>(wp[j], at, acc[j][t]);
+    }
+  }
+  for (int j = 0; j < W; ++j)
+    for (int t = 0; t < R; ++t) out[t * ldo + j] = finish<T>(acc[j][t], m + j * m_stride, xd, xs, t, nb);
+}
+
+// Weight rows [o0, o1) against R decode-layout rows: W rows at a time, the last few one at a time.
+template <DType T, int R>
+inline void decode_rows(float* out, int64_t ldo, const uint8_t* w, size_t row_bytes, size_t block_bytes, int o0, int o1, float* m, int m_stride,
+                        const uint8_t* prep, const float* xd, const int32_t* xs, int nb) {
+  // W * R accumulators and W pairs in 32 registers; one row alone goes one weight row at a time (its
+  // single stream over the weights was the fastest from memory)
+  constexpr int W = R == 1 ? 1 : 4;
+  int o = o0;
+  for (; o + W <= o1; o += W) decode_dot<T, R, W>(out + o, ldo, w + o * row_bytes, row_bytes, block_bytes, m, m_stride, prep, xd, xs, nb);
+  for (; o < o1; ++o) decode_dot<T, R, 1>(out + o, ldo, w + o * row_bytes, row_bytes, block_bytes, m, m_stride, prep, xd, xs, nb);
 }
 
 // rows_dot for n (1..8) rows at once.
@@ -192,15 +284,15 @@ inline void tile_dot(float* out, int64_t ldo, const uint8_t* rows, size_t row_st
     for (int t = 0; t < TT; ++t) out[t * ldo + o] = finish<T>(acc[o][t], m + o * m_stride, xd, xs, r0 + t, nb);
 }
 
-// Up to 8 rows (decode, batched decode): each pair of blocks is unpacked in registers as it is
-// used, for every row at once (its minimums kept for the end). More rows: weight rows are
+// Up to kDecodeRows rows (decode, batched decode): each pair of blocks is unpacked (unsigned) in
+// registers as it is used, for every row at once (its minimums kept for the end). More rows: weight rows are
 // unpacked 4 at a time and multiplied with 4 activation rows at a time (what is left, by
 // rows_dot from the unpacked rows). Every output goes through the same operations in the same
 // order whichever path computes it.
 template <DType T>
 void matmul_vnni_typed(float* out, int ldo, const float* xd, const int32_t* xs, int rows, const uint8_t* w, int k, int o0, int o1,
                        const uint8_t* prep) {
-  constexpr int kTile = 8, TO = 4, TT = 4;
+  constexpr int kTile = 8, TO = 4, TT = 4;  // kTile: the most rows one rows_dot takes
   const size_t row_bytes = dtype_row_bytes(T, k);
   const size_t block_bytes = dtype_block_bytes(T) * 32 / dtype_block(T);
   const int nb = k / 32;
@@ -208,18 +300,33 @@ void matmul_vnni_typed(float* out, int ldo, const float* xd, const int32_t* xs, 
   thread_local UnpackedRows unpacked;
   UnpackedRows& ur = unpacked;  // (once: a thread_local used in the loops costs a TLS lookup per use)
   const int m_stride = 2 * np;
-  ur.m.resize(static_cast<size_t>(TO) * m_stride);
+  ur.m.resize(static_cast<size_t>(TO > 8 ? TO : 8) * m_stride);
   float* const m = ur.m.data();
   if (rows <= kTile) {
-    for (int o = o0; o < o1; ++o) {
-      const uint8_t* wr = w + o * row_bytes;
-      const auto pair = [wr, nb, m, block_bytes](int p) {
-        _mm_prefetch(reinterpret_cast<const char*>(wr + 2 * p * block_bytes) + kQuantPrefetch, _MM_HINT_T0);
-        return w_pair<T>(wr, nb, p, m);
-      };
-      rows_dot_n<T>(rows, out + o, ldo, pair, m, prep, 0, xd, xs, nb);
+    if (rows > kDecodeRows) {
+      for (int o = o0; o < o1; ++o) {
+        const uint8_t* wr = w + o * row_bytes;
+        const auto pair = [wr, nb, m, block_bytes](int p) {
+          _mm_prefetch(reinterpret_cast<const char*>(wr + 2 * p * block_bytes) + kQuantPrefetch, _MM_HINT_T0);
+          return w_pair<T>(wr, nb, p, m);
+        };
+        rows_dot_n<T>(rows, out + o, ldo, pair, m, prep, 0, xd, xs, nb);
+      }
+      return;
     }
+    switch (rows) {
+#define KC_DECODE(R)                                                                                     \
+  case R:                                                                                                \
+    decode_rows<T, R>(out, ldo, w, row_bytes, block_bytes, o0, o1, m, m_stride, prep, xd, xs, nb); \
     return;
+      KC_DECODE(1)
+      KC_DECODE(2)
+      KC_DECODE(3)
+      KC_DECODE(4)
+#undef KC_DECODE
+      default:
+        return;
+    }
   }
   const size_t row_stride = np * kUnpackedPairBytes;
   ur.bytes.resize(TO * row_stride);

@@ -295,17 +295,37 @@ struct QBlock {
   float s0, s1, min;
 };
 
-// Block b of a row of type T, from ggml-common.h's layouts (see quant.cpp's reference).
+// What a type's stored integers are offset by: value = scale * (u - offset) [+ min], u in 0..255
+// (Q8_0's signed bytes read as u = byte + 128).
+constexpr int offset_of(DType t) {
+  switch (t) {
+    case DType::Q8_0:
+      return 128;
+    case DType::Q4_0:
+      return 8;
+    case DType::Q5_0:
+      return 16;
+    case DType::Q6_K:
+      return 32;
+    default:
+      return 0;  // Q4_1, Q5_1, Q4_K, Q5_K: a minimum instead
+  }
+}
 template <DType T>
-inline QBlock q_block(const uint8_t* row, int b) {
+constexpr int q_offset = offset_of(T);
+
+// Block b of a row of type T with its integers unsigned (u above), from ggml-common.h's layouts
+// (see quant.cpp's reference).
+template <DType T>
+inline QBlock u_block(const uint8_t* row, int b) {
   if constexpr (T == DType::Q8_0) {
     const uint8_t* w = row + 34 * b;
     const float d = f16c(w);
-    return {load32(w + 2), d, d, 0.0f};
+    return {_mm256_xor_si256(load32(w + 2), bytes8(0x80)), d, d, 0.0f};
   } else if constexpr (T == DType::Q4_0) {
     const uint8_t* w = row + 18 * b;
     const float d = f16c(w);
-    return {_mm256_sub_epi8(nibbles32(w + 2), bytes8(8)), d, d, 0.0f};
+    return {nibbles32(w + 2), d, d, 0.0f};
   } else if constexpr (T == DType::Q4_1) {
     const uint8_t* w = row + 20 * b;
     const float d = f16c(w);
@@ -313,7 +333,7 @@ inline QBlock q_block(const uint8_t* row, int b) {
   } else if constexpr (T == DType::Q5_0) {
     const uint8_t* w = row + 22 * b;
     const float d = f16c(w);
-    return {_mm256_sub_epi8(_mm256_or_si256(nibbles32(w + 6), fifth_bits(w + 2)), bytes8(16)), d, d, 0.0f};
+    return {_mm256_or_si256(nibbles32(w + 6), fifth_bits(w + 2)), d, d, 0.0f};
   } else if constexpr (T == DType::Q5_1) {
     const uint8_t* w = row + 24 * b;
     const float d = f16c(w);
@@ -336,8 +356,17 @@ inline QBlock q_block(const uint8_t* row, int b) {
     const __m256i hi = _mm256_slli_epi16(bits32(load32(w + 128 + 32 * n), 2 * i, 3), 4);
     const auto* sc = reinterpret_cast<const int8_t*>(w + 192 + 8 * n);
     const float d = f16c(w + 208);
-    return {_mm256_sub_epi8(_mm256_or_si256(lo, hi), bytes8(32)), d * sc[2 * i], d * sc[2 * i + 1], 0.0f};
+    return {_mm256_or_si256(lo, hi), d * sc[2 * i], d * sc[2 * i + 1], 0.0f};
   }
+}
+
+// The same block with signed integers (u - offset).
+template <DType T>
+inline QBlock q_block(const uint8_t* row, int b) {
+  QBlock k = u_block<T>(row, b);
+  if constexpr (T == DType::Q8_0) k.q = _mm256_xor_si256(k.q, bytes8(0x80));
+  else if constexpr (q_offset<T> != 0) k.q = _mm256_sub_epi8(k.q, bytes8(q_offset<T>));
+  return k;
 }
 
 // Weight bytes are prefetched this far ahead (rows are contiguous, so past a row's end is the next
