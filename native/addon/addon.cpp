@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("dequantizeRow", Napi::Function::New(env, kc::addon::DequantizeRow));
   exports.Set("quantizeRow", Napi::Function::New(env, kc::addon::QuantizeRow));
   exports.Set("matmulQuantized", Napi::Function::New(env, kc::addon::MatmulQuantized));
+  exports.Set("matmulMany", Napi::Function::New(env, kc::addon::MatmulMany));
   return exports;
 }
 }  // namespace

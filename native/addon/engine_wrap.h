@@ -51,5 +51,6 @@ Napi::Value BenchDecodeAttention(const Napi::CallbackInfo& info);
 Napi::Value DequantizeRow(const Napi::CallbackInfo& info);
 Napi::Value QuantizeRow(const Napi::CallbackInfo& info);
 Napi::Value MatmulQuantized(const Napi::CallbackInfo& info);
+Napi::Value MatmulMany(const Napi::CallbackInfo& info);
 
 }  // namespace kc::addon

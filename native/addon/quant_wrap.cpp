@@ -1,6 +1,8 @@
-// The block-quantized formats exposed for tests: dequantizeRow and matmulQuantized run the CPU
-// backend's kernels (the variant KCACHE_SIMD and the CPU select), quantizeRow the quantizers of
-// quantize-on-load. Small synchronous calls: they never see a model-sized tensor.
+// The block-quantized formats exposed for tests: dequantizeRow, matmulQuantized and matmulMany run
+// the CPU backend's kernels (the variant KCACHE_SIMD and the CPU select), quantizeRow the quantizers
+// of quantize-on-load. Small synchronous calls: they never see a model-sized tensor.
+#include <vector>
+
 #include <cstring>
 #include <memory>
 #include <string>
@@ -84,6 +86,41 @@ Napi::Value MatmulQuantized(const Napi::CallbackInfo& info) {
   Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(rows * n_out));
   cpu().matmul(out.Data(), x.Data(), static_cast<int>(rows), placed, nullptr);
   return out;
+}
+
+// matmulMany(weights: {dtype, w: Uint8Array, nOut}[], k, x: Float32Array, rows): Float32Array[]
+// ([rows, nOut] each), by one matmul_multi call (a layer's q, k and v go through one).
+Napi::Value MatmulMany(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray() || info[0].As<Napi::Array>().Length() == 0) throw Napi::TypeError::New(env, "weights must be a non-empty array");
+  if (!info[2].IsTypedArray()) throw Napi::TypeError::New(env, "x must be a Float32Array");
+  const Napi::Array list = info[0].As<Napi::Array>();
+  const int64_t k = count_arg(info, 1, "k"), rows = count_arg(info, 3, "rows");
+  Napi::Float32Array x = info[2].As<Napi::Float32Array>();
+  if (x.ElementLength() != static_cast<size_t>(rows * k)) throw Napi::RangeError::New(env, "x does not hold rows x k values");
+  std::vector<Tensor> ws;
+  std::vector<Napi::Float32Array> outs;
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    const Napi::Object o = list.Get(i).As<Napi::Object>();
+    DType t;
+    if (!o.Get("dtype").IsString() || !parse_dtype(o.Get("dtype").As<Napi::String>().Utf8Value(), &t))
+      throw Napi::TypeError::New(env, "weights[i].dtype must be a weight type name such as 'q8_0'");
+    if (!o.Get("w").IsTypedArray() || !o.Get("nOut").IsNumber()) throw Napi::TypeError::New(env, "weights[i] must have w and nOut");
+    Napi::Uint8Array w = o.Get("w").As<Napi::Uint8Array>();
+    const int64_t n_out = o.Get("nOut").As<Napi::Number>().Int64Value();
+    check_cols(env, t, k);
+    if (n_out <= 0 || w.ByteLength() != static_cast<size_t>(n_out) * dtype_row_bytes(t, k))
+      throw Napi::RangeError::New(env, "weights[i].w does not hold nOut rows of k");
+    ws.push_back(cpu().place_weight(Tensor{w.Data(), t, n_out, k}, Backend::WeightUse::Matmul));
+    outs.push_back(Napi::Float32Array::New(env, static_cast<size_t>(rows * n_out)));
+  }
+  std::vector<float*> out_ptrs;
+  std::vector<const float*> biases(ws.size(), nullptr);
+  for (auto& o : outs) out_ptrs.push_back(o.Data());
+  cpu().matmul_multi(out_ptrs.data(), x.Data(), static_cast<int>(rows), ws.data(), biases.data(), static_cast<int>(ws.size()));
+  Napi::Array result = Napi::Array::New(env, outs.size());
+  for (uint32_t i = 0; i < outs.size(); ++i) result.Set(i, outs[i]);
+  return result;
 }
 
 }  // namespace kc::addon

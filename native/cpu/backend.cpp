@@ -79,6 +79,9 @@ class CpuBackend final : public Backend {
   void matmul(float* out, const float* x, int rows, const Tensor& w, const float* bias) override {
     cpu::matmul(ctx_, out, x, rows, w, bias);
   }
+  void matmul_multi(float* const* outs, const float* x, int rows, const Tensor* ws, const float* const* biases, int count) override {
+    cpu::matmul_multi(ctx_, outs, x, rows, ws, biases, count);
+  }
   void rope(float* x, const int32_t* pos, int rows, int n_heads, int head_dim, const RopeParams& p) override {
     cpu::rope(ctx_, x, pos, rows, n_heads, head_dim, p);
   }

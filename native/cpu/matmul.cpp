@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <vector>
 
 #include "ops.h"
@@ -6,90 +7,129 @@ namespace kc::cpu {
 
 namespace {
 
-// Block-quantized weights (GGML's row-major blocks, as mapped from the file), kQuantRows output
-// rows a task, so the quantized bytes are read from memory once per step: the x86 variants'
-// integer path on activations rounded to int8 once per call, or (the generic variant) each task
-// dequantizing its weight rows into a per-thread f32 buffer reused by every activation row.
-void matmul_quantized(Ctx& c, float* out, const float* x, int rows, const Tensor& w, const float* bias) {
-  constexpr size_t kQuantRows = 16;
+// Output rows a task: whole packed panels for float weights (a multiple of every variant's panel
+// width, 16 or 32); for block-quantized weights (GGML's row-major blocks, as mapped from the file)
+// few enough rows that the generic variant's per-thread f32 copy of them stays in L2.
+constexpr int kRowsPerTask = 32;
+constexpr int kQuantRows = 16;
+
+// The x86 variants' integer path for block-quantized weights: activations rounded to int8 once
+// per call, and laid out once per weight type the variant wants a layout for, shared by every task.
+struct Q8Activations {
+  const int8_t* q = nullptr;
+  const float* d = nullptr;
+  const int32_t* sums = nullptr;
+  std::vector<std::pair<DType, uint8_t*>> prep;  // per weight type with a layout
+  const uint8_t* prep_of(DType t) const {
+    for (const auto& [type, p] : prep)
+      if (type == t) return p;
+    return nullptr;
+  }
+};
+
+bool integer_path(const Ctx& c, const Tensor& w) { return dtype_quantized(w.dtype) && c.k.matmul_q8 && w.cols % 32 == 0; }
+
+Q8Activations round_activations(Ctx& c, const float* x, int rows, int k, const Tensor* ws, int count) {
+  thread_local std::vector<int8_t> xq;
+  thread_local std::vector<float> xd;
+  thread_local std::vector<int32_t> xs;
+  thread_local std::vector<uint8_t> xp;
+  xq.resize(static_cast<size_t>(rows) * k);
+  xd.resize(static_cast<size_t>(rows) * k / 32);
+  xs.resize(xd.size());
+  // (the pool's threads have thread_locals of their own: they get these buffers by pointer)
+  Q8Activations a;
+  a.q = xq.data();
+  a.d = xd.data();
+  a.sums = xs.data();
+  std::vector<std::pair<DType, size_t>> layouts;  // type, offset in xp
+  size_t bytes = 0;
+  for (int i = 0; i < count; ++i) {
+    const DType t = ws[i].dtype;
+    if (!integer_path(c, ws[i]) || !c.k.q8_prepare) continue;
+    if (std::any_of(layouts.begin(), layouts.end(), [t](const auto& l) { return l.first == t; })) continue;
+    const size_t n = c.k.q8_prep_bytes(t, rows, k);
+    if (n == 0) continue;
+    layouts.emplace_back(t, bytes);
+    bytes += n;
+  }
+  xp.resize(bytes);
+  for (const auto& [t, at] : layouts) a.prep.emplace_back(t, xp.data() + at);
+  int8_t* q = xq.data();
+  float* d = xd.data();
+  int32_t* sums = xs.data();
+  parallel_ranges(c, static_cast<size_t>(rows), 8, [&](size_t b, size_t e) {
+    const int n = static_cast<int>(e - b);
+    (c.k.quantize_q8 ? c.k.quantize_q8 : quantize_activations)(x + b * k, n, k, q + b * k, d + b * (k / 32), sums + b * (k / 32));
+    for (const auto& [t, p] : a.prep) c.k.q8_prepare(t, rows, static_cast<int>(b), static_cast<int>(e), q, d, k, p);
+  });
+  return a;
+}
+
+// Output rows [o0, o1) of one weight.
+void rows_of(Ctx& c, float* out, const float* x, int rows, const Tensor& w, const float* bias, const Q8Activations& a, int o0, int o1) {
   const int k = static_cast<int>(w.cols);
   const int n_out = static_cast<int>(w.rows);
-  const size_t row_bytes = dtype_row_bytes(w.dtype, k);
-  const auto* base = static_cast<const uint8_t*>(w.data);
-  if (c.k.matmul_q8 && k % 32 == 0) {
-    // the variant's integer path: activations rounded to int8 once, shared by every task
-    thread_local std::vector<int8_t> xq;
-    thread_local std::vector<float> xd;
-    thread_local std::vector<int32_t> xs;
-    xq.resize(static_cast<size_t>(rows) * k);
-    xd.resize(static_cast<size_t>(rows) * k / 32);
-    xs.resize(xd.size());
-    // (the pool's threads have thread_locals of their own: they get these buffers by pointer)
-    int8_t* q = xq.data();
-    float* d = xd.data();
-    int32_t* sums = xs.data();
-    thread_local std::vector<uint8_t> xp;
-    uint8_t* prep = nullptr;
-    if (c.k.q8_prepare && c.k.q8_prep_bytes(w.dtype, rows, k) > 0) {
-      xp.resize(c.k.q8_prep_bytes(w.dtype, rows, k));
-      prep = xp.data();
+  switch (w.dtype) {
+    case DType::F32:
+      c.k.matmul_f32(out, n_out, x, rows, static_cast<const float*>(w.data), k, o0, o1);
+      break;
+    case DType::BF16:
+      c.k.matmul_bf16(out, n_out, x, rows, static_cast<const uint16_t*>(w.data), k, o0, o1);
+      break;
+    case DType::F16:
+      c.k.matmul_f16(out, n_out, x, rows, static_cast<const uint16_t*>(w.data), k, o0, o1);
+      break;
+    default: {
+      const auto* base = static_cast<const uint8_t*>(w.data);
+      if (integer_path(c, w)) {
+        c.k.matmul_q8(w.dtype, out, n_out, a.q, a.d, a.sums, rows, base, k, o0, o1, a.prep_of(w.dtype));
+        break;
+      }
+      // the generic variant: the task's weight rows dequantized once into a per-thread f32 buffer
+      // reused by every activation row
+      thread_local std::vector<float> buf;
+      buf.resize(static_cast<size_t>(kQuantRows) * k);
+      const size_t row_bytes = dtype_row_bytes(w.dtype, k);
+      for (int o = o0; o < o1; ++o) c.k.dequant_row(w.dtype, base + o * row_bytes, buf.data() + static_cast<size_t>(o - o0) * k, k);
+      c.k.matmul_rows(out + o0, n_out, x, rows, buf.data(), k, o1 - o0);
     }
-    parallel_ranges(c, static_cast<size_t>(rows), 8, [&](size_t b, size_t e) {
-      const int n = static_cast<int>(e - b);
-      (c.k.quantize_q8 ? c.k.quantize_q8 : quantize_activations)(x + b * k, n, k, q + b * k, d + b * (k / 32), sums + b * (k / 32));
-      if (prep) c.k.q8_prepare(w.dtype, rows, static_cast<int>(b), static_cast<int>(e), q, d, k, prep);
-    });
-    parallel_ranges(c, static_cast<size_t>(n_out), kQuantRows, [&](size_t b, size_t e) {
-      c.k.matmul_q8(w.dtype, out, n_out, q, d, sums, rows, base, k, static_cast<int>(b), static_cast<int>(e), prep);
-      if (bias)
-        for (int t = 0; t < rows; ++t)
-          for (size_t o = b; o < e; ++o) out[static_cast<int64_t>(t) * n_out + o] += bias[o];
-    });
-    return;
   }
-  parallel_ranges(c, static_cast<size_t>(n_out), kQuantRows, [&](size_t b, size_t e) {
-    thread_local std::vector<float> buf;
-    buf.resize(kQuantRows * static_cast<size_t>(k));
-    for (size_t o = b; o < e; ++o) c.k.dequant_row(w.dtype, base + o * row_bytes, buf.data() + (o - b) * k, k);
-    const int o0 = static_cast<int>(b), n = static_cast<int>(e - b);
-    c.k.matmul_rows(out + o0, n_out, x, rows, buf.data(), k, n);
-    if (bias) {
-      for (int t = 0; t < rows; ++t)
-        for (int o = o0; o < o0 + n; ++o) out[static_cast<int64_t>(t) * n_out + o] += bias[o];
-    }
-  });
+  if (bias)
+    for (int t = 0; t < rows; ++t)
+      for (int o = o0; o < o1; ++o) out[static_cast<int64_t>(t) * n_out + o] += bias[o];
 }
 
 }  // namespace
 
-// Parallel over output features in blocks of kRowsPerTask (whole packed panels): each task keeps
-// its panels hot in cache while it walks every activation row, so weights are read from memory
-// once per step whatever the batch size (the point of batching decode).
-void matmul(Ctx& c, float* out, const float* x, int rows, const Tensor& w, const float* bias) {
-  if (dtype_quantized(w.dtype)) return matmul_quantized(c, out, x, rows, w, bias);
-  constexpr size_t kRowsPerTask = 32;  // a multiple of every variant's panel width (16 or 32)
-  const int k = static_cast<int>(w.cols);
-  const int n_out = static_cast<int>(w.rows);
-  parallel_ranges(c, static_cast<size_t>(n_out), kRowsPerTask, [&](size_t b, size_t e) {
-    const int o0 = static_cast<int>(b), o1 = static_cast<int>(e);
-    switch (w.dtype) {
-      case DType::F32:
-        c.k.matmul_f32(out, n_out, x, rows, static_cast<const float*>(w.data), k, o0, o1);
-        break;
-      case DType::BF16:
-        c.k.matmul_bf16(out, n_out, x, rows, static_cast<const uint16_t*>(w.data), k, o0, o1);
-        break;
-      case DType::F16:
-        c.k.matmul_f16(out, n_out, x, rows, static_cast<const uint16_t*>(w.data), k, o0, o1);
-        break;
-      default:
-        break;  // quantized: above
-    }
-    if (bias) {
-      for (int t = 0; t < rows; ++t)
-        for (int o = o0; o < o1; ++o) out[static_cast<int64_t>(t) * n_out + o] += bias[o];
-    }
+// Parallel over output rows, a few dozen a task (whole packed panels, or kQuantRows rows of blocks):
+// each task keeps its weights hot in cache while it walks every activation row, so weights are
+// read from memory once per step whatever the batch size (the point of batching decode). The
+// weights of one call (a layer's q, k and v, or its gate and up) share one parallel loop, its tasks
+// in order: each thread's share (thread_pool.h) is one run over consecutive rows, across the
+// weights, and a decode step makes one hand-off to the pool per call instead of one per weight.
+void matmul_multi(Ctx& c, float* const* outs, const float* x, int rows, const Tensor* ws, const float* const* biases, int count) {
+  const int k = static_cast<int>(ws[0].cols);
+  const bool any_q8 = std::any_of(ws, ws + count, [&](const Tensor& w) { return integer_path(c, w); });
+  const Q8Activations a = any_q8 ? round_activations(c, x, rows, k, ws, count) : Q8Activations{};
+  thread_local std::vector<int> first_tls;
+  std::vector<int>& first = first_tls;  // weight i: tasks [first[i], first[i + 1])
+  first.assign(count + 1, 0);
+  for (int i = 0; i < count; ++i) {
+    const int per = dtype_quantized(ws[i].dtype) ? kQuantRows : kRowsPerTask;
+    first[i + 1] = first[i] + static_cast<int>((ws[i].rows + per - 1) / per);
+  }
+  c.pool.parallel_for(first[count], [&](int task, int) {
+    const int i = static_cast<int>(std::upper_bound(first.begin(), first.end(), task) - first.begin()) - 1;
+    const int per = dtype_quantized(ws[i].dtype) ? kQuantRows : kRowsPerTask;
+    const int o0 = (task - first[i]) * per;
+    const int o1 = std::min(static_cast<int>(ws[i].rows), o0 + per);
+    rows_of(c, outs[i], x, rows, ws[i], biases[i], a, o0, o1);
   });
+}
+
+void matmul(Ctx& c, float* out, const float* x, int rows, const Tensor& w, const float* bias) {
+  matmul_multi(c, &out, x, rows, &w, &bias, 1);
 }
 
 }  // namespace kc::cpu

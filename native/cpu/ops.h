@@ -14,6 +14,8 @@ struct Ctx {
 void embedding(Ctx& c, float* out, const Tensor& table, const int32_t* tokens, int n);
 void rmsnorm(Ctx& c, float* out, const float* x, const float* w, int rows, int dim, float eps);
 void matmul(Ctx& c, float* out, const float* x, int rows, const Tensor& w, const float* bias);
+// outs[i] = x · ws[i]^T (+ biases[i]) for weights of the same input width, in one parallel loop.
+void matmul_multi(Ctx& c, float* const* outs, const float* x, int rows, const Tensor* ws, const float* const* biases, int count);
 void rope(Ctx& c, float* x, const int32_t* pos, int rows, int n_heads, int head_dim, const RopeParams& p);
 void swiglu(Ctx& c, float* out, const float* gate, const float* up, size_t n);
 void add(Ctx& c, float* x, const float* y, size_t n);

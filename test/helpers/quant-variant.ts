@@ -65,6 +65,38 @@ export function testQuantKernels(variant: string): void {
       },
     );
 
+    // A layer's q, k and v (or gate and up) go through one matmul_multi call: weights of mixed
+    // types (a Q4_K_M file's layers mix Q4_K and Q6_K), float ones among them, and sizes that are
+    // not whole tasks give each weight's outputs as its own matmul does, bit for bit.
+    test('several weights of mixed types in one call equal one call each', () => {
+      const r = rng(29);
+      const k = 512;
+      const weights = (
+        [
+          ['q4_0', 37],
+          ['q6_k', 16],
+          ['q8_0', 5],
+          ['f32', 33],
+          ['q4_k', 40],
+          ['q4_0', 3],
+        ] as const
+      ).map(([dtype, nOut]) => {
+        if (dtype === 'f32') return { dtype, nOut, w: new Uint8Array(Float32Array.from({ length: nOut * k }, () => 2 * r() - 1).buffer) };
+        const rows = Array.from({ length: nOut }, () => randomRow(dtype, k, r).bytes);
+        const w = new Uint8Array(rows.reduce((n, b) => n + b.length, 0));
+        for (const [j, b] of rows.entries()) w.set(b, j * b.length);
+        return { dtype, nOut, w };
+      });
+      for (const rows of [1, 3, 6, 9]) {
+        const x = Float32Array.from({ length: rows * k }, () => 2 * r() - 1);
+        const outs = quantKernels.matmulMany(weights, k, x, rows);
+        expect(outs.length).toBe(weights.length);
+        for (const [i, { dtype, w, nOut }] of weights.entries()) {
+          expect(Array.from(outs[i] as Float32Array)).toEqual(Array.from(quantKernels.matmul(dtype, w, nOut, k, x, rows)));
+        }
+      }
+    });
+
     // The x86 variants' integer path rounds each block of 32 activations to int8 (d = max|x| / 127,
     // q = x / d rounded half away from zero, in f32): a Q8_0 weight row that is 1 at one position
     // and 0 elsewhere, with scale 1, reads d * q of that activation back exactly.

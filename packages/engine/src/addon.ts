@@ -126,6 +126,8 @@ interface Addon {
   quantizeRow(dtype: string, values: Float32Array): Uint8Array;
   /** x[rows, k] · wᵀ for w = nOut rows of `dtype` blocks, by the CPU backend's matmul: [rows, nOut]. */
   matmulQuantized(dtype: string, w: Uint8Array, nOut: number, k: number, x: Float32Array, rows: number): Float32Array;
+  /** The same for several weights of the same k in one call (the backend's matmul_multi): one [rows, nOut] each. */
+  matmulMany(weights: { dtype: string; w: Uint8Array; nOut: number }[], k: number, x: Float32Array, rows: number): Float32Array[];
 }
 
 function addonPath(): string {

@@ -322,6 +322,8 @@ export const quantKernels = {
   quantizeRow: (dtype: string, values: Float32Array): Uint8Array => addon().quantizeRow(dtype, values),
   matmul: (dtype: string, w: Uint8Array, nOut: number, k: number, x: Float32Array, rows: number): Float32Array =>
     addon().matmulQuantized(dtype, w, nOut, k, x, rows),
+  matmulMany: (weights: { dtype: string; w: Uint8Array; nOut: number }[], k: number, x: Float32Array, rows: number): Float32Array[] =>
+    addon().matmulMany(weights, k, x, rows),
 };
 
 /** Measured memory read bandwidth in bytes/s: the decode roofline's numerator. */
