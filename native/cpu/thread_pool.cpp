@@ -10,7 +10,7 @@
 namespace kc {
 
 namespace {
-constexpr int kSpinIterations = 4000;  // ~100-300 us of pause before a worker sleeps
+constexpr int kSpinIterations = 4000;  // pauses before a worker sleeps: ~80 us on Zen 5, longer on Intel
 }
 
 ThreadPool::ThreadPool(int n_threads) : shares_(static_cast<size_t>(n_threads < 1 ? 1 : n_threads)) {

@@ -52,8 +52,8 @@ inline void block_pair(const uint8_t* row, int nb, int p, float* m, __m512i& q, 
   }
 }
 
-// The pair of the paths for more rows: signed weights, and the vpdpbusd's start (each lane -128 times the sum of
-// the 4 weights it multiplies).
+// The pair of the paths for more rows: signed weights, and the vpdpbusd's start (each lane -128
+// times the sum of the 4 weights it multiplies).
 struct WPair {
   __m512i q;
   __m512i start;
@@ -82,7 +82,7 @@ inline UPair u_pair(const uint8_t* row, int nb, int p, float* m) {
   return w;
 }
 
-// Up to this many activation rows, the decode path (above); more, the tiled one.
+// Up to this many activation rows, the decode path (above); more, the paths on signed weights.
 constexpr int kDecodeRows = 4;
 
 // The activation rows as the pair steps read them, laid out once per matmul (kernels.h's
