@@ -20,7 +20,7 @@
 // Both give each lane the same exact int32 (the sum of q * xq over its 4 bytes) and go on through
 // the same float operations, so every output is the same whichever path computes it. Types with a
 // minimum add their minimum terms as one short vector dot product over the row's blocks at the
-// end. Q6_K (two scales per block) keeps the AVX2 path.
+// end; Q6_K's two scales per block (one per 16 values) each cover 4 of the block's 8 lanes.
 #include <immintrin.h>
 
 #include "simd_kernels.h"
@@ -32,12 +32,43 @@ inline __m512 spread(float a, float b) {
   return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(a)), _mm256_castps_pd(_mm256_set1_ps(b)), 1));
 }
 
+// Lanes 0-3: a0, 4-7: a1, 8-11: b0, 12-15: b1 (a block's products land in 8 lanes, its values
+// 0..15 in the first 4).
+inline __m512 spread4(float a0, float a1, float b0, float b1) {
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                               _mm512_castps128_ps512(_mm_setr_ps(a0, a1, b0, b1)));
+}
+
+// The weight scales of blocks a and b over their lanes.
+template <DType T>
+inline __m512 pair_scales(const QBlock& a, const QBlock& b) {
+  if constexpr (T == DType::Q6_K) return spread4(a.s0, a.s1, b.s0, b.s1);
+  else return spread(a.s0, b.s0);
+}
+
 // Blocks 2p and 2p + 1 of a row as a pair step uses them: 64 weights (signed: q_block's, or
 // unsigned: u_block's) and the two scales spread over the 8 lanes each block's products land in
 // (lanes 0-7: block 2p, 8-15: block 2p + 1). An odd last block pairs with a zero block (q = 0,
 // s = 0: adds exactly 0). Minimums go to m[b].
 template <DType T, bool Unsigned>
 inline void block_pair(const uint8_t* row, int nb, int p, float* m, __m512i& q, __m512& s) {
+  if constexpr (T == DType::Q6_K) {
+    // (u_block's fields for both at once: blocks 2p and 2p + 1 are sub-blocks i and i + 1 (i even)
+    // of half n of a super-block: the same nibble of ql's 64 bytes, bits 2i and 2i + 2 of qh's 32;
+    // rows are whole super-blocks, so no block is left alone)
+    const uint8_t* w = row + 210 * (2 * p / 8);
+    const int n = (2 * p % 8) / 4, i = 2 * p % 4;
+    const __m512i lo = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(w + 64 * n), 4 * (i / 2)), _mm512_set1_epi8(0x0F));
+    const __m512i qh = _mm512_broadcast_i64x4(load32(w + 128 + 32 * n));
+    const __m512i shifts = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<short>(2 * i)), _mm256_set1_epi16(static_cast<short>(2 * i + 2)), 1);
+    const __m512i hi = _mm512_and_si512(_mm512_srlv_epi16(qh, shifts), _mm512_set1_epi8(3));
+    q = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+    if constexpr (!Unsigned) q = _mm512_sub_epi8(q, _mm512_set1_epi8(q_offset<T>));
+    const auto* sc = reinterpret_cast<const int8_t*>(w + 192 + 8 * n);
+    const float d = f16c(w + 208);
+    s = spread4(d * sc[2 * i], d * sc[2 * i + 1], d * sc[2 * i + 2], d * sc[2 * i + 3]);
+    return;
+  }
   const auto block = [row](int b) { return Unsigned ? u_block<T>(row, b) : q_block<T>(row, b); };
   const QBlock a = block(2 * p);
   if constexpr (has_min<T>) m[2 * p] = a.min;
@@ -45,10 +76,10 @@ inline void block_pair(const uint8_t* row, int nb, int p, float* m, __m512i& q, 
     const QBlock b = block(2 * p + 1);
     if constexpr (has_min<T>) m[2 * p + 1] = b.min;
     q = _mm512_inserti64x4(_mm512_castsi256_si512(a.q), b.q, 1);
-    s = spread(a.s0, b.s0);
+    s = pair_scales<T>(a, b);
   } else {
     q = _mm512_zextsi256_si512(a.q);
-    s = spread(a.s0, 0.0f);
+    s = pair_scales<T>(a, QBlock{_mm256_setzero_si256(), 0.0f, 0.0f, 0.0f});
   }
 }
 
@@ -91,14 +122,15 @@ constexpr int kDecodeRows = 4;
 //   sum of its 4 values) and the two block scales spread like the weights' (block_pair);
 // - more rows: the 64 values as unsigned bytes (xq + 128) and the spread scales.
 // Past an odd end the values are 0 (decode; start 0 too) or 128 (they meet zero weights, whose
-// start is 0), the scales 0. Q6_K, on the AVX2 path, needs none.
+// start is 0), the scales 0.
 constexpr size_t kDecodePairBytes = 64 + 16 * sizeof(int32_t) + 16 * sizeof(float);
 constexpr size_t kPairBytes = 64 + 16 * sizeof(float);
 
 size_t pair_bytes(int rows) { return rows <= kDecodeRows ? kDecodePairBytes : kPairBytes; }
 
 size_t prep_bytes(DType t, int rows, int k) {
-  return t == DType::Q6_K ? 0 : static_cast<size_t>(rows) * ((k / 32 + 1) / 2) * pair_bytes(rows);
+  static_cast<void>(t);  // every type has the same layouts
+  return static_cast<size_t>(rows) * ((k / 32 + 1) / 2) * pair_bytes(rows);
 }
 
 void prepare_x(DType t, int rows, int r0, int r1, const int8_t* xq, const float* xd, int k, uint8_t* prep) {
@@ -369,10 +401,8 @@ void matmul_q8_vnni(DType t, float* out, int ldo, const int8_t* xq, const float*
     KC_VNNI_CASE(Q5_1)
     KC_VNNI_CASE(Q4_K)
     KC_VNNI_CASE(Q5_K)
+    KC_VNNI_CASE(Q6_K)
 #undef KC_VNNI_CASE
-    case DType::Q6_K:
-      matmul_q8_typed<DType::Q6_K>(out, ldo, xq, xd, xs, rows, w, k, o0, o1);
-      return;
     default:
       return;  // not block-quantized: matmul never calls this
   }
