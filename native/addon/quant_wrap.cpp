@@ -1,11 +1,10 @@
 // The block-quantized formats exposed for tests: dequantizeRow, matmulQuantized and matmulMany run
 // the CPU backend's kernels (the variant KCACHE_SIMD and the CPU select), quantizeRow the quantizers
 // of quantize-on-load. Small synchronous calls: they never see a model-sized tensor.
-#include <vector>
-
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine_wrap.h"
 #include "kcache/cpu_backend.h"
@@ -101,6 +100,7 @@ Napi::Value MatmulMany(const Napi::CallbackInfo& info) {
   std::vector<Tensor> ws;
   std::vector<Napi::Float32Array> outs;
   for (uint32_t i = 0; i < list.Length(); ++i) {
+    if (!list.Get(i).IsObject()) throw Napi::TypeError::New(env, "weights[i] must be an object {dtype, w, nOut}");
     const Napi::Object o = list.Get(i).As<Napi::Object>();
     DType t;
     if (!o.Get("dtype").IsString() || !parse_dtype(o.Get("dtype").As<Napi::String>().Utf8Value(), &t))
