@@ -68,6 +68,40 @@ inline void block_pair(const uint8_t* row, int nb, int p, float* m, __m512i& q, 
     const float d = f16c(w + 208);
     s = spread4(d * sc[2 * i], d * sc[2 * i + 1], d * sc[2 * i + 2], d * sc[2 * i + 3]);
     return;
+  } else if constexpr (T == DType::Q4_K || T == DType::Q5_K) {
+    // (u_block's fields for both at once: blocks 2p and 2p + 1 are sub-blocks i and i + 1 (i even)
+    // of a super-block, the low and high nibbles of the same 32 bytes of qs (Q5_K: bits i and i + 1
+    // of qh's 32); their 6-bit scales and minimums (k_scale_min) two at a time from 16-bit loads)
+    constexpr bool five = T == DType::Q5_K;
+    const uint8_t* w = row + (five ? 176 : 144) * (2 * p / 8);
+    const int i = 2 * p % 8;
+    const __m512i halves = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);  // shift 0, then 4
+    q = _mm512_and_si512(_mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(w + (five ? 48 : 16) + 32 * (i / 2))), halves),
+                         _mm512_set1_epi8(0x0F));
+    if constexpr (five) {
+      const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<short>(i)), _mm256_set1_epi16(static_cast<short>(i + 1)), 1);
+      const __m512i fifth = _mm512_and_si512(_mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(w + 16)), bit), _mm512_set1_epi8(1));
+      q = _mm512_or_si512(q, _mm512_slli_epi16(fifth, 4));
+    }
+    const uint8_t* k = w + 4;  // the 12 bytes of scales and minimums
+    const auto u16 = [k](int at) {
+      uint16_t v;
+      std::memcpy(&v, k + at, 2);
+      return v;
+    };
+    uint16_t sc2, m2;  // sub-block i's in the low byte, i + 1's in the high one
+    if (i < 4) {
+      sc2 = u16(i) & 0x3F3F;
+      m2 = u16(i + 4) & 0x3F3F;
+    } else {
+      sc2 = static_cast<uint16_t>((u16(i + 4) & 0x0F0F) | ((u16(i - 4) >> 2) & 0x3030));
+      m2 = static_cast<uint16_t>(((u16(i + 4) >> 4) & 0x0F0F) | ((u16(i) >> 2) & 0x3030));
+    }
+    const float d = f16c(w), dmin = f16c(w + 2);
+    s = spread(d * static_cast<uint8_t>(sc2), d * static_cast<uint8_t>(sc2 >> 8));
+    m[2 * p] = -(dmin * static_cast<uint8_t>(m2));
+    m[2 * p + 1] = -(dmin * static_cast<uint8_t>(m2 >> 8));
+    return;
   }
   const auto block = [row](int b) { return Unsigned ? u_block<T>(row, b) : q_block<T>(row, b); };
   const QBlock a = block(2 * p);
