@@ -33,22 +33,15 @@ inline __m512 spread(float a, float b) {
 }
 
 // Lanes 0-3: a0, 4-7: a1, 8-11: b0, 12-15: b1 (a block's products land in 8 lanes, its values
-// 0..15 in the first 4).
+// 0..15 in the first 4: Q6_K's two scales a block).
 inline __m512 spread4(float a0, float a1, float b0, float b1) {
   return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
                                _mm512_castps128_ps512(_mm_setr_ps(a0, a1, b0, b1)));
 }
 
-// The weight scales of blocks a and b over their lanes.
-template <DType T>
-inline __m512 pair_scales(const QBlock& a, const QBlock& b) {
-  if constexpr (T == DType::Q6_K) return spread4(a.s0, a.s1, b.s0, b.s1);
-  else return spread(a.s0, b.s0);
-}
-
 // Blocks 2p and 2p + 1 of a row as a pair step uses them: 64 weights (signed: q_block's, or
 // unsigned: u_block's) and the two scales spread over the 8 lanes each block's products land in
-// (lanes 0-7: block 2p, 8-15: block 2p + 1). An odd last block pairs with a zero block (q = 0,
+// (lanes 0-7: block 2p, 8-15: block 2p + 1; Q6_K's four as spread4 says). An odd last block pairs with a zero block (q = 0,
 // s = 0: adds exactly 0). Minimums go to m[b].
 template <DType T, bool Unsigned>
 inline void block_pair(const uint8_t* row, int nb, int p, float* m, __m512i& q, __m512& s) {
@@ -110,10 +103,10 @@ inline void block_pair(const uint8_t* row, int nb, int p, float* m, __m512i& q, 
     const QBlock b = block(2 * p + 1);
     if constexpr (has_min<T>) m[2 * p + 1] = b.min;
     q = _mm512_inserti64x4(_mm512_castsi256_si512(a.q), b.q, 1);
-    s = pair_scales<T>(a, b);
+    s = spread(a.s0, b.s0);
   } else {
     q = _mm512_zextsi256_si512(a.q);
-    s = pair_scales<T>(a, QBlock{_mm256_setzero_si256(), 0.0f, 0.0f, 0.0f});
+    s = spread(a.s0, 0.0f);
   }
 }
 
