@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <array>
 #include <vector>
 
 #include "ops.h"
@@ -19,10 +20,15 @@ struct Q8Activations {
   const int8_t* q = nullptr;
   const float* d = nullptr;
   const int32_t* sums = nullptr;
-  std::vector<std::pair<DType, uint8_t*>> prep;  // per weight type with a layout
+  // per weight type with a layout (at most one per block-quantized type: no allocation per call)
+  std::array<std::pair<DType, uint8_t*>, 8> prep;
+  int n_prep = 0;
+  bool has_prep(DType t) const {
+    return std::any_of(prep.begin(), prep.begin() + n_prep, [t](const auto& p) { return p.first == t; });
+  }
   const uint8_t* prep_of(DType t) const {
-    for (const auto& [type, p] : prep)
-      if (type == t) return p;
+    for (int i = 0; i < n_prep; ++i)
+      if (prep[i].first == t) return prep[i].second;
     return nullptr;
   }
 };
@@ -42,26 +48,26 @@ Q8Activations round_activations(Ctx& c, const float* x, int rows, int k, const T
   a.q = xq.data();
   a.d = xd.data();
   a.sums = xs.data();
-  std::vector<std::pair<DType, size_t>> layouts;  // type, offset in xp
+  std::array<size_t, 8> at{};  // each layout's offset in xp
   size_t bytes = 0;
   for (int i = 0; i < count; ++i) {
     const DType t = ws[i].dtype;
-    if (!integer_path(c, ws[i]) || !c.k.q8_prepare) continue;
-    if (std::any_of(layouts.begin(), layouts.end(), [t](const auto& l) { return l.first == t; })) continue;
+    if (!integer_path(c, ws[i]) || !c.k.q8_prepare || a.has_prep(t)) continue;
     const size_t n = c.k.q8_prep_bytes(t, rows, k);
     if (n == 0) continue;
-    layouts.emplace_back(t, bytes);
+    a.prep[a.n_prep] = {t, nullptr};  // (its pointer once xp has its size)
+    at[a.n_prep++] = bytes;
     bytes += n;
   }
   xp.resize(bytes);
-  for (const auto& [t, at] : layouts) a.prep.emplace_back(t, xp.data() + at);
+  for (int i = 0; i < a.n_prep; ++i) a.prep[i].second = xp.data() + at[i];
   int8_t* q = xq.data();
   float* d = xd.data();
   int32_t* sums = xs.data();
   parallel_ranges(c, static_cast<size_t>(rows), 8, [&](size_t b, size_t e) {
     const int n = static_cast<int>(e - b);
     (c.k.quantize_q8 ? c.k.quantize_q8 : quantize_activations)(x + b * k, n, k, q + b * k, d + b * (k / 32), sums + b * (k / 32));
-    for (const auto& [t, p] : a.prep) c.k.q8_prepare(t, rows, static_cast<int>(b), static_cast<int>(e), q, d, k, p);
+    for (int i = 0; i < a.n_prep; ++i) c.k.q8_prepare(a.prep[i].first, rows, static_cast<int>(b), static_cast<int>(e), q, d, k, a.prep[i].second);
   });
   return a;
 }

@@ -416,23 +416,7 @@ void matmul_vnni_typed(float* out, int ldo, const float* xd, const int32_t* xs, 
 
 void matmul_q8_vnni(DType t, float* out, int ldo, const int8_t* xq, const float* xd, const int32_t* xs, int rows, const uint8_t* w, int k,
                     int o0, int o1, const uint8_t* prep) {
-  switch (t) {
-#define KC_VNNI_CASE(T)                                                    \
-  case DType::T:                                                           \
-    matmul_vnni_typed<DType::T>(out, ldo, xd, xs, rows, w, k, o0, o1, prep); \
-    return;
-    KC_VNNI_CASE(Q8_0)
-    KC_VNNI_CASE(Q4_0)
-    KC_VNNI_CASE(Q4_1)
-    KC_VNNI_CASE(Q5_0)
-    KC_VNNI_CASE(Q5_1)
-    KC_VNNI_CASE(Q4_K)
-    KC_VNNI_CASE(Q5_K)
-    KC_VNNI_CASE(Q6_K)
-#undef KC_VNNI_CASE
-    default:
-      return;  // not block-quantized: matmul never calls this
-  }
+  with_quant_type(t, [&](auto type) { matmul_vnni_typed<decltype(type)::value>(out, ldo, xd, xs, rows, w, k, o0, o1, prep); });
 }
 
 }  // namespace

@@ -456,26 +456,33 @@ void matmul_q8_typed(float* out, int ldo, const int8_t* xq, const float* xd, con
   }
 }
 
+// Calls f(std::integral_constant<DType, T>{}) for t among the block-quantized types (the ones the
+// integer paths take); nothing for any other (a matmul never asks for one).
+template <typename F>
+void with_quant_type(DType t, F&& f) {
+  switch (t) {
+#define KC_QUANT_CASE(T)                                 \
+  case DType::T:                                         \
+    f(std::integral_constant<DType, DType::T>{});        \
+    return;
+    KC_QUANT_CASE(Q8_0)
+    KC_QUANT_CASE(Q4_0)
+    KC_QUANT_CASE(Q4_1)
+    KC_QUANT_CASE(Q5_0)
+    KC_QUANT_CASE(Q5_1)
+    KC_QUANT_CASE(Q4_K)
+    KC_QUANT_CASE(Q5_K)
+    KC_QUANT_CASE(Q6_K)
+#undef KC_QUANT_CASE
+    default:
+      return;
+  }
+}
+
 template <class V>
 void matmul_q8(DType t, float* out, int ldo, const int8_t* xq, const float* xd, const int32_t* xs, int rows, const uint8_t* w,
                int k, int o0, int o1, const uint8_t* /* prep: none */) {
-  switch (t) {
-#define KC_Q8_CASE(T)                                                    \
-  case DType::T:                                                         \
-    matmul_q8_typed<DType::T>(out, ldo, xq, xd, xs, rows, w, k, o0, o1); \
-    return;
-    KC_Q8_CASE(Q8_0)
-    KC_Q8_CASE(Q4_0)
-    KC_Q8_CASE(Q4_1)
-    KC_Q8_CASE(Q5_0)
-    KC_Q8_CASE(Q5_1)
-    KC_Q8_CASE(Q4_K)
-    KC_Q8_CASE(Q5_K)
-    KC_Q8_CASE(Q6_K)
-#undef KC_Q8_CASE
-    default:
-      return;  // not block-quantized: matmul never calls this
-  }
+  with_quant_type(t, [&](auto type) { matmul_q8_typed<decltype(type)::value>(out, ldo, xq, xd, xs, rows, w, k, o0, o1); });
 }
 
 // Eight horizontal sums at once: sums[i] = the lanes of a[i] added up (a 256-bit transpose-add;
