@@ -13,12 +13,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "kcache/cpu_backend.h"
 #include "kcache/quant.h"
-#include "ops.h"
 
 using namespace kc;
 
@@ -38,7 +39,7 @@ std::vector<std::string> split(const std::string& s) {
 
 std::vector<uint8_t> make_weight(DType t, int n_out, int k, int seed) {
   const size_t rb = dtype_row_bytes(t, k);
-  std::vector<uint8_t> w(rb * ((n_out + 31) / 32 * 32));  // (f32 is read in panels of up to 32 rows)
+  std::vector<uint8_t> w(rb * n_out);
   std::vector<float> src(k);
   for (int o = 0; o < n_out; ++o) {
     uint8_t* row = w.data() + o * rb;
@@ -59,11 +60,11 @@ std::vector<uint8_t> make_weight(DType t, int n_out, int k, int seed) {
 }
 
 // Best microseconds per call over passes of calls to the matrices in turn.
-double time_calls(cpu::Ctx& c, const std::vector<Tensor>& ws, const float* x, int rows, float* out, int calls) {
+double time_calls(Backend& b, const std::vector<Tensor>& ws, const float* x, int rows, float* out, int calls) {
   double best = 1e30;
   for (int pass = 0; pass < 5; ++pass) {
     const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < calls; ++i) cpu::matmul(c, out, x, rows, ws[i % ws.size()], nullptr);
+    for (int i = 0; i < calls; ++i) b.matmul(out, x, rows, ws[i % ws.size()], nullptr);
     const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / calls;
     if (pass > 0 && us < best) best = us;  // the first pass warms up
   }
@@ -100,10 +101,9 @@ int main(int argc, char** argv) {
     if (k % dtype_block(t) != 0) usage((name + " needs k to be a multiple of its block").c_str());
     types.push_back(t);
   }
-  ThreadPool pool(threads);
-  cpu::Ctx c{pool, active_kernels()};
-  std::printf("kernels %s, %d threads, %dx%d weights\n\n| dtype | rows | in cache (us) | from memory (us) | from memory (GB/s) |\n|---|---:|---:|---:|---:|\n",
-              c.k.name, threads, n_out, k);
+  const std::unique_ptr<Backend> cpu = make_cpu_backend(threads);
+  std::printf("backend %s, %d threads, %dx%d weights\n\n| dtype | rows | in cache (us) | from memory (us) | from memory (GB/s) |\n|---|---:|---:|---:|---:|\n",
+              cpu->name(), threads, n_out, k);
   for (size_t ti = 0; ti < types.size(); ++ti) {
     const DType t = types[ti];
     const std::string& name = dtypes[ti];
@@ -113,13 +113,13 @@ int main(int argc, char** argv) {
     std::vector<Tensor> ws;
     for (int m = 0; m < n_mats; ++m) {
       store.push_back(make_weight(t, n_out, k, m));
-      ws.push_back(Tensor{store.back().data(), t, n_out, k});
+      ws.push_back(cpu->place_weight(Tensor{store.back().data(), t, n_out, k}, Backend::WeightUse::Matmul));
     }
     for (int rows : rows_list) {
       std::vector<float> x(static_cast<size_t>(rows) * k), out(static_cast<size_t>(rows) * n_out);
       for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 13) / 6.0f - 1.0f;
-      const double hot = time_calls(c, {ws[0]}, x.data(), rows, out.data(), 200);
-      const double cold = time_calls(c, ws, x.data(), rows, out.data(), n_mats);
+      const double hot = time_calls(*cpu, {ws[0]}, x.data(), rows, out.data(), 200);
+      const double cold = time_calls(*cpu, ws, x.data(), rows, out.data(), n_mats);
       std::printf("| %s | %d | %.2f | %.2f | %.1f |\n", name.c_str(), rows, hot, cold, bytes / cold / 1e3);
     }
   }

@@ -1,6 +1,7 @@
 // The CPU backend: host memory, the thread pool, and the op table chosen at run time.
 #include "kcache/cpu_backend.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -33,11 +34,13 @@ class CpuBackend final : public Backend {
   void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void copy_async(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
-  // Matmul weights are repacked into the kernels' k-major panels (see kernels.h); tables read
-  // by rows (embeddings) and block-quantized weights stay where they are (mapped file or
+  // Matmul weights are repacked into the kernels' k-major panels (see kernels.h), block-quantized
+  // ones into the variant's own layout where it has one (pack_quant); tables read by rows
+  // (embeddings) and the other block-quantized weights stay where they are (mapped file or
   // generated buffer).
   Tensor place_weight(const Tensor& host, WeightUse use) override {
-    if (use == WeightUse::Rows || dtype_quantized(host.dtype)) return host;
+    if (use == WeightUse::Rows) return host;
+    if (dtype_quantized(host.dtype)) return pack_quantized(host);
     const int pw = ctx_.k.panel_width;
     const int64_t rows = host.rows, k = host.cols;
     const int64_t panels = (rows + pw - 1) / pw;
@@ -54,6 +57,22 @@ class CpuBackend final : public Backend {
           else std::memset(d, 0, es);
         }
       }
+    });
+    Tensor t = host;
+    t.data = dst;
+    return t;
+  }
+
+  Tensor pack_quantized(const Tensor& host) {
+    const Kernels& k = ctx_.k;
+    if (!k.pack_quant || host.cols % 32 != 0) return host;
+    const int cols = static_cast<int>(host.cols);
+    auto* dst = static_cast<uint8_t*>(alloc(k.quant_packed_bytes(host.dtype, host.rows, cols)));
+    packed_.push_back(dst);
+    const int64_t groups = (host.rows + k.quant_group - 1) / k.quant_group;
+    pool_.parallel_for(static_cast<int>((groups + 63) / 64), [&](int task, int) {
+      const int64_t g0 = static_cast<int64_t>(task) * 64;
+      k.pack_quant(host.dtype, static_cast<const uint8_t*>(host.data), host.rows, cols, g0, std::min<int64_t>(groups, g0 + 64), dst);
     });
     Tensor t = host;
     t.data = dst;

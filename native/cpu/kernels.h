@@ -21,7 +21,8 @@ struct Kernels {
   void (*matmul_f32)(float* out, int ldo, const float* x, int rows, const float* panels, int k, int o0, int o1);
   void (*matmul_bf16)(float* out, int ldo, const float* x, int rows, const uint16_t* panels, int k, int o0, int o1);
   void (*matmul_f16)(float* out, int ldo, const float* x, int rows, const uint16_t* panels, int k, int o0, int o1);
-  // Block-quantized weights stay in GGML's row-major blocks: a matmul dequantizes a few weight
+  // Block-quantized weights stay in GGML's row-major blocks (unless the variant packs them, see
+  // pack_quant): a matmul dequantizes a few weight
   // rows at a time to f32 (dequant_row: the k values of one row; types a variant has no
   // unpacking of go through the reference) and multiplies them with matmul_rows:
   // out[t * ldo + o] = x_t · w_o for t < rows and o < n_out, w being n_out f32 rows of k
@@ -35,7 +36,9 @@ struct Kernels {
   // out[t * ldo + o] = sum over blocks of (w scale) * xd * (int dot) [+ (w min) * xd * xs], for o
   // in [o0, o1), every block-quantized type. Each output is the same chain of operations whatever
   // the batch. Null (the generic variant): the dequantizing path above is used.
-  // `prep`: what q8_prepare wrote for this call (null for a variant without one).
+  // `prep`: what q8_prepare wrote for this call (null for a variant without one). `w`: GGML's
+  // blocks, or the variant's own layout when it has one (pack_quant below; o0 is then a multiple of
+  // quant_group).
   void (*matmul_q8)(DType t, float* out, int ldo, const int8_t* xq, const float* xd, const int32_t* xs, int rows,
                     const uint8_t* w, int k, int o0, int o1, const uint8_t* prep);
   // Attention over n cache rows of one KV head (row r at r * stride, hd values) for the G query
@@ -67,6 +70,13 @@ struct Kernels {
   // `rows` (xq, xd and prep: the call's, from row 0); the layout may depend on t and rows.
   size_t (*q8_prep_bytes)(DType t, int rows, int k) = nullptr;
   void (*q8_prepare)(DType t, int rows, int r0, int r1, const int8_t* xq, const float* xd, int k, uint8_t* prep) = nullptr;
+  // Optional (null: matmul_q8 reads GGML's row-major blocks as mapped): the variant's own layout of
+  // a block-quantized matmul weight, made once when the weight is placed: quant_packed_bytes(t,
+  // rows, k) bytes, in groups of quant_group rows; pack_quant writes groups [g0, g1) from GGML's
+  // rows (src) and may run for disjoint ranges at once.
+  int quant_group = 0;
+  size_t (*quant_packed_bytes)(DType t, int64_t rows, int k) = nullptr;
+  void (*pack_quant)(DType t, const uint8_t* src, int64_t rows, int k, int64_t g0, int64_t g1, uint8_t* dst) = nullptr;
 };
 
 // Rounds each row of x (rows × k, k a multiple of 32) to int8 per block of 32: d = max|x| / 127,
