@@ -134,6 +134,9 @@ void for_tiles(Ctx& c, const Shape& s, const void* cache, const int32_t* table, 
 // of keys and values is read once for the group while it is in L1, instead of once per row.
 constexpr int kQueryRows = 4;
 
+// Up to this many rows' chunk merges run on the calling thread (see run).
+constexpr size_t kInlineMergeRows = 8;
+
 // One task: rows [r0, r0 + nq) (one decode row, or consecutive prefill rows of one sequence with
 // the same chunk length) over chunk `chunk` of their contexts, every query head, a tile at a time.
 // Each row computes exactly what it would alone: its tiles are the group's cut at its own end.
@@ -386,13 +389,22 @@ void run(Ctx& c, float* out, const float* q, const void* k_cache, const void* v_
                  v_cache, out, sp);
     });
     if (!second.empty()) {
-      c.pool.parallel_for(static_cast<int>(second.size()) * s.n_heads, [&](int task, int) {
+      const auto second_task = [&](int task, int) {
         const int r = second[task / s.n_heads];
         const int h = task % s.n_heads;
         float* o = out + static_cast<int64_t>(r) * s.q_dim + static_cast<int64_t>(h) * s.hd;
         if (rows[r].keep > 0) topn_head(c, s, rows[r], h, sp, v_cache, b.topn_renormalize, o);
         else merge_head(s, rows[r], h, sp, o);
-      });
+      };
+      const int n_second = static_cast<int>(second.size()) * s.n_heads;
+      // merging a few rows' chunks is less work than handing it to the pool (a hand-off is about a
+      // microsecond, a merge a few dozen multiply-adds per head and chunk)
+      const bool merges_only = std::none_of(second.begin(), second.end(), [&](int r) { return rows[r].keep > 0; });
+      if (merges_only && second.size() <= kInlineMergeRows) {
+        for (int task = 0; task < n_second; ++task) second_task(task, 0);
+      } else {
+        c.pool.parallel_for(n_second, second_task);
+      }
     }
     g0 = g1;
   }
