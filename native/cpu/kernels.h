@@ -61,6 +61,8 @@ struct Kernels {
   // sum (the SIMD variants use Cephes' polynomial expf, vectorised).
   float (*max)(const float* x, int n);
   float (*exp_sum)(float* x, int n, float m);
+  // Optional (null: std::exp per element): out[i] = silu(gate[i]) * up[i].
+  void (*swiglu)(float* out, const float* gate, const float* up, size_t n) = nullptr;
   // Optional (null: quantize_activations below): the same rounding of activation rows to int8,
   // with the same results bit for bit, in the variant's vectors.
   void (*quantize_q8)(const float* x, int rows, int k, int8_t* xq, float* xd, int32_t* xs) = nullptr;

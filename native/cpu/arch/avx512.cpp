@@ -16,6 +16,7 @@ struct Avx512 {
   static vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
   static vec sub(vec a, vec b) { return _mm512_sub_ps(a, b); }
   static vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
+  static vec div(vec a, vec b) { return _mm512_div_ps(a, b); }
   static vec max(vec a, vec b) { return _mm512_max_ps(a, b); }
   static vec round(vec a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static vec ldexp(vec a, vec k) { return _mm512_scalef_ps(a, k); }

@@ -782,11 +782,37 @@ float exp_sum(float* x, int n, float m) {
   return sum;
 }
 
+// out = silu(gate) * up = gate * up / (1 + e^-gate), e^-gate by exp_nonpositive's polynomial (valid
+// up to e^87: -gate is clamped there, where the product is 0 to f32 anyway). The last partial
+// vector goes through the same polynomial, so an element's result does not depend on where the
+// range it is in starts (the batch).
+template <class V>
+void swiglu(float* out, const float* gate, const float* up, size_t n) {
+  using vec = typename V::vec;
+  const auto one = [](vec g, vec u) {
+    const vec e = exp_nonpositive<V>(V::sub(V::zero(), V::max(g, V::set1(-87.0f))));
+    return V::div(V::mul(g, u), V::add(V::set1(1.0f), e));
+  };
+  size_t i = 0;
+  for (; i + V::N <= n; i += V::N) V::store(out + i, one(V::load(gate + i), V::load(up + i)));
+  if (i < n) {
+    alignas(64) float g[V::N] = {}, u[V::N] = {};
+    for (size_t j = 0; i + j < n; ++j) {
+      g[j] = gate[i + j];
+      u[j] = up[i + j];
+    }
+    V::store(g, one(V::load(g), V::load(u)));
+    for (size_t j = 0; i + j < n; ++j) out[i + j] = g[j];
+  }
+}
+
 template <class V>
 Kernels make_kernels(const char* name) {
-  return Kernels{name,           2 * V::N,       matmul_f32<V>, matmul_bf16<V>,       matmul_f16<V>,
-                 dequant_row<V>, matmul_rows<V>, matmul_q8<V>,  dot_rows<V>,   axpy_rows<V>,  dot_rows_16<V>, axpy_rows_16<V>,         weighted_sum_rows<V>,
-                 indices_at_least<V>, max<V>,    exp_sum<V>};
+  Kernels k{name,           2 * V::N,       matmul_f32<V>, matmul_bf16<V>,       matmul_f16<V>,
+            dequant_row<V>, matmul_rows<V>, matmul_q8<V>,  dot_rows<V>,   axpy_rows<V>,  dot_rows_16<V>, axpy_rows_16<V>,         weighted_sum_rows<V>,
+            indices_at_least<V>, max<V>,    exp_sum<V>};
+  k.swiglu = swiglu<V>;
+  return k;
 }
 
 }  // namespace
