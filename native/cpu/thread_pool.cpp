@@ -11,9 +11,13 @@ namespace kc {
 
 namespace {
 constexpr int kSpinIterations = 4000;  // pauses before a worker sleeps: ~80 us on Zen 5, longer on Intel
-}
+constexpr uint64_t kBusy = 1;
 
-ThreadPool::ThreadPool(int n_threads) : shares_(static_cast<size_t>(n_threads < 1 ? 1 : n_threads)) {
+uint64_t word(uint32_t tag, int next) { return static_cast<uint64_t>(tag) << 32 | static_cast<uint32_t>(next); }
+}  // namespace
+
+ThreadPool::ThreadPool(int n_threads)
+    : shares_(static_cast<size_t>(n_threads < 1 ? 1 : n_threads)), states_(static_cast<size_t>(n_threads < 1 ? 1 : n_threads)) {
   for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
@@ -27,14 +31,31 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::run_tasks(int thread_id) {
+int ThreadPool::claim(Share& s, uint32_t tag) {
+  uint64_t w = s.word.load(std::memory_order_acquire);
+  for (;;) {
+    if (static_cast<uint32_t>(w >> 32) != tag) return -1;  // another job's share
+    const int next = static_cast<int>(static_cast<uint32_t>(w));
+    // (a share being reset for the next job stores its word first: should this read the new end,
+    // the compare-exchange below sees the new word and fails)
+    if (next >= s.end.load(std::memory_order_acquire)) return -1;
+    if (s.word.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire)) return next;
+  }
+}
+
+void ThreadPool::run_tasks(int thread_id, uint32_t tag) {
   const int n = static_cast<int>(shares_.size());
+  std::atomic<uint64_t>& state = states_[thread_id].v;
   for (int i = 0; i < n; ++i) {  // its own share first, then the others'
     Share& s = shares_[(thread_id + i) % n];
     for (;;) {
-      const int task = s.next.fetch_add(1, std::memory_order_relaxed);
-      if (task >= s.end) break;
-      (*fn_)(task, thread_id);
+      // busy before the claim: whoever sees the share exhausted afterwards sees this too (the
+      // claim's release), and waits for the task
+      state.store(static_cast<uint64_t>(tag) << 1 | kBusy, std::memory_order_relaxed);
+      const int task = claim(s, tag);
+      if (task >= 0) (*fn_.load(std::memory_order_relaxed))(task, thread_id);
+      state.store(static_cast<uint64_t>(tag) << 1, std::memory_order_release);
+      if (task < 0) break;
     }
   }
 }
@@ -45,21 +66,25 @@ void ThreadPool::parallel_for(int n_tasks, const std::function<void(int, int)>& 
     for (int t = 0; t < n_tasks; ++t) fn(t, 0);
     return;
   }
-  fn_ = &fn;
+  fn_.store(&fn, std::memory_order_relaxed);
+  const uint32_t tag = static_cast<uint32_t>(generation_.load(std::memory_order_relaxed) + 1);
   const int n = static_cast<int>(shares_.size());
   for (int t = 0; t < n; ++t) {
-    shares_[t].next.store(static_cast<int>(static_cast<int64_t>(n_tasks) * t / n), std::memory_order_relaxed);
-    shares_[t].end = static_cast<int>(static_cast<int64_t>(n_tasks) * (t + 1) / n);
+    shares_[t].word.store(word(tag, static_cast<int>(static_cast<int64_t>(n_tasks) * t / n)), std::memory_order_relaxed);
+    shares_[t].end.store(static_cast<int>(static_cast<int64_t>(n_tasks) * (t + 1) / n), std::memory_order_release);
   }
-  busy_workers_.store(static_cast<int>(workers_.size()));
   generation_.fetch_add(1);  // seq_cst: publishes the job before the sleeping_ check below
   if (sleeping_.load() > 0) {
     std::lock_guard<std::mutex> lk(mu_);
     cv_.notify_all();
   }
-  run_tasks(0);
-  while (busy_workers_.load(std::memory_order_acquire) != 0) KC_PAUSE();
-  fn_ = nullptr;
+  run_tasks(0, tag);
+  // Every task is claimed; wait only for workers running one of this job's. A worker that has not
+  // joined (asleep, or its CPU taken by the host) is not waited for: it finds the shares empty or
+  // tagged with a later job, and does nothing of this one.
+  const uint64_t busy = static_cast<uint64_t>(tag) << 1 | kBusy;
+  for (size_t t = 1; t < states_.size(); ++t)
+    while (states_[t].v.load(std::memory_order_acquire) == busy) KC_PAUSE();
 }
 
 void ThreadPool::worker_loop(int thread_id) {
@@ -78,8 +103,7 @@ void ThreadPool::worker_loop(int thread_id) {
     }
     seen = generation_.load(std::memory_order_acquire);
     if (stop_.load()) return;
-    run_tasks(thread_id);
-    busy_workers_.fetch_sub(1, std::memory_order_release);
+    run_tasks(thread_id, static_cast<uint32_t>(seen));
   }
 }
 

@@ -8,6 +8,13 @@
 // shares. One shared counter for every claim made each claim a cache-line transfer between cores
 // (hundreds of ns on a VM, comparable to a task of a decode step's matmul), and interleaved tasks
 // broke each thread's run over the weights into pieces the hardware prefetcher restarts on.
+//
+// The caller waits only for workers running one of the job's tasks, not for every worker to check
+// in: a worker that has not joined when the last task is claimed (asleep, or its CPU taken by the
+// host) joins nothing of that job. Each share is tagged with its job's generation, so a late
+// worker claims nothing of the job it missed nor of a later one until it has seen that one's
+// generation. Waiting for every worker to acknowledge each job cost a decode step of smol135 about
+// 0.9 ms on this 2-vCPU VM (5 of its ~180 loops a step, ~165 us each; docs/BENCHMARKS.md).
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -31,22 +38,28 @@ class ThreadPool {
   void parallel_for(int n_tasks, const std::function<void(int, int)>& fn);
 
  private:
-  void worker_loop(int thread_id);
-  void run_tasks(int thread_id);
-
-  // Thread t's share of the current job: tasks [next, end) not yet claimed.
+  // Thread t's share of a job: its tasks [next, end), the word tagged with the job's generation
+  // (low 32 bits) so that a worker still on an earlier job claims nothing of a later one.
   struct alignas(64) Share {
-    std::atomic<int> next{0};
-    int end = 0;
+    std::atomic<uint64_t> word{0};  // tag << 32 | next
+    std::atomic<int> end{0};
   };
+  // A thread's state (tag << 1 | busy): busy from just before a claim until its task has run.
+  struct alignas(64) State {
+    std::atomic<uint64_t> v{0};
+  };
+
+  void worker_loop(int thread_id);
+  void run_tasks(int thread_id, uint32_t tag);
+  static int claim(Share& s, uint32_t tag);  // a task of the job tagged `tag`, or -1
 
   std::vector<std::thread> workers_;
   std::vector<Share> shares_;
+  std::vector<State> states_;
   alignas(64) std::atomic<uint64_t> generation_{0};
-  alignas(64) std::atomic<int> busy_workers_{0};
   std::atomic<int> sleeping_{0};
   std::atomic<bool> stop_{false};
-  const std::function<void(int, int)>* fn_ = nullptr;
+  std::atomic<const std::function<void(int, int)>*> fn_{nullptr};
   std::mutex mu_;
   std::condition_variable cv_;
 };
