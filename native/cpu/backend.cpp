@@ -1,6 +1,8 @@
 // The CPU backend: host memory, the thread pool, and the op table chosen at run time.
 #include "kcache/cpu_backend.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -22,7 +24,9 @@ class CpuBackend final : public Backend {
   const char* name() const override { return name_.c_str(); }
 
   void* alloc(size_t bytes) override {
-    // 64-byte alignment for vector loads; pages are touched only when written.
+    // 64-byte alignment for vector loads; pages are touched only when written. Large buffers (the
+    // KV cache's pools) in transparent huge pages where the kernel offers them (see huge_pages).
+    if (bytes >= kHugeMin) return huge_pages((bytes + kHugePage - 1) / kHugePage * kHugePage);
     void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
     if (!p) throw std::bad_alloc();
     return p;
@@ -38,6 +42,24 @@ class CpuBackend final : public Backend {
   // ones into the variant's own layout where it has one (pack_quant); tables read by rows
   // (embeddings) and the other block-quantized weights stay where they are (mapped file or
   // generated buffer).
+  // Memory for placed weights, which live as long as the backend: carved from 2 MiB-aligned arenas
+  // in huge pages, so that a decode step's stream over every weight is not also a stream of TLB
+  // misses (one per 4 KiB page, each a two-level page walk in a VM). Most matrices are smaller
+  // than a huge page, hence arenas rather than one allocation each.
+  void* weight_alloc(size_t bytes) {
+    bytes = (bytes + 63) / 64 * 64;
+    if (arena_left_ < bytes) {
+      const size_t size = std::max(kArena, (bytes + kHugePage - 1) / kHugePage * kHugePage);
+      arena_ = static_cast<uint8_t*>(huge_pages(size));
+      packed_.push_back(arena_);
+      arena_left_ = size;
+    }
+    void* p = arena_;
+    arena_ += bytes;
+    arena_left_ -= bytes;
+    return p;
+  }
+
   Tensor place_weight(const Tensor& host, WeightUse use) override {
     if (use == WeightUse::Rows) return host;
     if (dtype_quantized(host.dtype)) return pack_quantized(host);
@@ -45,8 +67,7 @@ class CpuBackend final : public Backend {
     const int64_t rows = host.rows, k = host.cols;
     const int64_t panels = (rows + pw - 1) / pw;
     const size_t es = dtype_row_bytes(host.dtype, 1);
-    auto* dst = static_cast<uint8_t*>(alloc(static_cast<size_t>(panels * k * pw) * es));
-    packed_.push_back(dst);
+    auto* dst = static_cast<uint8_t*>(weight_alloc(static_cast<size_t>(panels * k * pw) * es));
     const auto* src = static_cast<const uint8_t*>(host.data);
     pool_.parallel_for(static_cast<int>(panels), [&](int p, int) {
       for (int i = 0; i < pw; ++i) {
@@ -67,8 +88,7 @@ class CpuBackend final : public Backend {
     const Kernels& k = ctx_.k;
     if (!k.pack_quant || host.cols % 32 != 0) return host;
     const int cols = static_cast<int>(host.cols);
-    auto* dst = static_cast<uint8_t*>(alloc(k.quant_packed_bytes(host.dtype, host.rows, cols)));
-    packed_.push_back(dst);
+    auto* dst = static_cast<uint8_t*>(weight_alloc(k.quant_packed_bytes(host.dtype, host.rows, cols)));
     const int64_t groups = (host.rows + k.quant_group - 1) / k.quant_group;
     pool_.parallel_for(static_cast<int>((groups + 63) / 64), [&](int task, int) {
       const int64_t g0 = static_cast<int64_t>(task) * 64;
@@ -135,7 +155,24 @@ class CpuBackend final : public Backend {
   ThreadPool pool_;
   cpu::Ctx ctx_;
   std::string name_;
-  std::vector<void*> packed_;
+  std::vector<void*> packed_;  // the weight arenas
+  uint8_t* arena_ = nullptr;
+  size_t arena_left_ = 0;
+
+  static constexpr size_t kHugePage = size_t{2} << 20;
+  static constexpr size_t kHugeMin = size_t{4} << 20;  // smaller buffers: ordinary pages
+  static constexpr size_t kArena = size_t{64} << 20;
+
+  // `bytes` (a multiple of kHugePage), 2 MiB-aligned, advised as huge pages: Linux backs them with
+  // 2 MiB pages when transparent huge pages are "always" or "madvise" (a no-op elsewhere).
+  static void* huge_pages(size_t bytes) {
+    void* p = std::aligned_alloc(kHugePage, bytes);
+    if (!p) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+    madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+  }
 };
 
 }  // namespace
