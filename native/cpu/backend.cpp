@@ -38,10 +38,6 @@ class CpuBackend final : public Backend {
   void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void copy_async(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
-  // Matmul weights are repacked into the kernels' k-major panels (see kernels.h), block-quantized
-  // ones into the variant's own layout where it has one (pack_quant); tables read by rows
-  // (embeddings) and the other block-quantized weights stay where they are (mapped file or
-  // generated buffer).
   // Memory for placed weights, which live as long as the backend: carved from 2 MiB-aligned arenas
   // in huge pages, so that a decode step's stream over every weight is not also a stream of TLB
   // misses (one per 4 KiB page, each a two-level page walk in a VM). Most matrices are smaller
@@ -60,6 +56,10 @@ class CpuBackend final : public Backend {
     return p;
   }
 
+  // Matmul weights are repacked into the kernels' k-major panels (see kernels.h), block-quantized
+  // ones into the variant's own layout where it has one (pack_quant); tables read by rows
+  // (embeddings) and the other block-quantized weights stay where they are (mapped file or
+  // generated buffer).
   Tensor place_weight(const Tensor& host, WeightUse use) override {
     if (use == WeightUse::Rows) return host;
     if (dtype_quantized(host.dtype)) return pack_quantized(host);

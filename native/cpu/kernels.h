@@ -21,10 +21,10 @@ struct Kernels {
   void (*matmul_f32)(float* out, int ldo, const float* x, int rows, const float* panels, int k, int o0, int o1);
   void (*matmul_bf16)(float* out, int ldo, const float* x, int rows, const uint16_t* panels, int k, int o0, int o1);
   void (*matmul_f16)(float* out, int ldo, const float* x, int rows, const uint16_t* panels, int k, int o0, int o1);
-  // Block-quantized weights stay in GGML's row-major blocks (unless the variant packs them, see
-  // pack_quant): a matmul dequantizes a few weight
-  // rows at a time to f32 (dequant_row: the k values of one row; types a variant has no
-  // unpacking of go through the reference) and multiplies them with matmul_rows:
+  // Block-quantized weights stay in GGML's row-major blocks (unless the variant packs them: see
+  // pack_quant): a matmul dequantizes a few weight rows at a time to f32 (dequant_row: the k
+  // values of one row; types a variant has no unpacking of go through the reference) and
+  // multiplies them with matmul_rows:
   // out[t * ldo + o] = x_t · w_o for t < rows and o < n_out, w being n_out f32 rows of k
   // (k a multiple of 32). Each output is one fixed chain of vector FMAs over k and one
   // horizontal sum, whatever the tile it was computed in, so results do not depend on the batch.

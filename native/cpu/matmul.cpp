@@ -9,8 +9,9 @@ namespace kc::cpu {
 namespace {
 
 // Output rows a task: whole packed panels for float weights (a multiple of every variant's panel
-// width, 16 or 32); for block-quantized weights (GGML's row-major blocks, as mapped from the file)
-// few enough rows that the generic variant's per-thread f32 copy of them stays in L2.
+// width, 16 or 32); for block-quantized weights whole groups of a variant's own layout (kernels.h's
+// quant_group, 16), and for GGML's row-major blocks few enough rows that the generic variant's
+// per-thread f32 copy of them stays in L2.
 constexpr int kRowsPerTask = 32;
 constexpr int kQuantRows = 16;
 
