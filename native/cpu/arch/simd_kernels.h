@@ -487,17 +487,19 @@ void matmul_q8(DType t, float* out, int ldo, const int8_t* xq, const float* xd, 
 
 // Eight horizontal sums at once: sums[i] = the lanes of a[i] added up (a 256-bit transpose-add;
 // one hsum per row cost more than the row's FMAs).
+// Its steps, for callers that reduce rows as they go (fewer live registers): rows 2j and 2j + 1
+// (pair_sum), then pairs 0-1 and 2-3 (quad_sum), then the two quads (oct_sum).
+template <class V>
+inline __m256 pair_sum(typename V::vec a, typename V::vec b) {
+  return _mm256_hadd_ps(V::fold256(a), V::fold256(b));
+}
+inline __m256 quad_sum(__m256 t0, __m256 t1) { return _mm256_hadd_ps(t0, t1); }
+inline __m256 oct_sum(__m256 u0, __m256 u1) {
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
 template <class V>
 inline __m256 hsum8(const typename V::vec* a) {
-  __m256 f[8];
-  for (int i = 0; i < 8; ++i) f[i] = V::fold256(a[i]);
-  const __m256 t0 = _mm256_hadd_ps(f[0], f[1]);
-  const __m256 t1 = _mm256_hadd_ps(f[2], f[3]);
-  const __m256 t2 = _mm256_hadd_ps(f[4], f[5]);
-  const __m256 t3 = _mm256_hadd_ps(f[6], f[7]);
-  const __m256 u0 = _mm256_hadd_ps(t0, t1);
-  const __m256 u1 = _mm256_hadd_ps(t2, t3);
-  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+  return oct_sum(quad_sum(pair_sum<V>(a[0], a[1]), pair_sum<V>(a[2], a[3])), quad_sum(pair_sum<V>(a[4], a[5]), pair_sum<V>(a[6], a[7])));
 }
 
 inline float scalar(float v) { return v; }
@@ -555,20 +557,31 @@ inline void dot_rows_group_regs(float* scores, int64_t lds, const float* q, cons
   for (int g = 0; g < G; ++g)
     for (int c = 0; c < C; ++c) qv[g][c] = V::load(q + g * C * V::N + c * V::N);
   const __m256 sc = _mm256_set1_ps(scale);
+  const auto row_dot = [&](int row, typename V::vec* acc) {
+    const W* kr = k + static_cast<int64_t>(row) * stride;
+    typename V::vec kv[C];
+    for (int c = 0; c < C; ++c) kv[c] = V::load(kr + c * V::N);
+    for (int g = 0; g < G; ++g) {
+      acc[g] = V::mul(qv[g][0], kv[0]);
+      for (int c = 1; c < C; ++c) acc[g] = V::fma(qv[g][c], kv[c], acc[g]);
+    }
+  };
   int r = 0;
   for (; r + 8 <= n; r += 8) {
-    typename V::vec part[G][8];
-    for (int i = 0; i < 8; ++i) {
-      const W* kr = k + static_cast<int64_t>(r + i) * stride;
-      typename V::vec kv[C];
-      for (int c = 0; c < C; ++c) kv[c] = V::load(kr + c * V::N);
+    // hsum8's steps as the rows come (8 rows' partial sums for G heads would not fit in registers
+    // with the queries: 24 + 12 of 32 for G = 3 and 64-value heads)
+    __m256 quad[G][2];
+    for (int j = 0; j < 4; ++j) {
+      typename V::vec a[G], b[G];
+      row_dot(r + 2 * j, a);
+      row_dot(r + 2 * j + 1, b);
       for (int g = 0; g < G; ++g) {
-        typename V::vec acc = V::mul(qv[g][0], kv[0]);
-        for (int c = 1; c < C; ++c) acc = V::fma(qv[g][c], kv[c], acc);
-        part[g][i] = acc;
+        const __m256 pair = pair_sum<V>(a[g], b[g]);
+        if (j % 2 == 0) quad[g][j / 2] = pair;
+        else quad[g][j / 2] = quad_sum(quad[g][j / 2], pair);
       }
     }
-    for (int g = 0; g < G; ++g) _mm256_storeu_ps(scores + g * lds + r, _mm256_mul_ps(hsum8<V>(part[g]), sc));
+    for (int g = 0; g < G; ++g) _mm256_storeu_ps(scores + g * lds + r, _mm256_mul_ps(oct_sum(quad[g][0], quad[g][1]), sc));
   }
   for (; r < n; ++r) {
     const W* kr = k + static_cast<int64_t>(r) * stride;
