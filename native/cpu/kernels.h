@@ -68,10 +68,10 @@ struct Kernels {
   void (*quantize_q8)(const float* x, int rows, int k, int8_t* xq, float* xd, int32_t* xs) = nullptr;
   // Optional (null: none): lays the rounded activation rows of a call out once per matmul for this
   // variant's matmul_q8 (q8_prep_bytes(t, rows, k) bytes at `prep`, rows being the call's; 0: none
-  // for weights of type t), instead of once per task. q8_prepare writes rows [r0, r1) of the call's
-  // `rows` (xq, xd and prep: the call's, from row 0); the layout may depend on t and rows.
+  // for weights of type t), instead of once per task. q8_prepare writes rows [r0, r1) of the call
+  // (xq, xd and prep: the call's, from row 0); the layout may depend on t.
   size_t (*q8_prep_bytes)(DType t, int rows, int k) = nullptr;
-  void (*q8_prepare)(DType t, int rows, int r0, int r1, const int8_t* xq, const float* xd, int k, uint8_t* prep) = nullptr;
+  void (*q8_prepare)(DType t, int r0, int r1, const int8_t* xq, const float* xd, int k, uint8_t* prep) = nullptr;
   // Optional (null: matmul_q8 reads GGML's row-major blocks as mapped): the variant's own layout of
   // a block-quantized matmul weight, made once when the weight is placed: quant_packed_bytes(t,
   // rows, k) bytes, in groups of quant_group rows; pack_quant writes groups [g0, g1) from GGML's

@@ -68,7 +68,7 @@ Q8Activations round_activations(Ctx& c, const float* x, int rows, int k, const T
   parallel_ranges(c, static_cast<size_t>(rows), 8, [&](size_t b, size_t e) {
     const int n = static_cast<int>(e - b);
     (c.k.quantize_q8 ? c.k.quantize_q8 : quantize_activations)(x + b * k, n, k, q + b * k, d + b * (k / 32), sums + b * (k / 32));
-    for (int i = 0; i < a.n_prep; ++i) c.k.q8_prepare(a.prep[i].first, rows, static_cast<int>(b), static_cast<int>(e), q, d, k, a.prep[i].second);
+    for (int i = 0; i < a.n_prep; ++i) c.k.q8_prepare(a.prep[i].first, static_cast<int>(b), static_cast<int>(e), q, d, k, a.prep[i].second);
   });
   return a;
 }

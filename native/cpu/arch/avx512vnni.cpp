@@ -38,7 +38,7 @@ namespace kc {
 namespace {
 
 constexpr int kGroup = 16;  // weight rows a group: one per int32 lane
-constexpr int kPackedPrefetch = 4096;  // bytes ahead (1-8 KiB measured alike, within this VM's noise)
+constexpr int kPackedPrefetch = 4096;  // bytes ahead (8-16 KiB, or L2-only hints, measured slower on this VM)
 
 template <DType T>
 struct Packed {
@@ -118,16 +118,16 @@ void pack(DType t, const uint8_t* src, int64_t rows, int k, int64_t g0, int64_t 
 
 // The activation side, per row and block (q8_prepare): the starts of the two vpdpbusd chains
 // (values 0..15 and 16..31: -offset times their sums; Q6_K's halves have a scale each, the
-// others put the whole block's in `lo`), the block's scale xd, and xd * sum(x) (minimum terms).
+// others put the whole block's in `lo`), and xd * sum(x) (minimum terms); the block's scale xd is
+// the call's own.
 struct XBlock {
   int32_t lo, hi;
-  float xd, xm;
+  float xm;
 };
 
 size_t prep_bytes(DType, int rows, int k) { return static_cast<size_t>(rows) * (k / 32) * sizeof(XBlock); }
 
-void prepare_x(DType t, int rows, int r0, int r1, const int8_t* xq, const float* xd, int k, uint8_t* prep) {
-  static_cast<void>(rows);
+void prepare_x(DType t, int r0, int r1, const int8_t* xq, const float* xd, int k, uint8_t* prep) {
   const int nb = k / 32;
   const int off = offset_of(t);
   const __m256i ones = _mm256_set1_epi8(1);
@@ -147,7 +147,6 @@ void prepare_x(DType t, int rows, int r0, int r1, const int8_t* xq, const float*
         x.lo = -off * (lo + hi);
         x.hi = 0;
       }
-      x.xd = xd[i];
       x.xm = xd[i] * static_cast<float>(lo + hi);
     }
 }
@@ -181,10 +180,12 @@ inline void unpack(const uint8_t* q, __m512i* v) {
   }
 }
 
-// R activation rows (their int8 values from xq, their XBlocks from xb; row t at t * k and t * nb)
-// against one group of 16 weight rows: out[t * ldo + j] for j < n (the group's rows that exist).
+// R activation rows (their int8 values from xq, block scales from xd, XBlocks from xb; row t at
+// t * k, t * nb and t * nb) against one group of 16 weight rows: out[t * ldo + j] for j < n (the
+// group's rows that exist).
 template <DType T, int R>
-inline void group_dot(float* out, int64_t ldo, int n, const uint8_t* group, int nb, const int8_t* xq, const XBlock* xb, int k) {
+inline void group_dot(float* out, int64_t ldo, int n, const uint8_t* group, int nb, const int8_t* xq, const float* xd_rows,
+                      const XBlock* xb, int k) {
   using P = Packed<T>;
   const uint8_t* meta = group + nb * P::kQuantBytes;
   const uint8_t* super = meta + nb * P::kMetaBytes;
@@ -232,7 +233,7 @@ inline void group_dot(float* out, int64_t ldo, int n, const uint8_t* group, int 
       __m512i hi = P::kTwoScales ? _mm512_set1_epi32(x.hi) : _mm512_setzero_si512();
       for (int i = 0; i < 4; ++i) lo = _mm512_dpbusd_epi32(lo, v[i], word(i));
       for (int i = 4; i < 8; ++i) hi = _mm512_dpbusd_epi32(hi, v[i], word(i));
-      const __m512 xd = _mm512_set1_ps(x.xd);
+      const __m512 xd = _mm512_set1_ps(xd_rows[static_cast<size_t>(t) * nb + b]);
       if constexpr (P::kTwoScales) {
         acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), _mm512_mul_ps(s0, xd), acc[t]);
         acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), _mm512_mul_ps(s1, xd), acc[t]);
@@ -251,7 +252,8 @@ inline void group_dot(float* out, int64_t ldo, int n, const uint8_t* group, int 
 constexpr int kTileRows = 8;
 
 template <DType T>
-void matmul_vnni_typed(float* out, int ldo, const int8_t* xq, int rows, const uint8_t* w, int k, int o0, int o1, const uint8_t* prep) {
+void matmul_vnni_typed(float* out, int ldo, const int8_t* xq, const float* xd, int rows, const uint8_t* w, int k, int o0, int o1,
+                       const uint8_t* prep) {
   const int nb = k / 32;
   const size_t gb = Packed<T>::group_bytes(k);
   const auto* xb = reinterpret_cast<const XBlock*>(prep);
@@ -261,11 +263,12 @@ void matmul_vnni_typed(float* out, int ldo, const int8_t* xq, int rows, const ui
     for (int t = 0; t < rows; t += kTileRows) {
       float* at = out + static_cast<int64_t>(t) * ldo + o;
       const int8_t* x = xq + static_cast<int64_t>(t) * k;
+      const float* d = xd + static_cast<int64_t>(t) * nb;
       const XBlock* b = xb + static_cast<int64_t>(t) * nb;
       switch (rows - t < kTileRows ? rows - t : kTileRows) {
 #define KC_ROWS(R)                                      \
   case R:                                               \
-    group_dot<T, R>(at, ldo, n, group, nb, x, b, k);    \
+    group_dot<T, R>(at, ldo, n, group, nb, x, d, b, k); \
     break;
         KC_ROWS(1)
         KC_ROWS(2)
@@ -283,9 +286,9 @@ void matmul_vnni_typed(float* out, int ldo, const int8_t* xq, int rows, const ui
   }
 }
 
-void matmul_q8_vnni(DType t, float* out, int ldo, const int8_t* xq, const float*, const int32_t*, int rows, const uint8_t* w, int k, int o0,
-                    int o1, const uint8_t* prep) {
-  with_quant_type(t, [&](auto type) { matmul_vnni_typed<decltype(type)::value>(out, ldo, xq, rows, w, k, o0, o1, prep); });
+void matmul_q8_vnni(DType t, float* out, int ldo, const int8_t* xq, const float* xd, const int32_t*, int rows, const uint8_t* w, int k,
+                    int o0, int o1, const uint8_t* prep) {
+  with_quant_type(t, [&](auto type) { matmul_vnni_typed<decltype(type)::value>(out, ldo, xq, xd, rows, w, k, o0, o1, prep); });
 }
 
 }  // namespace
