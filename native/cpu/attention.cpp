@@ -72,38 +72,48 @@ struct Shape {
 
 // Calls f(t, n) for the tiles of positions [t, t + n) in [t0, t1): at most kTile rows, all in one
 // cache block. Each tile is visited by every head before the next (a tile's rows for all KV heads
-// are one contiguous run of memory), and the rows kAhead positions on are prefetched: read whole
-// blocks head by head, three strided passes over each block, keys streamed from memory at about
-// half the rate.
+// are one contiguous run of memory), and the next tile is prefetched as this one is read: a 16-bit
+// or f32 tile's kernels prefetch the next one's rows a row at a time (kernels.h says why not all
+// at once); a q8_0 tile, dequantized whole, prefetches the next whole tile first. Without it, the
+// three strided passes over a block (one a head) streamed keys from memory at about half the rate.
 constexpr int kTile = 16;
-constexpr int kAhead = 16;
 
 // Rows of a tile as the kernels read them: f32 (the cache, or a q8_0 tile dequantized), or the
 // 16-bit cache's own rows; rows kv_dim values apart, from KV head 0.
 struct Tile {
   const void* rows;
   DType dtype;  // F32, F16 or BF16
+  // The next tile's rows as stored (at least as many as this tile's) for the kernels to prefetch,
+  // or null.
+  const void* ahead;
   // KV head kvh of the tile's first row
-  const void* head(const Shape& s, int kvh) const {
-    return static_cast<const uint8_t*>(rows) + static_cast<size_t>(kvh) * s.hd * (dtype == DType::F32 ? 4 : 2);
+  const void* head(const Shape& s, int kvh) const { return head_of(rows, s, kvh); }
+  const void* ahead_head(const Shape& s, int kvh) const { return ahead ? head_of(ahead, s, kvh) : nullptr; }
+  const void* head_of(const void* r, const Shape& s, int kvh) const {
+    return static_cast<const uint8_t*>(r) + static_cast<size_t>(kvh) * s.hd * (dtype == DType::F32 ? 4 : 2);
   }
 };
 
 // For the `group` query heads of KV head kvh (scores and weights lds apart, queries hd apart,
 // outputs out_stride apart): scores = scale * q · K rows, and out += weights · V rows, on a tile
-// of either kind; each row of the tile is read once for the whole group.
-inline void tile_dot(Ctx& c, const Shape& s, const Tile& tile, int kvh, float* scores, int64_t lds, const float* q, int n) {
+// of either kind; each row of the tile is read once for the whole group. prefetch: whether this
+// call prefetches the next tile (the first of the rows reading the tile does).
+inline void tile_dot(Ctx& c, const Shape& s, const Tile& tile, int kvh, float* scores, int64_t lds, const float* q, int n, bool prefetch) {
+  const void* ahead = prefetch ? tile.ahead_head(s, kvh) : nullptr;
   if (tile.dtype == DType::F32)
-    c.k.dot_rows(scores, lds, q, s.group, static_cast<const float*>(tile.head(s, kvh)), n, s.kv_dim, s.hd, s.scale);
-  else c.k.dot_rows_16(tile.dtype, scores, lds, q, s.group, static_cast<const uint16_t*>(tile.head(s, kvh)), n, s.kv_dim, s.hd, s.scale);
+    c.k.dot_rows(scores, lds, q, s.group, static_cast<const float*>(tile.head(s, kvh)), n, s.kv_dim, s.hd, s.scale, ahead);
+  else
+    c.k.dot_rows_16(tile.dtype, scores, lds, q, s.group, static_cast<const uint16_t*>(tile.head(s, kvh)), n, s.kv_dim, s.hd, s.scale,
+                    ahead);
 }
 inline void tile_axpy(Ctx& c, const Shape& s, const Tile& tile, int kvh, float* out, int64_t out_stride, const float* weights, int64_t lds,
-                      int n) {
+                      int n, bool prefetch) {
+  const void* ahead = prefetch ? tile.ahead_head(s, kvh) : nullptr;
   if (tile.dtype == DType::F32)
-    c.k.axpy_rows(out, out_stride, weights, lds, s.group, static_cast<const float*>(tile.head(s, kvh)), n, s.kv_dim, s.hd);
+    c.k.axpy_rows(out, out_stride, weights, lds, s.group, static_cast<const float*>(tile.head(s, kvh)), n, s.kv_dim, s.hd, ahead);
   else
     c.k.axpy_rows_16(tile.dtype, out, out_stride, weights, lds, s.group, static_cast<const uint16_t*>(tile.head(s, kvh)), n, s.kv_dim,
-                     s.hd);
+                     s.hd, ahead);
 }
 
 // f(t, n, tile) for each tile of positions [t, t + n).
@@ -112,19 +122,19 @@ void for_tiles(Ctx& c, const Shape& s, const void* cache, const int32_t* table, 
   thread_local std::vector<float> converted;
   const bool dequantize = dtype_quantized(s.dtype);
   if (dequantize) converted.resize(static_cast<size_t>(kTile) * s.kv_dim);
+  auto tile_rows = [&](int t) { return std::min({t1 - t, s.bs - t % s.bs, kTile}); };
   for (int t = t0; t < t1;) {
-    const int n = std::min({t1 - t, s.bs - t % s.bs, kTile});
-    for (int p = t + kAhead; p < std::min(t1, t + kAhead + n); ++p) {
-      const char* row = reinterpret_cast<const char*>(s.row(cache, table, p));
-      for (size_t b = 0; b < s.row_bytes; b += 64) __builtin_prefetch(row + b);
-    }
+    const int n = tile_rows(t);
+    // a tile lies in one cache block: its rows are consecutive
+    const uint8_t* next = t + n < t1 ? s.row(cache, table, t + n) : nullptr;
     if (!dequantize) {
-      f(t, n, Tile{s.row(cache, table, t), s.dtype});
+      f(t, n, Tile{s.row(cache, table, t), s.dtype, next && tile_rows(t + n) >= n ? next : nullptr});
     } else {
-      // a tile lies in one cache block: its rows are consecutive
+      if (next)
+        for (size_t b = 0; b < tile_rows(t + n) * s.row_bytes; b += 64) __builtin_prefetch(next + b);
       const uint8_t* src = s.row(cache, table, t);
       for (int i = 0; i < n; ++i) c.k.dequant_row(s.dtype, src + i * s.row_bytes, converted.data() + i * s.kv_dim, s.kv_dim);
-      f(t, n, Tile{converted.data(), DType::F32});
+      f(t, n, Tile{converted.data(), DType::F32, nullptr});
     }
     t += n;
   }
@@ -169,7 +179,7 @@ void chunk_task(Ctx& c, const Shape& s, const Row* rows, int r0, int nq, int chu
       float* sc = scores_of(i);
       for (int kvh = 0; kvh * s.group < s.n_heads; ++kvh) {
         const int h = kvh * s.group;
-        tile_dot(c, s, tile, kvh, sc + h * lds + (t - t0), lds, qr + h * s.hd, ni);
+        tile_dot(c, s, tile, kvh, sc + h * lds + (t - t0), lds, qr + h * s.hd, ni, i == first);
       }
     }
   });
@@ -206,7 +216,7 @@ void chunk_task(Ctx& c, const Shape& s, const Row* rows, int r0, int nq, int chu
       const int64_t out_stride = s.n_heads > 1 ? acc_of(i, 1) - acc_of(i, 0) : 0;  // one head to the next
       for (int kvh = 0; kvh * s.group < s.n_heads; ++kvh) {
         const int h = kvh * s.group;
-        tile_axpy(c, s, tile, kvh, acc_of(i, h), out_stride, sc + h * lds + (t - t0), lds, ni);
+        tile_axpy(c, s, tile, kvh, acc_of(i, h), out_stride, sc + h * lds + (t - t0), lds, ni, i == first);
       }
     }
   });

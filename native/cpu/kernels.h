@@ -45,13 +45,20 @@ struct Kernels {
   // heads that share it (GQA; head g's query at q + g * hd): scores[g * lds + r] = scale *
   // q_g · k_r, and out[g * out_stride ..] += sum_r weights[g * lds + r] * v_r. A variant may read
   // each row once for all G heads; every result is the same chain of operations as for G = 1.
-  void (*dot_rows)(float* scores, int64_t lds, const float* q, int G, const float* k, int n, int stride, int hd, float scale);
-  void (*axpy_rows)(float* out, int64_t out_stride, const float* weights, int64_t lds, int G, const float* v, int n, int stride, int hd);
+  // ahead: the same head's rows of the tile the caller reads next (at least n rows, the same
+  // stride and type), or null; a variant may prefetch its row r as it reads row r. A row at a time,
+  // among the arithmetic: a whole tile's prefetches issued at once fill the core's miss buffers
+  // and hold up everything behind them (decode attention over 8,000 positions read its cache at
+  // 10-13 GB/s a thread that way, 16-20 with the prefetches spread; docs/BENCHMARKS.md).
+  void (*dot_rows)(float* scores, int64_t lds, const float* q, int G, const float* k, int n, int stride, int hd, float scale,
+                   const void* ahead);
+  void (*axpy_rows)(float* out, int64_t out_stride, const float* weights, int64_t lds, int G, const float* v, int n, int stride, int hd,
+                    const void* ahead);
   // The same over a 16-bit KV cache's rows (t: F16 or BF16), widened to f32 as they are read.
   void (*dot_rows_16)(DType t, float* scores, int64_t lds, const float* q, int G, const uint16_t* k, int n, int stride, int hd,
-                      float scale);
+                      float scale, const void* ahead);
   void (*axpy_rows_16)(DType t, float* out, int64_t out_stride, const float* weights, int64_t lds, int G, const uint16_t* v, int n,
-                       int stride, int hd);
+                       int stride, int hd, const void* ahead);
   // out[0, hd) = sum_r weights[r] * rows[r][0, hd): the value rows top-N attention kept, wherever
   // they are (rows ahead are prefetched: each is a likely cache miss in the host tier).
   void (*weighted_sum_rows)(float* out, const float* weights, const float* const* rows, int n, int hd);

@@ -45,7 +45,9 @@ void matmul_rows_generic(float* out, int ldo, const float* x, int rows, const fl
   }
 }
 
-void dot_rows_generic(float* scores, int64_t lds, const float* q, int G, const float* k, int n, int stride, int hd, float scale) {
+// The reference variant reads rows plainly: `ahead` (a prefetch hint) is not used.
+void dot_rows_generic(float* scores, int64_t lds, const float* q, int G, const float* k, int n, int stride, int hd, float scale,
+                      const void*) {
   for (int g = 0; g < G; ++g)
     for (int r = 0; r < n; ++r) {
       const float* kr = k + static_cast<int64_t>(r) * stride;
@@ -55,7 +57,8 @@ void dot_rows_generic(float* scores, int64_t lds, const float* q, int G, const f
     }
 }
 
-void axpy_rows_generic(float* out, int64_t out_stride, const float* weights, int64_t lds, int G, const float* v, int n, int stride, int hd) {
+void axpy_rows_generic(float* out, int64_t out_stride, const float* weights, int64_t lds, int G, const float* v, int n, int stride, int hd,
+                       const void*) {
   for (int g = 0; g < G; ++g)
     for (int r = 0; r < n; ++r) {
       const float* vr = v + static_cast<int64_t>(r) * stride;
@@ -66,7 +69,7 @@ void axpy_rows_generic(float* out, int64_t out_stride, const float* weights, int
 inline float half_value(DType t, uint16_t h) { return t == DType::F16 ? f16_to_f32(h) : bf16_to_f32(h); }
 
 void dot_rows_16_generic(DType t, float* scores, int64_t lds, const float* q, int G, const uint16_t* k, int n, int stride, int hd,
-                         float scale) {
+                         float scale, const void*) {
   for (int g = 0; g < G; ++g)
     for (int r = 0; r < n; ++r) {
       const uint16_t* kr = k + static_cast<int64_t>(r) * stride;
@@ -77,7 +80,7 @@ void dot_rows_16_generic(DType t, float* scores, int64_t lds, const float* q, in
 }
 
 void axpy_rows_16_generic(DType t, float* out, int64_t out_stride, const float* weights, int64_t lds, int G, const uint16_t* v, int n,
-                          int stride, int hd) {
+                          int stride, int hd, const void*) {
   for (int g = 0; g < G; ++g)
     for (int r = 0; r < n; ++r) {
       const uint16_t* vr = v + static_cast<int64_t>(r) * stride;

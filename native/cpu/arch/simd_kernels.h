@@ -506,11 +506,22 @@ inline float scalar(float v) { return v; }
 inline float scalar(F16 v) { return f16_to_f32(v.bits); }
 inline float scalar(Bf16 v) { return bf16_to_f32(v.bits); }
 
+// Row r of `ahead` (the tile the caller reads next: rows at the same stride, `bytes` read a row),
+// prefetched as row r of this tile is read; nothing when ahead is null. See kernels.h.
+template <typename W>
+inline void prefetch_row(const W* ahead, int r, int stride, int bytes) {
+  if (!ahead) return;
+  const char* p = reinterpret_cast<const char*>(ahead + static_cast<int64_t>(r) * stride);
+  for (uintptr_t line = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; line < reinterpret_cast<uintptr_t>(p + bytes); line += 64)
+    __builtin_prefetch(reinterpret_cast<const char*>(line));
+}
+
 // scores[r] = scale * q · k[r * stride ..], for the n keys of one cache block (K as f32 or, in a
 // 16-bit KV cache, widened in registers); for the usual
 // head sizes q stays in C registers across the block, and rows go eight at a time.
 template <class V, int C, typename W>
-inline void dot_rows_regs(float* scores, const float* q, const W* k, int n, int stride, float scale) {
+inline void dot_rows_regs(float* scores, const float* q, const W* k, int n, int stride, float scale, const W* ahead) {
+  constexpr int kRowBytes = C * V::N * static_cast<int>(sizeof(W));
   typename V::vec qv[C];
   for (int c = 0; c < C; ++c) qv[c] = V::load(q + c * V::N);
   int r = 0;
@@ -518,6 +529,7 @@ inline void dot_rows_regs(float* scores, const float* q, const W* k, int n, int 
     typename V::vec acc[8];
     for (int i = 0; i < 8; ++i) {
       const W* kr = k + static_cast<int64_t>(r + i) * stride;
+      prefetch_row(ahead, r + i, stride, kRowBytes);
       acc[i] = V::mul(qv[0], V::load(kr));
       for (int c = 1; c < C; ++c) acc[i] = V::fma(qv[c], V::load(kr + c * V::N), acc[i]);
     }
@@ -525,6 +537,7 @@ inline void dot_rows_regs(float* scores, const float* q, const W* k, int n, int 
   }
   for (; r < n; ++r) {
     const W* kr = k + static_cast<int64_t>(r) * stride;
+    prefetch_row(ahead, r, stride, kRowBytes);
     typename V::vec acc = V::mul(qv[0], V::load(kr));
     for (int c = 1; c < C; ++c) acc = V::fma(qv[c], V::load(kr + c * V::N), acc);
     scores[r] = V::hsum(acc) * scale;
@@ -532,13 +545,14 @@ inline void dot_rows_regs(float* scores, const float* q, const W* k, int n, int 
 }
 
 template <class V, typename W = float>
-void dot_rows_one(float* scores, const float* q, const W* k, int n, int stride, int hd, float scale) {
-  if (hd == V::N) return dot_rows_regs<V, 1, W>(scores, q, k, n, stride, scale);
-  if (hd == 2 * V::N) return dot_rows_regs<V, 2, W>(scores, q, k, n, stride, scale);
-  if (hd == 4 * V::N) return dot_rows_regs<V, 4, W>(scores, q, k, n, stride, scale);
-  if (hd == 8 * V::N) return dot_rows_regs<V, 8, W>(scores, q, k, n, stride, scale);
+void dot_rows_one(float* scores, const float* q, const W* k, int n, int stride, int hd, float scale, const W* ahead) {
+  if (hd == V::N) return dot_rows_regs<V, 1, W>(scores, q, k, n, stride, scale, ahead);
+  if (hd == 2 * V::N) return dot_rows_regs<V, 2, W>(scores, q, k, n, stride, scale, ahead);
+  if (hd == 4 * V::N) return dot_rows_regs<V, 4, W>(scores, q, k, n, stride, scale, ahead);
+  if (hd == 8 * V::N) return dot_rows_regs<V, 8, W>(scores, q, k, n, stride, scale, ahead);
   for (int r = 0; r < n; ++r) {
     const W* kr = k + static_cast<int64_t>(r) * stride;
+    prefetch_row(ahead, r, stride, hd * static_cast<int>(sizeof(W)));
     typename V::vec acc = V::zero();
     int i = 0;
     for (; i + V::N <= hd; i += V::N) acc = V::fma(V::load(q + i), V::load(kr + i), acc);
@@ -552,13 +566,15 @@ void dot_rows_one(float* scores, const float* q, const W* k, int n, int stride, 
 // 16-bit cache, widened) once for all G heads instead of once per head. Every score is the same
 // chain of operations as dot_rows_regs computes for one head, so the results are identical.
 template <class V, int C, int G, typename W>
-inline void dot_rows_group_regs(float* scores, int64_t lds, const float* q, const W* k, int n, int stride, float scale) {
+inline void dot_rows_group_regs(float* scores, int64_t lds, const float* q, const W* k, int n, int stride, float scale, const W* ahead) {
+  constexpr int kRowBytes = C * V::N * static_cast<int>(sizeof(W));
   typename V::vec qv[G][C];
   for (int g = 0; g < G; ++g)
     for (int c = 0; c < C; ++c) qv[g][c] = V::load(q + g * C * V::N + c * V::N);
   const __m256 sc = _mm256_set1_ps(scale);
   const auto row_dot = [&](int row, typename V::vec* acc) {
     const W* kr = k + static_cast<int64_t>(row) * stride;
+    prefetch_row(ahead, row, stride, kRowBytes);
     typename V::vec kv[C];
     for (int c = 0; c < C; ++c) kv[c] = V::load(kr + c * V::N);
     for (int g = 0; g < G; ++g) {
@@ -585,6 +601,7 @@ inline void dot_rows_group_regs(float* scores, int64_t lds, const float* q, cons
   }
   for (; r < n; ++r) {
     const W* kr = k + static_cast<int64_t>(r) * stride;
+    prefetch_row(ahead, r, stride, kRowBytes);
     typename V::vec kv[C];
     for (int c = 0; c < C; ++c) kv[c] = V::load(kr + c * V::N);
     for (int g = 0; g < G; ++g) {
@@ -598,12 +615,15 @@ inline void dot_rows_group_regs(float* scores, int64_t lds, const float* q, cons
 // out[g * out_stride ..] += sum_r weights[g * lds + r] * v_r for the G heads of one KV head, each
 // value row loaded (and widened) once; per head the same FMA chains as axpy_rows_regs.
 template <class V, int C, int G, typename W>
-inline void axpy_rows_group_regs(float* out, int64_t out_stride, const float* weights, int64_t lds, const W* v, int n, int stride) {
+inline void axpy_rows_group_regs(float* out, int64_t out_stride, const float* weights, int64_t lds, const W* v, int n, int stride,
+                                 const W* ahead) {
+  constexpr int kRowBytes = C * V::N * static_cast<int>(sizeof(W));
   typename V::vec acc[G][C];
   for (int g = 0; g < G; ++g)
     for (int c = 0; c < C; ++c) acc[g][c] = V::load(out + g * out_stride + c * V::N);
   for (int r = 0; r < n; ++r) {
     const W* vr = v + static_cast<int64_t>(r) * stride;
+    prefetch_row(ahead, r, stride, kRowBytes);
     typename V::vec vv[C];
     for (int c = 0; c < C; ++c) vv[c] = V::load(vr + c * V::N);
     for (int g = 0; g < G; ++g) {
@@ -647,37 +667,40 @@ bool with_group(int hd, int G, F&& f) {
 }
 
 template <class V, typename W = float>
-void dot_rows(float* scores, int64_t lds, const float* q, int G, const W* k, int n, int stride, int hd, float scale) {
+void dot_rows(float* scores, int64_t lds, const float* q, int G, const W* k, int n, int stride, int hd, float scale, const void* ahead) {
+  const W* next = static_cast<const W*>(ahead);
   const bool grouped = with_group<V>(hd, G, [&](auto c, auto g) {
-    dot_rows_group_regs<V, decltype(c)::value, decltype(g)::value, W>(scores, lds, q, k, n, stride, scale);
+    dot_rows_group_regs<V, decltype(c)::value, decltype(g)::value, W>(scores, lds, q, k, n, stride, scale, next);
   });
-  if (!grouped)
-    for (int g = 0; g < G; ++g) dot_rows_one<V, W>(scores + g * lds, q + g * hd, k, n, stride, hd, scale);
+  if (!grouped)  // the first head's pass prefetches
+    for (int g = 0; g < G; ++g) dot_rows_one<V, W>(scores + g * lds, q + g * hd, k, n, stride, hd, scale, g == 0 ? next : nullptr);
 }
 
 // out += sum_r weights[r] * v[r * stride ..], for the n values of one cache block. The head is
 // held in C registers and each row adds into all of them: independent FMA chains, not one
 // chain per register through all the rows.
 template <class V, int C, typename W>
-inline void axpy_rows_regs(float* out, const float* weights, const W* v, int n, int stride) {
+inline void axpy_rows_regs(float* out, const float* weights, const W* v, int n, int stride, const W* ahead) {
   typename V::vec acc[C];
   for (int c = 0; c < C; ++c) acc[c] = V::load(out + c * V::N);
   for (int r = 0; r < n; ++r) {
     const typename V::vec w = V::set1(weights[r]);
     const W* vr = v + static_cast<int64_t>(r) * stride;
+    prefetch_row(ahead, r, stride, C * V::N * static_cast<int>(sizeof(W)));
     for (int c = 0; c < C; ++c) acc[c] = V::fma(w, V::load(vr + c * V::N), acc[c]);
   }
   for (int c = 0; c < C; ++c) V::store(out + c * V::N, acc[c]);
 }
 
 template <class V, typename W = float>
-void axpy_rows_one(float* out, const float* weights, const W* v, int n, int stride, int hd) {
-  if (hd == V::N) return axpy_rows_regs<V, 1, W>(out, weights, v, n, stride);
-  if (hd == 2 * V::N) return axpy_rows_regs<V, 2, W>(out, weights, v, n, stride);
-  if (hd == 4 * V::N) return axpy_rows_regs<V, 4, W>(out, weights, v, n, stride);
-  if (hd == 8 * V::N) return axpy_rows_regs<V, 8, W>(out, weights, v, n, stride);
+void axpy_rows_one(float* out, const float* weights, const W* v, int n, int stride, int hd, const W* ahead) {
+  if (hd == V::N) return axpy_rows_regs<V, 1, W>(out, weights, v, n, stride, ahead);
+  if (hd == 2 * V::N) return axpy_rows_regs<V, 2, W>(out, weights, v, n, stride, ahead);
+  if (hd == 4 * V::N) return axpy_rows_regs<V, 4, W>(out, weights, v, n, stride, ahead);
+  if (hd == 8 * V::N) return axpy_rows_regs<V, 8, W>(out, weights, v, n, stride, ahead);
   for (int r = 0; r < n; ++r) {
     const W* vr = v + static_cast<int64_t>(r) * stride;
+    prefetch_row(ahead, r, stride, hd * static_cast<int>(sizeof(W)));
     int i = 0;
     for (; i + V::N <= hd; i += V::N) V::store(out + i, V::fma(V::set1(weights[r]), V::load(vr + i), V::load(out + i)));
     for (; i < hd; ++i) out[i] += weights[r] * scalar(vr[i]);
@@ -685,25 +708,29 @@ void axpy_rows_one(float* out, const float* weights, const W* v, int n, int stri
 }
 
 template <class V, typename W = float>
-void axpy_rows(float* out, int64_t out_stride, const float* weights, int64_t lds, int G, const W* v, int n, int stride, int hd) {
+void axpy_rows(float* out, int64_t out_stride, const float* weights, int64_t lds, int G, const W* v, int n, int stride, int hd,
+               const void* ahead) {
+  const W* next = static_cast<const W*>(ahead);
   const bool grouped = with_group<V>(hd, G, [&](auto c, auto g) {
-    axpy_rows_group_regs<V, decltype(c)::value, decltype(g)::value, W>(out, out_stride, weights, lds, v, n, stride);
+    axpy_rows_group_regs<V, decltype(c)::value, decltype(g)::value, W>(out, out_stride, weights, lds, v, n, stride, next);
   });
-  if (!grouped)
-    for (int g = 0; g < G; ++g) axpy_rows_one<V, W>(out + g * out_stride, weights + g * lds, v, n, stride, hd);
+  if (!grouped)  // the first head's pass prefetches
+    for (int g = 0; g < G; ++g)
+      axpy_rows_one<V, W>(out + g * out_stride, weights + g * lds, v, n, stride, hd, g == 0 ? next : nullptr);
 }
 
 // The 16-bit KV cache's rows, read as they are (t: F16 or BF16).
 template <class V>
-void dot_rows_16(DType t, float* scores, int64_t lds, const float* q, int G, const uint16_t* k, int n, int stride, int hd, float scale) {
-  if (t == DType::F16) dot_rows<V, F16>(scores, lds, q, G, reinterpret_cast<const F16*>(k), n, stride, hd, scale);
-  else dot_rows<V, Bf16>(scores, lds, q, G, reinterpret_cast<const Bf16*>(k), n, stride, hd, scale);
+void dot_rows_16(DType t, float* scores, int64_t lds, const float* q, int G, const uint16_t* k, int n, int stride, int hd, float scale,
+                 const void* ahead) {
+  if (t == DType::F16) dot_rows<V, F16>(scores, lds, q, G, reinterpret_cast<const F16*>(k), n, stride, hd, scale, ahead);
+  else dot_rows<V, Bf16>(scores, lds, q, G, reinterpret_cast<const Bf16*>(k), n, stride, hd, scale, ahead);
 }
 template <class V>
 void axpy_rows_16(DType t, float* out, int64_t out_stride, const float* weights, int64_t lds, int G, const uint16_t* v, int n, int stride,
-                  int hd) {
-  if (t == DType::F16) axpy_rows<V, F16>(out, out_stride, weights, lds, G, reinterpret_cast<const F16*>(v), n, stride, hd);
-  else axpy_rows<V, Bf16>(out, out_stride, weights, lds, G, reinterpret_cast<const Bf16*>(v), n, stride, hd);
+                  int hd, const void* ahead) {
+  if (t == DType::F16) axpy_rows<V, F16>(out, out_stride, weights, lds, G, reinterpret_cast<const F16*>(v), n, stride, hd, ahead);
+  else axpy_rows<V, Bf16>(out, out_stride, weights, lds, G, reinterpret_cast<const Bf16*>(v), n, stride, hd, ahead);
 }
 
 template <class V, int C>
@@ -727,7 +754,7 @@ void weighted_sum_rows(float* out, const float* weights, const float* const* row
   if (hd == 4 * V::N) return weighted_sum_rows_regs<V, 4>(out, weights, rows, n);
   if (hd == 8 * V::N) return weighted_sum_rows_regs<V, 8>(out, weights, rows, n);
   for (int i = 0; i < hd; ++i) out[i] = 0.0f;
-  for (int r = 0; r < n; ++r) axpy_rows_one<V>(out, weights + r, rows[r], 1, hd, hd);
+  for (int r = 0; r < n; ++r) axpy_rows_one<V>(out, weights + r, rows[r], 1, hd, hd, static_cast<const float*>(nullptr));
 }
 
 template <class V>
