@@ -6,7 +6,7 @@
 //
 //   kcache_matmul_bench [--threads 2] [--rows 1,8] [--shape 1536x576] [--dtypes q4_0,q8_0]
 //
-// Weights are made by quantize-on-load's quantizers (q8_0, q4_0, q5_0, q4_k); f32 is copied; q6_k
+// Weights are made by quantize-on-load's quantizers (q8_0, q4_0, q5_0, q4_k); f32 is copied, bf16 and f16 rounded; q6_k
 // (which has no quantizer here) is filled with arbitrary bytes and a fixed block scale, which times
 // the same as real blocks.
 #include <chrono>
@@ -33,7 +33,7 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr, "kcache_matmul_bench: %s\nusage: kcache_matmul_bench [--threads N] [--rows 1,8] [--shape NxK] [--dtypes q4_0,q8_0]\n", why);
+  std::fprintf(stderr, "kcache_matmul_bench: %s\nusage: kcache_matmul_bench [--threads N] [--rows 1,8] [--shape NxK] [--dtypes bf16,q4_0,q8_0]\n", why);
   std::exit(2);
 }
 
@@ -46,6 +46,9 @@ std::vector<uint8_t> make_weight(DType t, int n_out, int k, int seed) {
     for (int i = 0; i < k; ++i) src[i] = static_cast<float>((o * 31 + i * 17 + seed) % 101) / 50.0f - 1.0f;
     if (t == DType::F32) {
       std::memcpy(row, src.data(), rb);
+    } else if (t == DType::BF16 || t == DType::F16) {
+      auto* h = reinterpret_cast<uint16_t*>(row);
+      for (int i = 0; i < k; ++i) h[i] = t == DType::BF16 ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
     } else if (t == DType::Q6_K) {
       for (size_t i = 0; i < rb; ++i) row[i] = static_cast<uint8_t>((o * 131 + i * 29 + seed) % 251);
       for (size_t b = 0; b < rb; b += 210) {  // d = 1.0 (f16)
@@ -97,7 +100,8 @@ int main(int argc, char** argv) {
   std::vector<DType> types;
   for (const auto& name : dtypes) {
     DType t;
-    if (!parse_dtype(name, &t) || !(t == DType::F32 || dtype_quantized(t))) usage(("not f32 or a quantized type: " + name).c_str());
+    if (!parse_dtype(name, &t) || !(t == DType::F32 || t == DType::BF16 || t == DType::F16 || dtype_quantized(t)))
+      usage(("not f32, bf16, f16 or a quantized type: " + name).c_str());
     if (k % dtype_block(t) != 0) usage((name + " needs k to be a multiple of its block").c_str());
     types.push_back(t);
   }
