@@ -98,6 +98,25 @@ async function benchKcache(spec: ModelSpec, o: EngineBenchOptions): Promise<Figu
   }
 }
 
+/** llama.cpp's figures on the same weights: the model written as GGUF (once, into o.cacheDir), then run by node-llama-cpp. */
+export async function llamaCppFigures(spec: ModelSpec, o: EngineBenchOptions): Promise<Figures> {
+  mkdirSync(o.cacheDir, { recursive: true });
+  const gguf = join(o.cacheDir, `${spec.id.replaceAll(':', '-')}-seed1234.gguf`);
+  if (!existsSync(gguf)) {
+    o.log(`[${spec.id}] writing ${gguf} ...`);
+    const engine = await Engine.load(spec, { numBlocks: 1, threads: o.threads });
+    writeGguf(gguf, spec, engine);
+    engine.dispose();
+  }
+  o.log(`[${spec.id}] llama.cpp ...`);
+  const runner = await LlamaCppRunner.open(gguf, o.threads);
+  try {
+    return await runner.bench(o);
+  } finally {
+    await runner.close();
+  }
+}
+
 export async function runEngineBench(o: EngineBenchOptions): Promise<EngineBenchResult> {
   const bandwidth = await measureReadBandwidth(1 << 30, o.threads);
   o.log(`measured read bandwidth: ${(bandwidth / 1e9).toFixed(2)} GB/s (${o.threads} threads)`);
@@ -111,24 +130,7 @@ export async function runEngineBench(o: EngineBenchOptions): Promise<EngineBench
     const bytesPerToken = decodeWeightBytes(spec) + (o.promptLen + o.decodeTokens / 2) * kvBytesPerToken;
     o.log(`[${spec.id}] kcache ...`);
     const kcache = await benchKcache(spec, o);
-    let llama: Figures | null = null;
-    if (o.llamaCpp) {
-      mkdirSync(o.cacheDir, { recursive: true });
-      const gguf = join(o.cacheDir, `${spec.id.replaceAll(':', '-')}-seed1234.gguf`);
-      if (!existsSync(gguf)) {
-        o.log(`[${spec.id}] writing ${gguf} ...`);
-        const engine = await Engine.load(spec, { numBlocks: 1, threads: o.threads });
-        writeGguf(gguf, spec, engine);
-        engine.dispose();
-      }
-      o.log(`[${spec.id}] llama.cpp ...`);
-      const runner = await LlamaCppRunner.open(gguf, o.threads);
-      try {
-        llama = await runner.bench(o);
-      } finally {
-        await runner.close();
-      }
-    }
+    const llama = o.llamaCpp ? await llamaCppFigures(spec, o) : null;
     rows.push({ dtype: spec.id.split(':')[2] as WeightDType, bytesPerToken, kcache, llamaCpp: llama });
   }
   return { model: o.model, kvDtype: o.kvDtype, promptLen: o.promptLen, threads: o.threads, bandwidth, rows };

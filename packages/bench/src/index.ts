@@ -42,6 +42,7 @@ export {
   measureDecode,
   measureFidelity,
 } from './kcache-bench.js';
+export { formatKvDtypeBench, type KvDtypeBenchOptions, type KvDtypeBenchResult, runKvDtypeBench } from './kv-dtype-bench.js';
 export { type LocalCluster, startLocalCluster } from './local-cluster.js';
 export { formatRoutingBench, type PolicyResult, type RoutingBenchOptions, runRoutingBench } from './routing-bench.js';
 export { formatWorkerBench, runWorkerBench, type WorkerBenchOptions, type WorkerBenchRow } from './worker-bench.js';

@@ -1,6 +1,8 @@
 /** Kept apart from bench.ts so that `kcache help` does not load the benchmarks. */
 export const BENCH_USAGE = `kcache bench engine [--model dummy:smol135] [--dtypes f32,bf16,f16,q8_0,q4_0,q5_0,q4_k] [--kv-cache-dtype auto|f32|f16|bf16|q8_0] [--threads N] [--prompt-len 512]
     [--decode-tokens 64] [--batches 8,32] [--no-llama-cpp] [--json]
+  kcache bench engine --kv-cache-dtypes f32,f16,bf16,q8_0 [--dtypes bf16] [--prompt-len 8000] [--decode-tokens 120] [--rounds 5]
+    [--model dummy:smol135] [--threads N] [--no-llama-cpp] [--json]
   kcache bench worker [--model dummy:smol135:bf16] [--streams 1,8,32] [--tokens 64] [--threads N]
   kcache bench routing [--model dummy:smol135:bf16] [--workers 3] [--policies cache_aware,round_robin,...] [--requests 36] [--rate 1]
     [--trace ../shared/traces/mooncake_conversation_trace.jsonl] [--trace-requests 100] [--num-blocks 160]

@@ -16,6 +16,7 @@ import {
   formatEngineBench,
   formatFaultsBench,
   formatFidelity,
+  formatKvDtypeBench,
   formatOffloadReplay,
   formatReload,
   formatRoutingBench,
@@ -34,10 +35,12 @@ import {
   runBatchBench,
   runEngineBench,
   runFaultsBench,
+  runKvDtypeBench,
   runRoutingBench,
   runWorkerBench,
   sharedPrefixWorkload,
 } from '@kcache/bench';
+import type { KvDtype } from '@kcache/engine';
 import { LOAD_QUANT_DTYPES, resolveModel, type WeightDType } from '@kcache/models';
 import { POLICIES, type PolicyName } from '@kcache/routing';
 import { idsArg, intArg, kvDtypeArg, UsageError } from '../args.js';
@@ -64,6 +67,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
       batches: { type: 'string' },
       'no-llama-cpp': { type: 'boolean' },
       'kv-cache-dtype': { type: 'string' },
+      'kv-cache-dtypes': { type: 'string' },
+      rounds: { type: 'string' },
       json: { type: 'boolean' },
     },
   });
@@ -71,6 +76,9 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const allowed = ['f32', 'bf16', 'f16', ...LOAD_QUANT_DTYPES];
   const bad = dtypes.find((d) => !allowed.includes(d));
   if (bad !== undefined) throw new UsageError(`--dtypes: '${bad}' is not one of ${allowed.join(', ')}`);
+  if (values['kv-cache-dtypes'] !== undefined)
+    return kvDtypesBench(values, (values.dtypes === undefined ? ['bf16'] : dtypes) as WeightDType[]);
+  if (values.rounds !== undefined) throw new UsageError('--rounds goes with --kv-cache-dtypes');
   const result = await runEngineBench({
     model: values.model ?? 'dummy:smol135',
     dtypes: dtypes as WeightDType[],
@@ -85,6 +93,32 @@ export async function benchCommand(argv: string[]): Promise<void> {
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(values.json ? `${JSON.stringify(result)}\n` : `${formatEngineBench(result)}\n`);
+}
+
+/** `bench engine --kv-cache-dtypes f32,f16`: long-context decode with each KV dtype, interleaved (kv-dtype-bench.ts). */
+async function kvDtypesBench(values: Record<string, string | boolean | undefined>, dtypes: WeightDType[]): Promise<void> {
+  const str = (k: string) => values[k] as string | undefined;
+  if (values['kv-cache-dtype'] !== undefined) throw new UsageError('--kv-cache-dtype and --kv-cache-dtypes: give one of them');
+  if (values.batches !== undefined) throw new UsageError('--batches does not apply to --kv-cache-dtypes (one sequence at a long context)');
+  const kvDtypes = (str('kv-cache-dtypes') as string).split(',').map((v) => kvDtypeArg(v) as KvDtype);
+  if (new Set(kvDtypes).size !== kvDtypes.length) throw new UsageError('--kv-cache-dtypes: a dtype is listed twice');
+  const rounds = intArg('rounds', str('rounds'), 5, 1);
+  const decodeTokens = intArg('decode-tokens', str('decode-tokens'), 120, 1);
+  for (const dtype of dtypes) {
+    const result = await runKvDtypeBench({
+      model: str('model') ?? 'dummy:smol135',
+      dtype,
+      kvDtypes,
+      threads: intArg('threads', str('threads'), cpus().length, 1),
+      promptLen: intArg('prompt-len', str('prompt-len'), 8000, 1),
+      rounds,
+      stepsPerRound: Math.ceil(decodeTokens / rounds),
+      llamaCpp: !values['no-llama-cpp'],
+      cacheDir: '.bench',
+      log: (line) => process.stderr.write(`${line}\n`),
+    });
+    process.stdout.write(values.json ? `${JSON.stringify(result)}\n` : `${formatKvDtypeBench(result)}\n`);
+  }
 }
 
 async function workerBench(argv: string[]): Promise<void> {
