@@ -4,6 +4,7 @@
 import { Engine, type EngineOptions, generate, KV_DTYPES, type KvDtype } from '@kcache/engine';
 import { resolveModel } from '@kcache/models';
 import { afterAll, describe, expect, test } from 'vitest';
+import { f16ToF32 } from './helpers/half.js';
 import { randomIds } from './helpers/ids.js';
 import { STORIES_260K } from './helpers/paths.js';
 import { runKcache } from './helpers/processes.js';
@@ -133,6 +134,38 @@ describe('KV cache dtypes on stories260K', () => {
       expect(worst).toBeLessThan(kvDtype === 'q8_0' ? 0.05 : 0.005);
     },
   );
+
+  // KCache's top-N path (N below the context) reads a 16-bit cache's kept value rows a head at a
+  // time, widened to f32: the result of an f32 cache holding the same (widened) values, but for
+  // the decoded token's own K and V, which each cache stores in its dtype.
+  // (f16: bf16's coarser rounding of that token can flip a near-tie in the top-N selection)
+  test.each(['f16'] as const)('%s: KCache top-N matches an f32 cache holding the same values', async (kvDtype) => {
+    const kcache = { topN: 8, fullLayers: 0 };
+    const half = await load({ kvDtype, attention: 'kcache', kcache });
+    const wide = await load({ kvDtype: 'f32', attention: 'kcache', kcache });
+    half.fillKvRandom(9);
+    const blocks = table(41);
+    const bytes = half.readBlocks(blocks);
+    const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+    const values = Float32Array.from(bits, f16ToF32);
+    wide.writeBlocks(blocks, new Uint8Array(values.buffer));
+    for (const pos of [40, 33]) {
+      const chunk = { tokens: [7], startPos: pos, blockTable: blocks };
+      const [a] = (await wide.step([chunk])) as [Float32Array];
+      const [b] = (await half.step([chunk])) as [Float32Array];
+      let scale = 0;
+      let worst = 0;
+      for (let t = 0; t < a.length; t++) scale = Math.max(scale, Math.abs(a[t] as number));
+      for (let t = 0; t < a.length; t++) worst = Math.max(worst, Math.abs((a[t] as number) - (b[t] as number)) / scale);
+      expect(worst).toBeLessThan(1e-3); // measured 1-2e-4; the wrong head's values: O(1)
+    }
+    // and top-N keeps 8 of 41 positions here: full attention over the same cache differs
+    const full = await load({ kvDtype });
+    full.writeBlocks(blocks, bytes);
+    const [f] = await full.step([{ tokens: [7], startPos: 40, blockTable: blocks }]);
+    const [k] = await half.step([{ tokens: [7], startPos: 40, blockTable: blocks }]);
+    expect(Array.from(k as Float32Array)).not.toEqual(Array.from(f as Float32Array));
+  });
 
   test('--kv-cache-dtype: a bad value is one line and exit 2', async () => {
     const bad = await runKcache('generate', '--model', STORIES_260K, '--prompt-ids', '1', '--kv-cache-dtype', 'q4_0');

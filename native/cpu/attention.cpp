@@ -14,9 +14,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <functional>
 #include <vector>
 
+#include "kth_largest.h"
 #include "ops.h"
 
 namespace kc::cpu {
@@ -248,6 +248,7 @@ void merge_head(const Shape& s, const Row& row, int h, const float* scratch, flo
 }
 
 struct TopNScratch {
+  std::vector<uint32_t> keys;
   std::vector<float> sample;
   std::vector<int> cand;
   std::vector<float> weights;
@@ -271,8 +272,7 @@ void select_topn(Ctx& c, const float* sc, int n, int keep, TopNScratch& w) {
     w.sample.resize(kSample);
     for (int j = 0; j < kSample; ++j) w.sample[j] = sc[static_cast<int64_t>(j) * n / kSample];
     const int rank = std::min(kSample, static_cast<int>(1.25 * keep * kSample / n) + 6);
-    std::nth_element(w.sample.begin(), w.sample.begin() + (rank - 1), w.sample.end(), std::greater<float>());
-    count = c.k.indices_at_least(cand.data(), sc, n, w.sample[rank - 1]);
+    count = c.k.indices_at_least(cand.data(), sc, n, kth_largest(w.sample.data(), kSample, rank, w.keys));
   }
   if (count < keep) {
     for (int i = 0; i < n; ++i) cand[i] = i;
@@ -280,15 +280,17 @@ void select_topn(Ctx& c, const float* sc, int n, int keep, TopNScratch& w) {
   }
   w.sample.resize(count);
   for (int i = 0; i < count; ++i) w.sample[i] = sc[cand[i]];
-  std::nth_element(w.sample.begin(), w.sample.begin() + (keep - 1), w.sample.end(), std::greater<float>());
-  const float kth = w.sample[keep - 1];
+  const float kth = kth_largest(w.sample.data(), count, keep, w.keys);
   int above = 0;
-  for (int i = 0; i < count; ++i) above += sc[cand[i]] > kth;
+  const float* v = w.sample.data();  // the candidates' scores, in order
+  for (int i = 0; i < count; ++i) above += v[i] > kth;
   int equal = keep - above;  // how many scores equal to the keep-th largest to take, earliest first
   int kept = 0;
-  for (int i = 0; i < count; ++i) {
-    const float v = sc[cand[i]];
-    if (v > kth || (v == kth && equal-- > 0)) cand[kept++] = cand[i];
+  for (int i = 0; i < count; ++i) {  // (without a branch on the scores)
+    const bool take = v[i] > kth || (v[i] == kth && equal > 0);
+    equal -= v[i] == kth;
+    cand[kept] = cand[i];
+    kept += take;
   }
   cand.resize(keep);
 }
@@ -311,15 +313,20 @@ void topn_head(Ctx& c, const Shape& s, const Row& row, int h, float* scratch, co
   const float inv = 1.0f / sum;
   const int kvh = h / s.group;
   w.rows.resize(row.keep);
-  if (s.dtype != DType::F32) w.converted.resize(static_cast<size_t>(row.keep) * s.kv_dim);
+  // a non-f32 cache: each kept row's values of this head only, widened (or dequantized: a head
+  // starts on a block boundary when the block divides the head size; else the whole row)
+  const bool slice = s.hd % dtype_block(s.dtype) == 0;
+  const int width = slice ? s.hd : s.kv_dim;
+  const size_t from = slice ? dtype_row_bytes(s.dtype, static_cast<int64_t>(kvh) * s.hd) : 0;
+  if (s.dtype != DType::F32) w.converted.resize(static_cast<size_t>(row.keep) * width);
   for (int k = 0; k < row.keep; ++k) {
     w.weights[k] *= inv;
     if (s.dtype == DType::F32) {
       w.rows[k] = s.at(v_host, row.table, w.cand[k], kvh);
     } else {
-      float* dst = w.converted.data() + static_cast<int64_t>(k) * s.kv_dim;
-      c.k.dequant_row(s.dtype, s.row(v_host, row.table, w.cand[k]), dst, s.kv_dim);
-      w.rows[k] = dst + static_cast<int64_t>(kvh) * s.hd;
+      float* dst = w.converted.data() + static_cast<int64_t>(k) * width;
+      c.k.dequant_row(s.dtype, s.row(v_host, row.table, w.cand[k]) + from, dst, width);
+      w.rows[k] = slice ? dst : dst + static_cast<int64_t>(kvh) * s.hd;
     }
   }
   c.k.weighted_sum_rows(o, w.weights.data(), w.rows.data(), row.keep, s.hd);

@@ -738,6 +738,8 @@ inline void weighted_sum_rows_regs(float* out, const float* weights, const float
   constexpr int kAhead = 8;
   typename V::vec acc[C];
   for (int c = 0; c < C; ++c) acc[c] = V::zero();
+  for (int r = 0; r < kAhead && r < n; ++r)  // the first rows too: each is a likely miss
+    for (int c = 0; c < C * V::N; c += 16) _mm_prefetch(reinterpret_cast<const char*>(rows[r] + c), _MM_HINT_T0);
   for (int r = 0; r < n; ++r) {
     if (r + kAhead < n)
       for (int c = 0; c < C * V::N; c += 16) _mm_prefetch(reinterpret_cast<const char*>(rows[r + kAhead] + c), _MM_HINT_T0);
