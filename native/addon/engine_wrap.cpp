@@ -183,6 +183,8 @@ Napi::Value BenchDecodeAttention(const Napi::CallbackInfo& info) {
   b.threads = static_cast<int>(num_field(o, "threads", 0));
   b.iters = static_cast<int>(num_field(o, "iters", 5));
   if (o.Has("renormalize")) b.renormalize = o.Get("renormalize").ToBoolean().Value();
+  if (o.Get("kvDtype").IsString() && !parse_dtype(o.Get("kvDtype").As<Napi::String>().Utf8Value(), &b.kv_dtype))
+    throw Napi::TypeError::New(env, "benchDecodeAttention: unknown kvDtype " + o.Get("kvDtype").As<Napi::String>().Utf8Value());
   if (!o.Get("topNs").IsArray()) throw Napi::TypeError::New(env, "benchDecodeAttention: topNs must be an array");
   Napi::Array t = o.Get("topNs").As<Napi::Array>();
   for (uint32_t i = 0; i < t.Length(); ++i) b.topns.push_back(t.Get(i).As<Napi::Number>().Int32Value());

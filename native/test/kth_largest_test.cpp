@@ -1,12 +1,16 @@
 // kth_largest (native/cpu/kth_largest.h) against std::nth_element on random arrays of 1 to 400
 // floats: spread values, many ties, signed zeros and subnormals, wide exponents. Prints one line
 // and exits 0 when every case agrees (test/kth-largest.test.ts runs it).
+//   kcache_select_test [cases] [--time]   (--time: also times both on KCache's two selections)
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "kth_largest.h"
@@ -37,5 +41,29 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("%ld cases, %ld wrong\n", cases, wrong);
+  if (argc > 2 && std::string(argv[2]) == "--time") {
+    // the two selections of a KCache row and head at 8k positions and N = 256 (attention.cpp):
+    // the 16th of 256 sampled scores, the 256th of ~320 candidates
+    for (const auto& [n, k] : {std::pair{256, 16}, std::pair{320, 256}}) {
+      std::vector<std::vector<float>> xs(1000, std::vector<float>(n));
+      for (auto& x : xs)
+        for (float& v : x) v = std::normal_distribution<float>(0.0f, 3.0f)(rng);
+      double sink = 0;
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int rep = 0; rep < 20; ++rep)
+        for (const auto& x : xs) {
+          std::vector<float> y = x;
+          std::nth_element(y.begin(), y.begin() + (k - 1), y.end(), std::greater<float>());
+          sink += y[k - 1];
+        }
+      const auto t1 = std::chrono::steady_clock::now();
+      for (int rep = 0; rep < 20; ++rep)
+        for (const auto& x : xs) sink += kc::cpu::kth_largest(x.data(), n, k, keys);
+      const auto t2 = std::chrono::steady_clock::now();
+      const auto us = [](auto d) { return std::chrono::duration<double, std::micro>(d).count() / 20000; };
+      // (the sum of the results is printed, so the loops cannot be optimized away)
+      std::printf("the %dth of %d: std::nth_element %.2f us, kth_largest %.2f us (checksum %.0f)\n", k, n, us(t1 - t0), us(t2 - t1), sink);
+    }
+  }
   return wrong == 0 ? 0 : 1;
 }

@@ -506,13 +506,14 @@ inline float scalar(float v) { return v; }
 inline float scalar(F16 v) { return f16_to_f32(v.bits); }
 inline float scalar(Bf16 v) { return bf16_to_f32(v.bits); }
 
-// Row r of `ahead` (the tile the caller reads next: rows at the same stride, `bytes` read a row),
+// Row r of `ahead` (the tile the caller reads next: rows at the same stride, `values` read a row),
 // prefetched as row r of this tile is read; nothing when ahead is null. See kernels.h.
 template <typename W>
-inline void prefetch_row(const W* ahead, int r, int stride, int bytes) {
+inline void prefetch_row(const W* ahead, int r, int stride, int values) {
   if (!ahead) return;
   const char* p = reinterpret_cast<const char*>(ahead + static_cast<int64_t>(r) * stride);
-  for (uintptr_t line = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; line < reinterpret_cast<uintptr_t>(p + bytes); line += 64)
+  const char* end = reinterpret_cast<const char*>(ahead + static_cast<int64_t>(r) * stride + values);
+  for (uintptr_t line = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; line < reinterpret_cast<uintptr_t>(end); line += 64)
     __builtin_prefetch(reinterpret_cast<const char*>(line));
 }
 
@@ -521,7 +522,6 @@ inline void prefetch_row(const W* ahead, int r, int stride, int bytes) {
 // head sizes q stays in C registers across the block, and rows go eight at a time.
 template <class V, int C, typename W>
 inline void dot_rows_regs(float* scores, const float* q, const W* k, int n, int stride, float scale, const W* ahead) {
-  constexpr int kRowBytes = C * V::N * static_cast<int>(sizeof(W));
   typename V::vec qv[C];
   for (int c = 0; c < C; ++c) qv[c] = V::load(q + c * V::N);
   int r = 0;
@@ -529,7 +529,7 @@ inline void dot_rows_regs(float* scores, const float* q, const W* k, int n, int 
     typename V::vec acc[8];
     for (int i = 0; i < 8; ++i) {
       const W* kr = k + static_cast<int64_t>(r + i) * stride;
-      prefetch_row(ahead, r + i, stride, kRowBytes);
+      prefetch_row(ahead, r + i, stride, C * V::N);
       acc[i] = V::mul(qv[0], V::load(kr));
       for (int c = 1; c < C; ++c) acc[i] = V::fma(qv[c], V::load(kr + c * V::N), acc[i]);
     }
@@ -537,7 +537,7 @@ inline void dot_rows_regs(float* scores, const float* q, const W* k, int n, int 
   }
   for (; r < n; ++r) {
     const W* kr = k + static_cast<int64_t>(r) * stride;
-    prefetch_row(ahead, r, stride, kRowBytes);
+    prefetch_row(ahead, r, stride, C * V::N);
     typename V::vec acc = V::mul(qv[0], V::load(kr));
     for (int c = 1; c < C; ++c) acc = V::fma(qv[c], V::load(kr + c * V::N), acc);
     scores[r] = V::hsum(acc) * scale;
@@ -552,7 +552,7 @@ void dot_rows_one(float* scores, const float* q, const W* k, int n, int stride, 
   if (hd == 8 * V::N) return dot_rows_regs<V, 8, W>(scores, q, k, n, stride, scale, ahead);
   for (int r = 0; r < n; ++r) {
     const W* kr = k + static_cast<int64_t>(r) * stride;
-    prefetch_row(ahead, r, stride, hd * static_cast<int>(sizeof(W)));
+    prefetch_row(ahead, r, stride, hd);
     typename V::vec acc = V::zero();
     int i = 0;
     for (; i + V::N <= hd; i += V::N) acc = V::fma(V::load(q + i), V::load(kr + i), acc);
@@ -567,14 +567,13 @@ void dot_rows_one(float* scores, const float* q, const W* k, int n, int stride, 
 // chain of operations as dot_rows_regs computes for one head, so the results are identical.
 template <class V, int C, int G, typename W>
 inline void dot_rows_group_regs(float* scores, int64_t lds, const float* q, const W* k, int n, int stride, float scale, const W* ahead) {
-  constexpr int kRowBytes = C * V::N * static_cast<int>(sizeof(W));
   typename V::vec qv[G][C];
   for (int g = 0; g < G; ++g)
     for (int c = 0; c < C; ++c) qv[g][c] = V::load(q + g * C * V::N + c * V::N);
   const __m256 sc = _mm256_set1_ps(scale);
   const auto row_dot = [&](int row, typename V::vec* acc) {
     const W* kr = k + static_cast<int64_t>(row) * stride;
-    prefetch_row(ahead, row, stride, kRowBytes);
+    prefetch_row(ahead, row, stride, C * V::N);
     typename V::vec kv[C];
     for (int c = 0; c < C; ++c) kv[c] = V::load(kr + c * V::N);
     for (int g = 0; g < G; ++g) {
@@ -601,7 +600,7 @@ inline void dot_rows_group_regs(float* scores, int64_t lds, const float* q, cons
   }
   for (; r < n; ++r) {
     const W* kr = k + static_cast<int64_t>(r) * stride;
-    prefetch_row(ahead, r, stride, kRowBytes);
+    prefetch_row(ahead, r, stride, C * V::N);
     typename V::vec kv[C];
     for (int c = 0; c < C; ++c) kv[c] = V::load(kr + c * V::N);
     for (int g = 0; g < G; ++g) {
@@ -617,13 +616,12 @@ inline void dot_rows_group_regs(float* scores, int64_t lds, const float* q, cons
 template <class V, int C, int G, typename W>
 inline void axpy_rows_group_regs(float* out, int64_t out_stride, const float* weights, int64_t lds, const W* v, int n, int stride,
                                  const W* ahead) {
-  constexpr int kRowBytes = C * V::N * static_cast<int>(sizeof(W));
   typename V::vec acc[G][C];
   for (int g = 0; g < G; ++g)
     for (int c = 0; c < C; ++c) acc[g][c] = V::load(out + g * out_stride + c * V::N);
   for (int r = 0; r < n; ++r) {
     const W* vr = v + static_cast<int64_t>(r) * stride;
-    prefetch_row(ahead, r, stride, kRowBytes);
+    prefetch_row(ahead, r, stride, C * V::N);
     typename V::vec vv[C];
     for (int c = 0; c < C; ++c) vv[c] = V::load(vr + c * V::N);
     for (int g = 0; g < G; ++g) {
@@ -686,7 +684,7 @@ inline void axpy_rows_regs(float* out, const float* weights, const W* v, int n, 
   for (int r = 0; r < n; ++r) {
     const typename V::vec w = V::set1(weights[r]);
     const W* vr = v + static_cast<int64_t>(r) * stride;
-    prefetch_row(ahead, r, stride, C * V::N * static_cast<int>(sizeof(W)));
+    prefetch_row(ahead, r, stride, C * V::N);
     for (int c = 0; c < C; ++c) acc[c] = V::fma(w, V::load(vr + c * V::N), acc[c]);
   }
   for (int c = 0; c < C; ++c) V::store(out + c * V::N, acc[c]);
@@ -700,7 +698,7 @@ void axpy_rows_one(float* out, const float* weights, const W* v, int n, int stri
   if (hd == 8 * V::N) return axpy_rows_regs<V, 8, W>(out, weights, v, n, stride, ahead);
   for (int r = 0; r < n; ++r) {
     const W* vr = v + static_cast<int64_t>(r) * stride;
-    prefetch_row(ahead, r, stride, hd * static_cast<int>(sizeof(W)));
+    prefetch_row(ahead, r, stride, hd);
     int i = 0;
     for (; i + V::N <= hd; i += V::N) V::store(out + i, V::fma(V::set1(weights[r]), V::load(vr + i), V::load(out + i)));
     for (; i < hd; ++i) out[i] += weights[r] * scalar(vr[i]);

@@ -2,6 +2,8 @@
 #include <string>
 #include <vector>
 
+#include "kcache/types.h"
+
 namespace kc {
 
 // Decode attention of one token through a model's layers, on random keys and values in a paged
@@ -16,6 +18,7 @@ struct AttentionBenchOptions {
   std::string backend = "cpu";  // or "cuda"
   int batch = 1;                // decode rows (sequences of `context` tokens each, own blocks)
   std::vector<int> topns;  // 0: full attention (V in backend memory); > 0: KCache top-N
+  DType kv_dtype = DType::F32;  // how the caches store rows (f32, f16, bf16 or q8_0)
 };
 
 // Best-of-iters seconds per token for each entry of `topns`.

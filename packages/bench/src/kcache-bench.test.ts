@@ -1,7 +1,7 @@
-import { kvBytesPerBlock } from '@kcache/engine';
+import { benchDecodeAttention, kvBytesPerBlock } from '@kcache/engine';
 import { resolveModel } from '@kcache/models';
 import { describe, expect, test } from 'vitest';
-import { formatBudget, measureBudgetDecode } from './kcache-bench.js';
+import { formatAttention, formatBudget, measureAttention, measureBudgetDecode } from './kcache-bench.js';
 
 describe('decode at a fixed device-tier budget', () => {
   test('each mode runs the most sequences its device tier holds', async () => {
@@ -26,5 +26,30 @@ describe('decode at a fixed device-tier budget', () => {
     await expect(measureBudgetDecode(tiny, 16, 2 ** 30, [4], 2, 8)).rejects.toThrow(/holds \d+ sequences .*at most 256/);
     await expect(measureBudgetDecode(tiny, 0, 2 ** 20, [4], 2, 8)).rejects.toThrow(/context 0 must be in 1\.\.2039/);
     await expect(measureBudgetDecode(tiny, 2040, 2 ** 20, [4], 2, 8)).rejects.toThrow(/context 2040/);
+  });
+});
+
+describe('decode attention alone', () => {
+  const shape = { nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 64 };
+  test('runs on every KV cache dtype; the V bytes follow the dtype', async () => {
+    const rows = [];
+    for (const kv of ['f32', 'f16', 'bf16', 'q8_0'] as const) rows.push(...(await measureAttention(shape, [300], [16], 2, () => {}, kv)));
+    for (const r of rows) {
+      expect(r.fullSec).toBeGreaterThan(0);
+      expect(r.topN[0]?.sec).toBeGreaterThan(0);
+    }
+    const [f32, f16, bf16, q8] = rows.map((r) => r.fullVBytes);
+    expect(f32).toBe(300 * 128 * 4 * 2);
+    expect(f16).toBe((f32 as number) / 2);
+    expect(bf16).toBe((f32 as number) / 2);
+    expect(q8).toBe(300 * 4 * 34 * 2);
+    expect(formatAttention([rows[1] as (typeof rows)[0]], shape)).toContain('| 300 |');
+  }, 60_000);
+
+  test('a dtype that is not a KV cache dtype is refused by name', async () => {
+    await expect(benchDecodeAttention({ ...shape, context: 64, topNs: [0], kvDtype: 'q4_0' })).rejects.toThrow(
+      /not a KV cache dtype: q4_0/,
+    );
+    expect(() => benchDecodeAttention({ ...shape, context: 64, topNs: [0], kvDtype: 'f17' })).toThrow(/unknown kvDtype f17/);
   });
 });

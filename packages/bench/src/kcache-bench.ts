@@ -4,13 +4,23 @@
 //  - decode attention alone (every layer of one token) at long contexts, full vs. top-N;
 //  - end-to-end decode tokens/s on a model at long contexts, full vs. top-N, in one engine;
 //  - the most concurrent long sequences a fixed device-tier budget holds, full vs. KCache.
-import { argmax, benchDecodeAttention, DEFAULT_KCACHE, Engine, type KCacheSettings, kvBytesPerBlock, Rng, sample } from '@kcache/engine';
+import {
+  argmax,
+  benchDecodeAttention,
+  DEFAULT_KCACHE,
+  Engine,
+  type KCacheSettings,
+  type KvDtype,
+  kvBytesPerBlock,
+  Rng,
+  sample,
+} from '@kcache/engine';
 
 // KCache's figures (docs/KCACHE.md, docs/BENCHMARKS.md) are measured on an f32 KV cache; the
 // 16-bit caches shrink both tiers alike.
 const KV_DTYPE = 'f32' as const;
 
-import { type ModelSpec, resolveModel } from '@kcache/models';
+import { type ModelSpec, resolveModel, rowBytes } from '@kcache/models';
 
 export interface FidelityConfig {
   topN: number;
@@ -141,6 +151,8 @@ export async function measureFidelity(o: FidelityOptions, log: (line: string) =>
 
 export interface AttentionRow {
   context: number;
+  /** how the caches store rows */
+  kvDtype: KvDtype;
   /** Seconds per token through every layer, full attention first, then each N. */
   fullSec: number;
   topN: { n: number; sec: number }[];
@@ -161,15 +173,18 @@ export async function measureAttention(
   topNs: number[],
   threads: number,
   log: (line: string) => void = () => {},
+  kvDtype: KvDtype = 'f32',
 ): Promise<AttentionRow[]> {
   const rows: AttentionRow[] = [];
   for (const context of contexts) {
-    const t = await benchDecodeAttention({ ...shape, context, threads, iters: context >= 16384 ? 3 : 5, topNs: [0, ...topNs] });
+    const iters = context >= 16384 ? 3 : 5;
+    const t = await benchDecodeAttention({ ...shape, context, threads, iters, topNs: [0, ...topNs], kvDtype });
     const row = {
       context,
+      kvDtype,
       fullSec: t[0] as number,
       topN: topNs.map((n, i) => ({ n, sec: t[i + 1] as number })),
-      fullVBytes: context * shape.nKvHeads * shape.headDim * 4 * shape.nLayers,
+      fullVBytes: context * rowBytes(kvDtype, shape.nKvHeads * shape.headDim) * shape.nLayers,
     };
     log(
       `attention ${context}: full ${(row.fullSec * 1000).toFixed(2)} ms, ${row.topN.map((x) => `N=${x.n} ${(x.sec * 1000).toFixed(2)} ms`).join(', ')}`,
@@ -350,7 +365,7 @@ export function formatFidelity(model: string, o: Pick<FidelityOptions, 'sequence
 
 export function formatAttention(rows: AttentionRow[], shape: ModelShape): string {
   const ns = rows[0]?.topN.map((x) => x.n) ?? [];
-  const vb = (n: number) => n * shape.nHeads * shape.headDim * 4 * shape.nLayers;
+  const vb = (n: number) => n * shape.nHeads * rowBytes(rows[0]?.kvDtype ?? 'f32', shape.headDim) * shape.nLayers;
   const mb = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
   return [
     `| context | full ms/token | ${ns.map((n) => `N=${n} ms/token | N=${n} speedup`).join(' | ')} | V read full | ${ns.map((n) => `V read N=${n}`).join(' | ')} |`,

@@ -90,6 +90,8 @@ export interface AttentionBenchOptions {
   threads?: number;
   iters?: number;
   renormalize?: boolean;
+  /** How the caches store rows (default f32). */
+  kvDtype?: string;
   /** 0: full attention; N > 0: KCache top-N. */
   topNs: number[];
 }

@@ -11,7 +11,7 @@ export const BENCH_USAGE = `kcache bench engine [--model dummy:smol135] [--dtype
   kcache bench kcache [--parts fidelity,attention,decode,budget,capacity] [--fidelity-model ../shared/models/stories260K.bin]
     [--fidelity-topn 4,8,16,32,64,128,256]
     [--model dummy:smol135:bf16] [--contexts 1024,4096,16384,32768] [--decode-contexts 2048,4096,8000] [--batches 1,4]
-    [--budget-gib 2] [--budget-contexts 4096,8000] [--topn 32,64] [--threads N]
+    [--budget-gib 2] [--budget-contexts 4096,8000] [--topn 32,64] [--threads N] [--kv-cache-dtype f32 (the attention part)]
   kcache bench plot [--out docs/img/cluster.svg] [--seconds 30] [--model dummy:smol135:bf16]
   kcache bench faults [--model dummy:tiny] [--cases sigkill,sigstop,redis-restart,poison,overload,drain] [--json]
   kcache bench batch [--model dummy:smol135:bf16] [--requests 60] [--groups 6] [--prefix-chars 400] [--num-blocks 64]

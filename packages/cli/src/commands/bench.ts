@@ -280,11 +280,15 @@ async function kcacheBench(argv: string[]): Promise<void> {
       threads: { type: 'string' },
       'budget-gib': { type: 'string' },
       'budget-contexts': { type: 'string' },
+      'kv-cache-dtype': { type: 'string' },
     },
   });
   const parts = (values.parts ?? KCACHE_PARTS.join(',')).split(',');
   const bad = parts.find((p) => !KCACHE_PARTS.includes(p));
   if (bad !== undefined) throw new UsageError(`--parts: '${bad}' is not one of ${KCACHE_PARTS.join(', ')}`);
+  // the attention part's caches (the end-to-end parts keep KCache's f32 figures comparable)
+  const attentionKv = kvDtypeArg(values['kv-cache-dtype']);
+  if (attentionKv !== undefined && !parts.includes('attention')) throw new UsageError('--kv-cache-dtype applies to --parts attention');
   const threads = intArg('threads', values.threads, cpus().length, 1);
   const topNs = idsArg('topn', values.topn ?? '32,64');
   const log = (line: string) => process.stderr.write(`${line}\n`);
@@ -304,9 +308,9 @@ async function kcacheBench(argv: string[]): Promise<void> {
   }
   if (parts.includes('attention')) {
     const contexts = idsArg('contexts', values.contexts ?? '1024,4096,16384,32768');
-    const rows = await measureAttention(shape, contexts, topNs, threads, log);
+    const rows = await measureAttention(shape, contexts, topNs, threads, log, attentionKv ?? 'f32');
     out.push(
-      `### decode attention alone (${model} shape: ${shape.nLayers} layers, ${shape.nHeads}/${shape.nKvHeads} heads of ${shape.headDim})`,
+      `### decode attention alone (${model} shape: ${shape.nLayers} layers, ${shape.nHeads}/${shape.nKvHeads} heads of ${shape.headDim}, ${attentionKv ?? 'f32'} KV cache)`,
       '',
       formatAttention(rows, shape),
       '',
