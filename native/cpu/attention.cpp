@@ -67,7 +67,11 @@ struct Shape {
   const float* at(const void* cache, const int32_t* table, int t, int kvh) const {
     return reinterpret_cast<const float*>(row(cache, table, t)) + static_cast<int64_t>(kvh) * hd;
   }
-  int partial_floats() const { return hd + 2; }  // max score, softmax sum, weighted values
+  // A chunk's partial for one head: its weighted values, then its largest score and softmax sum,
+  // padded to whole cache lines. The values are an accumulator the kernels load and store once per
+  // tile; one that straddles two lines cannot be forwarded from one tile's stores to the next
+  // tile's loads, and the V pass then ran at half the rate of the K pass.
+  int partial_floats() const { return (hd + 2 + 15) / 16 * 16; }
 };
 
 // Calls f(t, n) for the tiles of positions [t, t + n) in [t0, t1): at most kTile rows, all in one
@@ -190,7 +194,7 @@ void chunk_task(Ctx& c, const Shape& s, const Row* rows, int r0, int nq, int chu
     const Row& row = rows[r0 + i];
     return row.chunks == 1
                ? out + static_cast<int64_t>(r0 + i) * s.q_dim + static_cast<int64_t>(h) * s.hd
-               : scratch + row.scratch + (static_cast<int64_t>(h) * row.chunks + chunk) * s.partial_floats() + 2;
+               : scratch + row.scratch + (static_cast<int64_t>(h) * row.chunks + chunk) * s.partial_floats();
   };
   sums.resize(static_cast<size_t>(nq) * s.n_heads);
   for (int i = first; i < nq; ++i) {
@@ -202,8 +206,8 @@ void chunk_task(Ctx& c, const Shape& s, const Row* rows, int r0, int nq, int chu
       sums[i * s.n_heads + h] = sum;
       float* acc = acc_of(i, h);
       if (rows[r0 + i].chunks > 1) {
-        acc[-2] = m;
-        acc[-1] = sum;
+        acc[s.hd] = m;
+        acc[s.hd + 1] = sum;
       }
       std::fill(acc, acc + s.hd, 0.0f);
     }
@@ -234,14 +238,14 @@ void chunk_task(Ctx& c, const Shape& s, const Row* rows, int r0, int nq, int chu
 void merge_head(const Shape& s, const Row& row, int h, const float* scratch, float* o) {
   const float* p = scratch + row.scratch + static_cast<int64_t>(h) * row.chunks * s.partial_floats();
   float m = -INFINITY;
-  for (int ch = 0; ch < row.chunks; ++ch) m = std::max(m, p[ch * s.partial_floats()]);
+  for (int ch = 0; ch < row.chunks; ++ch) m = std::max(m, p[ch * s.partial_floats() + s.hd]);
   float sum = 0.0f;
   std::fill(o, o + s.hd, 0.0f);
   for (int ch = 0; ch < row.chunks; ++ch) {
     const float* pc = p + ch * s.partial_floats();
-    const float w = std::exp(pc[0] - m);
-    sum += w * pc[1];
-    for (int i = 0; i < s.hd; ++i) o[i] += w * pc[2 + i];
+    const float w = std::exp(pc[s.hd] - m);
+    sum += w * pc[s.hd + 1];
+    for (int i = 0; i < s.hd; ++i) o[i] += w * pc[i];
   }
   const float inv = 1.0f / sum;
   for (int i = 0; i < s.hd; ++i) o[i] *= inv;
@@ -366,8 +370,9 @@ void run(Ctx& c, float* out, const float* q, const void* k_cache, const void* v_
     row.keep = topn > 0 && topn < row.n_ctx ? topn : 0;
     row.table = b.block_tables + b.table_offset[b.row_seq[r]];
   }
+  // (whole cache lines a row, so that every row's partials start on one)
   auto scratch_of = [&](const Row& row) -> int64_t {
-    if (row.keep > 0) return static_cast<int64_t>(s.n_heads) * row.n_ctx;
+    if (row.keep > 0) return (static_cast<int64_t>(s.n_heads) * row.n_ctx + 15) / 16 * 16;
     if (row.chunks > 1) return static_cast<int64_t>(s.n_heads) * row.chunks * s.partial_floats();
     return 0;
   };
@@ -398,8 +403,9 @@ void run(Ctx& c, float* out, const float* q, const void* k_cache, const void* v_
       ++g1;
     }
     group_row.push_back(g1);
-    if (static_cast<int64_t>(scratch.size()) < floats) scratch.resize(floats);
-    float* sp = scratch.data();
+    // 64-byte aligned, so that the partials' lines are the cache's
+    if (static_cast<int64_t>(scratch.size()) < floats + 16) scratch.resize(floats + 16);
+    float* sp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(scratch.data()) + 63) & ~uintptr_t{63});
     c.pool.parallel_for(first_task.back(), [&](int task, int) {
       const int i = static_cast<int>(std::upper_bound(first_task.begin(), first_task.end(), task) - first_task.begin()) - 1;
       chunk_task(c, s, rows.data(), group_row[i], group_row[i + 1] - group_row[i], task - first_task[i], q, k_cache,

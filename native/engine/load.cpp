@@ -59,14 +59,30 @@ EngineImpl::EngineImpl(const EngineOptions& o)
     L.w1 = matrix(specs, p + "w1", cfg_.hidden_dim, cfg_.dim);
     L.w2 = matrix(specs, p + "w2", cfg_.dim, cfg_.hidden_dim);
     L.w3 = matrix(specs, p + "w3", cfg_.hidden_dim, cfg_.dim);
-    const size_t cache_bytes = static_cast<size_t>(num_blocks_) * layer_block_bytes();
     L.kcache = mode_ == AttentionMode::KCache && l >= kc_.full_layers;
-    L.k_cache = track(backend_->alloc(cache_bytes));
+  }
+  // Every layer's K and V caches are slices of one device region (and KCache's host-tier V of one
+  // host region), not an allocation each: a layer's pool is often smaller than a huge page (smol135
+  // at 8,000 tokens: 3 MiB of f16 K), and the CPU backend backs only large buffers with huge pages.
+  // In ordinary 4 KiB pages a decode step's walk over the cache was also a walk over page tables,
+  // and the hardware prefetcher stopped at every page.
+  const size_t cache_bytes = (static_cast<size_t>(num_blocks_) * layer_block_bytes() + 63) / 64 * 64;
+  const size_t host_layers = std::count_if(layers_.begin(), layers_.end(), [](const LayerWeights& L) { return L.kcache; });
+  auto* device = static_cast<uint8_t*>(track(backend_->alloc(cache_bytes * (2 * layers_.size() - host_layers))));
+  uint8_t* host = nullptr;
+  if (host_layers > 0) {
+    host = static_cast<uint8_t*>(backend_->alloc_host(cache_bytes * host_layers));
+    host_allocations_.push_back(host);
+  }
+  for (LayerWeights& L : layers_) {
+    L.k_cache = device;
+    device += cache_bytes;
     if (L.kcache) {
-      L.v_cache = backend_->alloc_host(cache_bytes);
-      host_allocations_.push_back(L.v_cache);
+      L.v_cache = host;
+      host += cache_bytes;
     } else {
-      L.v_cache = track(backend_->alloc(cache_bytes));
+      L.v_cache = device;
+      device += cache_bytes;
     }
   }
   for (const auto& s : o.tensors) {
