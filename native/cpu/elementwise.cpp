@@ -21,10 +21,16 @@ void kv_store(Ctx& c, void* k_cache, void* v_cache, const float* k, const float*
               int rows, int kv_dim, DType kv_dtype) {
   const size_t row_bytes = dtype_row_bytes(kv_dtype, kv_dim);
   parallel_ranges(c, static_cast<size_t>(rows), 16, [&](size_t b, size_t e) {
+    const bool simd = c.k.encode_16 && (kv_dtype == DType::F16 || kv_dtype == DType::BF16);
+    const auto store = [&](const float* src, void* cache, size_t at) {
+      uint8_t* dst = static_cast<uint8_t*>(cache) + at;
+      if (simd) c.k.encode_16(kv_dtype, src, reinterpret_cast<uint16_t*>(dst), kv_dim);
+      else encode_row(kv_dtype, src, dst, kv_dim);
+    };
     for (size_t r = b; r < e; ++r) {
-      const size_t dst = static_cast<size_t>(slots[r]) * row_bytes;
-      encode_row(kv_dtype, k + r * kv_dim, static_cast<uint8_t*>(k_cache) + dst, kv_dim);
-      encode_row(kv_dtype, v + r * kv_dim, static_cast<uint8_t*>(v_cache) + dst, kv_dim);
+      const size_t at = static_cast<size_t>(slots[r]) * row_bytes;
+      store(k + r * kv_dim, k_cache, at);
+      store(v + r * kv_dim, v_cache, at);
     }
   });
 }

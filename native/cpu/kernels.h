@@ -70,6 +70,9 @@ struct Kernels {
   float (*exp_sum)(float* x, int n, float m);
   // Optional (null: std::exp per element): out[i] = silu(gate[i]) * up[i].
   void (*swiglu)(float* out, const float* gate, const float* up, size_t n) = nullptr;
+  // Optional (null: encode_row): a row of n values rounded to t (F16 or BF16), the same bits as
+  // encode_row (the KV cache's store).
+  void (*encode_16)(DType t, const float* src, uint16_t* dst, int n) = nullptr;
   // Optional (null: quantize_activations below): the same rounding of activation rows to int8,
   // with the same results bit for bit, in the variant's vectors.
   void (*quantize_q8)(const float* x, int rows, int k, int8_t* xq, float* xd, int32_t* xs) = nullptr;

@@ -846,12 +846,46 @@ void swiglu(float* out, const float* gate, const float* up, size_t n) {
   }
 }
 
+// dst = src rounded to f16 (F16C's conversion, to nearest even) or bf16 (the same rounding done on
+// the bits), 8 values at a time: the same bits as encode_row, whose scalar f16 rounding made storing
+// one decode row's K and V into an f16 cache cost more than a layer's attention on short contexts.
+// A NaN becomes the reference's quiet NaN (the hardware would keep the payload's top bits).
+inline void encode_16(DType t, const float* src, uint16_t* dst, int n) {
+  const bool f16 = t == DType::F16;
+  const auto eight = [&](__m256 x) {
+    const __m256i bits = _mm256_castps_si256(x);
+    const __m256i sign16 = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(0x8000));
+    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    __m256i h;
+    if (f16) {
+      h = _mm256_cvtepu16_epi32(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      h = _mm256_blendv_epi8(h, _mm256_or_si256(sign16, _mm256_set1_epi32(0x7e00)), nan);
+    } else {
+      const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+      h = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb)), 16);
+      h = _mm256_blendv_epi8(h, _mm256_or_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(0x40)), nan);
+    }
+    // 8 x 32-bit lanes (values < 2^16) to 8 x 16 bits, in order
+    return _mm_packus_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+  };
+  int i = 0;
+  for (; i + 8 <= n; i += 8) _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), eight(_mm256_loadu_ps(src + i)));
+  if (i < n) {
+    alignas(32) float in[8] = {};
+    alignas(16) uint16_t out[8];
+    for (int j = 0; i + j < n; ++j) in[j] = src[i + j];
+    _mm_store_si128(reinterpret_cast<__m128i*>(out), eight(_mm256_load_ps(in)));
+    for (int j = 0; i + j < n; ++j) dst[i + j] = out[j];
+  }
+}
+
 template <class V>
 Kernels make_kernels(const char* name) {
   Kernels k{name,           2 * V::N,       matmul_f32<V>, matmul_bf16<V>,       matmul_f16<V>,
             dequant_row<V>, matmul_rows<V>, matmul_q8<V>,  dot_rows<V>,   axpy_rows<V>,  dot_rows_16<V>, axpy_rows_16<V>,         weighted_sum_rows<V>,
             indices_at_least<V>, max<V>,    exp_sum<V>};
   k.swiglu = swiglu<V>;
+  k.encode_16 = encode_16;
   return k;
 }
 
