@@ -26,13 +26,14 @@ namespace {
 constexpr int kChunk = 512;
 constexpr int kMinChunk = 128;
 
-// A row's chunk length: kChunk, or for a context shorter than kChunk per thread, the context split
-// evenly over the threads (in multiples of 16, at least kMinChunk). It depends on the row and the
-// pool only, never on the rest of the batch.
+// A row's chunk length: its context cut into a multiple of `threads` chunks of at most kChunk
+// positions (in multiples of 16, at least kMinChunk), so that a lone decode row gives each thread
+// the same share (1,262 positions in chunks of 512, 512 and 238 kept one of two threads waiting
+// for a third of the time). It depends on the row and the pool only, never on the rest of the batch.
 int chunk_length(int n_ctx, int threads) {
-  if (n_ctx >= threads * kChunk) return kChunk;
-  const int even = (n_ctx + threads - 1) / threads;
-  return std::max(kMinChunk, (even + 15) / 16 * 16);
+  const int chunks = threads * ((n_ctx + threads * kChunk - 1) / (threads * kChunk));
+  const int len = (n_ctx + chunks - 1) / chunks;
+  return std::max(kMinChunk, (len + 15) / 16 * 16);
 }
 
 struct Row {
