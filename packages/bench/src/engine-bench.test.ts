@@ -27,6 +27,9 @@ test('kcache and llama.cpp agree on greedy tokens of the same weights', async ({
     expect(row.llamaCpp?.greedy).toEqual(row.kcache.greedy);
     expect(row.kcache.greedy).toHaveLength(12);
     expect(row.kcache.batchTps[3]).toBeGreaterThan(0);
+    // each row's roofline is the bandwidth measured around its own decode run
+    expect(row.bandwidth).toBeGreaterThan(1e8);
+    expect(formatEngineBench(result)).toContain(`MB/token at ${(row.bandwidth / 1e9).toFixed(1)} GB/s) |`);
   }
   expect(formatEngineBench(result)).toContain('| bf16 | greedy tokens identical before first divergence | 12/12 |');
 }, 120_000);
