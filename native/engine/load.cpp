@@ -62,10 +62,9 @@ EngineImpl::EngineImpl(const EngineOptions& o)
     L.kcache = mode_ == AttentionMode::KCache && l >= kc_.full_layers;
   }
   // Every layer's K and V caches are slices of one device region (and KCache's host-tier V of one
-  // host region), not an allocation each: a layer's pool is often smaller than a huge page (smol135
-  // at 8,000 tokens: 3 MiB of f16 K), and the CPU backend backs only large buffers with huge pages.
-  // In ordinary 4 KiB pages a decode step's walk over the cache was also a walk over page tables,
-  // and the hardware prefetcher stopped at every page.
+  // host region), not an allocation each: the CPU backend backs only buffers of 4 MiB or more with
+  // huge pages, and a layer's pool is often smaller (smol135 at 8,000 tokens: 3 MiB of f16 K a
+  // layer, while f32's 6 MiB got huge pages, so the two KV dtypes were compared on different pages).
   const size_t cache_bytes = (static_cast<size_t>(num_blocks_) * layer_block_bytes() + 63) / 64 * 64;
   const size_t host_layers = std::count_if(layers_.begin(), layers_.end(), [](const LayerWeights& L) { return L.kcache; });
   auto* device = static_cast<uint8_t*>(track(backend_->alloc(cache_bytes * (2 * layers_.size() - host_layers))));
