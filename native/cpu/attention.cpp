@@ -258,7 +258,8 @@ struct TopNScratch {
   std::vector<int> cand;
   std::vector<float> weights;
   std::vector<const float*> rows;
-  std::vector<float> converted;  // the kept value rows of a non-f32 cache, in f32
+  std::vector<const uint16_t*> rows16;  // a 16-bit cache's kept rows, this head's values
+  std::vector<float> converted;         // the kept value rows of a q8_0 cache, in f32
 };
 
 // The indices of the `keep` largest of n scores (ties: the earlier position), in position order.
@@ -317,15 +318,22 @@ void topn_head(Ctx& c, const Shape& s, const Row& row, int h, float* scratch, co
   if (!renormalize) sum = c.k.exp_sum(sc, row.n_ctx, m);  // the kept weights' share of the full softmax
   const float inv = 1.0f / sum;
   const int kvh = h / s.group;
+  for (int k = 0; k < row.keep; ++k) w.weights[k] *= inv;
+  if (s.dtype == DType::F16 || s.dtype == DType::BF16) {  // read as stored, widened in registers
+    w.rows16.resize(row.keep);
+    for (int k = 0; k < row.keep; ++k)
+      w.rows16[k] = reinterpret_cast<const uint16_t*>(s.row(v_host, row.table, w.cand[k])) + static_cast<int64_t>(kvh) * s.hd;
+    c.k.weighted_sum_rows_16(s.dtype, o, w.weights.data(), w.rows16.data(), row.keep, s.hd);
+    return;
+  }
   w.rows.resize(row.keep);
-  // a non-f32 cache: each kept row's values of this head only, widened (or dequantized: a head
-  // starts on a block boundary when the block divides the head size; else the whole row)
+  // a q8_0 cache: each kept row's values of this head only, dequantized (a head starts on a block
+  // boundary when the block divides the head size; else the whole row)
   const bool slice = s.hd % dtype_block(s.dtype) == 0;
   const int width = slice ? s.hd : s.kv_dim;
   const size_t from = slice ? dtype_row_bytes(s.dtype, static_cast<int64_t>(kvh) * s.hd) : 0;
   if (s.dtype != DType::F32) w.converted.resize(static_cast<size_t>(row.keep) * width);
   for (int k = 0; k < row.keep; ++k) {
-    w.weights[k] *= inv;
     if (s.dtype == DType::F32) {
       w.rows[k] = s.at(v_host, row.table, w.cand[k], kvh);
     } else {

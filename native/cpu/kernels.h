@@ -62,6 +62,8 @@ struct Kernels {
   // out[0, hd) = sum_r weights[r] * rows[r][0, hd): the value rows top-N attention kept, wherever
   // they are (rows ahead are prefetched: each is a likely cache miss in the host tier).
   void (*weighted_sum_rows)(float* out, const float* weights, const float* const* rows, int n, int hd);
+  // The same over kept rows of a 16-bit cache (t: F16 or BF16), widened as they are read.
+  void (*weighted_sum_rows_16)(DType t, float* out, const float* weights, const uint16_t* const* rows, int n, int hd);
   // Writes the indices i < n with x[i] >= t to idx, in order; returns how many (top-N's candidates).
   int (*indices_at_least)(int* idx, const float* x, int n, float t);
   // Softmax pieces over n scores: the largest, and x[i] = exp(x[i] - m) in place returning their

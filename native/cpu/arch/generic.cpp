@@ -94,6 +94,12 @@ void weighted_sum_rows_generic(float* out, const float* weights, const float* co
     for (int i = 0; i < hd; ++i) out[i] += weights[r] * rows[r][i];
 }
 
+void weighted_sum_rows_16_generic(DType t, float* out, const float* weights, const uint16_t* const* rows, int n, int hd) {
+  for (int i = 0; i < hd; ++i) out[i] = 0.0f;
+  for (int r = 0; r < n; ++r)
+    for (int i = 0; i < hd; ++i) out[i] += weights[r] * half_value(t, rows[r][i]);
+}
+
 int indices_at_least_generic(int* idx, const float* x, int n, float t) {
   int count = 0;
   for (int i = 0; i < n; ++i) {
@@ -135,6 +141,7 @@ const Kernels& generic_kernels() {
       dot_rows_16_generic,
       axpy_rows_16_generic,
       weighted_sum_rows_generic,
+      weighted_sum_rows_16_generic,
       indices_at_least_generic,
       max_generic,
       exp_sum_generic,

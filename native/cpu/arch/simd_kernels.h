@@ -819,30 +819,39 @@ void axpy_rows_16(DType t, float* out, int64_t out_stride, const float* weights,
   else axpy_rows<V, Bf16>(out, out_stride, weights, lds, G, reinterpret_cast<const Bf16*>(v), n, stride, hd, ahead);
 }
 
-template <class V, int C>
-inline void weighted_sum_rows_regs(float* out, const float* weights, const float* const* rows, int n) {
+template <class V, int C, typename W>
+inline void weighted_sum_rows_regs(float* out, const float* weights, const W* const* rows, int n) {
   constexpr int kAhead = 8;
+  constexpr int kLine = 64 / static_cast<int>(sizeof(W));  // values a cache line
   typename V::vec acc[C];
   for (int c = 0; c < C; ++c) acc[c] = V::zero();
   for (int r = 0; r < kAhead && r < n; ++r)  // the first rows too: each is a likely miss
-    for (int c = 0; c < C * V::N; c += 16) _mm_prefetch(reinterpret_cast<const char*>(rows[r] + c), _MM_HINT_T0);
+    for (int c = 0; c < C * V::N; c += kLine) _mm_prefetch(reinterpret_cast<const char*>(rows[r] + c), _MM_HINT_T0);
   for (int r = 0; r < n; ++r) {
     if (r + kAhead < n)
-      for (int c = 0; c < C * V::N; c += 16) _mm_prefetch(reinterpret_cast<const char*>(rows[r + kAhead] + c), _MM_HINT_T0);
+      for (int c = 0; c < C * V::N; c += kLine) _mm_prefetch(reinterpret_cast<const char*>(rows[r + kAhead] + c), _MM_HINT_T0);
     const typename V::vec w = V::set1(weights[r]);
     for (int c = 0; c < C; ++c) acc[c] = V::fma(w, V::load(rows[r] + c * V::N), acc[c]);
   }
   for (int c = 0; c < C; ++c) V::store(out + c * V::N, acc[c]);
 }
 
-template <class V>
-void weighted_sum_rows(float* out, const float* weights, const float* const* rows, int n, int hd) {
-  if (hd == V::N) return weighted_sum_rows_regs<V, 1>(out, weights, rows, n);
-  if (hd == 2 * V::N) return weighted_sum_rows_regs<V, 2>(out, weights, rows, n);
-  if (hd == 4 * V::N) return weighted_sum_rows_regs<V, 4>(out, weights, rows, n);
-  if (hd == 8 * V::N) return weighted_sum_rows_regs<V, 8>(out, weights, rows, n);
+template <class V, typename W = float>
+void weighted_sum_rows(float* out, const float* weights, const W* const* rows, int n, int hd) {
+  if (hd == V::N) return weighted_sum_rows_regs<V, 1, W>(out, weights, rows, n);
+  if (hd == 2 * V::N) return weighted_sum_rows_regs<V, 2, W>(out, weights, rows, n);
+  if (hd == 4 * V::N) return weighted_sum_rows_regs<V, 4, W>(out, weights, rows, n);
+  if (hd == 8 * V::N) return weighted_sum_rows_regs<V, 8, W>(out, weights, rows, n);
   for (int i = 0; i < hd; ++i) out[i] = 0.0f;
-  for (int r = 0; r < n; ++r) axpy_rows_one<V>(out, weights + r, rows[r], 1, hd, hd, static_cast<const float*>(nullptr));
+  for (int r = 0; r < n; ++r) axpy_rows_one<V, W>(out, weights + r, rows[r], 1, hd, hd, static_cast<const W*>(nullptr));
+}
+
+// The same over rows of a 16-bit cache, widened as they are read (the same FMA chains as on the
+// rows widened first, so the same bits).
+template <class V>
+void weighted_sum_rows_16(DType t, float* out, const float* weights, const uint16_t* const* rows, int n, int hd) {
+  if (t == DType::F16) weighted_sum_rows<V, F16>(out, weights, reinterpret_cast<const F16* const*>(rows), n, hd);
+  else weighted_sum_rows<V, Bf16>(out, weights, reinterpret_cast<const Bf16* const*>(rows), n, hd);
 }
 
 template <class V>
@@ -970,7 +979,7 @@ inline void encode_16(DType t, const float* src, uint16_t* dst, int n) {
 template <class V>
 Kernels make_kernels(const char* name) {
   Kernels k{name,           2 * V::N,       matmul_f32<V>, matmul_bf16<V>,       matmul_f16<V>,
-            dequant_row<V>, matmul_rows<V>, matmul_q8<V>,  dot_rows<V>,   axpy_rows<V>,  dot_rows_16<V>, axpy_rows_16<V>,         weighted_sum_rows<V>,
+            dequant_row<V>, matmul_rows<V>, matmul_q8<V>,  dot_rows<V>,   axpy_rows<V>,  dot_rows_16<V>, axpy_rows_16<V>,         weighted_sum_rows<V>, weighted_sum_rows_16<V>,
             indices_at_least<V>, max<V>,    exp_sum<V>};
   k.swiglu = swiglu<V>;
   k.encode_16 = encode_16;
