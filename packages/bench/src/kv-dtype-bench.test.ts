@@ -37,6 +37,9 @@ test('every KV dtype decodes in every round; the baseline is 1.00x of itself', a
   expect(table).toContain('| f32 |');
   expect(table).toContain('1.00× (1.00–1.00)');
   expect(table).toContain('12 decode steps in 3 rounds of 4');
+  // the roofline's bandwidth is measured around the decode rounds
+  expect(r.bandwidth).toBeGreaterThan(1e8);
+  expect(table).toContain(`read bandwidth measured around the rounds ${(r.bandwidth / 1e9).toFixed(2)} GB/s`);
 }, 60_000);
 
 test('a prompt and decode past the model context is refused before any work', async () => {
