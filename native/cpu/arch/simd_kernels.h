@@ -687,15 +687,9 @@ inline void dot_rows_group_regs(float* scores, int64_t lds, const float* q, cons
     for (int g = 0; g < G; ++g) _mm256_storeu_ps(scores + g * lds + r, _mm256_mul_ps(oct_sum(quad[g][0], quad[g][1]), sc));
   }
   for (; r < n; ++r) {
-    const W* kr = k + static_cast<int64_t>(r) * stride;
-    prefetch_row(ahead, r, stride, C * V::N);
-    typename V::vec kv[C];
-    for (int c = 0; c < C; ++c) kv[c] = V::load(kr + c * V::N);
-    for (int g = 0; g < G; ++g) {
-      typename V::vec acc = V::mul(qv[g][0], kv[0]);
-      for (int c = 1; c < C; ++c) acc = V::fma(qv[g][c], kv[c], acc);
-      scores[g * lds + r] = V::hsum(acc) * scale;
-    }
+    typename V::vec acc[G];
+    row_dot(r, acc);
+    for (int g = 0; g < G; ++g) scores[g * lds + r] = V::hsum(acc[g]) * scale;
   }
 }
 

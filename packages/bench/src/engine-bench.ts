@@ -62,7 +62,7 @@ export function benchPrompt(len: number, salt: number): number[] {
 
 // The machine's read bandwidth drifts by a third within minutes on a shared VM, so each row's
 // roofline is measured next to the decode it judges, not once for the whole run.
-const measureBandwidth = (o: EngineBenchOptions) => measureReadBandwidth(1 << 30, o.threads);
+export const measureBandwidth = (o: { threads: number }) => measureReadBandwidth(1 << 30, o.threads);
 
 async function benchKcache(spec: ModelSpec, o: EngineBenchOptions): Promise<Figures & { bandwidth: number }> {
   const maxCtx = Math.max(o.promptLen + o.decodeTokens, 16 + o.batchDecodeSteps);

@@ -4,9 +4,9 @@
 // dtype's figure against the first-listed one is the median of the per-round ratios. On a shared
 // 2-vCPU VM two separate runs a minute apart differ by more than the effect being measured (the
 // same f32 run gave 38 and 50 tok/s); rounds a second long see the same machine.
-import { argmax, Engine, type KvDtype, kvBytesPerBlock, measureReadBandwidth } from '@kcache/engine';
+import { argmax, Engine, type KvDtype, kvBytesPerBlock } from '@kcache/engine';
 import { resolveModel, type WeightDType } from '@kcache/models';
-import { benchPrompt, decodeWeightBytes, type Figures, llamaCppFigures } from './engine-bench.js';
+import { benchPrompt, decodeWeightBytes, type Figures, llamaCppFigures, measureBandwidth } from './engine-bench.js';
 
 export interface KvDtypeBenchOptions {
   /** a model without its weight type (dummy:smol135) or with it (dummy:smol135:bf16) */
@@ -92,7 +92,7 @@ export async function runKvDtypeBench(o: KvDtypeBenchOptions): Promise<KvDtypeBe
       [run.logits] = (await engine.step([{ tokens: prompt, startPos: 0, blockTable: table }])) as [Float32Array];
       run.prefillTps = o.promptLen / ((performance.now() - t) / 1000);
     }
-    bandwidth = await measureReadBandwidth(1 << 30, o.threads);
+    bandwidth = await measureBandwidth(o);
     for (let round = 0; round < o.rounds; round++) {
       for (let i = 0; i < runs.length; i++) {
         const run = runs[(round + i) % runs.length] as Run;
@@ -106,7 +106,7 @@ export async function runKvDtypeBench(o: KvDtypeBenchOptions): Promise<KvDtypeBe
       }
       o.log(`round ${round + 1}/${o.rounds}: ${runs.map((r) => `${r.kvDtype} ${(r.rates.at(-1) as number).toFixed(1)}`).join(', ')} tok/s`);
     }
-    bandwidth = Math.max(bandwidth, await measureReadBandwidth(1 << 30, o.threads));
+    bandwidth = Math.max(bandwidth, await measureBandwidth(o));
     o.log(`measured read bandwidth around the decode rounds: ${(bandwidth / 1e9).toFixed(2)} GB/s (${o.threads} threads)`);
   } finally {
     for (const r of runs) r.engine.dispose();
