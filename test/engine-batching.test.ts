@@ -146,6 +146,37 @@ describe('bad input is rejected before any work and loses nothing', () => {
   test('the error is an InvalidStepError', async () => {
     await expect(engine.step([{ tokens: [9999], startPos: 0, blockTable: [0] }])).rejects.toMatchObject({ name: 'InvalidStepError' });
   });
+
+  test('the native step refuses a logits buffer of the wrong size or type, naming it', () => {
+    // (the addon's own check, under Engine.step, which always passes the right buffer)
+    const native = (engine as unknown as { native: { step(batch: Record<string, unknown>): Promise<void> } }).native;
+    const batch = (logits: unknown) =>
+      native.step({
+        tokens: Int32Array.of(1),
+        positions: Int32Array.of(0),
+        rowSeq: Int32Array.of(0),
+        blockTables: Int32Array.of(0),
+        tableOffset: Int32Array.of(0),
+        tableLength: Int32Array.of(1),
+        outputRows: Int32Array.of(0),
+        logits,
+      });
+    expect(() => batch(new Float32Array(V - 1))).toThrow(
+      /^step: logits must be a Float32Array of outputRows.length x vocab \(512\) floats/,
+    );
+    expect(() => batch(new Float64Array(V))).toThrow(/^step: logits must be/);
+    expect(() => batch(undefined)).toThrow(/^step: logits must be/);
+  });
+});
+
+describe('logits', () => {
+  test("each step's logits are its own: a later step leaves an earlier step's as they were", async () => {
+    const [first] = await engine.step([{ tokens: ids(12, 4), startPos: 0, blockTable: range(80, 1) }]);
+    const copy = (first as Float32Array).slice();
+    await engine.step([{ tokens: ids(12, 5), startPos: 0, blockTable: range(81, 1) }]);
+    expect(first).toEqual(copy);
+    expect(copy.every(Number.isFinite)).toBe(true);
+  });
 });
 
 describe('asynchronous steps', () => {

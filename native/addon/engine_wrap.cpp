@@ -109,7 +109,7 @@ EngineOptions parse_options(const Napi::Object& o) {
 // The one AsyncWorker of every slow call: `run` computes a Result on the libuv pool and never
 // touches a JavaScript value; `resolve` turns the Result into one on the main thread; `done` (if
 // any) runs on the main thread after either outcome. `keep` stays referenced until then (the
-// engine object a step runs on). A C++ InvalidInput rejects with code ERR_INVALID_INPUT, any other
+// engine object a step runs on, and the Float32Array it writes logits to). A C++ InvalidInput rejects with code ERR_INVALID_INPUT, any other
 // exception with ERR_ENGINE.
 template <typename Result>
 class PromiseWorker : public Napi::AsyncWorker {
@@ -117,13 +117,13 @@ class PromiseWorker : public Napi::AsyncWorker {
   using Run = std::function<Result()>;
   using Resolve = std::function<Napi::Value(Napi::Env, Result&)>;
 
-  PromiseWorker(Napi::Env env, Run run, Resolve resolve, std::function<void()> done, Napi::Object keep)
+  PromiseWorker(Napi::Env env, Run run, Resolve resolve, std::function<void()> done, const std::vector<Napi::Object>& keep)
       : Napi::AsyncWorker(env),
         run_(std::move(run)),
         resolve_(std::move(resolve)),
         done_(std::move(done)),
         deferred_(Napi::Promise::Deferred::New(env)) {
-    if (!keep.IsEmpty()) keep_ = Napi::Persistent(keep);
+    for (const Napi::Object& o : keep) keep_.push_back(Napi::Persistent(o));
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -152,7 +152,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   Run run_;
   Resolve resolve_;
   std::function<void()> done_;
-  Napi::ObjectReference keep_;
+  std::vector<Napi::ObjectReference> keep_;
   Result result_{};
   bool invalid_ = false;
   Napi::Promise::Deferred deferred_;
@@ -160,7 +160,7 @@ class PromiseWorker : public Napi::AsyncWorker {
 
 template <typename Result>
 Napi::Promise queue(Napi::Env env, typename PromiseWorker<Result>::Run run, typename PromiseWorker<Result>::Resolve resolve,
-                    std::function<void()> done = {}, Napi::Object keep = Napi::Object()) {
+                    std::function<void()> done = {}, const std::vector<Napi::Object>& keep = {}) {
   auto* w = new PromiseWorker<Result>(env, std::move(run), std::move(resolve), std::move(done), keep);
   Napi::Promise p = w->Promise();
   w->Queue();
@@ -245,18 +245,26 @@ Napi::Value EngineWrap::Step(const Napi::CallbackInfo& info) {
   in.table_length = int32_field(b, "tableLength");
   in.output_rows = int32_field(b, "outputRows");
   if (!b.Get("seqTopN").IsUndefined()) in.seq_topn = int32_field(b, "seqTopN");
+  // the caller's buffer for the logits, written in place on the libuv thread: JavaScript does not
+  // touch it until the promise settles
+  const size_t n_logits = in.output_rows.size() * static_cast<size_t>(engine_->config().vocab_size);
+  Napi::Value lv = b.Get("logits");
+  if (!lv.IsTypedArray() || lv.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+      lv.As<Napi::Float32Array>().ElementLength() != n_logits)
+    throw Napi::TypeError::New(env, "step: logits must be a Float32Array of outputRows.length x vocab (" + std::to_string(n_logits) + ") floats");
+  Napi::Float32Array logits = lv.As<Napi::Float32Array>();
+  float* out = logits.Data();
   bool expected = false;
   if (!busy_.compare_exchange_strong(expected, true))
     throw Napi::Error::New(env, "engine step already in flight: one step at a time");
   Engine* engine = engine_.get();
-  return queue<StepOutput>(
-      env, [engine, in = std::move(in)]() { return engine->step(in); },
-      [](Napi::Env env, StepOutput& out) {
-        Napi::Float32Array logits = Napi::Float32Array::New(env, out.logits.size());
-        std::copy(out.logits.begin(), out.logits.end(), logits.Data());
-        return logits;
+  return queue<bool>(
+      env,
+      [engine, out, in = std::move(in)]() {
+        engine->step(in, out);
+        return true;
       },
-      [this]() { busy_.store(false); }, info.This().As<Napi::Object>());
+      [](Napi::Env env, bool&) { return env.Undefined(); }, [this]() { busy_.store(false); }, {info.This().As<Napi::Object>(), logits});
 }
 
 Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {

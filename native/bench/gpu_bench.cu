@@ -102,11 +102,12 @@ StepInput decode_input(int batch, int context, int blocks_per_seq, int step) {
 // Seconds per decode step, best of `steps` after one warm-up.
 double time_decode(Engine& e, int batch, int context, int blocks_per_seq, int steps, int topn = 0) {
   double best = 1e30;
+  std::vector<float> logits(static_cast<size_t>(batch) * e.config().vocab_size);
   for (int i = 0; i <= steps; ++i) {
     StepInput in = decode_input(batch, context, blocks_per_seq, i % 8);
     if (topn > 0) in.seq_topn.assign(batch, topn);
     const auto t = Clock::now();
-    e.step(in);
+    e.step(in, logits.data());
     if (i > 0) best = std::min(best, seconds_since(t));
   }
   return best;

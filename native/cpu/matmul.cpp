@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <vector>
 
 #include "ops.h"
@@ -8,26 +9,80 @@ namespace kc::cpu {
 
 namespace {
 
-// Output rows a task: whole packed panels for float weights (a multiple of every variant's panel
+// A unit of work: whole packed panels for float weights (a multiple of every variant's panel
 // width, 16 or 32); for block-quantized weights whole groups of a variant's own layout (kernels.h's
 // quant_group, 16), and for GGML's row-major blocks few enough rows that the generic variant's
 // per-thread f32 copy of them stays in L2.
 constexpr int kRowsPerTask = 32;
 constexpr int kQuantRows = 16;
 
-// On the integer path a task of 16 rows of a 4-bit weight is ~5 KB, a fraction of a microsecond,
-// and handing it out cost about a tenth of a microsecond: smol135's q4_0 decode step spent ~15% of
-// its time there. Such a weight goes in tasks of up to kQuantMaxRows rows, as many groups as still
-// leave each thread kTasksPerThread of them to balance with. Which task computes a row changes no
-// result.
+// On the integer path a unit of a 4-bit weight is ~5 KB, a fraction of a microsecond, and handing
+// out a task cost about a tenth of a microsecond: smol135's q4_0 decode step spent ~15% of its
+// time there when every task was one unit. Such a task takes up to kQuantMaxRows rows.
 constexpr int kQuantMaxRows = 128;
-constexpr int kTasksPerThread = 4;
 
-int rows_per_task(const Ctx& c, const Tensor& w, bool integer) {
-  if (!dtype_quantized(w.dtype)) return kRowsPerTask;
-  if (!integer) return kQuantRows;
-  const int64_t even = w.rows / (static_cast<int64_t>(kTasksPerThread) * c.pool.size()) / kQuantRows * kQuantRows;
-  return static_cast<int>(std::clamp<int64_t>(even, kQuantRows, kQuantMaxRows));
+struct Unit {
+  int rows;       // a unit's output rows
+  int max_units;  // the most units a task takes
+};
+
+Unit unit_of(const Tensor& w, bool integer) {
+  if (!dtype_quantized(w.dtype)) return {kRowsPerTask, 1};
+  return {kQuantRows, integer ? kQuantMaxRows / kQuantRows : 1};
+}
+
+// A task: output rows [o0, o1) of weight w.
+struct Task {
+  int w, o0, o1;
+};
+
+// The tasks of one call, in order over the weights, and each thread's share of them (the pool's
+// share_begin). Shares are equal in bytes of weights, not in tasks (a call's weights may differ in
+// type: a Q4_K_M file's v is Q6_K). Within a share tasks shrink toward its end, from max_units to
+// one unit (guided scheduling): a thread that runs out of work takes the other's next task, and
+// the one the caller waits for at the end is a unit, not 128 rows. With equal tasks of up to 128
+// rows the caller waited on average half of one (~5 us of q8_0 from memory on a 2-vCPU VM) in each
+// of a decode step's ~150 matmuls. Which task computes a row changes no result.
+void plan_tasks(int threads, const Tensor* ws, const uint8_t* integer, int count, std::vector<Task>& tasks, std::vector<int>& share_begin) {
+  thread_local std::vector<int> first_tls;  // weight i: units [first[i], first[i + 1]), over the call
+  thread_local std::vector<double> at_tls;  // weight i: bytes before its first unit
+  std::vector<int>& first = first_tls;
+  std::vector<double>& at = at_tls;
+  first.assign(count + 1, 0);
+  at.assign(count + 1, 0.0);
+  for (int i = 0; i < count; ++i) {
+    const Unit u = unit_of(ws[i], integer[i]);
+    const int n = static_cast<int>((ws[i].rows + u.rows - 1) / u.rows);
+    first[i + 1] = first[i] + n;
+    at[i + 1] = at[i] + static_cast<double>(n) * u.rows * dtype_row_bytes(ws[i].dtype, ws[i].cols);
+  }
+  // Unit g goes to the thread whose byte range holds its middle: thread t's first unit is the
+  // first whose middle is at or past t / threads of the bytes.
+  thread_local std::vector<int> bound_tls;
+  std::vector<int>& bound = bound_tls;
+  bound.assign(threads + 1, first[count]);
+  bound[0] = 0;
+  for (int t = 1, i = 0; t < threads; ++t) {
+    const double x = at[count] * t / threads;
+    while (i + 1 < count && x >= at[i + 1]) ++i;
+    const double unit_bytes = (at[i + 1] - at[i]) / std::max(1, first[i + 1] - first[i]);
+    const double g = unit_bytes > 0 ? std::ceil((x - at[i]) / unit_bytes - 0.5) : 0.0;
+    bound[t] = first[i] + static_cast<int>(std::clamp(g, 0.0, static_cast<double>(first[i + 1] - first[i])));
+  }
+  tasks.clear();
+  share_begin.assign(threads + 1, 0);
+  for (int t = 0, i = 0; t < threads; ++t) {
+    share_begin[t] = static_cast<int>(tasks.size());
+    for (int g = bound[t], end = bound[t + 1]; g < end;) {
+      while (g >= first[i + 1]) ++i;
+      const Unit u = unit_of(ws[i], integer[i]);
+      const int take = std::min({u.max_units, first[i + 1] - g, std::max(1, (end - g) / 2)});
+      const int o0 = (g - first[i]) * u.rows;
+      tasks.push_back({i, o0, static_cast<int>(std::min<int64_t>(ws[i].rows, o0 + static_cast<int64_t>(take) * u.rows))});
+      g += take;
+    }
+  }
+  share_begin[threads] = static_cast<int>(tasks.size());
 }
 
 // The x86 variants' integer path for block-quantized weights: activations rounded to int8 once
@@ -124,32 +179,32 @@ void rows_of(Ctx& c, float* out, const float* x, int rows, const Tensor& w, cons
 
 }  // namespace
 
-// Parallel over output rows, a few dozen a task (whole packed panels, or whole groups of blocks):
-// each task keeps its weights hot in cache while it walks every activation row, so weights are
-// read from memory once per step whatever the batch size (the point of batching decode). The
-// weights of one call (a layer's q, k and v, or its gate and up) share one parallel loop, its tasks
-// in order: each thread's share (thread_pool.h) is one run over consecutive rows, across the
-// weights, and a decode step makes one hand-off to the pool per call instead of one per weight.
+// Parallel over output rows, tasks of whole units (plan_tasks): each task keeps its weights hot in
+// cache while it walks every activation row, so weights are read from memory once per step
+// whatever the batch size (the point of batching decode). The weights of one call (a layer's q, k
+// and v, or its gate and up) share one parallel loop, its tasks in order: each thread's share is
+// one run over consecutive rows, across the weights, and a decode step makes one hand-off to the
+// pool per call instead of one per weight.
 void matmul_multi(Ctx& c, float* const* outs, const float* x, int rows, const Tensor* ws, const float* const* biases, int count) {
   const int k = static_cast<int>(ws[0].cols);
-  const bool any_q8 = std::any_of(ws, ws + count, [&](const Tensor& w) { return integer_path(c, w); });
+  thread_local std::vector<uint8_t> integer_tls;
+  std::vector<uint8_t>& integer = integer_tls;
+  integer.resize(count);
+  for (int i = 0; i < count; ++i) integer[i] = integer_path(c, ws[i]);
+  const bool any_q8 = std::find(integer.begin(), integer.end(), 1) != integer.end();
   const Q8Activations a = any_q8 ? round_activations(c, x, rows, k, ws, count) : Q8Activations{};
-  thread_local std::vector<int> first_tls;
-  std::vector<int>& first = first_tls;  // weight i: tasks [first[i], first[i + 1])
-  first.assign(count + 1, 0);
-  thread_local std::vector<int> per_tls;
-  std::vector<int>& per = per_tls;  // weight i: rows a task
-  per.resize(count);
-  for (int i = 0; i < count; ++i) {
-    per[i] = rows_per_task(c, ws[i], integer_path(c, ws[i]));
-    first[i + 1] = first[i] + static_cast<int>((ws[i].rows + per[i] - 1) / per[i]);
-  }
-  c.pool.parallel_for(first[count], [&](int task, int) {
-    const int i = static_cast<int>(std::upper_bound(first.begin(), first.end(), task) - first.begin()) - 1;
-    const int o0 = (task - first[i]) * per[i];
-    const int o1 = std::min(static_cast<int>(ws[i].rows), o0 + per[i]);
-    rows_of(c, outs[i], x, rows, ws[i], biases[i], a, o0, o1);
-  });
+  thread_local std::vector<Task> tasks_tls;
+  thread_local std::vector<int> share_tls;
+  std::vector<Task>& tasks = tasks_tls;
+  std::vector<int>& share_begin = share_tls;
+  plan_tasks(c.pool.size(), ws, integer.data(), count, tasks, share_begin);
+  c.pool.parallel_for(
+      static_cast<int>(tasks.size()),
+      [&](int task, int) {
+        const Task& t = tasks[task];
+        rows_of(c, outs[t.w], x, rows, ws[t.w], biases[t.w], a, t.o0, t.o1);
+      },
+      share_begin.data());
 }
 
 void matmul(Ctx& c, float* out, const float* x, int rows, const Tensor& w, const float* bias) {

@@ -60,7 +60,7 @@ void ThreadPool::run_tasks(int thread_id, uint32_t tag) {
   }
 }
 
-void ThreadPool::parallel_for(int n_tasks, const std::function<void(int, int)>& fn) {
+void ThreadPool::parallel_for(int n_tasks, const std::function<void(int, int)>& fn, const int* share_begin) {
   if (n_tasks <= 0) return;
   if (workers_.empty() || n_tasks == 1) {
     for (int t = 0; t < n_tasks; ++t) fn(t, 0);
@@ -69,9 +69,10 @@ void ThreadPool::parallel_for(int n_tasks, const std::function<void(int, int)>& 
   fn_.store(&fn, std::memory_order_relaxed);
   const uint32_t tag = static_cast<uint32_t>(generation_.load(std::memory_order_relaxed) + 1);
   const int n = static_cast<int>(shares_.size());
+  const auto begin = [&](int t) { return share_begin ? share_begin[t] : static_cast<int>(static_cast<int64_t>(n_tasks) * t / n); };
   for (int t = 0; t < n; ++t) {
-    shares_[t].word.store(word(tag, static_cast<int>(static_cast<int64_t>(n_tasks) * t / n)), std::memory_order_relaxed);
-    shares_[t].end.store(static_cast<int>(static_cast<int64_t>(n_tasks) * (t + 1) / n), std::memory_order_release);
+    shares_[t].word.store(word(tag, begin(t)), std::memory_order_relaxed);
+    shares_[t].end.store(begin(t + 1), std::memory_order_release);
   }
   generation_.fetch_add(1);  // seq_cst: publishes the job before the sleeping_ check below
   if (sleeping_.load() > 0) {

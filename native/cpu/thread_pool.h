@@ -35,7 +35,10 @@ class ThreadPool {
   int size() const { return static_cast<int>(workers_.size()) + 1; }
   // Runs fn(task, thread) for task in [0, n_tasks), each task once (see above for the order).
   // Not reentrant: one parallel_for at a time (the engine runs one step at a time).
-  void parallel_for(int n_tasks, const std::function<void(int, int)>& fn);
+  // share_begin (size() + 1 entries, nondecreasing, from 0 to n_tasks): thread t's share is
+  // [share_begin[t], share_begin[t + 1]) instead of an equal count of tasks, for a caller whose
+  // tasks differ in size (matmul.cpp balances bytes, not tasks).
+  void parallel_for(int n_tasks, const std::function<void(int, int)>& fn, const int* share_begin = nullptr);
 
  private:
   // Thread t's share of a job: its tasks [next, end), the word tagged with the job's generation

@@ -57,7 +57,7 @@ class EngineImpl final : public Engine {
   explicit EngineImpl(const EngineOptions& o);
   ~EngineImpl() override;
 
-  StepOutput step(const StepInput& in) override;
+  void step(const StepInput& in, float* logits) override;
   Tensor host_weight(const std::string& name) const override;
   std::vector<float> read_weight(const std::string& name) const override;
   void fill_kv_random(uint64_t seed) override;

@@ -18,7 +18,7 @@ uint64_t shape_hash(std::initializer_list<int64_t> v) {
 
 }  // namespace
 
-StepOutput EngineImpl::step(const StepInput& in) {
+void EngineImpl::step(const StepInput& in, float* logits) {
   const int rows = static_cast<int>(in.tokens.size());
   const int n_seqs = static_cast<int>(in.table_offset.size());
   const int n_out = static_cast<int>(in.output_rows.size());
@@ -103,11 +103,8 @@ StepOutput EngineImpl::step(const StepInput& in) {
     B.matmul(s.logits, s.xsel, n_out, output_, nullptr);  // (n_out, vocab)
     if (recording) B.end_record(shape_key);
   }
-  StepOutput out;
-  out.logits.resize(static_cast<size_t>(n_out) * cfg_.vocab_size);
-  B.download(out.logits.data(), s.logits, out.logits.size() * sizeof(float));
+  B.download(logits, s.logits, static_cast<size_t>(n_out) * cfg_.vocab_size * sizeof(float));
   B.synchronize();
-  return out;
 }
 
 void EngineImpl::free_scratch() {

@@ -80,10 +80,6 @@ struct StepInput {
   std::vector<int32_t> seq_topn;      // optional [n_seqs]: KCache N for the sequence (0: default)
 };
 
-struct StepOutput {
-  std::vector<float> logits;  // [output_rows, vocab]
-};
-
 class InvalidInput : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -93,7 +89,10 @@ class Engine {
  public:
   static std::unique_ptr<Engine> create(const EngineOptions& opts);  // throws std::runtime_error
   virtual ~Engine() = default;
-  virtual StepOutput step(const StepInput& in) = 0;  // throws InvalidInput on bad input
+  // Writes the logits of in.output_rows, in order, to logits ([output_rows, vocab] floats, every one
+  // written): the caller's memory, so that a step allocates and copies nothing per token (the
+  // addon passes a JavaScript Float32Array). Throws InvalidInput on bad input.
+  virtual void step(const StepInput& in, float* logits) = 0;
   virtual std::vector<float> read_weight(const std::string& name) const = 0;  // converted to f32
   virtual Tensor host_weight(const std::string& name) const = 0;              // as stored
   virtual const ModelConfig& config() const = 0;

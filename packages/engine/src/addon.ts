@@ -55,6 +55,8 @@ export interface NativeStepBatch {
   outputRows: Int32Array;
   /** KCache N per sequence (0: the engine's default). */
   seqTopN?: Int32Array;
+  /** Where the step writes the logits (outputRows.length × vocab), every float. */
+  logits: Float32Array;
 }
 
 export interface NativeEngineInfo {
@@ -97,8 +99,8 @@ export interface AttentionBenchOptions {
 }
 
 export interface NativeEngine {
-  /** Resolves to logits (outputRows.length × vocab). Rejects with code ERR_INVALID_INPUT on bad input. */
-  step(batch: NativeStepBatch): Promise<Float32Array>;
+  /** Resolves once batch.logits holds the logits. Rejects with code ERR_INVALID_INPUT on bad input. */
+  step(batch: NativeStepBatch): Promise<void>;
   info(): NativeEngineInfo;
   readWeight(name: string): Float32Array;
   /** The tensor's bytes as held (f32, bf16, f16, or GGML blocks for a quantized type). */

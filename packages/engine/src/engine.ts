@@ -169,9 +169,12 @@ export class Engine {
       tableLength[s] = c.blockTable.length;
       for (let i = 0; i < c.blockTable.length; i++) blockTables[t++] = c.blockTable[i] as number;
     });
-    let logits: Float32Array;
+    // Uninitialized memory (the step writes every float): a zero-filled 200 KB buffer a token cost
+    // the event loop ~0.15 ms on a 2-vCPU VM, and copying the logits in another 0.05 ms.
+    const bytes = Buffer.allocUnsafeSlow(outputRows.length * this.vocabSize * 4);
+    const logits = new Float32Array(bytes.buffer, bytes.byteOffset, outputRows.length * this.vocabSize);
     try {
-      logits = await this.native.step({
+      await this.native.step({
         tokens,
         positions,
         rowSeq,
@@ -180,6 +183,7 @@ export class Engine {
         tableLength,
         outputRows: Int32Array.from(outputRows),
         seqTopN,
+        logits,
       });
     } catch (e) {
       if ((e as { code?: string }).code === 'ERR_INVALID_INPUT') throw new InvalidStepError((e as Error).message);
