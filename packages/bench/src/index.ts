@@ -45,5 +45,13 @@ export {
 export { formatKvDtypeBench, type KvDtypeBenchOptions, type KvDtypeBenchResult, runKvDtypeBench } from './kv-dtype-bench.js';
 export { type LocalCluster, startLocalCluster } from './local-cluster.js';
 export { formatRoutingBench, type PolicyResult, type RoutingBenchOptions, runRoutingBench } from './routing-bench.js';
+export {
+  formatSamplingBench,
+  runSamplingBench,
+  SAMPLING_SETTINGS,
+  type SamplingBenchOptions,
+  type SamplingBenchResult,
+  type SamplingBenchRow,
+} from './sampling-bench.js';
 export { formatWorkerBench, runWorkerBench, type WorkerBenchOptions, type WorkerBenchRow } from './worker-bench.js';
 export { type BenchRequest, mooncakeWorkload, oracleHitRate, sharedPrefixWorkload } from './workloads.js';

@@ -15,4 +15,5 @@ export const BENCH_USAGE = `kcache bench engine [--model dummy:smol135] [--dtype
   kcache bench plot [--out docs/img/cluster.svg] [--seconds 30] [--model dummy:smol135:bf16]
   kcache bench faults [--model dummy:tiny] [--cases sigkill,sigstop,redis-restart,poison,overload,drain] [--json]
   kcache bench batch [--model dummy:smol135:bf16] [--requests 60] [--groups 6] [--prefix-chars 400] [--num-blocks 64]
-    [--interactive 40] [--rate 4] [--max-background-prefill-tokens N] [--json]`;
+    [--interactive 40] [--rate 4] [--max-background-prefill-tokens N] [--json]
+  kcache bench sampling [--model dummy:smol135:q4_0] [--rows 32] [--threads N] [--json]`;

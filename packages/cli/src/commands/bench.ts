@@ -20,6 +20,7 @@ import {
   formatOffloadReplay,
   formatReload,
   formatRoutingBench,
+  formatSamplingBench,
   formatSpill,
   formatWorkerBench,
   measureAttention,
@@ -37,6 +38,7 @@ import {
   runFaultsBench,
   runKvDtypeBench,
   runRoutingBench,
+  runSamplingBench,
   runWorkerBench,
   sharedPrefixWorkload,
 } from '@kcache/bench';
@@ -53,8 +55,9 @@ export async function benchCommand(argv: string[]): Promise<void> {
   if (what === 'plot') return plotCommand(rest);
   if (what === 'faults') return faultsBench(rest);
   if (what === 'batch') return batchBench(rest);
+  if (what === 'sampling') return samplingBench(rest);
   if (what !== 'engine')
-    throw new UsageError(`unknown benchmark '${what ?? ''}' (available: engine, worker, routing, kcache, plot, faults, batch)`);
+    throw new UsageError(`unknown benchmark '${what ?? ''}' (available: engine, worker, routing, kcache, plot, faults, batch, sampling)`);
   const { values } = parseArgs({
     args: rest,
     strict: true,
@@ -378,6 +381,22 @@ async function faultsBench(argv: string[]): Promise<void> {
   });
   process.stdout.write(values.json ? `${JSON.stringify(rows)}\n` : `${formatFaultsBench(rows)}\n`);
   if (rows.some((r) => !r.met)) process.exitCode = 1;
+}
+
+async function samplingBench(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: { model: { type: 'string' }, rows: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' } },
+  });
+  const result = await runSamplingBench({
+    model: values.model ?? 'dummy:smol135:q4_0',
+    rows: intArg('rows', values.rows, 32, 1),
+    threads: intArg('threads', values.threads, cpus().length, 1),
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  process.stdout.write(values.json ? `${JSON.stringify(result)}\n` : `${formatSamplingBench(result)}\n`);
+  if (result.rows.some((r) => r.agreed !== r.draws)) process.exitCode = 1;
 }
 
 async function batchBench(argv: string[]): Promise<void> {

@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
+import { sampleReference } from './reference.js';
 import { Rng } from './rng.js';
-import { argmax, sample, validateSampling } from './sample.js';
+import { argmax, type SamplingParams, sample, validateSampling } from './sample.js';
 
 const logits = Float32Array.from([1, 3, 2, 3, -1, 0.5]);
 const base = { temperature: 1, topK: 0, topP: 1, minP: 0 };
@@ -54,5 +55,49 @@ describe('sample', () => {
     expect(validateSampling({ ...base, topP: 0 })).toMatch(/^top_p/);
     expect(validateSampling({ ...base, minP: 2 })).toMatch(/^min_p/);
     expect(validateSampling(base)).toBeNull();
+  });
+});
+
+describe('sample equals its plain definition (reference.ts) token for token', () => {
+  const gen = new Rng(20261202);
+  const normal = () => Math.sqrt(-2 * Math.log(1 - gen.next())) * Math.cos(2 * Math.PI * gen.next());
+  // logits shaped like a model's, flat, in ties, and with banned (-Infinity) tokens
+  const shapes: Record<string, (n: number) => Float32Array> = {
+    peaked: (n) => Float32Array.from({ length: n }, (_, i) => 3 * normal() + (i % 97 === 0 ? 12 : 0)),
+    flat: (n) => Float32Array.from({ length: n }, () => 0.01 * normal()),
+    ties: (n) => Float32Array.from({ length: n }, () => (gen.next() < 0.2 ? -0 : Math.floor(gen.next() * 4))),
+    banned: (n) => Float32Array.from({ length: n }, () => (gen.next() < 0.3 ? Number.NEGATIVE_INFINITY : 2 * normal())),
+    one: (n) => Float32Array.from({ length: n }, (_, i) => (i === n - 1 ? 0 : Number.NEGATIVE_INFINITY)),
+  };
+  const params: SamplingParams[] = [];
+  for (const temperature of [0.05, 0.7, 1, 3, 100])
+    for (const topK of [0, 1, 5, 40])
+      for (const topP of [1, 0.9, 0.3]) for (const minP of [0, 0.05, 0.6]) params.push({ temperature, topK, topP, minP });
+
+  for (const [shape, make] of Object.entries(shapes)) {
+    test(`${shape} logits, ${params.length} settings`, () => {
+      for (const n of [3, 200, 2000]) {
+        const logits = make(n);
+        for (const [k, p] of params.entries()) {
+          const q = { ...p, topK: p.topK === 40 && k % 2 ? n - 1 : p.topK };
+          const a = new Rng(k);
+          const b = new Rng(k);
+          for (let draw = 0; draw < 5; draw++) {
+            const want = sampleReference(logits, q, a);
+            const got = sample(logits, q, b);
+            if (got !== want) expect({ shape, n, params: q, draw, got }).toEqual({ shape, n, params: q, draw, got: want });
+          }
+        }
+      }
+    });
+  }
+
+  test("a vocabulary's worth of logits (49,152) under vLLM's usual settings", () => {
+    const logits = shapes.peaked?.(49_152) as Float32Array;
+    for (const p of [base, { ...base, temperature: 0.7, topP: 0.95 }, { ...base, topK: 50, minP: 0.05 }]) {
+      const a = new Rng(3);
+      const b = new Rng(3);
+      for (let draw = 0; draw < 20; draw++) expect(sample(logits, p, b)).toBe(sampleReference(logits, p, a));
+    }
   });
 });

@@ -1,0 +1,46 @@
+/**
+ * The sampler's definition (sample.ts), written the plain way: the whole vocabulary sorted with a
+ * comparator, the filters applied to arrays. sample.test.ts checks sample() against it token for
+ * token, and `kcache bench sampling` times both.
+ */
+import type { Rng } from './rng.js';
+import { argmax, type SamplingParams } from './sample.js';
+
+export function sampleReference(logits: Float32Array, p: SamplingParams, rng: Rng): number {
+  if (p.temperature === 0) return argmax(logits);
+  const n = logits.length;
+  let max = Number.NEGATIVE_INFINITY;
+  for (const v of logits) if (v > max) max = v;
+  if (!Number.isFinite(max)) return argmax(logits);
+  const w = (i: number) => Math.exp(((logits[i] as number) - max) / p.temperature);
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => (logits[b] as number) - (logits[a] as number) || a - b);
+  // every sum of w in id order
+  const sum = (ids: number[]) => [...ids].sort((a, b) => a - b).reduce((s, i) => s + w(i), 0);
+  let kept = p.topK > 0 && p.topK < n ? order.slice(0, p.topK) : order;
+  const total0 = sum(kept);
+  if (p.topP < 1) {
+    let cum = 0;
+    for (let k = 0; k < kept.length; k++) {
+      cum += w(kept[k] as number) / total0;
+      if (cum >= p.topP) {
+        kept = kept.slice(0, k + 1);
+        break;
+      }
+    }
+  }
+  if (p.minP > 0) {
+    const threshold = w(kept[0] as number) * p.minP;
+    const cut = kept.findIndex((i) => w(i) < threshold);
+    if (cut > 0) kept = kept.slice(0, cut);
+  }
+  // the draw walks what is kept in id order
+  let u = rng.next() * sum(kept);
+  let lastPositive = -1;
+  for (const i of [...kept].sort((a, b) => a - b)) {
+    if (!(w(i) > 0)) continue;
+    lastPositive = i;
+    u -= w(i);
+    if (u < 0) return i;
+  }
+  return lastPositive;
+}
