@@ -1,5 +1,7 @@
 #include "kernels.h"
 
+#include "kcache/cpu_backend.h"
+
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -55,6 +57,19 @@ void quantize_activations(const float* x, int rows, int k, int8_t* xq, float* xd
 }
 
 // The widest variant the CPU supports, capped by KCACHE_SIMD (generic < avx2 < avx512 < avx512vnni).
+int argmax_scalar(const float* x, int n) {
+  if (n <= 0) return 0;
+  int best = 0;
+  for (int i = 1; i < n; ++i)
+    if (x[i] > x[best]) best = i;
+  return best;
+}
+
+int cpu_argmax(const float* x, int n) {
+  const Kernels& k = active_kernels();
+  return (k.argmax ? k.argmax : argmax_scalar)(x, n);
+}
+
 const Kernels& active_kernels() {
   static const Kernels* chosen = [] {
     const char* cap = std::getenv("KCACHE_SIMD");

@@ -91,7 +91,14 @@ struct Kernels {
   int quant_group = 0;
   size_t (*quant_packed_bytes)(DType t, int64_t rows, int k) = nullptr;
   void (*pack_quant)(DType t, const uint8_t* src, int64_t rows, int k, int64_t g0, int64_t g1, uint8_t* dst) = nullptr;
+  // Optional (null: argmax_scalar): the same index as argmax_scalar, in the variant's vectors.
+  int (*argmax)(const float* x, int n) = nullptr;
 };
+
+// The index of the first largest of x[0, n) as sampling's greedy path defines it (sample.ts's
+// argmax: x[0], then each later value that is larger): a NaN at x[0] wins, a later NaN never does,
+// -0 and +0 are equal; 0 for n = 0.
+int argmax_scalar(const float* x, int n);
 
 // Rounds each row of x (rows × k, k a multiple of 32) to int8 per block of 32: d = max|x| / 127,
 // q = round(x / d), and the block's sum of q (the terms of weight types with a minimum).

@@ -870,6 +870,21 @@ float max(const float* x, int n) {
   return r;
 }
 
+// argmax_scalar's index (kernels.h): the largest value over NaN-free vectors (max(a, b) is b when a
+// is NaN, and b starts as x[0], not NaN), then the first position holding it.
+template <class V>
+int argmax(const float* x, int n) {
+  if (n <= 0 || std::isnan(x[0])) return 0;
+  typename V::vec m = V::set1(x[0]);
+  int i = 0;
+  for (; i + V::N <= n; i += V::N) m = V::max(V::load(x + i), m);
+  float r = V::hmax(m);
+  for (; i < n; ++i) r = x[i] > r ? x[i] : r;
+  for (i = 0; !(x[i] == r); ++i) {
+  }
+  return i;
+}
+
 // e^x for x <= 0 (scores minus their maximum), Cephes' expf: x = k ln2 + r with |r| <= ln2 / 2,
 // e^r by a degree-6 polynomial, times 2^k. Below -87 the result is clamped to about 1e-38
 // instead of 0, which no softmax sum can tell apart.
@@ -977,6 +992,7 @@ Kernels make_kernels(const char* name) {
             indices_at_least<V>, max<V>,    exp_sum<V>};
   k.swiglu = swiglu<V>;
   k.encode_16 = encode_16;
+  k.argmax = argmax<V>;
   return k;
 }
 

@@ -120,6 +120,8 @@ export interface NativeEngine {
 
 interface Addon {
   loadEngine(options: NativeLoadOptions): Promise<NativeEngine>;
+  /** argmaxReference's index (sampling/reference.ts), by the CPU kernels in use. */
+  argmax(logits: Float32Array): number;
   /** Best-of-several read bandwidth in bytes/s over a buffer of `bytes`, with `threads` threads. */
   measureReadBandwidth(bytes: number, threads: number): Promise<number>;
   /** Best seconds per token of one decode row's attention through every layer, per topNs entry. */

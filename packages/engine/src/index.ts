@@ -14,6 +14,6 @@ export {
 } from './engine.js';
 export { InvalidStepError } from './errors.js';
 export { type FinishReason, type GenerateRequest, type GenerateResult, generate } from './generate.js';
-export { sampleReference } from './sampling/reference.js';
+export { argmaxReference, sampleReference } from './sampling/reference.js';
 export { Rng } from './sampling/rng.js';
 export { argmax, type SamplingParams, sample, validateSampling } from './sampling/sample.js';

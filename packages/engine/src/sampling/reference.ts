@@ -4,14 +4,28 @@
  * token, and `kcache bench sampling` times both.
  */
 import type { Rng } from './rng.js';
-import { argmax, type SamplingParams } from './sample.js';
+import type { SamplingParams } from './sample.js';
+
+/** The index of the first largest value: x[0], then each later value that is larger (a NaN at 0 wins, a later one never does). */
+export function argmaxReference(logits: ArrayLike<number>): number {
+  let best = 0;
+  let bestV = logits[0] as number;
+  for (let i = 1; i < logits.length; i++) {
+    const v = logits[i] as number;
+    if (v > bestV) {
+      bestV = v;
+      best = i;
+    }
+  }
+  return best;
+}
 
 export function sampleReference(logits: Float32Array, p: SamplingParams, rng: Rng): number {
-  if (p.temperature === 0) return argmax(logits);
+  if (p.temperature === 0) return argmaxReference(logits);
   const n = logits.length;
   let max = Number.NEGATIVE_INFINITY;
   for (const v of logits) if (v > max) max = v;
-  if (!Number.isFinite(max)) return argmax(logits);
+  if (!Number.isFinite(max)) return argmaxReference(logits);
   const w = (i: number) => Math.exp(((logits[i] as number) - max) / p.temperature);
   const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => (logits[b] as number) - (logits[a] as number) || a - b);
   // every sum of w in id order
