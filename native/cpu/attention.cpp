@@ -278,7 +278,7 @@ void select_topn(Ctx& c, const float* sc, int n, int keep, TopNScratch& w) {
     w.sample.resize(kSample);
     for (int j = 0; j < kSample; ++j) w.sample[j] = sc[static_cast<int64_t>(j) * n / kSample];
     const int rank = std::min(kSample, static_cast<int>(1.25 * keep * kSample / n) + 6);
-    count = c.k.indices_at_least(cand.data(), sc, n, kth_largest(w.sample.data(), kSample, rank, w.keys));
+    count = c.k.indices_at_least(cand.data(), sc, n, (c.k.kth_largest ? c.k.kth_largest : kth_largest)(w.sample.data(), kSample, rank, w.keys));
   }
   if (count < keep) {
     for (int i = 0; i < n; ++i) cand[i] = i;
@@ -286,7 +286,7 @@ void select_topn(Ctx& c, const float* sc, int n, int keep, TopNScratch& w) {
   }
   w.sample.resize(count);
   for (int i = 0; i < count; ++i) w.sample[i] = sc[cand[i]];
-  const float kth = kth_largest(w.sample.data(), count, keep, w.keys);
+  const float kth = (c.k.kth_largest ? c.k.kth_largest : kth_largest)(w.sample.data(), count, keep, w.keys);
   int above = 0;
   const float* v = w.sample.data();  // the candidates' scores, in order
   for (int i = 0; i < count; ++i) above += v[i] > kth;

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "kcache/types.h"
 
@@ -93,6 +94,9 @@ struct Kernels {
   void (*pack_quant)(DType t, const uint8_t* src, int64_t rows, int k, int64_t g0, int64_t g1, uint8_t* dst) = nullptr;
   // Optional (null: argmax_scalar): the same index as argmax_scalar, in the variant's vectors.
   int (*argmax)(const float* x, int n) = nullptr;
+  // Optional (null: kth_largest.h's): the same value as kth_largest.h's kth_largest, in the
+  // variant's vectors (KCache's top-N selection; keys: scratch).
+  float (*kth_largest)(const float* x, int n, int k, std::vector<uint32_t>& keys) = nullptr;
 };
 
 // The index of the first largest of x[0, n) as sampling's greedy path defines it (sample.ts's
