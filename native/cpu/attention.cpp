@@ -309,12 +309,11 @@ void topn_head(Ctx& c, const Shape& s, const Row& row, int h, float* scratch, co
   select_topn(c, sc, row.n_ctx, row.keep, w);
   float m = -INFINITY;
   for (int i : w.cand) m = std::max(m, sc[i]);  // the largest score overall
+  // the kept scores' exponentials by the variant's exp_sum, as full attention's chunks take theirs
+  // (std::exp a score cost about as much as the whole selection)
   w.weights.resize(row.keep);
-  float sum = 0.0f;
-  for (int k = 0; k < row.keep; ++k) {
-    w.weights[k] = std::exp(sc[w.cand[k]] - m);
-    sum += w.weights[k];
-  }
+  for (int k = 0; k < row.keep; ++k) w.weights[k] = sc[w.cand[k]];
+  float sum = c.k.exp_sum(w.weights.data(), row.keep, m);
   if (!renormalize) sum = c.k.exp_sum(sc, row.n_ctx, m);  // the kept weights' share of the full softmax
   const float inv = 1.0f / sum;
   const int kvh = h / s.group;
