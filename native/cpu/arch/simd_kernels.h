@@ -168,7 +168,8 @@ inline __m128i load16(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cas
 inline void store16(int8_t* p, __m128i v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), v); }
 // (v >> s) & mask in every byte (a 16-bit shift, masked so no bit crosses between bytes)
 inline __m128i bits(__m128i v, int s, int mask) { return _mm_and_si128(_mm_srli_epi16(v, s), _mm_set1_epi8(static_cast<char>(mask))); }
-inline float half_at(const uint8_t* p) { return f16_to_f32(static_cast<uint16_t>(p[0] | (p[1] << 8))); }
+// (F16C, which every x86 variant has: the library f16_to_f32 is an out-of-line call a block)
+inline float half_at(const uint8_t* p) { return _cvtsh_ss(static_cast<unsigned short>(p[0] | (p[1] << 8))); }
 
 template <class V>
 void dequant_row(DType t, const void* src, float* y, int k) {
