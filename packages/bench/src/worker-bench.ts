@@ -13,6 +13,8 @@ export interface WorkerBenchOptions {
   streams: number[];
   tokens: number;
   threads: number;
+  /** The streams' sampling temperature (0: greedy); the raw engine steps take the argmax either way. */
+  temperature: number;
   log: (line: string) => void;
 }
 
@@ -38,7 +40,7 @@ async function rawEngine(engine: Engine, b: number, tokens: number): Promise<num
 }
 
 /** Opens b streams at once; the decode rate counts from the moment every stream has its first token. */
-async function throughWorker(address: string, b: number, tokens: number): Promise<number> {
+async function throughWorker(address: string, b: number, tokens: number, temperature: number): Promise<number> {
   const client = new (protos().v1.Worker)(address, grpc.credentials.createInsecure());
   let firstTokens = 0;
   let t0 = 0;
@@ -50,7 +52,7 @@ async function throughWorker(address: string, b: number, tokens: number): Promis
           const call = client.Generate({
             requestId: `bench-${b}-${s}`,
             tokenIds: benchPrompt(PROMPT, 500 + s),
-            sampling: { temperature: 0 },
+            sampling: { temperature, seed: s },
             stop: { maxTokens: tokens, ignoreEos: true },
           });
           let n = 0;
@@ -88,19 +90,19 @@ export async function runWorkerBench(o: WorkerBenchOptions): Promise<WorkerBench
     maxNumSeqs: maxB,
     maxBatchedTokens: Math.max(512, maxB * PROMPT),
   });
-  await throughWorker(worker.address, 1, 4); // warm-up
+  await throughWorker(worker.address, 1, 4, o.temperature); // warm-up
   const rows: WorkerBenchRow[] = [];
   for (const b of o.streams) {
     o.log(`worker, ${b} streams ...`);
-    rows.push({ streams: b, engineTps: raw[b] as number, workerTps: await throughWorker(worker.address, b, o.tokens) });
+    rows.push({ streams: b, engineTps: raw[b] as number, workerTps: await throughWorker(worker.address, b, o.tokens, o.temperature) });
   }
   await worker.close();
   return rows;
 }
 
-export function formatWorkerBench(model: string, rows: WorkerBenchRow[]): string {
+export function formatWorkerBench(model: string, rows: WorkerBenchRow[], temperature = 0): string {
   const lines = [
-    `model ${model}; decode tokens/s after every stream's first token, greedy, ${PROMPT}-token prompts`,
+    `model ${model}; decode tokens/s after every stream's first token, ${temperature === 0 ? 'greedy' : `streams sampled at temperature ${temperature}`}, ${PROMPT}-token prompts`,
     '',
     '| concurrent streams | raw engine steps | through the worker (gRPC) | worker / engine | overhead |',
     '|---:|---:|---:|---:|---:|',

@@ -3,7 +3,7 @@ export const BENCH_USAGE = `kcache bench engine [--model dummy:smol135] [--dtype
     [--decode-tokens 64] [--batches 8,32] [--no-llama-cpp] [--json]
   kcache bench engine --kv-cache-dtypes f32,f16,bf16,q8_0 [--dtypes bf16] [--prompt-len 8000] [--decode-tokens 120] [--rounds 5]
     [--model dummy:smol135] [--threads N] [--no-llama-cpp] [--json]
-  kcache bench worker [--model dummy:smol135:bf16] [--streams 1,8,32] [--tokens 64] [--threads N]
+  kcache bench worker [--model dummy:smol135:bf16] [--streams 1,8,32] [--tokens 64] [--threads N] [--temperature 0]
   kcache bench routing [--model dummy:smol135:bf16] [--workers 3] [--policies cache_aware,round_robin,...] [--requests 36] [--rate 1]
     [--trace ../shared/traces/mooncake_conversation_trace.jsonl] [--trace-requests 100] [--num-blocks 160]
     [--parts workloads,overhead,decisions,http,reload,offload,spill] [--overhead-model dummy:tiny] [--load-cost-tokens N]

@@ -45,7 +45,7 @@ import {
 import type { KvDtype } from '@kcache/engine';
 import { LOAD_QUANT_DTYPES, resolveModel, type WeightDType } from '@kcache/models';
 import { POLICIES, type PolicyName } from '@kcache/routing';
-import { idsArg, intArg, kvDtypeArg, UsageError } from '../args.js';
+import { idsArg, intArg, kvDtypeArg, numArg, UsageError } from '../args.js';
 
 export async function benchCommand(argv: string[]): Promise<void> {
   const [what, ...rest] = argv;
@@ -128,17 +128,26 @@ async function workerBench(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     strict: true,
-    options: { model: { type: 'string' }, streams: { type: 'string' }, tokens: { type: 'string' }, threads: { type: 'string' } },
+    options: {
+      model: { type: 'string' },
+      streams: { type: 'string' },
+      tokens: { type: 'string' },
+      threads: { type: 'string' },
+      temperature: { type: 'string' },
+    },
   });
   const model = values.model ?? 'dummy:smol135:bf16';
+  const temperature = numArg('temperature', values.temperature, 0);
+  if (temperature < 0) throw new UsageError(`--temperature must be >= 0, got '${values.temperature}'`);
   const rows = await runWorkerBench({
     model,
     streams: idsArg('streams', values.streams ?? '1,8,32'),
     tokens: intArg('tokens', values.tokens, 64, 2),
     threads: intArg('threads', values.threads, cpus().length, 1),
+    temperature,
     log: (line) => process.stderr.write(`${line}\n`),
   });
-  process.stdout.write(`${formatWorkerBench(model, rows)}\n`);
+  process.stdout.write(`${formatWorkerBench(model, rows, temperature)}\n`);
 }
 
 async function routingBench(argv: string[]): Promise<void> {
