@@ -3,8 +3,8 @@
 // kernels-quant.test.ts, is avx512vnni, whose quantized matmul differs; the float kernels are the same.
 process.env.KCACHE_SIMD = 'avx512';
 
-import { testArgmax } from './helpers/argmax-variant.js';
 import { testQuantKernels } from './helpers/quant-variant.js';
+import { testSamplingKernels } from './helpers/sampling-variant.js';
 
 testQuantKernels('avx512');
-testArgmax('avx512');
+testSamplingKernels('avx512');

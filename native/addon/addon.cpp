@@ -9,6 +9,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loadEngine", Napi::Function::New(env, kc::addon::LoadEngine));
   exports.Set("measureReadBandwidth", Napi::Function::New(env, kc::addon::MeasureReadBandwidth));
   exports.Set("argmax", Napi::Function::New(env, kc::addon::Argmax));
+  exports.Set("expWeights", Napi::Function::New(env, kc::addon::ExpWeights));
   exports.Set("benchDecodeAttention", Napi::Function::New(env, kc::addon::BenchDecodeAttention));
   exports.Set("dequantizeRow", Napi::Function::New(env, kc::addon::DequantizeRow));
   exports.Set("quantizeRow", Napi::Function::New(env, kc::addon::QuantizeRow));

@@ -46,6 +46,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 Napi::Value LoadEngine(const Napi::CallbackInfo& info);
 Napi::Value MeasureReadBandwidth(const Napi::CallbackInfo& info);
 Napi::Value Argmax(const Napi::CallbackInfo& info);
+Napi::Value ExpWeights(const Napi::CallbackInfo& info);
 Napi::Value BenchDecodeAttention(const Napi::CallbackInfo& info);
 // The block-quantized formats, for tests: the active kernel variant's dequantization and matmul,
 // and the quantizers of quantize-on-load.

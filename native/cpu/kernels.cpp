@@ -70,6 +70,15 @@ int cpu_argmax(const float* x, int n) {
   return (k.argmax ? k.argmax : argmax_scalar)(x, n);
 }
 
+void cpu_exp_weights(const float* x, int n, float max, float temperature, float* out) {
+  const float inv = 1.0f / temperature;
+  for (int i = 0; i < n; ++i) out[i] = (x[i] - max) * inv;
+  active_kernels().exp_sum(out, n, 0.0f);
+  // (exp_sum's vectors give about 1e-38 below -87, which a banned token must not get)
+  for (int i = 0; i < n; ++i)
+    if (x[i] == -INFINITY) out[i] = 0.0f;
+}
+
 const Kernels& active_kernels() {
   static const Kernels* chosen = [] {
     const char* cap = std::getenv("KCACHE_SIMD");

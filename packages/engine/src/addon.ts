@@ -122,6 +122,8 @@ interface Addon {
   loadEngine(options: NativeLoadOptions): Promise<NativeEngine>;
   /** argmaxReference's index (sampling/reference.ts), by the CPU kernels in use. */
   argmax(logits: Float32Array): number;
+  /** out[i] = exp((logits[i] − max) / temperature) in float32 by the CPU kernels in use; 0 for −Infinity. */
+  expWeights(logits: Float32Array, max: number, temperature: number, out: Float32Array): void;
   /** Best-of-several read bandwidth in bytes/s over a buffer of `bytes`, with `threads` threads. */
   measureReadBandwidth(bytes: number, threads: number): Promise<number>;
   /** Best seconds per token of one decode row's attention through every layer, per topNs entry. */

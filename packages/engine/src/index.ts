@@ -16,4 +16,4 @@ export { InvalidStepError } from './errors.js';
 export { type FinishReason, type GenerateRequest, type GenerateResult, generate } from './generate.js';
 export { argmaxReference, sampleReference } from './sampling/reference.js';
 export { Rng } from './sampling/rng.js';
-export { argmax, type SamplingParams, sample, validateSampling } from './sampling/sample.js';
+export { argmax, expWeights, type SamplingParams, sample, validateSampling } from './sampling/sample.js';

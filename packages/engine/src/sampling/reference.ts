@@ -4,7 +4,7 @@
  * token, and `kcache bench sampling` times both.
  */
 import type { Rng } from './rng.js';
-import type { SamplingParams } from './sample.js';
+import { expWeights, type SamplingParams } from './sample.js';
 
 /** The index of the first largest value: x[0], then each later value that is larger (a NaN at 0 wins, a later one never does). */
 export function argmaxReference(logits: ArrayLike<number>): number {
@@ -26,7 +26,8 @@ export function sampleReference(logits: Float32Array, p: SamplingParams, rng: Rn
   let max = Number.NEGATIVE_INFINITY;
   for (const v of logits) if (v > max) max = v;
   if (!Number.isFinite(max)) return argmaxReference(logits);
-  const w = (i: number) => Math.exp(((logits[i] as number) - max) / p.temperature);
+  const weights = expWeights(logits, max, p.temperature);
+  const w = (i: number) => weights[i] as number;
   const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => (logits[b] as number) - (logits[a] as number) || a - b);
   // every sum of w in id order
   const sum = (ids: number[]) => [...ids].sort((a, b) => a - b).reduce((s, i) => s + w(i), 0);

@@ -39,7 +39,8 @@ export function argmax(logits: ArrayLike<number>): number {
  * What it computes, step by step (reference.ts holds this as a plain implementation that sorts
  * the whole vocabulary, and sample.test.ts checks this one against it token for token):
  * - the order: tokens by logit, largest first, the lower id first among equal logits;
- * - w(i) = exp((logit(i) - max logit) / temperature);
+ * - w(i) = exp((logit(i) - max logit) / temperature), the native kernels' float32 (expWeights:
+ *   within ~1e-5 of the exact value, 0 for a -Infinity logit);
  * - top-k keeps the first k of the order; top-p then keeps the shortest prefix whose running sum
  *   of w / (sum of w over what top-k kept) reaches top_p; min-p cuts that prefix before the first
  *   token with w < min_p × w(first);
@@ -50,13 +51,18 @@ export function argmax(logits: ArrayLike<number>): number {
  *
  * The order is sorted only as far as top-k, top-p and min-p look into it (SortedPrefix), and not
  * at all without them: the draw needs no order. Sorting all 49,152 ids of a smol135 vocabulary
- * with a comparator took ~29 ms a token on the event loop, which every stream of a worker shares.
+ * with a comparator took ~29 ms a token on the event loop, which every stream of a worker shares,
+ * and V8's Math.exp over them ~0.9 ms.
  */
 export function sample(logits: Float32Array, p: SamplingParams, rng: Rng): number {
   if (p.temperature === 0) return argmax(logits);
   const n = logits.length;
-  let max = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < n; i++) if ((logits[i] as number) > max) max = logits[i] as number;
+  let max = logits[argmax(logits)] as number;
+  if (Number.isNaN(max)) {
+    // (argmax's rule returns a NaN at 0: the largest of the rest, the slow way)
+    max = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < n; i++) if ((logits[i] as number) > max) max = logits[i] as number;
+  }
   if (!Number.isFinite(max)) return argmax(logits); // no finite logit to weigh: nothing to draw from
   const order = new SortedPrefix(logits, max);
 
@@ -75,17 +81,11 @@ export function sample(logits: Float32Array, p: SamplingParams, rng: Rng): numbe
     for (let i = 0; i < n; i++) if (kept(i)) s += w[i] as number;
     return s;
   };
-  if (p.topK > 0 && p.topK < n) cut(p.topK);
-  // w of the tokens top-k kept (the only ones read from here on), and their sum; exp is ~20 ns
-  // in V8, a millisecond over a whole vocabulary
-  if (weights.length < n) weights = new Float64Array(n);
+  if (weights.length < n) weights = new Float32Array(n);
   const w = weights;
-  let total0 = 0;
-  for (let i = 0; i < n; i++) {
-    if (!kept(i)) continue;
-    w[i] = Math.exp(((logits[i] as number) - max) / p.temperature);
-    total0 += w[i] as number;
-  }
+  addon().expWeights(logits, max, p.temperature, w);
+  if (p.topK > 0 && p.topK < n) cut(p.topK);
+  const total0 = keptSum();
   if (p.topP < 1) {
     let cum = 0;
     for (let pos = 0; pos < keep; pos++) {
@@ -117,7 +117,14 @@ export function sample(logits: Float32Array, p: SamplingParams, rng: Rng): numbe
 }
 
 /** sample's w, reused from token to token (the event loop runs one sample at a time). */
-let weights = new Float64Array(0);
+let weights = new Float32Array(0);
+
+/** The weights w(i) of a sampling step (see sample), in a new array. */
+export function expWeights(logits: Float32Array, max: number, temperature: number): Float32Array {
+  const w = new Float32Array(logits.length);
+  addon().expWeights(logits, max, temperature, w);
+  return w;
+}
 
 /**
  * The order (logit descending, id ascending), sorted lazily. Each token falls in one of 1,024
