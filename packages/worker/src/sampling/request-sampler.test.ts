@@ -1,3 +1,4 @@
+import { Rng } from '@kcache/engine';
 import { expect, test } from 'vitest';
 import { RequestSampler, type RequestSampling, validatePenalties } from './request-sampler.js';
 
@@ -31,6 +32,22 @@ test('min_tokens bans EOS until reached; logprobs are the model distribution', (
   expect(r.logprobs?.logprob).toBeCloseTo(1 - z, 6);
   expect(r.logprobs?.top.map((t) => t.tokenId)).toEqual([1, 2]);
   expect(new RequestSampler(greedy, [1], 2).next(Float32Array.from([0, 3, 1]), 1, [5, 7, 8]).token).toBe(1);
+});
+
+test('logprobs over a whole vocabulary match float64 within 1e-6, top ones in order', () => {
+  const rng = new Rng(3);
+  const logits = Float32Array.from({ length: 49_152 }, () => rng.next() * 30 - 15);
+  const copy = logits.slice();
+  const out = new RequestSampler({ ...greedy, logprobs: 5 }, [], 0).next(logits, 1, [5]);
+  let m = Number.NEGATIVE_INFINITY;
+  for (const v of copy) m = Math.max(m, v);
+  let z = 0;
+  for (const v of copy) z += Math.exp(v - m);
+  const lz = m + Math.log(z);
+  const byLogit = Array.from(copy.keys()).sort((a, b) => (copy[b] as number) - (copy[a] as number) || a - b);
+  expect(out.logprobs?.top.map((t) => t.tokenId)).toEqual(byLogit.slice(0, 5));
+  for (const t of out.logprobs?.top ?? []) expect(Math.abs(t.logprob - ((copy[t.tokenId] as number) - lz))).toBeLessThan(1e-6);
+  expect(Math.abs((out.logprobs?.logprob as number) - ((copy[out.token] as number) - lz))).toBeLessThan(1e-6);
 });
 
 test('penalty validation names the field', () => {
