@@ -111,8 +111,8 @@ EngineOptions parse_options(const Napi::Object& o) {
 // The one AsyncWorker of every slow call: `run` computes a Result on the libuv pool and never
 // touches a JavaScript value; `resolve` turns the Result into one on the main thread; `done` (if
 // any) runs on the main thread after either outcome. `keep` stays referenced until then (the
-// engine object a step runs on, and the Float32Array it writes logits to). A C++ InvalidInput rejects with code ERR_INVALID_INPUT, any other
-// exception with ERR_ENGINE.
+// engine object a step runs on, and the Float32Array it writes logits to). A C++ InvalidInput
+// rejects with code ERR_INVALID_INPUT, any other exception with ERR_ENGINE.
 template <typename Result>
 class PromiseWorker : public Napi::AsyncWorker {
  public:
@@ -284,7 +284,8 @@ Napi::Value EngineWrap::Step(const Napi::CallbackInfo& info) {
   Napi::Value lv = b.Get("logits");
   if (!lv.IsTypedArray() || lv.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
       lv.As<Napi::Float32Array>().ElementLength() != n_logits)
-    throw Napi::TypeError::New(env, "step: logits must be a Float32Array of outputRows.length x vocab (" + std::to_string(n_logits) + ") floats");
+    throw Napi::TypeError::New(
+        env, "step: logits must be a Float32Array of outputRows.length x vocab (" + std::to_string(n_logits) + ") floats");
   Napi::Float32Array logits = lv.As<Napi::Float32Array>();
   float* out = logits.Data();
   bool expected = false;

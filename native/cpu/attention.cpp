@@ -272,13 +272,14 @@ struct TopNScratch {
 void select_topn(Ctx& c, const float* sc, int n, int keep, TopNScratch& w) {
   std::vector<int>& cand = w.cand;
   cand.resize(n);
+  const auto kth_of = c.k.kth_largest ? c.k.kth_largest : kth_largest;  // (the variant's, or the portable one)
   int count = 0;
   constexpr int kSample = 256;
   if (n >= 4 * keep && n >= 4 * kSample) {
     w.sample.resize(kSample);
     for (int j = 0; j < kSample; ++j) w.sample[j] = sc[static_cast<int64_t>(j) * n / kSample];
     const int rank = std::min(kSample, static_cast<int>(1.25 * keep * kSample / n) + 6);
-    count = c.k.indices_at_least(cand.data(), sc, n, (c.k.kth_largest ? c.k.kth_largest : kth_largest)(w.sample.data(), kSample, rank, w.keys));
+    count = c.k.indices_at_least(cand.data(), sc, n, kth_of(w.sample.data(), kSample, rank, w.keys));
   }
   if (count < keep) {
     for (int i = 0; i < n; ++i) cand[i] = i;
@@ -286,7 +287,7 @@ void select_topn(Ctx& c, const float* sc, int n, int keep, TopNScratch& w) {
   }
   w.sample.resize(count);
   for (int i = 0; i < count; ++i) w.sample[i] = sc[cand[i]];
-  const float kth = (c.k.kth_largest ? c.k.kth_largest : kth_largest)(w.sample.data(), count, keep, w.keys);
+  const float kth = kth_of(w.sample.data(), count, keep, w.keys);
   int above = 0;
   const float* v = w.sample.data();  // the candidates' scores, in order
   for (int i = 0; i < count; ++i) above += v[i] > kth;

@@ -56,7 +56,6 @@ void quantize_activations(const float* x, int rows, int k, int8_t* xq, float* xd
   }
 }
 
-// The widest variant the CPU supports, capped by KCACHE_SIMD (generic < avx2 < avx512 < avx512vnni).
 int argmax_scalar(const float* x, int n) {
   if (n <= 0) return 0;
   int best = 0;
@@ -79,6 +78,7 @@ void cpu_exp_weights(const float* x, int n, float max, float temperature, float*
     if (x[i] == -INFINITY) out[i] = 0.0f;
 }
 
+// The widest variant the CPU supports, capped by KCACHE_SIMD (generic < avx2 < avx512 < avx512vnni).
 const Kernels& active_kernels() {
   static const Kernels* chosen = [] {
     const char* cap = std::getenv("KCACHE_SIMD");
