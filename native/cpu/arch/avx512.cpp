@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../kth_largest.h"
 #include "simd_kernels.h"
 
 namespace kc {
@@ -102,11 +103,7 @@ float kth_largest_avx512(const float* x, int n, int k, std::vector<uint32_t>& ke
     // negative: ~u; otherwise u | sign (ascending with the float's value)
     _mm512_storeu_si512(key + i, _mm512_mask_xor_epi32(_mm512_or_si512(u, sign), neg, u, ones));
   }
-  for (; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, x + i, 4);
-    key[i] = u & 0x80000000u ? ~u : u | 0x80000000u;
-  }
+  for (; i < n; ++i) key[i] = cpu::order_key(x + i);
   int m = n;
   uint32_t t = 0;
   for (uint32_t bit = 0x80000000u; bit != 0 && m > k; bit >>= 1) {
@@ -128,17 +125,9 @@ float kth_largest_avx512(const float* x, int n, int k, std::vector<uint32_t>& ke
       _mm512_mask_compressstoreu_epi32(key + kept, keep, v);
       kept += __builtin_popcount(keep);
     }
-    for (; j < m; ++j) {
-      key[kept] = key[j];
-      kept += (key[j] >= trial) == above;
-    }
-    m = kept;
+    m = cpu::keep_keys(key, j, m, kept, trial, above);
   }
-  if (m == k) t = *std::min_element(key, key + m);
-  const uint32_t u = t & 0x80000000u ? t & 0x7fffffffu : ~t;
-  float v;
-  std::memcpy(&v, &u, 4);
-  return v;
+  return cpu::kth_value(key, m, k, t);
 }
 
 const Kernels* avx512_kernels() {
