@@ -64,6 +64,9 @@ export function sample(logits: Float32Array, p: SamplingParams, rng: Rng): numbe
     for (let i = 0; i < n; i++) if ((logits[i] as number) > max) max = logits[i] as number;
   }
   if (!Number.isFinite(max)) return argmax(logits); // no finite logit to weigh: nothing to draw from
+  if (weights.length < n) weights = new Float32Array(n);
+  const w = weights;
+  addon().expWeights(logits, max, p.temperature, w);
   const order = new SortedPrefix(logits, max);
 
   // Kept: the first `keep` tokens of the order, i.e. the ids i with kept(i).
@@ -81,10 +84,8 @@ export function sample(logits: Float32Array, p: SamplingParams, rng: Rng): numbe
     for (let i = 0; i < n; i++) if (kept(i)) s += w[i] as number;
     return s;
   };
-  if (weights.length < n) weights = new Float32Array(n);
-  const w = weights;
-  addon().expWeights(logits, max, p.temperature, w);
   if (p.topK > 0 && p.topK < n) cut(p.topK);
+  const keep0 = keep;
   const total0 = keptSum();
   if (p.topP < 1) {
     let cum = 0;
@@ -105,7 +106,7 @@ export function sample(logits: Float32Array, p: SamplingParams, rng: Rng): numbe
       }
     }
   }
-  let u = rng.next() * keptSum();
+  let u = rng.next() * (keep === keep0 ? total0 : keptSum()); // (the same sum, when nothing was cut since)
   let lastPositive = -1; // (the top token is kept and has w = 1: the walk sets this)
   for (let i = 0; i < n; i++) {
     if (!kept(i) || !((w[i] as number) > 0)) continue;
